@@ -1,0 +1,103 @@
+"""GemmSpec: what a GEMM computes, independent of how it is tiled.
+
+    C[b] = alpha * op(A[b]) @ op(B[b]) + beta * C[b]      for b in range(batch)
+
+A is logically M x K and B is K x N; each is stored row-major ("N", the contiguous dimension
+is the last one) or column-major ("T", stored as the transpose). C is always row-major M x N.
+Batched operands are packed: operand b starts at b * (rows * cols) elements.
+
+This module is shared by the compiler and the runtime and imports neither MLIR nor torch.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+# Element types DeepGen accepts, with their size in bytes. Accumulation is always f32.
+DTYPE_BYTES = {"f32": 4, "f16": 2, "bf16": 2}
+INPUT_DTYPES = ("f32", "f16", "bf16")
+OUTPUT_DTYPES = ("f32", "f16", "bf16")
+LAYOUTS = ("NN", "NT", "TN", "TT")
+# Largest value a 32-bit index computation in the kernel can address safely.
+MAX_ELEMENTS = 2**31 - 1
+
+
+class SpecError(ValueError):
+    """A GemmSpec or TileConfig field is out of range; the message names the field and limit."""
+
+
+def _require(ok: bool, field: str, message: str) -> None:
+    if not ok:
+        raise SpecError(f"{field}: {message}")
+
+
+@dataclass(frozen=True)
+class GemmSpec:
+    M: int
+    N: int
+    K: int
+    batch: int = 1
+    dtype: str = "f32"  # element type of A and B
+    out_dtype: str | None = None  # element type of C; defaults to dtype
+    layout: str = "NN"  # layout of A then B: N = row-major, T = column-major (transposed)
+    allow_tf32: bool = False  # f32 inputs may use TF32 tensor cores (tensor-core path only)
+
+    def __post_init__(self) -> None:
+        if self.out_dtype is None:
+            object.__setattr__(self, "out_dtype", self.dtype)
+        self.validate()
+
+    def validate(self) -> None:
+        for name in ("M", "N", "K", "batch"):
+            value = getattr(self, name)
+            _require(isinstance(value, int) and not isinstance(value, bool), name,
+                     f"must be an int, got {value!r}")
+            _require(value >= 1, name, f"must be >= 1, got {value}")
+        _require(self.dtype in INPUT_DTYPES, "dtype",
+                 f"must be one of {INPUT_DTYPES}, got {self.dtype!r}")
+        _require(self.out_dtype in OUTPUT_DTYPES, "out_dtype",
+                 f"must be one of {OUTPUT_DTYPES}, got {self.out_dtype!r}")
+        _require(self.layout in LAYOUTS, "layout",
+                 f"must be one of {LAYOUTS}, got {self.layout!r}")
+        _require(not self.allow_tf32 or self.dtype == "f32", "allow_tf32",
+                 f"applies to f32 inputs only, got dtype {self.dtype!r}")
+        for name, rows, cols in (("A", self.M, self.K), ("B", self.K, self.N),
+                                 ("C", self.M, self.N)):
+            total = self.batch * rows * cols
+            _require(total <= MAX_ELEMENTS, f"{name} size",
+                     f"batch*rows*cols = {total} exceeds the 32-bit index limit {MAX_ELEMENTS}")
+
+    # Layout helpers: a transposed operand is stored with its rows and columns swapped.
+    @property
+    def a_transposed(self) -> bool:
+        return self.layout[0] == "T"
+
+    @property
+    def b_transposed(self) -> bool:
+        return self.layout[1] == "T"
+
+    def stored_shape(self, operand: str) -> tuple[int, int]:
+        """(rows, cols) of one matrix of `operand` as it lies in memory, row-major."""
+        if operand == "A":
+            return (self.K, self.M) if self.a_transposed else (self.M, self.K)
+        if operand == "B":
+            return (self.N, self.K) if self.b_transposed else (self.K, self.N)
+        return (self.M, self.N)
+
+    def operand_dtype(self, operand: str) -> str:
+        return self.out_dtype if operand == "C" else self.dtype
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.batch * self.M * self.N * self.K
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GemmSpec":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise SpecError(f"{unknown[0]}: not a GemmSpec field (fields: {sorted(known)})")
+        return cls(**d)
