@@ -297,10 +297,7 @@ def cuobjdump_env(cuobjdump: str | None = None) -> dict[str, str]:
 
 
 def _zig_executable() -> tuple[str, str] | None:
-    for dist in ZIG_DISTS:
-        for path in _dist_files(dist, "ziglang/zig"):
-            if _is_executable(path):
-                return str(path), f"pip {dist}"
+    # The package directory first: ziglang's RECORD lists ~20,000 files (slow to read).
     try:
         spec = importlib.util.find_spec("ziglang")
     except (ImportError, ValueError):
@@ -310,6 +307,10 @@ def _zig_executable() -> tuple[str, str] | None:
             zig = Path(base) / "zig"
             if _is_executable(zig):
                 return str(zig), "pip ziglang"
+    for dist in ZIG_DISTS:
+        for path in _dist_files(dist, "ziglang/zig"):
+            if _is_executable(path):
+                return str(path), f"pip {dist}"
     return None
 
 
