@@ -1,0 +1,308 @@
+"""TileConfig: how a GEMM is tiled onto the GPU, validated against the spec and the target.
+
+Thread arrangement (the SIMT path). A block has warps_m x warps_n warps; a warp has
+lanes_m x lanes_n threads; each thread owns a TM x TN register tile of C. Along M, a thread's
+TM rows come in chunks of `warp_scatter_m` rows per warp pass, and within those in groups of
+`thread_scatter_m` consecutive rows (the width of one shared-memory fragment load), so that
+the threads of a warp read neighbouring vectors (no bank conflicts) while each keeps a
+vector-wide slice. The same holds along N. Hence BM = warps_m * lanes_m * TM.
+
+The legacy DeepGen tuning-config keys map onto these fields (see LEGACY_KEYS).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from deepgen.spec import DTYPE_BYTES, GemmSpec, SpecError
+
+from .target import Target, get_target
+
+
+@dataclass(frozen=True)
+class TileConfig:
+    BM: int = 128  # block tile rows (M)
+    BN: int = 128  # block tile columns (N)
+    BK: int = 8  # block tile depth (K) per main-loop step
+    TM: int = 8  # thread tile rows
+    TN: int = 8  # thread tile columns
+    warps_m: int = 2  # warps per block along M
+    warps_n: int = 4
+    lanes_m: int = 8  # threads per warp along M
+    lanes_n: int = 4
+    warp_scatter_m: int = 4  # rows a warp covers per pass, per thread
+    warp_scatter_n: int = 4
+    thread_scatter_m: int = 4  # consecutive rows per thread = shared fragment vector width
+    thread_scatter_n: int = 4
+    load_width_a: int = 4  # elements per global vector load of A
+    load_width_b: int = 4
+    store_width: int = 4  # elements per global vector store of C
+    fetch_contiguous: bool = True  # neighbouring threads fetch neighbouring vectors
+    smem_pad: int = 0  # extra elements at the end of each shared-memory row
+    shared_stages: int = 2  # 1 = single buffer, 2 = double-buffered shared memory
+    register_prefetch: bool = False  # load fragments of step k+1 before the FMAs of step k
+    kk_unroll: int = 0  # unroll factor of the inner K loop; 0 = fully unrolled
+    split_k: int = 1  # number of K slices reduced after the main kernel
+    block_swizzle: int = 1  # group size of the grouped block order (L2 reuse); 1 = row order
+    local_split_k: int = 1  # legacy LOCAL_SPLIT_U (intra-block K split); only 1 is built
+    reduce_c_contiguous: bool = False  # legacy REDUCE_C_CONTINUOUS, used with local_split_k
+
+    @property
+    def threads_m(self) -> int:
+        return self.warps_m * self.lanes_m
+
+    @property
+    def threads_n(self) -> int:
+        return self.warps_n * self.lanes_n
+
+    @property
+    def threads(self) -> int:
+        return self.threads_m * self.threads_n
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TileConfig":
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        for key, value in d.items():
+            if key not in known:
+                raise SpecError(f"{key}: not a TileConfig field (fields: {list(known)})")
+            want = bool if known[key].type in ("bool", bool) else int
+            if want is int and (isinstance(value, bool) or not isinstance(value, int)):
+                raise SpecError(f"{key}: must be an int, got {value!r}")
+            if want is bool and not isinstance(value, (bool, int)):
+                raise SpecError(f"{key}: must be a bool, got {value!r}")
+        return cls(**{k: (bool(v) if known[k].type in ("bool", bool) else v) for k, v in d.items()})
+
+    def replace(self, **changes) -> "TileConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def as_config(cfg: "TileConfig | dict | None", spec: GemmSpec, target: Target) -> TileConfig:
+    if cfg is None:
+        return default_config(spec, target)
+    if isinstance(cfg, dict):
+        return TileConfig.from_dict(cfg)
+    if isinstance(cfg, TileConfig):
+        return cfg
+    raise SpecError(f"tile_cfg: expected TileConfig, dict or None, got {type(cfg).__name__}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+
+
+def _check(ok: bool, field: str, message: str) -> None:
+    if not ok:
+        raise SpecError(f"{field}: {message}")
+
+
+def _pow2(x: int) -> bool:
+    return x >= 1 and (x & (x - 1)) == 0
+
+
+def shared_bytes(cfg: TileConfig, spec: GemmSpec) -> int:
+    elt = DTYPE_BYTES[spec.dtype]
+    per_stage = cfg.BK * (cfg.BM + cfg.smem_pad) + cfg.BK * (cfg.BN + cfg.smem_pad)
+    return cfg.shared_stages * per_stage * elt
+
+
+def fetch_vectors(cfg: TileConfig, operand: str) -> int:
+    """Global vectors each thread loads per K step for operand A or B."""
+    rows = cfg.BM if operand == "A" else cfg.BN
+    width = cfg.load_width_a if operand == "A" else cfg.load_width_b
+    return rows * cfg.BK // (cfg.threads * width)
+
+
+def register_estimate(cfg: TileConfig, spec: GemmSpec) -> int:
+    """Rough 32-bit registers per thread: accumulators, fragments, staged global loads, indices."""
+    frag = (cfg.TM + cfg.TN) * (2 if cfg.register_prefetch else 1)
+    words = lambda n, w: n * w * DTYPE_BYTES[spec.dtype] // 4 or 1
+    staged = words(fetch_vectors(cfg, "A"), cfg.load_width_a) + words(fetch_vectors(cfg, "B"),
+                                                                      cfg.load_width_b)
+    if cfg.shared_stages < 2:
+        staged = 0
+    return cfg.TM * cfg.TN + frag + staged + 24
+
+
+def validate(cfg: TileConfig, spec: GemmSpec, target: Target | str = "sm_90a") -> None:
+    """Raise SpecError naming the first field that breaks a limit of the spec or the target."""
+    if isinstance(target, str):
+        target = get_target(target)
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if f.type in ("int", int):
+            _check(isinstance(v, int) and not isinstance(v, bool), f.name, f"must be an int, got {v!r}")
+            lo = 0 if f.name in ("kk_unroll", "smem_pad") else 1
+            _check(v >= lo, f.name, f"must be >= {lo}, got {v}")
+    for name in ("BM", "BN", "BK", "TM", "TN", "warps_m", "warps_n", "lanes_m", "lanes_n"):
+        _check(_pow2(getattr(cfg, name)), name, f"must be a power of two, got {getattr(cfg, name)}")
+    _check(cfg.lanes_m * cfg.lanes_n == target.warp_size, "lanes_m*lanes_n",
+           f"must equal the warp size {target.warp_size} of {target.name}, "
+           f"got {cfg.lanes_m}*{cfg.lanes_n}")
+    _check(cfg.BM == cfg.threads_m * cfg.TM, "BM",
+           f"must equal warps_m*lanes_m*TM = {cfg.threads_m * cfg.TM}, got {cfg.BM}")
+    _check(cfg.BN == cfg.threads_n * cfg.TN, "BN",
+           f"must equal warps_n*lanes_n*TN = {cfg.threads_n * cfg.TN}, got {cfg.BN}")
+    _check(cfg.threads <= target.max_threads_per_block, "threads",
+           f"{cfg.threads} threads exceed the limit {target.max_threads_per_block} of {target.name}")
+    elt = DTYPE_BYTES[spec.dtype]
+    max_vec = target.max_vector_bytes
+    for axis, t in (("m", cfg.TM), ("n", cfg.TN)):
+        ws, ts = getattr(cfg, f"warp_scatter_{axis}"), getattr(cfg, f"thread_scatter_{axis}")
+        _check(_pow2(ts) and ts * 4 <= max_vec, f"thread_scatter_{axis}",
+               f"must be a power of two with {ts}*4 bytes <= {max_vec}, got {ts}")
+        _check(_pow2(ws) and ws % ts == 0 and t % ws == 0, f"warp_scatter_{axis}",
+               f"must be a power of two, a multiple of thread_scatter_{axis}={ts} and divide "
+               f"T{axis.upper()}={t}, got {ws}")
+    _check(_pow2(cfg.store_width) and cfg.thread_scatter_n % cfg.store_width == 0, "store_width",
+           f"must be a power of two dividing thread_scatter_n={cfg.thread_scatter_n}, "
+           f"got {cfg.store_width}")
+    _check(cfg.store_width * DTYPE_BYTES[spec.out_dtype] <= max_vec, "store_width",
+           f"{cfg.store_width} x {spec.out_dtype} exceeds the {max_vec}-byte vector limit")
+    _check(spec.N % cfg.store_width == 0, "store_width",
+           f"C rows of N={spec.N} elements are not a multiple of store_width={cfg.store_width} "
+           "(vector stores would be misaligned)")
+    for op, rows in (("A", cfg.BM), ("B", cfg.BN)):
+        field = f"load_width_{op.lower()}"
+        w = getattr(cfg, field)
+        _check(_pow2(w) and w * elt <= max_vec, field,
+               f"must be a power of two with {w} x {spec.dtype} <= {max_vec} bytes, got {w}")
+        transposed = spec.a_transposed if op == "A" else spec.b_transposed
+        # The tile's contiguous dimension in memory: K for row-major A / column-major B.
+        k_contig = (op == "A") != transposed
+        tile_contig = cfg.BK if k_contig else rows
+        _check(tile_contig % w == 0, field,
+               f"the tile's contiguous extent ({'BK' if k_contig else ('BM' if op == 'A' else 'BN')}"
+               f"={tile_contig}) is not a multiple of {w}")
+        _check((rows * cfg.BK) % (cfg.threads * w) == 0, field,
+               f"the {op} tile ({rows}x{cfg.BK}) does not split evenly into {cfg.threads} "
+               f"threads x {w} elements")
+        ld = spec.stored_shape(op)[1]
+        _check(ld % w == 0, field,
+               f"rows of {op} in memory hold {ld} elements, not a multiple of {w} "
+               "(vector loads would be misaligned); use a narrower load width")
+    _check(cfg.shared_stages in (1, 2), "shared_stages", f"must be 1 or 2, got {cfg.shared_stages}")
+    _check(cfg.kk_unroll == 0 or (cfg.BK % cfg.kk_unroll == 0), "kk_unroll",
+           f"must be 0 (full) or divide BK={cfg.BK}, got {cfg.kk_unroll}")
+    _check(cfg.local_split_k == 1, "local_split_k",
+           f"intra-block K split (legacy LOCAL_SPLIT_U) is not built yet; only 1 is supported, "
+           f"got {cfg.local_split_k}")
+    k_tiles = -(-spec.K // cfg.BK)
+    _check(cfg.split_k <= k_tiles, "split_k",
+           f"{cfg.split_k} slices exceed the {k_tiles} K tiles of K={spec.K} with BK={cfg.BK}")
+    smem = shared_bytes(cfg, spec)
+    _check(smem <= target.max_shared_bytes_per_block, "shared memory",
+           f"{smem} bytes exceed the limit {target.max_shared_bytes_per_block} of {target.name}")
+    regs = register_estimate(cfg, spec)
+    _check(regs <= target.max_registers_per_thread, "registers",
+           f"estimated {regs} per thread exceed the limit {target.max_registers_per_thread}")
+    _check(regs * cfg.threads <= target.registers_per_sm, "registers",
+           f"estimated {regs} x {cfg.threads} threads exceed {target.registers_per_sm} per SM")
+
+
+# ---------------------------------------------------------------------------------------------
+# Default heuristic (before tuning)
+
+
+def _widest(ld: int, limit: int) -> int:
+    w = limit
+    while w > 1 and ld % w:
+        w //= 2
+    return w
+
+
+def default_config(spec: GemmSpec, target: Target | str = "sm_90a") -> TileConfig:
+    """A reasonable config chosen from the problem size; tuning finds better ones."""
+    if isinstance(target, str):
+        target = get_target(target)
+    elt = DTYPE_BYTES[spec.dtype]
+    vec = target.max_vector_bytes // max(elt, 4)  # fragments are at most 4 x f32 wide
+    if spec.M >= 128 and spec.N >= 128:
+        base = TileConfig()  # 128x128x8, 256 threads, 8x8 per thread
+    elif spec.M <= 32:
+        # Skinny M (decode): few rows, many columns; 128 threads, 4x4 each... covering 16 x 128.
+        base = TileConfig(BM=16, BN=128, BK=16, TM=2, TN=8, warps_m=1, warps_n=4, lanes_m=8,
+                          lanes_n=4, warp_scatter_m=2, warp_scatter_n=4, thread_scatter_m=2,
+                          thread_scatter_n=4)
+    else:
+        base = TileConfig(BM=64, BN=64, BK=16, TM=4, TN=4, warps_m=2, warps_n=2, lanes_m=8,
+                          lanes_n=4, warp_scatter_m=4, warp_scatter_n=4, thread_scatter_m=4,
+                          thread_scatter_n=4)
+    cfg = base
+    # Vector widths that keep every access aligned for this shape and evenly split per thread.
+    changes = {}
+    for op, rows in (("A", cfg.BM), ("B", cfg.BN)):
+        transposed = spec.a_transposed if op == "A" else spec.b_transposed
+        k_contig = (op == "A") != transposed
+        tile_contig = cfg.BK if k_contig else rows
+        w = _widest(spec.stored_shape(op)[1], min(vec * (4 // elt if elt < 4 else 1), 8))
+        w = min(w, target.max_vector_bytes // elt)
+        while w > 1 and (tile_contig % w or (rows * cfg.BK) % (cfg.threads * w)):
+            w //= 2
+        changes[f"load_width_{op.lower()}"] = w
+    changes["store_width"] = _widest(spec.N, cfg.thread_scatter_n)
+    changes["store_width"] = min(changes["store_width"], target.max_vector_bytes // DTYPE_BYTES[spec.out_dtype])
+    k_tiles = -(-spec.K // cfg.BK)
+    blocks = -(-spec.M // cfg.BM) * -(-spec.N // cfg.BN) * spec.batch
+    # Few blocks and a long K: split K so that the GPU fills up (132 SMs on an H100).
+    split = 1
+    while blocks * split * 2 <= 132 and k_tiles >= split * 2 * 8:
+        split *= 2
+    changes["split_k"] = split
+    if blocks >= 256:
+        changes["block_swizzle"] = 8
+    cfg = cfg.replace(**changes)
+    validate(cfg, spec, target)
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------
+# Legacy DeepGen tuning-config keys. Later files renamed some keys; both spellings are read.
+
+LEGACY_KEYS = {
+    "BLOCK_SIZE_M": "BM", "BLOCK_SIZE_N": "BN", "BLOCK_SIZE_K": "BK",
+    "THREAD_SIZE_M": "TM", "THREAD_SIZE_N": "TN",
+    "BLOCK_LAYOUT_M": "warps_m", "BLOCK_LAYOUT_N": "warps_n",
+    "BLOCK_LAYOUT_Y": "warps_m", "BLOCK_LAYOUT_X": "warps_n",
+    "WARP_LAYOUT_M": "lanes_m", "WARP_LAYOUT_N": "lanes_n",
+    "WARP_LAYOUT_Y": "lanes_m", "WARP_LAYOUT_X": "lanes_n",
+    "WARP_SCATTER_WIDTH_A": "warp_scatter_m", "WARP_SCATTER_WIDTH_B": "warp_scatter_n",
+    "WARP_SCATTER_WIDTH_M": "warp_scatter_m", "WARP_SCATTER_WIDTH_N": "warp_scatter_n",
+    "THREAD_SCATTER_WIDTH_A": "thread_scatter_m", "THREAD_SCATTER_WIDTH_B": "thread_scatter_n",
+    "BLOCK_SCATTER_WIDTH_M": "thread_scatter_m", "BLOCK_SCATTER_WIDTH_N": "thread_scatter_n",
+    "GLOB_LOAD_WIDTH_A": "load_width_a", "GLOB_LOAD_WIDTH_B": "load_width_b",
+    "GLOB_STORE_WIDTH": "store_width",
+    "LOAD_CONTINUOUS": "fetch_contiguous",
+    "SHARED_PREFETCH": "shared_stages",  # 0/1 -> 1/2 stages
+    "REG_PREFETCH": "register_prefetch",
+    "UNROLL_NUM": "kk_unroll",
+    "BLOCK_MAPPING": "block_swizzle",
+    "LOCAL_SPLIT_U": "local_split_k",
+    "REDUCE_C_CONTINUOUS": "reduce_c_contiguous",
+    "STORE_CONTINUOUS": "reduce_c_contiguous",
+}
+# Keys that describe the problem or the machine rather than the tiling.
+LEGACY_SPEC_KEYS = {"M_SIZE": "M", "N_SIZE": "N", "K_SIZE": "K", "BATCH_SIZE": "batch",
+                    "IS_ATRANS": "layout", "DATATYPE_A": "dtype", "DATATYPE_B": "dtype",
+                    "DATATYPE_C": "out_dtype", "WARP_SIZE": "warp_size"}
+LEGACY_DTYPES = {4: "f32", 2: "f16"}
+
+
+def from_legacy(values: dict) -> dict:
+    """Map one legacy point (key -> single value) onto TileConfig fields (a dict)."""
+    out = {}
+    for key, value in values.items():
+        if key in LEGACY_SPEC_KEYS:
+            continue
+        if key not in LEGACY_KEYS:
+            raise SpecError(f"{key}: legacy tuning-config key that DeepGen cannot map "
+                            f"(known: {sorted(LEGACY_KEYS) + sorted(LEGACY_SPEC_KEYS)})")
+        field = LEGACY_KEYS[key]
+        if key == "SHARED_PREFETCH":
+            value = 2 if value else 1
+        elif key == "UNROLL_NUM":
+            value = value  # inner-K unroll factor; validated against BK
+        out[field] = value
+    return out

@@ -1,0 +1,76 @@
+"""Conventions shared by DeepGen's passes: attribute names and lookups of the IR they build."""
+from __future__ import annotations
+
+from mlir import ir
+
+from deepgen.dialects.ops import dict_attr, dict_of
+from deepgen.spec import GemmSpec
+
+from ..config import TileConfig
+from ..irb import walk_ops
+from . import PassError
+
+# Attributes on the kernel gpu.func (the launch rule travels with the kernel).
+SPEC = "deepgen.spec"
+TILE = "deepgen.tile"
+GRID = "deepgen.grid"  # DenseI64Array [x, y, z]
+ARGS = "deepgen.args"  # names from deepgen.runtime.artifact.ARG_NAMES, in parameter order
+ORDER = "deepgen.launch_order"  # launches run in increasing order
+SHARED = "deepgen.shared_bytes"  # dynamic shared memory the kernel needs
+# Markers on ops inside the kernel.
+K_LOOP = "deepgen.k_loop"  # the main loop over K tiles
+KK = "deepgen.kk"  # inner-K step an op belongs to (fragment loads and FMAs)
+GEMM_NEST = "deepgen.gemm_nest"  # outermost loop of the affine description
+ROLE = "deepgen.role"  # "A", "B", "C", "alpha", "beta" on the affine description's ops
+KERNEL_MODULE = "deepgen_kernels"
+
+
+def spec_of(op) -> GemmSpec:
+    return GemmSpec.from_dict(dict_of(op.attributes[SPEC]))
+
+
+def tile_of(op) -> TileConfig:
+    return TileConfig.from_dict(dict_of(op.attributes[TILE]))
+
+
+def spec_attr(spec: GemmSpec) -> ir.DictAttr:
+    d = spec.to_dict()
+    return dict_attr({k: v for k, v in d.items() if v is not None})
+
+
+def kernels(module) -> list:
+    """The DeepGen kernels (gpu.func with a launch rule) in launch order."""
+    found = [op for op in walk_ops(module, "gpu.func") if GRID in op.attributes]
+    return sorted(found, key=lambda op: ir.IntegerAttr(op.attributes[ORDER]).value
+                  if ORDER in op.attributes else 0)
+
+
+def gemm_kernel(module):
+    """The main GEMM kernel; PassError when the module has none (the tiling pass makes it)."""
+    for op in kernels(module):
+        if TILE in op.attributes:
+            return op
+    raise PassError(module, "no DeepGen GEMM kernel in the module (run deepgen-tile-gemm first)")
+
+
+def k_loop(kernel):
+    loops = [op for op in walk_ops(kernel, "scf.for") if K_LOOP in op.attributes]
+    if len(loops) != 1:
+        raise PassError(kernel, f"expected one main K loop marked {K_LOOP}, found {len(loops)}")
+    return loops[0]
+
+
+def grid_of(kernel) -> list[int]:
+    return list(ir.DenseI64ArrayAttr(kernel.attributes[GRID]))
+
+
+def args_of(kernel) -> list[str]:
+    return [ir.StringAttr(a).value for a in ir.ArrayAttr(kernel.attributes[ARGS])]
+
+
+def set_args(kernel, names: list[str]) -> None:
+    kernel.attributes[ARGS] = ir.ArrayAttr.get([ir.StringAttr.get(n) for n in names])
+
+
+def str_attr(op, name: str) -> str:
+    return ir.StringAttr(op.attributes[name]).value

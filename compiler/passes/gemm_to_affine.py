@@ -1,0 +1,97 @@
+"""deepgen-gemm-to-affine: deepgen.gemm -> the GEMM affine description.
+
+    affine.for %b = 0 to batch { affine.for %i = 0 to M { affine.for %j = 0 to N {
+      %acc = affine.for %k = 0 to K iter_args(%s = 0.0) { %s + A[b,i,k] * B[b,k,j] }
+      C[b,i,j] = epilogue(alpha * %acc + (beta == 0 ? 0 : beta * C[b,i,j])) } } }
+
+Indices follow each operand's layout (a transposed operand is read as [b, k, i]). The nest is
+the reference semantics of the op (it runs on the CPU as is) and carries what the GPU passes
+need: the spec and the tile configuration on the outermost loop, roles on the loads/stores.
+"""
+from __future__ import annotations
+
+from mlir import ir
+from mlir.dialects import affine, arith
+
+from deepgen.dialects.verify import gemm_spec
+
+from .. import irb
+from . import PassError, register
+from .common import GEMM_NEST, ROLE, SPEC, TILE, spec_attr
+
+
+def _identity(rank: int) -> ir.AffineMapAttr:
+    return ir.AffineMapAttr.get(ir.AffineMap.get_identity(rank))
+
+
+def _load(mem, indices):
+    elem = ir.MemRefType(mem.type).element_type
+    return affine.load(elem, mem, indices, _identity(len(indices)))
+
+
+def _index(rank: int, b, row, col) -> list:
+    return [b, row, col] if rank == 3 else [row, col]
+
+
+def lower_gemm(op) -> None:
+    try:
+        spec = gemm_spec(op)
+    except ValueError as e:
+        raise PassError(op, str(e)) from None
+    a, b, c, alpha, beta = op.operands
+    rank = lambda v: ir.MemRefType(v.type).rank
+    f32 = ir.F32Type.get()
+    out_t = irb.element_type(spec.out_dtype)
+    with ir.InsertionPoint(op), op.location:
+        zero = irb.const_f32(0.0)
+        batch = affine.AffineForOp(0, spec.batch)
+        irb.set_attr(batch, GEMM_NEST, None)
+        batch.attributes[SPEC] = spec_attr(spec)
+        for name in ("layout", "epilogue", "tile"):
+            batch.attributes[f"deepgen.{name}" if name != "tile" else TILE] = op.attributes[name]
+        with ir.InsertionPoint(batch.body):
+            bi = batch.induction_variable
+            li = affine.AffineForOp(0, spec.M)
+            with ir.InsertionPoint(li.body):
+                i = li.induction_variable
+                lj = affine.AffineForOp(0, spec.N)
+                with ir.InsertionPoint(lj.body):
+                    j = lj.induction_variable
+                    lk = affine.AffineForOp(0, spec.K, iter_args=[zero])
+                    with ir.InsertionPoint(lk.body):
+                        k = lk.induction_variable
+                        ia = _index(rank(a), bi, *((k, i) if spec.a_transposed else (i, k)))
+                        ib = _index(rank(b), bi, *((j, k) if spec.b_transposed else (k, j)))
+                        va = _load(a, ia)
+                        vb = _load(b, ib)
+                        irb.set_attr(va.owner, ROLE, "A")
+                        irb.set_attr(vb.owner, ROLE, "B")
+                        prod = arith.mulf(irb.extf(va, f32), irb.extf(vb, f32))
+                        affine.yield_([arith.addf(lk.inner_iter_args[0], prod)])
+                    ic = _index(rank(c), bi, i, j)
+                    scaled = arith.mulf(alpha, lk.results[0])
+                    irb.set_attr(scaled.owner, ROLE, "alpha")
+                    old = irb.extf(_load(c, ic), f32)
+                    # beta == 0 must not read C: a NaN there would survive 0 * NaN.
+                    beta_c = arith.mulf(beta, old)
+                    irb.set_attr(beta_c.owner, ROLE, "beta")
+                    nz = arith.cmpf(arith.CmpFPredicate.ONE, beta, zero)
+                    res = arith.addf(scaled, arith.select(nz, beta_c, zero))
+                    if spec_epilogue(op) == "relu":
+                        res = arith.maximumf(res, zero)
+                    store = affine.AffineStoreOp(irb.truncf(res, out_t), c, ic, _identity(len(ic)))
+                    irb.set_attr(store, ROLE, "C")
+                    affine.yield_([])
+                affine.yield_([])
+            affine.yield_([])
+    op.erase()
+
+
+def spec_epilogue(op) -> str:
+    return ir.StringAttr(op.attributes["epilogue"]).value
+
+
+@register("deepgen-gemm-to-affine", "deepgen.gemm -> affine loop nest (the affine description)")
+def run(module) -> None:
+    for op in irb.walk_ops(module, "deepgen.gemm"):
+        lower_gemm(op)

@@ -1,0 +1,109 @@
+"""deepgen-split-k: split the K loop over `split_k` slices and reduce them deterministically.
+
+The main kernel's grid grows along z to batch * split_k; block z = b * split_k + s computes
+K slice s, [s * Kc, min(K, (s + 1) * Kc)) with Kc a multiple of BK, and writes its raw f32
+partial tile to the workspace W[z] (store_frag epilogue "partial"). A second kernel,
+@deepgen_splitk_reduce, launched after it, sums the split_k partials of each element in a
+fixed order (so results are bitwise reproducible, unlike atomics) and applies the alpha/beta
+epilogue into C.
+"""
+from __future__ import annotations
+
+from mlir import ir
+from mlir.dialects import arith, gpu, scf, vector
+
+from deepgen.spec import DTYPE_BYTES
+
+from .. import irb
+from . import PassError, register
+from .common import (ARGS, GRID, ORDER, args_of, gemm_kernel, grid_of, k_loop, set_args, spec_of,
+                     str_attr, tile_of)
+from .vectorize import apply_epilogue
+
+REDUCE_THREADS = 256
+WORKSPACE = "deepgen.workspace_bytes"
+
+
+def add_kernel_arg(kernel, t: ir.Type) -> ir.Value:
+    ftype = ir.FunctionType(ir.TypeAttr(kernel.attributes["function_type"]).value)
+    kernel.attributes["function_type"] = ir.TypeAttr.get(
+        ir.FunctionType.get(list(ftype.inputs) + [t], list(ftype.results)))
+    return kernel.regions[0].blocks[0].add_argument(t, kernel.location)
+
+
+def split(kernel, spec, cfg) -> None:
+    s = cfg.split_k
+    loop = k_loop(kernel)
+    k_tiles = -(-spec.K // cfg.BK)
+    kc = -(-k_tiles // s) * cfg.BK
+    gx, gy, gz = grid_of(kernel)
+    entry = kernel.regions[0].blocks[0]
+    old_z = [op for op in irb.walk_ops(kernel, "gpu.block_id") if str(op.attributes["dimension"]).endswith("z>")]
+    w_type = ir.MemRefType.get([spec.batch * s, spec.M, spec.N], ir.F32Type.get())
+    W = add_kernel_arg(kernel, w_type)
+    with ir.InsertionPoint.at_block_begin(entry), kernel.location:
+        z = gpu.block_id(gpu.Dimension.z)
+        batch, slice_ = irb.div(z, s), irb.rem(z, s)
+        k_begin = irb.mul(slice_, kc)
+        k_end = irb.min_(irb.add(k_begin, kc), spec.K)
+        W_z = irb.matrix_view(W, z)
+    for op in old_z:
+        op.results[0].replace_all_uses_with(irb.val(batch) if not isinstance(batch, int) else batch)
+        op.erase()
+    loop.operands[0] = irb.val(k_begin)
+    loop.operands[1] = irb.val(k_end)
+    epilogues = set()
+    for op in irb.walk_ops(kernel, "deepgen.store_frag"):
+        epilogues.add(str_attr(op, "epilogue"))
+        op.operands[1] = W_z
+        op.attributes["epilogue"] = ir.StringAttr.get("partial")
+    if len(epilogues) != 1:
+        raise PassError(kernel, f"expected one epilogue kind on the stores, found {sorted(epilogues)}")
+    irb.set_attr(kernel, GRID, [gx, gy, gz * s])
+    set_args(kernel, args_of(kernel) + ["W"])
+    irb.set_attr(kernel, WORKSPACE, spec.batch * s * spec.M * spec.N * 4)
+    build_reduce(kernel, spec, s, epilogues.pop())
+
+
+def build_reduce(kernel, spec, s: int, epilogue: str) -> None:
+    """C[b] = epilogue(alpha * sum_s W[b, s] + beta * C[b]), `vec` elements per thread."""
+    mn = spec.M * spec.N
+    vec = 4 if mn % 4 == 0 else 1
+    f32 = ir.F32Type.get()
+    out_t = irb.element_type(spec.out_dtype)
+    w_t = ir.MemRefType.get([spec.batch, s, mn], f32)
+    c_t = ir.MemRefType.get([spec.batch, mn], out_t)
+    grid = [-(-mn // (REDUCE_THREADS * vec)), spec.batch, 1]
+    with ir.InsertionPoint.after(kernel), kernel.location:
+        red = gpu.GPUFuncOp(ir.FunctionType.get([w_t, c_t, f32, f32], []),
+                            sym_name="deepgen_splitk_reduce", kernel=True,
+                            known_block_size=[REDUCE_THREADS, 1, 1])
+        irb.set_attr(red, GRID, grid)
+        irb.set_attr(red, ORDER, 1)
+        set_args(red, ["W", "C", "alpha", "beta"])
+        block = red.add_entry_block()
+    W, C, alpha, beta = block.arguments
+    vt = irb.vector_type(vec, f32)
+    with ir.InsertionPoint(block), kernel.location:
+        b = gpu.block_id(gpu.Dimension.y)
+        i = irb.mul(irb.add(irb.mul(gpu.block_id(gpu.Dimension.x), REDUCE_THREADS),
+                            gpu.thread_id(gpu.Dimension.x)), vec)
+        guard = scf.IfOp(irb.lt(i, mn))
+        with ir.InsertionPoint(guard.then_block):
+            total = None
+            for k in range(s):  # fixed order: deterministic sums
+                part = vector.load(vt, W, [b, irb.const_index(k), i], alignment=vec * 4)
+                total = part if total is None else arith.addf(total, part)
+            res = apply_epilogue(total, C, [b, i], alpha, beta, epilogue)
+            vector.store(irb.truncf(res, out_t), C, [b, i],
+                         alignment=vec * DTYPE_BYTES[spec.out_dtype])
+            scf.yield_([])
+        gpu.return_([])
+
+
+@register("deepgen-split-k", "split K over grid z; partials to a workspace; deterministic reduce")
+def run(module) -> None:
+    kernel = gemm_kernel(module)
+    spec, cfg = spec_of(kernel), tile_of(kernel)
+    if cfg.split_k > 1:
+        split(kernel, spec, cfg)

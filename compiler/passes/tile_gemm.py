@@ -1,0 +1,194 @@
+"""deepgen-tile-gemm: the affine description -> a GPU kernel tiled to blocks, warps and threads.
+
+Block tiling: block (x, y, z) computes the BM x BN tile of C at (y*BM, x*BN) of matrix z.
+Thread mapping and register tiling: each thread keeps a TM x TN micro-tile of C in registers
+(TM x TN/thread_scatter_n vectors of f32) at the rows and columns given by the warp/lane
+arrangement of the TileConfig (see compiler/config.py). The main loop walks K in steps of BK;
+its body reads `deepgen.load_frag` fragments straight from global memory (promotion to
+shared memory is the next pass) and accumulates with vector FMAs; the epilogue writes the
+micro-tile with `deepgen.store_frag`. Partial tiles are safe by construction: fragment loads
+and stores are masked by the later lowering wherever a tile can cross M, N or K.
+
+The kernel carries its launch rule (grid, block, argument names) as attributes; the host
+function is dropped, since DeepGen's runtime is the host.
+"""
+from __future__ import annotations
+
+from mlir import ir
+from mlir.dialects import gpu, scf, vector
+
+from deepgen.dialects import ops
+from deepgen.spec import SpecError
+
+from .. import irb
+from ..config import TileConfig, validate
+from ..target import get_target, ptx_chip_features
+from . import PassError, register
+from .common import (ARGS, GEMM_NEST, GRID, K_LOOP, KERNEL_MODULE, KK, ORDER, ROLE, SPEC, TILE,
+                     set_args, spec_of, tile_of)
+
+TARGET_ATTR = "deepgen.target"
+
+
+def module_target(module) -> str:
+    attrs = module.attributes
+    return ir.StringAttr(attrs[TARGET_ATTR]).value if TARGET_ATTR in attrs else "sm_90a"
+
+
+def _find_role(nest, role: str):
+    for op in irb.walk_ops(nest):
+        if ROLE in op.attributes and ir.StringAttr(op.attributes[ROLE]).value == role:
+            return op
+    raise PassError(nest, f"the GEMM nest has no op with {ROLE} = {role!r}")
+
+
+def kernel_module(module, target_name: str):
+    """The gpu.module holding DeepGen's kernels, created on first use."""
+    for op in module.regions[0].blocks[0].operations:
+        if op.operation.name == "gpu.module":
+            return op
+    target = get_target(target_name)
+    module.attributes["gpu.container_module"] = ir.UnitAttr.get()
+    with ir.InsertionPoint(module.regions[0].blocks[0]), module.location:
+        if target.is_nvidia:
+            chip, features = ptx_chip_features(target)
+            tgt = ir.Attribute.parse(f'#nvvm.target<chip = "{chip}", features = "{features}">')
+        else:
+            tgt = ir.Attribute.parse(f'#rocdl.target<chip = "{target.name}">')
+        gm = gpu.GPUModuleOp(KERNEL_MODULE, targets=ir.ArrayAttr.get([tgt]))
+        gm.bodyRegion.blocks.append()
+    return gm
+
+
+def thread_offsets(cfg: TileConfig, axis: str) -> list[int]:
+    """Static offsets (relative to the thread's base) of a thread's fragment groups along M or N."""
+    t = cfg.TM if axis == "m" else cfg.TN
+    ws = getattr(cfg, f"warp_scatter_{axis}")
+    ts = getattr(cfg, f"thread_scatter_{axis}")
+    lanes = getattr(cfg, f"lanes_{axis}")
+    threads = getattr(cfg, f"threads_{axis}")
+    return [c * threads * ws + s * lanes * ts for c in range(t // ws) for s in range(ws // ts)]
+
+
+def thread_bases(cfg: TileConfig, tid, warp_size: int):
+    """(base_m, base_n): the run-time part of a thread's first row and column in the block tile."""
+    warp, lane = irb.div(tid, warp_size), irb.rem(tid, warp_size)
+    wm, wn = irb.div(warp, cfg.warps_n), irb.rem(warp, cfg.warps_n)
+    lm, ln = irb.div(lane, cfg.lanes_n), irb.rem(lane, cfg.lanes_n)
+    base_m = irb.add(irb.mul(wm, cfg.lanes_m * cfg.warp_scatter_m), irb.mul(lm, cfg.thread_scatter_m))
+    base_n = irb.add(irb.mul(wn, cfg.lanes_n * cfg.warp_scatter_n), irb.mul(ln, cfg.thread_scatter_n))
+    return base_m, base_n
+
+
+def build_kernel(module, nest) -> None:
+    spec = spec_of(nest)
+    try:
+        cfg = tile_of(nest)
+        target = get_target(module_target(module))
+        validate(cfg, spec, target)
+    except (SpecError, ValueError) as e:
+        raise PassError(nest, f"invalid tile configuration: {e}") from None
+    a = _find_role(nest, "A").operands[0]
+    b = _find_role(nest, "B").operands[0]
+    c = _find_role(nest, "C").operands[1]
+    epilogue = ir.StringAttr(nest.attributes["deepgen.epilogue"]).value
+    f32 = ir.F32Type.get()
+    in_t = irb.element_type(spec.dtype)
+    types = [a.type, b.type, c.type, f32, f32]
+    grid = [-(-spec.N // cfg.BN), -(-spec.M // cfg.BM), spec.batch]
+
+    gm = kernel_module(module, target.name)
+    with ir.InsertionPoint(gm.bodyRegion.blocks[0]), nest.location:
+        kernel = gpu.GPUFuncOp(ir.FunctionType.get(types, []), sym_name="deepgen_gemm",
+                               kernel=True, known_block_size=[cfg.threads, 1, 1])
+        kernel.attributes[SPEC] = nest.attributes[SPEC]
+        kernel.attributes[TILE] = nest.attributes[TILE]
+        irb.set_attr(kernel, GRID, grid)
+        irb.set_attr(kernel, ORDER, 0)
+        set_args(kernel, ["A", "B", "C", "alpha", "beta"])
+        block = kernel.add_entry_block()
+    A, B, C, alpha, beta = block.arguments
+    tsm, tsn = cfg.thread_scatter_m, cfg.thread_scatter_n
+    frag_a_t = irb.vector_type(tsm, in_t)
+    frag_b_t = irb.vector_type(tsn, in_t)
+    acc_t = irb.vector_type(tsn, f32)
+    offs_m, offs_n = thread_offsets(cfg, "m"), thread_offsets(cfg, "n")
+
+    with ir.InsertionPoint(block), nest.location:
+        bx, by = gpu.block_id(gpu.Dimension.x), gpu.block_id(gpu.Dimension.y)
+        bz = gpu.block_id(gpu.Dimension.z) if spec.batch > 1 else 0
+        tid = gpu.thread_id(gpu.Dimension.x)
+        m0, n0 = irb.mul(by, cfg.BM), irb.mul(bx, cfg.BN)
+        irb.set_attr(m0.owner, ROLE, "m0")
+        irb.set_attr(n0.owner, ROLE, "n0")
+        A_b, B_b, C_b = (irb.matrix_view(x, bz) for x in (A, B, C))
+        base_m, base_n = thread_bases(cfg, tid, target.warp_size)
+        # origin + offset-in-tile, so that promotion can take the offset back out
+        rows_a = [irb.val(irb.add(m0, irb.add(base_m, o))) for o in offs_m]
+        cols_b = [irb.val(irb.add(n0, irb.add(base_n, o))) for o in offs_n]
+
+        zero = irb.zeros(acc_t)
+        n_acc = cfg.TM * len(offs_n)
+        loop = scf.ForOp(irb.const_index(0), irb.const_index(spec.K), irb.const_index(cfg.BK),
+                         [zero] * n_acc)
+        irb.set_attr(loop, K_LOOP, None)
+        with ir.InsertionPoint(loop.body):
+            k0 = loop.induction_variable
+            accs = list(loop.inner_iter_args)
+            unroll = cfg.kk_unroll or cfg.BK
+            if unroll == cfg.BK:
+                accs = _k_steps(accs, A_b, B_b, rows_a, cols_b, k0, range(cfg.BK), cfg,
+                                frag_a_t, frag_b_t)
+            else:  # an inner loop over BK, `unroll` steps per iteration
+                inner = scf.ForOp(irb.const_index(0), irb.const_index(cfg.BK),
+                                  irb.const_index(unroll), accs)
+                with ir.InsertionPoint(inner.body):
+                    kk0 = irb.add(k0, inner.induction_variable)
+                    res = _k_steps(list(inner.inner_iter_args), A_b, B_b, rows_a, cols_b, kk0,
+                                   range(unroll), cfg, frag_a_t, frag_b_t)
+                    scf.yield_(res)
+                accs = list(inner.results)
+            scf.yield_(accs)
+
+        for r in range(cfg.TM):
+            m = irb.val(irb.add(rows_a[r // tsm], r % tsm))
+            for h, n in enumerate(cols_b):
+                ops.store_frag(loop.results[r * len(offs_n) + h], C_b, m, n, alpha, beta,
+                               epilogue=epilogue)
+        gpu.return_([])
+
+
+def _k_steps(accs, A_b, B_b, rows_a, cols_b, k_base, steps, cfg, frag_a_t, frag_b_t):
+    """Unrolled inner-K steps: fragment loads then rank-1 updates of the accumulators."""
+    f32 = ir.F32Type.get()
+    tsm = cfg.thread_scatter_m
+    n_h = len(cols_b)
+    ks = [irb.val(irb.add(k_base, kk)) for kk in steps]  # indices first: lets passes move loads
+    for kk, k in zip(steps, ks):
+        fa = [ops.load_frag(frag_a_t, A_b, row, k, operand="A") for row in rows_a]
+        fb = [ops.load_frag(frag_b_t, B_b, col, k, operand="B") for col in cols_b]
+        for f in fa + fb:
+            irb.set_attr(f.owner, KK, kk)
+        fb = [irb.extf(f, f32) for f in fb]
+        for r in range(cfg.TM):
+            a_r = irb.extf(vector.extract(fa[r // tsm], [], [r % tsm]), f32)
+            a_s = irb.splat(a_r, ir.VectorType(fb[0].type).shape[0])
+            for h in range(n_h):
+                i = r * n_h + h
+                accs[i] = vector.fma(a_s, fb[h], accs[i])
+                irb.set_attr(accs[i].owner, KK, kk)
+    return accs
+
+
+@register("deepgen-tile-gemm",
+          "affine GEMM nest -> gpu.func tiled to blocks/warps/threads with register tiles")
+def run(module) -> None:
+    nests = [op for op in irb.walk_ops(module, "affine.for") if GEMM_NEST in op.attributes]
+    if len(nests) > 1:
+        raise PassError(nests[1], "one DeepGen GEMM per module is supported")
+    for nest in nests:
+        func = nest.parent
+        while func.name != "func.func":
+            func = func.parent
+        build_kernel(module, nest)
+        func.erase()

@@ -1,0 +1,233 @@
+"""deepgen-vectorize: lower DeepGen's tile ops to vector loads and stores.
+
+  deepgen.tile_fetch  -> per-thread vector.load of `width` elements from global memory
+                         (coalesced: neighbouring threads take neighbouring vectors)
+  deepgen.tile_stash  -> vector.store into the K-major shared tile, or `width` scalar stores
+                         when the global tile was contiguous along K (a transpose)
+  deepgen.load_frag   -> vector.load from shared memory, or a (gathered) load from global
+  deepgen.store_frag  -> vector.store of `store_width` elements with the alpha/beta epilogue
+
+Partial tiles: only where a tile can cross M, N or K (known from the static shape) the
+access is guarded. Because every vector lies wholly inside or outside the matrix (the
+config validator checks the row lengths are multiples of the vector width), a guard is one
+condition per vector: loads read a clamped, always-valid address and select zero, stores
+sit under scf.if. Every vector access carries its alignment, so LLVM emits 16-byte accesses.
+"""
+from __future__ import annotations
+
+from mlir import ir
+from mlir.dialects import arith, gpu, memref, scf, vector
+
+from deepgen.dialects.ops import dict_of
+from deepgen.spec import DTYPE_BYTES
+
+from .. import irb
+from . import PassError, register
+from .common import spec_of, str_attr, tile_of
+
+
+def enclosing_kernel(op):
+    p = op.parent
+    while p is not None and p.name != "gpu.func":
+        p = p.parent
+    if p is None:
+        raise PassError(op, "DeepGen tile ops must be inside a gpu.func kernel")
+    return p
+
+
+def is_shared(mem: ir.Value) -> bool:
+    ms = ir.MemRefType(mem.type).memory_space
+    return ms is not None and "workgroup" in str(ms)
+
+
+def _bytes(t: ir.Type) -> int:
+    return DTYPE_BYTES[irb.dtype_of(t)]
+
+
+def _k_contiguous(spec, operand: str) -> bool:
+    """Whether the operand's memory is contiguous along K (row-major A, column-major B)."""
+    return (operand == "A") != (spec.b_transposed if operand == "B" else spec.a_transposed)
+
+
+def _guarded_load(src: ir.Value, idx: list, bounds: list, checks: list, vt: ir.Type):
+    """Load vector `vt` at idx; where checks[d] is set, clamp idx[d] into the matrix and
+    return zeros when it was outside (bounds[d] is the clamp limit for that dimension)."""
+    cond = None
+    safe = list(idx)
+    for d, (check, limit) in enumerate(zip(checks, bounds)):
+        if check:
+            cond = irb.and_(cond, irb.lt(idx[d], check))
+            safe[d] = irb.val(irb.min_(idx[d], limit))
+    n = ir.VectorType(vt).shape[0]
+    elem = ir.VectorType(vt).element_type
+    if n == 1:
+        v = vector.from_elements(vt, [memref.load(src, [irb.val(i) for i in safe])])
+    else:
+        v = vector.load(vt, src, [irb.val(i) for i in safe], alignment=n * _bytes(elem))
+    if cond is None:
+        return v
+    return arith.select(cond, v, irb.zeros(vt))
+
+
+def lower_load_frag(op, spec, cfg) -> None:
+    src, mn, k = op.operands
+    vt = op.results[0].type
+    n = ir.VectorType(vt).shape[0]
+    operand = str_attr(op, "operand")
+    with ir.InsertionPoint(op), op.location:
+        if is_shared(src):  # K-major shared tile: contiguous along M/N
+            v = vector.load(vt, src, [k, mn], alignment=n * _bytes(ir.VectorType(vt).element_type))
+        else:
+            bound_mn = spec.M if operand == "A" else spec.N
+            tile_mn = cfg.BM if operand == "A" else cfg.BN
+            check_mn = bound_mn if bound_mn % tile_mn else None
+            check_k = spec.K if spec.K % cfg.BK else None
+            if _k_contiguous(spec, operand):  # gather n rows of one column
+                elems = []
+                one = irb.vector_type(1, ir.VectorType(vt).element_type)
+                for i in range(n):
+                    row = irb.add(mn, i)
+                    e = _guarded_load(src, [row, k], [bound_mn - 1, spec.K - 1],
+                                      [check_mn, check_k], one)
+                    elems.append(vector.extract(e, [], [0]))
+                v = vector.from_elements(vt, elems)
+            else:
+                v = _guarded_load(src, [k, mn], [spec.K - 1, bound_mn - n],
+                                  [check_k, check_mn], vt)
+    op.results[0].replace_all_uses_with(v)
+    op.erase()
+
+
+def lower_store_frag(op, spec, cfg) -> None:
+    value, dst, m, n, alpha, beta = op.operands
+    epilogue = str_attr(op, "epilogue")
+    width = ir.VectorType(value.type).shape[0]
+    sw = min(cfg.store_width, width)
+    f32 = ir.F32Type.get()
+    out_t = ir.MemRefType(dst.type).element_type
+    rows, cols = ir.MemRefType(dst.type).shape
+    with ir.InsertionPoint(op), op.location:
+        for j in range(0, width, sw):
+            col = irb.add(n, j)
+            part = vector.extract_strided_slice(irb.vector_type(sw, f32), value, [j], [sw], [1]) \
+                if sw != width else value
+            cond = None
+            if spec.M % cfg.BM:
+                cond = irb.and_(cond, irb.lt(m, rows))
+            if spec.N % cfg.BN:
+                cond = irb.and_(cond, irb.lt(col, cols))
+            guard = scf.IfOp(cond) if cond is not None else None
+            with ir.InsertionPoint(guard.then_block) if guard else _null():
+                if epilogue != "partial":
+                    part = apply_epilogue(part, dst, [m, col], alpha, beta, epilogue)
+                part = irb.truncf(part, out_t)
+                vector.store(part, dst, [irb.val(m), irb.val(col)], alignment=sw * _bytes(out_t))
+                if guard:
+                    scf.yield_([])
+    op.erase()
+
+
+def apply_epilogue(part, dst, indices, alpha, beta, epilogue):
+    """alpha * part + beta * dst[indices] (dst not read when beta == 0), then the activation."""
+    f32 = ir.F32Type.get()
+    sw = ir.VectorType(part.type).shape[0]
+    vt = irb.vector_type(sw, f32)
+    out_t = ir.MemRefType(dst.type).element_type
+    res = arith.mulf(irb.splat(alpha, sw), part)
+    nz = arith.cmpf(arith.CmpFPredicate.ONE, beta, irb.const_f32(0.0))
+    read = scf.IfOp(nz, [vt], has_else=True)
+    with ir.InsertionPoint(read.then_block):
+        old = vector.load(irb.vector_type(sw, out_t), dst, [irb.val(i) for i in indices],
+                          alignment=sw * _bytes(out_t))
+        scf.yield_([vector.fma(irb.splat(beta, sw), irb.extf(old, f32), res)])
+    with ir.InsertionPoint(read.else_block):
+        scf.yield_([res])
+    res = read.results[0]
+    if epilogue == "relu":
+        res = arith.maximumf(res, irb.zeros(vt))
+    return res
+
+
+class _null:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *a):
+        return False
+
+
+def fetch_positions(dist: dict, tid, i: int):
+    """(row, col) in the tile *as stored in global memory* of thread tid's i-th vector."""
+    w, threads = dist["width"], dist["threads"]
+    rows, cols = ((dist["tile_mn"], dist["tile_k"]) if dist["contig_k"]
+                  else (dist["tile_k"], dist["tile_mn"]))
+    per_row = cols // w
+    n = rows * cols // (threads * w)
+    v = irb.add(tid, i * threads) if dist["contiguous"] else irb.add(irb.mul(tid, n), i)
+    return irb.div(v, per_row), irb.mul(irb.rem(v, per_row), w), n
+
+
+def lower_tile_fetch(op, spec) -> None:
+    src, mn0, k0 = op.operands
+    dist = dict_of(op.attributes["distribution"])
+    operand = str_attr(op, "operand")
+    vt = op.results[0].type
+    n, w = ir.VectorType(vt).shape
+    elem = ir.VectorType(vt).element_type
+    bound_mn = spec.M if operand == "A" else spec.N
+    check_mn = bound_mn if bound_mn % dist["tile_mn"] else None
+    check_k = spec.K if spec.K % dist["tile_k"] else None
+    with ir.InsertionPoint(op), op.location:
+        tid = gpu.thread_id(gpu.Dimension.x)
+        regs = irb.zeros(vt)
+        for i in range(n):
+            r, c, _ = fetch_positions(dist, tid, i)
+            if dist["contig_k"]:
+                idx, bounds, checks = [irb.add(mn0, r), irb.add(k0, c)], [bound_mn - 1, spec.K - w], [check_mn, check_k]
+            else:
+                idx, bounds, checks = [irb.add(k0, r), irb.add(mn0, c)], [spec.K - 1, bound_mn - w], [check_k, check_mn]
+            v = _guarded_load(src, idx, bounds, checks, irb.vector_type(w, elem))
+            regs = vector.insert(v, regs, [], [i])
+    op.results[0].replace_all_uses_with(regs)
+    op.erase()
+
+
+def lower_tile_stash(op) -> None:
+    regs, dst = op.operands
+    dist = dict_of(op.attributes["distribution"])
+    n, w = ir.VectorType(regs.type).shape
+    elem = ir.VectorType(regs.type).element_type
+    with ir.InsertionPoint(op), op.location:
+        tid = gpu.thread_id(gpu.Dimension.x)
+        for i in range(n):
+            r, c, _ = fetch_positions(dist, tid, i)
+            v = vector.extract(regs, [], [i])
+            if dist["contig_k"]:  # memory row = M/N index, columns = K: transpose into [k][mn]
+                for j in range(w):
+                    e = vector.extract(v, [], [j])
+                    memref.store(e, dst, [irb.val(irb.add(c, j)), irb.val(r)])
+            else:
+                vector.store(v, dst, [irb.val(r), irb.val(c)], alignment=w * _bytes(elem))
+    op.erase()
+
+
+@register("deepgen-vectorize", "lower deepgen tile ops to vector loads/stores with guards")
+def run(module) -> None:
+    for op in irb.walk_ops(module):
+        name = op.name
+        if name not in ("deepgen.load_frag", "deepgen.store_frag", "deepgen.tile_fetch",
+                        "deepgen.tile_stash"):
+            continue
+        kernel = enclosing_kernel(op)
+        spec = spec_of(kernel) if "deepgen.spec" in kernel.attributes else None
+        if spec is None:
+            raise PassError(kernel, "kernel has no deepgen.spec attribute")
+        cfg = tile_of(kernel)
+        if name == "deepgen.load_frag":
+            lower_load_frag(op, spec, cfg)
+        elif name == "deepgen.store_frag":
+            lower_store_frag(op, spec, cfg)
+        elif name == "deepgen.tile_fetch":
+            lower_tile_fetch(op, spec)
+        else:
+            lower_tile_stash(op)

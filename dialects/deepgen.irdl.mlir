@@ -1,0 +1,68 @@
+// The deepgen dialect, defined in IRDL and loaded into every context DeepGen creates.
+//
+// IRDL ops have no custom assembly: they print and parse in generic form, e.g.
+//   "deepgen.gemm"(%A, %B, %C, %alpha, %beta) {layout = "NN", epilogue = "none", tile = {...}}
+//       : (memref<...>, memref<...>, memref<...>, f32, f32) -> ()
+// Structural constraints live here; value checks (shapes agree with the layout, known
+// attribute values) are in dialects/verify.py, which every DeepGen pass runs first.
+irdl.dialect @deepgen {
+  // C = alpha * op(A) @ op(B) + beta * C, batch packed in the leading dimension.
+  irdl.operation @gemm {
+    %a = irdl.base "!builtin.memref"
+    %b = irdl.base "!builtin.memref"
+    %c = irdl.base "!builtin.memref"
+    %f32 = irdl.is f32
+    irdl.operands(a: %a, b: %b, c: %c, alpha: %f32, beta: %f32)
+    %layout = irdl.base "#builtin.string"
+    %epilogue = irdl.base "#builtin.string"
+    %tile = irdl.base "#builtin.dictionary"
+    irdl.attributes {"layout" = %layout, "epilogue" = %epilogue, "tile" = %tile}
+  }
+
+  // Tile-level ops between DeepGen's passes (all lowered by deepgen-vectorize).
+  // Read `width` consecutive elements of an A (or B) tile along M (or N) at one K index.
+  irdl.operation @load_frag {
+    %src = irdl.base "!builtin.memref"
+    %idx = irdl.is index
+    %res = irdl.base "!builtin.vector"
+    irdl.operands(src: %src, mn: %idx, k: %idx)
+    irdl.results(frag: %res)
+    %operand = irdl.base "#builtin.string"
+    irdl.attributes {"operand" = %operand}
+  }
+
+  // Write `width` accumulator columns of C at (m, n): alpha * value + beta * C, or a raw
+  // store of the value (epilogue = "partial", split-K partial sums).
+  irdl.operation @store_frag {
+    %val = irdl.base "!builtin.vector"
+    %dst = irdl.base "!builtin.memref"
+    %idx = irdl.is index
+    %f32 = irdl.is f32
+    irdl.operands(value: %val, dst: %dst, m: %idx, n: %idx, alpha: %f32, beta: %f32)
+    %epilogue = irdl.base "#builtin.string"
+    irdl.attributes {"epilogue" = %epilogue}
+  }
+
+  // Cooperative copy of one BMN x BK operand tile from global memory into registers:
+  // every thread of the block loads `vectors` vectors of `width` elements.
+  irdl.operation @tile_fetch {
+    %src = irdl.base "!builtin.memref"
+    %idx = irdl.is index
+    %res = irdl.base "!builtin.vector"
+    irdl.operands(src: %src, mn0: %idx, k0: %idx)
+    irdl.results(regs: %res)
+    %operand = irdl.base "#builtin.string"
+    %dist = irdl.base "#builtin.dictionary"
+    irdl.attributes {"operand" = %operand, "distribution" = %dist}
+  }
+
+  // The registers of a tile_fetch, written into the K-major shared-memory tile.
+  irdl.operation @tile_stash {
+    %regs = irdl.base "!builtin.vector"
+    %dst = irdl.base "!builtin.memref"
+    irdl.operands(regs: %regs, dst: %dst)
+    %operand = irdl.base "#builtin.string"
+    %dist = irdl.base "#builtin.dictionary"
+    irdl.attributes {"operand" = %operand, "distribution" = %dist}
+  }
+}

@@ -1,0 +1,81 @@
+"""Builder helpers for deepgen ops (IRDL ops have no generated Python classes).
+
+Each helper creates one op at the current insertion point, like the functions of
+mlir.dialects.*, and returns its result (or the op when it has none)."""
+from __future__ import annotations
+
+from mlir import ir
+
+
+def _attrs(**kw) -> dict:
+    out = {}
+    for k, v in kw.items():
+        if isinstance(v, ir.Attribute):
+            out[k] = v
+        elif isinstance(v, str):
+            out[k] = ir.StringAttr.get(v)
+        elif isinstance(v, dict):
+            out[k] = dict_attr(v)
+        else:
+            raise TypeError(f"{k}: cannot make an attribute of {v!r}")
+    return out
+
+
+def dict_attr(d: dict) -> ir.DictAttr:
+    """A DictAttr of plain Python values (bool, int, str)."""
+    def one(v):
+        if isinstance(v, bool):
+            return ir.BoolAttr.get(v)
+        if isinstance(v, int):
+            return ir.IntegerAttr.get(ir.IntegerType.get_signless(64), v)
+        if isinstance(v, str):
+            return ir.StringAttr.get(v)
+        if isinstance(v, (list, tuple)):
+            return ir.ArrayAttr.get([one(x) for x in v])
+        raise TypeError(f"cannot make an attribute of {v!r}")
+    return ir.DictAttr.get({k: one(v) for k, v in d.items()})
+
+
+def dict_of(attr: ir.Attribute) -> dict:
+    """The inverse of dict_attr."""
+    d = ir.DictAttr(attr)
+    out = {}
+    for i in range(len(d)):
+        named = d[i]
+        a = named.attr
+        if isinstance(a, ir.BoolAttr):
+            out[named.name] = a.value
+        elif isinstance(a, ir.IntegerAttr):
+            out[named.name] = a.value
+        elif isinstance(a, ir.StringAttr):
+            out[named.name] = a.value
+        else:
+            out[named.name] = ir.ArrayAttr(a) and [x.value for x in ir.ArrayAttr(a)]
+    return out
+
+
+def _create(name, operands, results=(), **attrs):
+    return ir.Operation.create(name, results=list(results), operands=list(operands),
+                               attributes=_attrs(**attrs))
+
+
+def gemm(a, b, c, alpha, beta, *, layout: str, epilogue: str, tile: dict):
+    return _create("deepgen.gemm", [a, b, c, alpha, beta], layout=layout, epilogue=epilogue,
+                   tile=tile)
+
+
+def load_frag(result_type, src, mn, k, *, operand: str):
+    return _create("deepgen.load_frag", [src, mn, k], [result_type], operand=operand).result
+
+
+def store_frag(value, dst, m, n, alpha, beta, *, epilogue: str):
+    return _create("deepgen.store_frag", [value, dst, m, n, alpha, beta], epilogue=epilogue)
+
+
+def tile_fetch(result_type, src, mn0, k0, *, operand: str, distribution: dict):
+    return _create("deepgen.tile_fetch", [src, mn0, k0], [result_type], operand=operand,
+                   distribution=distribution).result
+
+
+def tile_stash(regs, dst, *, operand: str, distribution: dict):
+    return _create("deepgen.tile_stash", [regs, dst], operand=operand, distribution=distribution)
