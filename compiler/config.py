@@ -183,6 +183,14 @@ def validate(cfg: TileConfig, spec: GemmSpec, target: Target | str = "sm_90a") -
         _check(ld % w == 0, field,
                f"rows of {op} in memory hold {ld} elements, not a multiple of {w} "
                "(vector loads would be misaligned); use a narrower load width")
+    for op, rows, ts, w, contig_k in (("A", cfg.BM, cfg.thread_scatter_m, cfg.load_width_a,
+                                       not spec.a_transposed),
+                                      ("B", cfg.BN, cfg.thread_scatter_n, cfg.load_width_b,
+                                       spec.b_transposed)):
+        vec = max(ts, 1 if contig_k else w)  # widest vector access along a shared row
+        _check((rows + cfg.smem_pad) % vec == 0, "smem_pad",
+               f"shared rows of {op} ({rows} + {cfg.smem_pad}) must stay a multiple of the "
+               f"{vec}-element vector accesses")
     _check(cfg.shared_stages in (1, 2), "shared_stages", f"must be 1 or 2, got {cfg.shared_stages}")
     _check(cfg.kk_unroll == 0 or (cfg.BK % cfg.kk_unroll == 0), "kk_unroll",
            f"must be 0 (full) or divide BK={cfg.BK}, got {cfg.kk_unroll}")
@@ -218,32 +226,28 @@ def default_config(spec: GemmSpec, target: Target | str = "sm_90a") -> TileConfi
     if isinstance(target, str):
         target = get_target(target)
     elt = DTYPE_BYTES[spec.dtype]
-    vec = target.max_vector_bytes // max(elt, 4)  # fragments are at most 4 x f32 wide
     if spec.M >= 128 and spec.N >= 128:
-        base = TileConfig()  # 128x128x8, 256 threads, 8x8 per thread
+        cfg = TileConfig()  # 128x128x8, 256 threads, 8x8 per thread
     elif spec.M <= 32:
-        # Skinny M (decode): few rows, many columns; 128 threads, 4x4 each... covering 16 x 128.
-        base = TileConfig(BM=16, BN=128, BK=16, TM=2, TN=8, warps_m=1, warps_n=4, lanes_m=8,
-                          lanes_n=4, warp_scatter_m=2, warp_scatter_n=4, thread_scatter_m=2,
-                          thread_scatter_n=4)
+        # Skinny M (decode): 16 x 128 tiles, 128 threads with 2 x 8 each, a deeper K step.
+        cfg = TileConfig(BM=16, BN=128, BK=16, TM=2, TN=8, warps_m=1, warps_n=4, lanes_m=8,
+                         lanes_n=4, warp_scatter_m=2, warp_scatter_n=4, thread_scatter_m=2,
+                         thread_scatter_n=4)
     else:
-        base = TileConfig(BM=64, BN=64, BK=16, TM=4, TN=4, warps_m=2, warps_n=2, lanes_m=8,
-                          lanes_n=4, warp_scatter_m=4, warp_scatter_n=4, thread_scatter_m=4,
-                          thread_scatter_n=4)
-    cfg = base
-    # Vector widths that keep every access aligned for this shape and evenly split per thread.
+        cfg = TileConfig(BM=64, BN=64, BK=16, TM=4, TN=4, warps_m=2, warps_n=4, lanes_m=8,
+                         lanes_n=4, warp_scatter_m=4, warp_scatter_n=4, thread_scatter_m=4,
+                         thread_scatter_n=4)
+    # The widest vectors that keep every access aligned and split evenly over the threads.
     changes = {}
     for op, rows in (("A", cfg.BM), ("B", cfg.BN)):
         transposed = spec.a_transposed if op == "A" else spec.b_transposed
-        k_contig = (op == "A") != transposed
-        tile_contig = cfg.BK if k_contig else rows
-        w = _widest(spec.stored_shape(op)[1], min(vec * (4 // elt if elt < 4 else 1), 8))
-        w = min(w, target.max_vector_bytes // elt)
+        tile_contig = cfg.BK if (op == "A") != transposed else rows
+        w = _widest(spec.stored_shape(op)[1], target.max_vector_bytes // elt)
         while w > 1 and (tile_contig % w or (rows * cfg.BK) % (cfg.threads * w)):
             w //= 2
         changes[f"load_width_{op.lower()}"] = w
-    changes["store_width"] = _widest(spec.N, cfg.thread_scatter_n)
-    changes["store_width"] = min(changes["store_width"], target.max_vector_bytes // DTYPE_BYTES[spec.out_dtype])
+    changes["store_width"] = _widest(spec.N, min(cfg.thread_scatter_n, target.max_vector_bytes
+                                                 // DTYPE_BYTES[spec.out_dtype]))
     k_tiles = -(-spec.K // cfg.BK)
     blocks = -(-spec.M // cfg.BM) * -(-spec.N // cfg.BN) * spec.batch
     # Few blocks and a long K: split K so that the GPU fills up (132 SMs on an H100).
