@@ -46,7 +46,8 @@ def add_to(pm, name: str) -> None:
 
     def callback(op, pass_):
         try:
-            info.run(op)
+            with op.location:  # default location for ops and types the pass creates
+                info.run(op)
         except PassError as e:
             loc = e.op.location if e.op is not None else op.location
             loc.emit_error(f"{name}: {e}")
