@@ -12,6 +12,7 @@ This module imports neither MLIR nor torch.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -69,10 +70,15 @@ class KernelArtifact:
     def binary_suffix(self) -> str:
         return ".cubin" if self.backend == "cuda" else ".hsaco"
 
+    @property
+    def assembly_file(self) -> str:
+        return "kernel.ptx" if self.backend == "cuda" else "kernel.s"
+
     def metadata(self) -> dict:
         return {
             "format": FORMAT, "backend": self.backend, "target": self.target,
             "binary_file": "kernel" + self.binary_suffix, "binary_size": len(self.binary),
+            "binary_sha256": hashlib.sha256(self.binary).hexdigest(),
             "launches": [l.to_dict() for l in self.launches], "spec": self.spec,
             "config": self.config, "workspace_bytes": self.workspace_bytes,
             "resources": self.resources, "toolchain": self.toolchain,
@@ -88,8 +94,7 @@ class KernelArtifact:
         meta = self.metadata()
         atomic_write(d / meta["binary_file"], self.binary)
         if self.assembly:
-            atomic_write(d / ("kernel.ptx" if self.backend == "cuda" else "kernel.s"),
-                         self.assembly.encode())
+            atomic_write(d / self.assembly_file, self.assembly.encode())
         atomic_write(d / "kernel.json", json.dumps(meta, indent=1, sort_keys=True).encode())
         return d
 
@@ -107,12 +112,19 @@ class KernelArtifact:
             if len(binary) != meta["binary_size"]:
                 raise ArtifactError(f"{d}: binary is {len(binary)} bytes, "
                                     f"metadata says {meta['binary_size']} (truncated?)")
-            return cls(backend=meta["backend"], target=meta["target"], binary=binary,
-                       launches=[Launch.from_dict(l) for l in meta["launches"]],
-                       spec=meta["spec"], config=meta["config"],
-                       workspace_bytes=int(meta["workspace_bytes"]),
-                       resources=meta.get("resources", {}), toolchain=meta.get("toolchain", {}),
-                       compile_seconds=float(meta.get("compile_seconds", 0.0)))
+            digest = meta.get("binary_sha256")  # absent in bundles written before it existed
+            if digest is not None and hashlib.sha256(binary).hexdigest() != digest:
+                raise ArtifactError(f"{d}: binary does not match its sha256 (corrupt)")
+            art = cls(backend=meta["backend"], target=meta["target"], binary=binary,
+                      launches=[Launch.from_dict(l) for l in meta["launches"]],
+                      spec=meta["spec"], config=meta["config"],
+                      workspace_bytes=int(meta["workspace_bytes"]),
+                      resources=meta.get("resources", {}), toolchain=meta.get("toolchain", {}),
+                      compile_seconds=float(meta.get("compile_seconds", 0.0)))
+            assembly = d / art.assembly_file
+            if assembly.exists():
+                art.assembly = assembly.read_text()
+            return art
         except ArtifactError:
             raise
         except (OSError, KeyError, TypeError, ValueError) as e:
