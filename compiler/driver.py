@@ -133,6 +133,8 @@ def run_stage(module: ir.Module, element: str, keep_before: bool = True) -> None
 class StageLog:
     """IR after each stage, in order."""
     stages: dict = field(default_factory=dict)
+    want_llvm_ir: bool = False  # also translate the kernels to LLVM IR (debug dumps)
+    llvm_ir: str = ""
 
     def record(self, index: int, name: str, text: str) -> None:
         self.stages[f"{index:02d}-{name}"] = text
@@ -162,6 +164,20 @@ def collect_launches(module: ir.Module) -> tuple[list[Launch], int]:
                                grid=tuple(grid_of(k)), block=tuple(block), shared_bytes=shared,
                                args=tuple(args_of(k))))
     return launches, workspace
+
+
+def llvm_ir(module: ir.Module) -> str:
+    """The kernels as LLVM IR text (bitcode from gpu-module-to-binary, read by llvmlite)."""
+    import llvmlite.binding as llvm
+    from mlir.dialects import gpu
+
+    clone = ir.Module.parse(str(module))
+    run_stage(clone, "gpu-module-to-binary{format=llvm}", keep_before=False)
+    for op in clone.body.operations:
+        if op.operation.name == "gpu.binary":
+            bitcode = gpu.ObjectAttr(ir.ArrayAttr(op.attributes["objects"])[0]).object
+            return str(llvm.parse_bitcode(bitcode))
+    return ""
 
 
 def to_ptx(module: ir.Module) -> str:
@@ -225,15 +241,20 @@ def parse_ptxas_resources(log: str) -> dict:
 
 def compile_artifact(spec: GemmSpec, config: TileConfig | dict | None = None,
                      target: str = "sm_90a", *, epilogue: str = "none",
-                     keep_ir: bool = True, passes: list[str] | None = None) -> KernelArtifact:
-    """Compile one GEMM to a KernelArtifact (validation first: nothing runs on bad input)."""
+                     keep_ir: bool = True, passes: list[str] | None = None,
+                     log: StageLog | None = None) -> KernelArtifact:
+    """Compile one GEMM to a KernelArtifact (validation first: nothing runs on bad input).
+
+    `log` (optional) receives the IR after every stage as it is produced, so a caller keeps
+    the stages that ran even when a later one fails."""
     t0 = time.perf_counter()
     tgt = get_target(target)
     if not tgt.is_nvidia:
         raise CompileError("target", f"{target}: the AMDGPU backend is not built yet")
     cfg = as_config(config, spec, tgt)
     validate(cfg, spec, tgt)
-    log = StageLog() if keep_ir else None
+    if log is None and keep_ir:
+        log = StageLog()
     with make_context(), ir.Location.unknown():
         module = gemm_module(spec, cfg, target, epilogue)
         if log is not None:
@@ -242,6 +263,8 @@ def compile_artifact(spec: GemmSpec, config: TileConfig | dict | None = None,
         run_pipeline(module, deepgen, log, start=1)
         launches, workspace = collect_launches(module)
         run_pipeline(module, NVVM_LOWERING, log, start=1 + len(deepgen))
+        if log is not None and log.want_llvm_ir:
+            log.llvm_ir = llvm_ir(module)
         ptx = to_ptx(module)
     cubin, resources, _ = ptxas(ptx, tgt)
     from deepgen.toolchain import toolchain_versions

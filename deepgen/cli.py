@@ -18,6 +18,8 @@ import sys
 
 COMMANDS = [
     "deepgen.commands.doctor",
+    "deepgen.commands.compile",
+    "deepgen.commands.example",
 ]
 
 

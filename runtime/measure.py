@@ -1,0 +1,127 @@
+"""Checking and timing GEMMs on the GPU, the way DESIGN.md says to (one place for all tools).
+
+- operands: random data (never zeros), in the spec's layouts (a transposed view for "T").
+- check: float64 reference, relative Frobenius error against the spec's tolerance, output
+  poisoned with NaN before the launch so unwritten elements fail.
+- time: CUDA events, warm-up, median of repeats (triton.testing.do_bench when installed),
+  rotating through enough input sets that they exceed the L2 cache.
+"""
+from __future__ import annotations
+
+import torch
+
+from deepgen.spec import DTYPE_BYTES, GemmSpec
+
+TORCH_DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
+# Relative Frobenius error limits from DESIGN.md, by output type (f32: SIMT FMA accuracy).
+TOLERANCE = {"f32": 1e-5, "tf32": 1e-3, "f16": 1e-3, "bf16": 4e-3}
+L2_BYTES = 50 * 2**20
+
+
+def tolerance(spec: GemmSpec) -> float:
+    if spec.allow_tf32:
+        return TOLERANCE["tf32"]
+    # f16/bf16 inputs with f32 output still carry the inputs' rounding: use the input's limit.
+    out = spec.out_dtype if spec.out_dtype != "f32" else spec.dtype
+    return TOLERANCE[out]
+
+
+def operand(spec: GemmSpec, name: str, device="cuda", generator=None) -> torch.Tensor:
+    """A random operand in the spec's memory layout: (batch, rows, cols), or 2-D for batch 1."""
+    rows, cols = {"A": (spec.M, spec.K), "B": (spec.K, spec.N), "C": (spec.M, spec.N)}[name]
+    transposed = {"A": spec.a_transposed, "B": spec.b_transposed, "C": False}[name]
+    shape = (spec.batch, cols, rows) if transposed else (spec.batch, rows, cols)
+    t = torch.randn(shape, device=device, generator=generator).to(TORCH_DTYPES[spec.operand_dtype(name)])
+    if transposed:
+        t = t.transpose(1, 2)
+    return t[0] if spec.batch == 1 else t
+
+
+def reference(a, b, c=None, alpha=1.0, beta=0.0) -> torch.Tensor:
+    ref = alpha * torch.matmul(a.double(), b.double())
+    if beta != 0 and c is not None:
+        ref = ref + beta * c.double()
+    return ref
+
+
+def rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    """Relative Frobenius error; NaN/inf anywhere in `out` gives inf."""
+    o = out.double()
+    if not torch.isfinite(o).all():
+        return float("inf")
+    return ((o - ref).norm() / ref.norm().clamp_min(1e-300)).item()
+
+
+def check(kernel, spec: GemmSpec, alpha=1.0, beta=0.0, device="cuda") -> float:
+    """Run `kernel` once on fresh random data with C poisoned; returns the relative error."""
+    a, b = operand(spec, "A", device), operand(spec, "B", device)
+    c = operand(spec, "C", device)
+    ref = reference(a, b, c, alpha, beta)
+    if beta == 0:
+        c.fill_(float("nan"))
+    kernel(a, b, c, alpha=alpha, beta=beta)
+    torch.cuda.synchronize()
+    return rel_error(c, ref)
+
+
+def input_sets(spec: GemmSpec, device="cuda") -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Enough (A, B) pairs that cycling through them does not hit in L2."""
+    per_set = spec.batch * (spec.M * spec.K + spec.K * spec.N) * DTYPE_BYTES[spec.dtype]
+    count = max(1, min(16, -(-2 * L2_BYTES // per_set)))
+    return [(operand(spec, "A", device), operand(spec, "B", device)) for _ in range(count)]
+
+
+def time_ms(run_one, sets, warmup_ms=25, rep_ms=100) -> float:
+    """Median milliseconds of run_one(a, b), rotating through `sets` of inputs."""
+    state = {"i": 0}
+
+    def step():
+        a, b = sets[state["i"] % len(sets)]
+        state["i"] += 1
+        run_one(a, b)
+
+    try:
+        from triton.testing import do_bench
+    except ImportError:
+        do_bench = None
+    if do_bench is not None:
+        return float(do_bench(step, warmup=warmup_ms, rep=rep_ms, return_mode="median"))
+    return _events_median(step, warmup_ms, rep_ms)
+
+
+def _events_median(step, warmup_ms, rep_ms) -> float:
+    step()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(5):
+        step()
+    end.record()
+    torch.cuda.synchronize()
+    est = max(start.elapsed_time(end) / 5, 1e-3)
+    for _ in range(max(1, int(warmup_ms / est))):
+        step()
+    times = []
+    for _ in range(max(5, int(rep_ms / est))):
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record()
+        step()
+        e.record()
+        times.append((s, e))
+    torch.cuda.synchronize()
+    ms = sorted(s.elapsed_time(e) for s, e in times)
+    return ms[len(ms) // 2]
+
+
+def torch_baseline(spec: GemmSpec):
+    """run_one(a, b) for torch.matmul into a preallocated C (TF32 only when the spec allows)."""
+    torch.backends.cuda.matmul.allow_tf32 = bool(spec.allow_tf32)
+    out = torch.empty(*(() if spec.batch == 1 else (spec.batch,)), spec.M, spec.N,
+                      device="cuda", dtype=TORCH_DTYPES[spec.out_dtype])
+    if spec.out_dtype == spec.dtype:
+        return lambda a, b: torch.matmul(a, b, out=out)
+    return lambda a, b: out.copy_(torch.matmul(a, b))
+
+
+def tflops(spec: GemmSpec, ms: float) -> float:
+    return spec.flops / (ms * 1e-3) / 1e12
