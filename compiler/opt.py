@@ -59,6 +59,7 @@ def run_chunk(text: str, elements: list[str], args) -> tuple[str, str | None]:
         except Exception as e:
             return "", f"invalid pass pipeline: {e}"
         if args.print_ir_after_all:
+            ctx.enable_multithreading(False)  # MLIR prints module-scope IR single-threaded
             pm.enable_ir_printing(print_after_all=True, print_module_scope=True)
         try:
             pm.run(module.operation)
