@@ -46,6 +46,13 @@ class TileConfig:
     block_swizzle: int = 1  # group size of the grouped block order (L2 reuse); 1 = row order
     local_split_k: int = 1  # legacy LOCAL_SPLIT_U (intra-block K split); only 1 is built
     reduce_c_contiguous: bool = False  # legacy REDUCE_C_CONTINUOUS, used with local_split_k
+    # Tensor cores: "none" = SIMT FMAs; "m16n8k16" = mma.sync on f16/bf16 (warp tiles of
+    # BM/warps_m x BN/warps_n; TM, TN and the scatter fields then do not apply).
+    mma: str = "none"
+
+    @property
+    def warp_tile(self) -> tuple[int, int]:
+        return self.BM // self.warps_m, self.BN // self.warps_n
 
     @property
     def threads_m(self) -> int:
@@ -68,7 +75,9 @@ class TileConfig:
         for key, value in d.items():
             if key not in known:
                 raise SpecError(f"{key}: not a TileConfig field (fields: {list(known)})")
-            want = bool if known[key].type in ("bool", bool) else int
+            want = {"bool": bool, "str": str}.get(str(known[key].type), int)
+            if want is str and not isinstance(value, str):
+                raise SpecError(f"{key}: must be a string, got {value!r}")
             if want is int and (isinstance(value, bool) or not isinstance(value, int)):
                 raise SpecError(f"{key}: must be an int, got {value!r}")
             if want is bool and not isinstance(value, (bool, int)):
@@ -102,10 +111,33 @@ def _pow2(x: int) -> bool:
     return x >= 1 and (x & (x - 1)) == 0
 
 
+MMA_SHAPES = ("m16n8k16",)
+
+
+def k_contiguous(spec: GemmSpec, operand: str) -> bool:
+    """Whether the operand's memory is contiguous along K (row-major A, column-major B)."""
+    return (operand == "A") != (spec.b_transposed if operand == "B" else spec.a_transposed)
+
+
+def tile_shapes(cfg: TileConfig, spec: GemmSpec) -> dict:
+    """Shape of one shared-memory stage of each operand tile (rows padded by smem_pad).
+
+    SIMT reads fragments along M/N, so tiles are stored K-major: [BK][BM]. The tensor-core
+    path copies tiles as they lie in global memory (16-byte copies cannot transpose) and lets
+    ldmatrix transpose: [BM][BK] when the operand is contiguous along K."""
+    shapes = {}
+    for op, rows in (("A", cfg.BM), ("B", cfg.BN)):
+        if cfg.mma != "none" and k_contiguous(spec, op):
+            shapes[op] = [rows, cfg.BK + cfg.smem_pad]
+        else:
+            shapes[op] = [cfg.BK, rows + cfg.smem_pad]
+    return shapes
+
+
 def shared_bytes(cfg: TileConfig, spec: GemmSpec) -> int:
-    elt = DTYPE_BYTES[spec.dtype]
-    per_stage = cfg.BK * (cfg.BM + cfg.smem_pad) + cfg.BK * (cfg.BN + cfg.smem_pad)
-    return cfg.shared_stages * per_stage * elt
+    shapes = tile_shapes(cfg, spec)
+    per_stage = sum(r * c for r, c in shapes.values())
+    return cfg.shared_stages * per_stage * DTYPE_BYTES[spec.dtype]
 
 
 def fetch_vectors(cfg: TileConfig, operand: str) -> int:
@@ -123,6 +155,11 @@ def register_estimate(cfg: TileConfig, spec: GemmSpec) -> int:
                                                                       cfg.load_width_b)
     if cfg.shared_stages < 2:
         staged = 0
+    if cfg.mma != "none":
+        wm, wn = cfg.warp_tile
+        acc = (wm // 16) * (wn // 8) * 4
+        frag = (wm // 16) * 4 + (wn // 8) * 2
+        return acc + frag + staged + 24
     return cfg.TM * cfg.TN + frag + staged + 24
 
 
@@ -141,24 +178,14 @@ def validate(cfg: TileConfig, spec: GemmSpec, target: Target | str = "sm_90a") -
     _check(cfg.lanes_m * cfg.lanes_n == target.warp_size, "lanes_m*lanes_n",
            f"must equal the warp size {target.warp_size} of {target.name}, "
            f"got {cfg.lanes_m}*{cfg.lanes_n}")
-    _check(cfg.BM == cfg.threads_m * cfg.TM, "BM",
-           f"must equal warps_m*lanes_m*TM = {cfg.threads_m * cfg.TM}, got {cfg.BM}")
-    _check(cfg.BN == cfg.threads_n * cfg.TN, "BN",
-           f"must equal warps_n*lanes_n*TN = {cfg.threads_n * cfg.TN}, got {cfg.BN}")
     _check(cfg.threads <= target.max_threads_per_block, "threads",
            f"{cfg.threads} threads exceed the limit {target.max_threads_per_block} of {target.name}")
     elt = DTYPE_BYTES[spec.dtype]
     max_vec = target.max_vector_bytes
-    for axis, t in (("m", cfg.TM), ("n", cfg.TN)):
-        ws, ts = getattr(cfg, f"warp_scatter_{axis}"), getattr(cfg, f"thread_scatter_{axis}")
-        _check(_pow2(ts) and ts * 4 <= max_vec, f"thread_scatter_{axis}",
-               f"must be a power of two with {ts}*4 bytes <= {max_vec}, got {ts}")
-        _check(_pow2(ws) and ws % ts == 0 and t % ws == 0, f"warp_scatter_{axis}",
-               f"must be a power of two, a multiple of thread_scatter_{axis}={ts} and divide "
-               f"T{axis.upper()}={t}, got {ws}")
-    _check(_pow2(cfg.store_width) and cfg.thread_scatter_n % cfg.store_width == 0, "store_width",
-           f"must be a power of two dividing thread_scatter_n={cfg.thread_scatter_n}, "
-           f"got {cfg.store_width}")
+    if cfg.mma == "none":
+        _validate_simt(cfg, spec, target)
+    else:
+        _validate_mma(cfg, spec, target)
     _check(cfg.store_width * DTYPE_BYTES[spec.out_dtype] <= max_vec, "store_width",
            f"{cfg.store_width} x {spec.out_dtype} exceeds the {max_vec}-byte vector limit")
     _check(spec.N % cfg.store_width == 0, "store_width",
@@ -169,9 +196,8 @@ def validate(cfg: TileConfig, spec: GemmSpec, target: Target | str = "sm_90a") -
         w = getattr(cfg, field)
         _check(_pow2(w) and w * elt <= max_vec, field,
                f"must be a power of two with {w} x {spec.dtype} <= {max_vec} bytes, got {w}")
-        transposed = spec.a_transposed if op == "A" else spec.b_transposed
         # The tile's contiguous dimension in memory: K for row-major A / column-major B.
-        k_contig = (op == "A") != transposed
+        k_contig = k_contiguous(spec, op)
         tile_contig = cfg.BK if k_contig else rows
         _check(tile_contig % w == 0, field,
                f"the tile's contiguous extent ({'BK' if k_contig else ('BM' if op == 'A' else 'BN')}"
@@ -183,14 +209,6 @@ def validate(cfg: TileConfig, spec: GemmSpec, target: Target | str = "sm_90a") -
         _check(ld % w == 0, field,
                f"rows of {op} in memory hold {ld} elements, not a multiple of {w} "
                "(vector loads would be misaligned); use a narrower load width")
-    for op, rows, ts, w, contig_k in (("A", cfg.BM, cfg.thread_scatter_m, cfg.load_width_a,
-                                       not spec.a_transposed),
-                                      ("B", cfg.BN, cfg.thread_scatter_n, cfg.load_width_b,
-                                       spec.b_transposed)):
-        vec = max(ts, 1 if contig_k else w)  # widest vector access along a shared row
-        _check((rows + cfg.smem_pad) % vec == 0, "smem_pad",
-               f"shared rows of {op} ({rows} + {cfg.smem_pad}) must stay a multiple of the "
-               f"{vec}-element vector accesses")
     _check(cfg.shared_stages in (1, 2), "shared_stages", f"must be 1 or 2, got {cfg.shared_stages}")
     _check(cfg.kk_unroll == 0 or (cfg.BK % cfg.kk_unroll == 0), "kk_unroll",
            f"must be 0 (full) or divide BK={cfg.BK}, got {cfg.kk_unroll}")
@@ -208,6 +226,53 @@ def validate(cfg: TileConfig, spec: GemmSpec, target: Target | str = "sm_90a") -
            f"estimated {regs} per thread exceed the limit {target.max_registers_per_thread}")
     _check(regs * cfg.threads <= target.registers_per_sm, "registers",
            f"estimated {regs} x {cfg.threads} threads exceed {target.registers_per_sm} per SM")
+
+
+def _validate_simt(cfg: TileConfig, spec: GemmSpec, target: Target) -> None:
+    _check(cfg.BM == cfg.threads_m * cfg.TM, "BM",
+           f"must equal warps_m*lanes_m*TM = {cfg.threads_m * cfg.TM}, got {cfg.BM}")
+    _check(cfg.BN == cfg.threads_n * cfg.TN, "BN",
+           f"must equal warps_n*lanes_n*TN = {cfg.threads_n * cfg.TN}, got {cfg.BN}")
+    max_vec = target.max_vector_bytes
+    for axis, t in (("m", cfg.TM), ("n", cfg.TN)):
+        ws, ts = getattr(cfg, f"warp_scatter_{axis}"), getattr(cfg, f"thread_scatter_{axis}")
+        _check(_pow2(ts) and ts * 4 <= max_vec, f"thread_scatter_{axis}",
+               f"must be a power of two with {ts}*4 bytes <= {max_vec}, got {ts}")
+        _check(_pow2(ws) and ws % ts == 0 and t % ws == 0, f"warp_scatter_{axis}",
+               f"must be a power of two, a multiple of thread_scatter_{axis}={ts} and divide "
+               f"T{axis.upper()}={t}, got {ws}")
+    _check(_pow2(cfg.store_width) and cfg.thread_scatter_n % cfg.store_width == 0, "store_width",
+           f"must be a power of two dividing thread_scatter_n={cfg.thread_scatter_n}, "
+           f"got {cfg.store_width}")
+    for op, rows, ts, w, contig_k in (("A", cfg.BM, cfg.thread_scatter_m, cfg.load_width_a,
+                                       not spec.a_transposed),
+                                      ("B", cfg.BN, cfg.thread_scatter_n, cfg.load_width_b,
+                                       spec.b_transposed)):
+        vec = max(ts, 1 if contig_k else w)  # widest vector access along a shared row
+        _check((rows + cfg.smem_pad) % vec == 0, "smem_pad",
+               f"shared rows of {op} ({rows} + {cfg.smem_pad}) must stay a multiple of the "
+               f"{vec}-element vector accesses")
+
+
+def _validate_mma(cfg: TileConfig, spec: GemmSpec, target: Target) -> None:
+    _check(cfg.mma in MMA_SHAPES, "mma",
+           f"must be 'none' or one of {MMA_SHAPES} (m16n8k8 for tf32 is not built yet), "
+           f"got {cfg.mma!r}")
+    _check(target.is_nvidia and target.name >= "sm_80", "mma",
+           f"mma.sync needs an NVIDIA GPU of sm_80 or later, got {target.name}")
+    _check(spec.dtype in ("f16", "bf16"), "mma",
+           f"{cfg.mma} multiplies f16 or bf16, got dtype {spec.dtype}")
+    wm, wn = cfg.warp_tile
+    _check(cfg.BM % (cfg.warps_m * 16) == 0, "BM",
+           f"must be a multiple of warps_m*16 = {cfg.warps_m * 16} (16-row MMA tiles), got {cfg.BM}")
+    _check(cfg.BN % (cfg.warps_n * 16) == 0, "BN",
+           f"must be a multiple of warps_n*16 = {cfg.warps_n * 16} (pairs of 8-column MMA tiles), "
+           f"got {cfg.BN}")
+    _check(cfg.BK % 16 == 0, "BK", f"must be a multiple of the MMA depth 16, got {cfg.BK}")
+    _check(cfg.store_width in (1, 2), "store_width",
+           f"an MMA accumulator holds 2 neighbouring columns: 1 or 2, got {cfg.store_width}")
+    _check(cfg.smem_pad % 8 == 0, "smem_pad",
+           f"ldmatrix rows must stay 16-byte aligned: a multiple of 8, got {cfg.smem_pad}")
 
 
 # ---------------------------------------------------------------------------------------------

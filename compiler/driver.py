@@ -46,6 +46,7 @@ NVVM_LOWERING = [
     "expand-strided-metadata",
     "lower-affine",
     "convert-scf-to-cf",
+    "convert-nvgpu-to-nvvm",
     "gpu.module(convert-gpu-to-nvvm{use-bare-ptr-memref-call-conv=1})",
     "gpu.module(convert-vector-to-llvm,convert-ub-to-llvm)",
     "reconcile-unrealized-casts",

@@ -9,7 +9,7 @@
 // CHECK: %[[BS:.*]] = memref.view %[[SMEM]][%{{.*}}][] : memref<?xi8, #gpu.address_space<workgroup>> to memref<8x128xf32, #gpu.address_space<workgroup>>
 // CHECK: scf.for %[[K0:[^ ]*]] = {{.*}} {
 // Cooperative copy at the top of each K step, then a barrier.
-// CHECK: %[[RA:.*]] = "deepgen.tile_fetch"(%{{.*}}, %{{.*}}, %[[K0]]) {distribution = {contig_k = true, contiguous = true, threads = 256 : i64, tile_k = 8 : i64, tile_mn = 128 : i64, width = 4 : i64}, operand = "A"}
+// CHECK: %[[RA:.*]] = "deepgen.tile_fetch"(%{{.*}}, %{{.*}}, %[[K0]]) {distribution = {contig_k = true, contiguous = true, threads = 256 : i64, tile_k = 8 : i64, tile_mn = 128 : i64, transpose = true, width = 4 : i64}, operand = "A"}
 // CHECK: "deepgen.tile_stash"(%[[RA]], %[[AS]])
 // CHECK: "deepgen.tile_fetch"
 // CHECK-SAME: operand = "B"

@@ -26,7 +26,8 @@ from deepgen.spec import DTYPE_BYTES
 from .. import irb
 from . import PassError, register
 from .common import K_LOOP, KK, SHARED, gemm_kernel, k_loop, spec_of, str_attr, tile_of
-from .promote_shared import dynamic_shared, shared_view, tile_shapes
+from ..config import tile_shapes
+from .promote_shared import dynamic_shared, shared_view
 
 
 def _ops_named(block, name):
@@ -45,7 +46,7 @@ def double_buffer(kernel, spec, cfg) -> None:
                               f"{len(stashes)}, {len(barriers)})")
     elem = irb.element_type(spec.dtype)
     elt = DTYPE_BYTES[spec.dtype]
-    shapes = tile_shapes(cfg)
+    shapes = tile_shapes(cfg, spec)
     smem = dynamic_shared(kernel)
     size_a = 2 * shapes["A"][0] * shapes["A"][1] * elt
     old_views = {str_attr(s, "operand"): s.operands[1] for s in stashes}

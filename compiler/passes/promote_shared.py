@@ -9,7 +9,7 @@ fragment loads read the K-major shared tiles at tile-local indices, and a barrie
 of the step guards the tiles before the next copy overwrites them.
 
 Shared memory is the kernel's dynamic shared memory (`gpu.dynamic_shared_memory` + `memref.view`),
-laid out [BK][BM + smem_pad] for A then [BK][BN + smem_pad] for B; its size is recorded in
+laid out as config.tile_shapes says (K-major [BK][BM + smem_pad] for SIMT); its size is recorded in
 the kernel's deepgen.shared_bytes attribute for the launcher.
 """
 from __future__ import annotations
@@ -21,6 +21,7 @@ from deepgen.dialects import ops
 from deepgen.spec import DTYPE_BYTES
 
 from .. import irb
+from ..config import k_contiguous, tile_shapes
 from . import PassError, register
 from .common import K_LOOP, ROLE, SHARED, gemm_kernel, k_loop, spec_of, str_attr, tile_of
 
@@ -56,15 +57,13 @@ def find_role(kernel, role: str) -> ir.Value:
 
 
 def distribution(cfg, spec, operand: str) -> dict:
-    transposed = spec.a_transposed if operand == "A" else spec.b_transposed
+    contig_k = k_contiguous(spec, operand)
     return {"tile_mn": cfg.BM if operand == "A" else cfg.BN, "tile_k": cfg.BK,
             "width": cfg.load_width_a if operand == "A" else cfg.load_width_b,
             "threads": cfg.threads, "contiguous": cfg.fetch_contiguous,
-            "contig_k": (operand == "A") != transposed}
-
-
-def tile_shapes(cfg) -> dict:
-    return {"A": [cfg.BK, cfg.BM + cfg.smem_pad], "B": [cfg.BK, cfg.BN + cfg.smem_pad]}
+            "contig_k": contig_k,
+            # SIMT keeps shared tiles K-major; the tensor-core path keeps global orientation
+            "transpose": contig_k and cfg.mma == "none"}
 
 
 def offset_from(value: ir.Value, origin: ir.Value) -> ir.Value:
@@ -103,7 +102,7 @@ def promote(kernel) -> None:
         raise PassError(loop, "the main loop already stages tiles in shared memory")
     elem = irb.element_type(spec.dtype)
     elt = DTYPE_BYTES[spec.dtype]
-    shapes = tile_shapes(cfg)
+    shapes = tile_shapes(cfg, spec)
     smem = dynamic_shared(kernel)
     size_a = shapes["A"][0] * shapes["A"][1] * elt
     with ir.InsertionPoint.after(smem.owner), kernel.location:

@@ -15,7 +15,7 @@ function is dropped, since DeepGen's runtime is the host.
 from __future__ import annotations
 
 from mlir import ir
-from mlir.dialects import gpu, scf, vector
+from mlir.dialects import gpu, llvm, nvvm, scf, vector
 
 from deepgen.dialects import ops
 from deepgen.spec import SpecError
@@ -93,7 +93,6 @@ def build_kernel(module, nest) -> None:
     c = _find_role(nest, "C").operands[1]
     epilogue = ir.StringAttr(nest.attributes["deepgen.epilogue"]).value
     f32 = ir.F32Type.get()
-    in_t = irb.element_type(spec.dtype)
     types = [a.type, b.type, c.type, f32, f32]
     grid = [-(-spec.N // cfg.BN), -(-spec.M // cfg.BM), spec.batch]
 
@@ -108,12 +107,6 @@ def build_kernel(module, nest) -> None:
         set_args(kernel, ["A", "B", "C", "alpha", "beta"])
         block = kernel.add_entry_block()
     A, B, C, alpha, beta = block.arguments
-    tsm, tsn = cfg.thread_scatter_m, cfg.thread_scatter_n
-    frag_a_t = irb.vector_type(tsm, in_t)
-    frag_b_t = irb.vector_type(tsn, in_t)
-    acc_t = irb.vector_type(tsn, f32)
-    offs_m, offs_n = thread_offsets(cfg, "m"), thread_offsets(cfg, "n")
-
     with ir.InsertionPoint(block), nest.location:
         bx, by = gpu.block_id(gpu.Dimension.x), gpu.block_id(gpu.Dimension.y)
         bz = gpu.block_id(gpu.Dimension.z) if spec.batch > 1 else 0
@@ -121,41 +114,110 @@ def build_kernel(module, nest) -> None:
         m0, n0 = irb.mul(by, cfg.BM), irb.mul(bx, cfg.BN)
         irb.set_attr(m0.owner, ROLE, "m0")
         irb.set_attr(n0.owner, ROLE, "n0")
-        A_b, B_b, C_b = (irb.matrix_view(x, bz) for x in (A, B, C))
-        base_m, base_n = thread_bases(cfg, tid, target.warp_size)
-        # origin + offset-in-tile, so that promotion can take the offset back out
-        rows_a = [irb.val(irb.add(m0, irb.add(base_m, o))) for o in offs_m]
-        cols_b = [irb.val(irb.add(n0, irb.add(base_n, o))) for o in offs_n]
-
-        zero = irb.zeros(acc_t)
-        n_acc = cfg.TM * len(offs_n)
-        loop = scf.ForOp(irb.const_index(0), irb.const_index(spec.K), irb.const_index(cfg.BK),
-                         [zero] * n_acc)
-        irb.set_attr(loop, K_LOOP, None)
-        with ir.InsertionPoint(loop.body):
-            k0 = loop.induction_variable
-            accs = list(loop.inner_iter_args)
-            unroll = cfg.kk_unroll or cfg.BK
-            if unroll == cfg.BK:
-                accs = _k_steps(accs, A_b, B_b, rows_a, cols_b, k0, range(cfg.BK), cfg,
-                                frag_a_t, frag_b_t)
-            else:  # an inner loop over BK, `unroll` steps per iteration
-                inner = scf.ForOp(irb.const_index(0), irb.const_index(cfg.BK),
-                                  irb.const_index(unroll), accs)
-                with ir.InsertionPoint(inner.body):
-                    kk0 = irb.add(k0, inner.induction_variable)
-                    res = _k_steps(list(inner.inner_iter_args), A_b, B_b, rows_a, cols_b, kk0,
-                                   range(unroll), cfg, frag_a_t, frag_b_t)
-                    scf.yield_(res)
-                accs = list(inner.results)
-            scf.yield_(accs)
-
-        for r in range(cfg.TM):
-            m = irb.val(irb.add(rows_a[r // tsm], r % tsm))
-            for h, n in enumerate(cols_b):
-                ops.store_frag(loop.results[r * len(offs_n) + h], C_b, m, n, alpha, beta,
-                               epilogue=epilogue)
+        views = [irb.matrix_view(x, bz) for x in (A, B, C)]
+        body = _simt_body if cfg.mma == "none" else _mma_body
+        body(spec, cfg, target, tid, m0, n0, *views, alpha, beta, epilogue)
         gpu.return_([])
+
+
+def _k_loop(spec, cfg, accs, steps_fn):
+    """The main loop over K tiles; steps_fn(accs, k_base, kk_steps) emits one K tile's work.
+
+    kk_unroll < BK (SIMT) keeps an inner loop of kk_unroll unrolled steps per iteration."""
+    loop = scf.ForOp(irb.const_index(0), irb.const_index(spec.K), irb.const_index(cfg.BK), accs)
+    irb.set_attr(loop, K_LOOP, None)
+    step = 16 if cfg.mma != "none" else 1
+    unroll = cfg.BK if cfg.mma != "none" else (cfg.kk_unroll or cfg.BK)
+    with ir.InsertionPoint(loop.body):
+        k0 = loop.induction_variable
+        accs = list(loop.inner_iter_args)
+        if unroll == cfg.BK:
+            accs = steps_fn(accs, k0, range(0, cfg.BK, step))
+        else:
+            inner = scf.ForOp(irb.const_index(0), irb.const_index(cfg.BK),
+                              irb.const_index(unroll), accs)
+            with ir.InsertionPoint(inner.body):
+                kk0 = irb.add(k0, inner.induction_variable)
+                scf.yield_(steps_fn(list(inner.inner_iter_args), kk0, range(unroll)))
+            accs = list(inner.results)
+        scf.yield_(accs)
+    return loop
+
+
+def _simt_body(spec, cfg, target, tid, m0, n0, A_b, B_b, C_b, alpha, beta, epilogue):
+    f32 = ir.F32Type.get()
+    in_t = irb.element_type(spec.dtype)
+    tsm, tsn = cfg.thread_scatter_m, cfg.thread_scatter_n
+    frag_a_t, frag_b_t = irb.vector_type(tsm, in_t), irb.vector_type(tsn, in_t)
+    offs_m, offs_n = thread_offsets(cfg, "m"), thread_offsets(cfg, "n")
+    base_m, base_n = thread_bases(cfg, tid, target.warp_size)
+    # origin + offset-in-tile, so that promotion can take the offset back out
+    rows_a = [irb.val(irb.add(m0, irb.add(base_m, o))) for o in offs_m]
+    cols_b = [irb.val(irb.add(n0, irb.add(base_n, o))) for o in offs_n]
+    zero = irb.zeros(irb.vector_type(tsn, f32))
+    loop = _k_loop(spec, cfg, [zero] * (cfg.TM * len(offs_n)),
+                   lambda accs, kb, steps: _k_steps(accs, A_b, B_b, rows_a, cols_b, kb, steps,
+                                                    cfg, frag_a_t, frag_b_t))
+    for r in range(cfg.TM):
+        m = irb.val(irb.add(rows_a[r // tsm], r % tsm))
+        for h, n in enumerate(cols_b):
+            ops.store_frag(loop.results[r * len(offs_n) + h], C_b, m, n, alpha, beta,
+                           epilogue=epilogue)
+
+
+def _mma_body(spec, cfg, target, tid, m0, n0, A_b, B_b, C_b, alpha, beta, epilogue):
+    """Warp tiles of tensor-core MMAs: warp (wm, wn) owns a WM x WN tile of C made of
+    (WM/16) x (WN/8) m16n8k16 accumulators (4 f32 per thread each). Fragments are
+    `deepgen.load_frag` ops with i32 results (ldmatrix x4 after promotion: a 16x16 block of A,
+    or two 8-column blocks of B)."""
+    f32 = ir.F32Type.get()
+    wm_, wn_ = cfg.warp_tile
+    mi, nj = wm_ // 16, wn_ // 8
+    warp, lane = irb.div(tid, target.warp_size), irb.rem(tid, target.warp_size)
+    wm, wn = irb.div(warp, cfg.warps_n), irb.rem(warp, cfg.warps_n)
+    rows_a = [irb.val(irb.add(m0, irb.add(irb.mul(wm, wm_), 16 * i))) for i in range(mi)]
+    cols_b = [irb.val(irb.add(n0, irb.add(irb.mul(wn, wn_), 16 * j))) for j in range(nj // 2)]
+    frag_t = irb.vector_type(4, ir.IntegerType.get_signless(32))
+    ptx_t = ir.Attribute.parse(f"#nvvm.mma_type<{spec.dtype}>")
+    acc_struct = ir.Type.parse("!llvm.struct<(f32, f32, f32, f32)>")
+
+    def steps_fn(accs, k_base, steps):
+        for kk in steps:
+            k = irb.val(irb.add(k_base, kk))
+            fa = [ops.load_frag(frag_t, A_b, r, k, operand="A") for r in rows_a]
+            fb = [ops.load_frag(frag_t, B_b, c, k, operand="B") for c in cols_b]
+            for f in fa + fb:
+                irb.set_attr(f.owner, KK, kk)
+            a_regs = [[vector.extract(f, [], [x]) for x in range(4)] for f in fa]
+            b_regs = [[vector.extract(f, [], [x]) for x in range(4)] for f in fb]
+            for i in range(mi):
+                for j in range(nj):
+                    idx = i * nj + j
+                    c_vals = [vector.extract(accs[idx], [], [x]) for x in range(4)]
+                    mma = nvvm.MmaOp(acc_struct, _MMA_SHAPE(), nvvm.MMALayout.row,
+                                     nvvm.MMALayout.col, a_regs[i],
+                                     b_regs[j // 2][2 * (j % 2):2 * (j % 2) + 2], c_vals,
+                                     multiplicandAPtxType=ptx_t, multiplicandBPtxType=ptx_t)
+                    irb.set_attr(mma, KK, kk)
+                    vals = [llvm.extractvalue(f32, mma.result, [x]) for x in range(4)]
+                    accs[idx] = vector.from_elements(irb.vector_type(4, f32), vals)
+        return accs
+
+    loop = _k_loop(spec, cfg, [irb.zeros(irb.vector_type(4, f32))] * (mi * nj), steps_fn)
+    g, t2 = irb.div(lane, 4), irb.mul(irb.rem(lane, 4), 2)
+    pair_t = irb.vector_type(2, f32)
+    for i in range(mi):
+        for j in range(nj):
+            acc = loop.results[i * nj + j]
+            n = irb.val(irb.add(irb.add(cols_b[j // 2], 8 * (j % 2)), t2))
+            for half in range(2):  # c0,c1 at row g; c2,c3 at row g + 8
+                m = irb.val(irb.add(irb.add(rows_a[i], g), 8 * half))
+                part = vector.extract_strided_slice(pair_t, acc, [2 * half], [2], [1])
+                ops.store_frag(part, C_b, m, n, alpha, beta, epilogue=epilogue)
+
+
+def _MMA_SHAPE():
+    return ir.Attribute.parse("#nvvm.shape<m = 16, n = 8, k = 16>")
 
 
 def _k_steps(accs, A_b, B_b, rows_a, cols_b, k_base, steps, cfg, frag_a_t, frag_b_t):

@@ -16,12 +16,13 @@ sit under scf.if. Every vector access carries its alignment, so LLVM emits 16-by
 from __future__ import annotations
 
 from mlir import ir
-from mlir.dialects import arith, gpu, memref, scf, vector
+from mlir.dialects import arith, gpu, memref, nvgpu, scf, vector
 
 from deepgen.dialects.ops import dict_of
 from deepgen.spec import DTYPE_BYTES
 
 from .. import irb
+from ..config import k_contiguous
 from . import PassError, register
 from .common import spec_of, str_attr, tile_of
 
@@ -42,11 +43,6 @@ def is_shared(mem: ir.Value) -> bool:
 
 def _bytes(t: ir.Type) -> int:
     return DTYPE_BYTES[irb.dtype_of(t)]
-
-
-def _k_contiguous(spec, operand: str) -> bool:
-    """Whether the operand's memory is contiguous along K (row-major A, column-major B)."""
-    return (operand == "A") != (spec.b_transposed if operand == "B" else spec.a_transposed)
 
 
 def _guarded_load(src: ir.Value, idx: list, bounds: list, checks: list, vt: ir.Type):
@@ -75,14 +71,16 @@ def lower_load_frag(op, spec, cfg) -> None:
     n = ir.VectorType(vt).shape[0]
     operand = str_attr(op, "operand")
     with ir.InsertionPoint(op), op.location:
-        if is_shared(src):  # K-major shared tile: contiguous along M/N
+        if isinstance(ir.VectorType(vt).element_type, ir.IntegerType):
+            v = ldmatrix_fragment(src, mn, k, operand, k_contiguous(spec, operand))
+        elif is_shared(src):  # K-major shared tile: contiguous along M/N
             v = vector.load(vt, src, [k, mn], alignment=n * _bytes(ir.VectorType(vt).element_type))
         else:
             bound_mn = spec.M if operand == "A" else spec.N
             tile_mn = cfg.BM if operand == "A" else cfg.BN
             check_mn = bound_mn if bound_mn % tile_mn else None
             check_k = spec.K if spec.K % cfg.BK else None
-            if _k_contiguous(spec, operand):  # gather n rows of one column
+            if k_contiguous(spec, operand):  # gather n rows of one column
                 elems = []
                 one = irb.vector_type(1, ir.VectorType(vt).element_type)
                 for i in range(n):
@@ -96,6 +94,36 @@ def lower_load_frag(op, spec, cfg) -> None:
                                   [check_k, check_mn], vt)
     op.results[0].replace_all_uses_with(v)
     op.erase()
+
+
+def ldmatrix_fragment(src, mn, k, operand: str, k_contig: bool) -> ir.Value:
+    """ldmatrix x4 of the 16x16 block at (mn, k): four 8x8 matrices in the register order of
+    mma.sync m16n8k16 (A: a0..a3; B: b0, b1 of columns mn..mn+7, then of mn+8..mn+15).
+
+    Each lane passes one row address. A tile stored [mn][k] is read as is; one stored [k][mn]
+    is read with .trans. Lane l addresses, for (A, [m][k]) and (B, [k][n]):
+    (l % 16, (l / 16) * 8); for (A, [k][m]) and (B, [n][k]): (l % 8 + (l / 16) * 8,
+    ((l / 8) % 2) * 8) -- as (row, column) offsets of the stored tile."""
+    if not is_shared(src):
+        raise PassError(src.owner, "tensor-core fragments read shared memory: run "
+                                   "deepgen-promote-shared before deepgen-vectorize")
+    lane = irb.rem(gpu.thread_id(gpu.Dimension.x), 32)
+    # (A, [m][k]) and (B, [k][n]) share one lane pattern, the other two cases the other.
+    simple = k_contig if operand == "A" else not k_contig
+    if simple:
+        r_off, c_off = irb.rem(lane, 16), irb.mul(irb.div(lane, 16), 8)
+    else:
+        r_off = irb.add(irb.rem(lane, 8), irb.mul(irb.div(lane, 16), 8))
+        c_off = irb.mul(irb.rem(irb.div(lane, 8), 2), 8)
+    # stored [mn][k] when contiguous along K, else [k][mn]
+    base = (mn, k) if k_contig else (k, mn)
+    row, col = irb.val(irb.add(base[0], r_off)), irb.val(irb.add(base[1], c_off))
+    elem = ir.MemRefType(src.type).element_type
+    mats = nvgpu.ldmatrix(ir.VectorType.get([4, 2], elem), src, [row, col],
+                          transpose=not k_contig, num_tiles=4)
+    i32 = ir.IntegerType.get_signless(32)
+    packed = vector.bitcast(ir.VectorType.get([4, 1], i32), mats)
+    return vector.shape_cast(ir.VectorType.get([4], i32), packed)
 
 
 def lower_store_frag(op, spec, cfg) -> None:
@@ -202,7 +230,7 @@ def lower_tile_stash(op) -> None:
         for i in range(n):
             r, c, _ = fetch_positions(dist, tid, i)
             v = vector.extract(regs, [], [i])
-            if dist["contig_k"]:  # memory row = M/N index, columns = K: transpose into [k][mn]
+            if dist["transpose"]:  # memory row = M/N index, columns = K: transpose into [k][mn]
                 for j in range(w):
                     e = vector.extract(v, [], [j])
                     memref.store(e, dst, [irb.val(irb.add(c, j)), irb.val(r)])
