@@ -1,1 +1,65 @@
+"""DeepGen: a GEMM kernel compiler and autotuner for GPUs on upstream MLIR.
+
+`import deepgen` stays cheap: it imports neither torch nor MLIR. `deepgen.gemm` (which needs
+torch) is loaded on first access. The torch ops torch.ops.deepgen.* are defined as soon as
+torch is imported, before or after deepgen (see _register_torch_ops_after_torch).
+"""
+import importlib.abc
+import importlib.util
+import sys
+import warnings
 from importlib.metadata import version as _v
+
+try:
+    __version__ = _v("deepgen-mlir")
+except Exception:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
+
+__all__ = ["gemm", "__version__"]
+
+
+def __getattr__(name: str):
+    if name == "gemm":
+        from .api import gemm
+
+        return gemm
+    raise AttributeError(f"module 'deepgen' has no attribute {name!r}")
+
+
+def _register_torch_ops() -> None:
+    try:
+        from deepgen.runtime import torch_op
+
+        torch_op.register()
+    except Exception as e:  # never break the user's `import torch`
+        warnings.warn(f"deepgen: could not define torch.ops.deepgen ({type(e).__name__}: {e})")
+
+
+class _AfterTorchImport(importlib.abc.MetaPathFinder):
+    """Runs _register_torch_ops right after `torch` finishes importing, then steps aside."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "torch":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec("torch")  # found by the finders after this one
+        if spec is None or spec.loader is None:
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_then_register(module):
+            exec_module(module)
+            _register_torch_ops()
+
+        spec.loader.exec_module = exec_then_register
+        return spec
+
+
+def _register_torch_ops_after_torch() -> None:
+    if "torch" in sys.modules:
+        _register_torch_ops()
+    elif not any(isinstance(f, _AfterTorchImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterTorchImport())
+
+
+_register_torch_ops_after_torch()

@@ -123,6 +123,8 @@ class Kernel:
         self._expect = {n: tuple(x for op in self._operands
                                  for x in (torch.Size(op.shape[-n:]), op.strides[-n:]))
                         for n in ndims}
+        # Shapes of a fresh C as plain tuples: torch.empty(*ints) parses fastest.
+        self._c_shape = {n: tuple(self._operands[2].shape[-n:]) for n in ndims}
         self._workspace_bytes = artifact.workspace_bytes
         self._launches = [(l.entry, l.grid, l.block, l.shared_bytes, list(l.args))
                           for l in artifact.launches]
@@ -136,8 +138,7 @@ class Kernel:
         if c is None and beta != 0:
             raise ValueError(f"beta: must be 0 when c is None (got {beta}): there is no C")
         try:
-            dev = a.get_device()
-            e = self._expect[a.dim()]
+            dev, e = a.get_device(), self._expect[a.dim()]
             pa, pb, pc = a.data_ptr(), b.data_ptr(), 0 if c is None else c.data_ptr()
             ok = (dev >= 0 and b.get_device() == dev
                   and a.dtype is self._in_dtype and b.dtype is self._in_dtype
@@ -150,21 +151,26 @@ class Kernel:
             ok = False
         if not ok:
             self.check(a, b, c)  # raises, unless the call is valid in a form `ok` leaves out
-            dev, e = a.get_device(), self._expect[a.dim()]
-            pa, pb, pc = a.data_ptr(), b.data_ptr(), 0 if c is None else c.data_ptr()
-        fresh = None
+        return self._run(a, b, c, alpha, beta, stream)
+
+    def _run(self, a, b, c, alpha, beta, stream):
+        """Launch without checking: the caller has checked these tensors' shapes, strides,
+        dtypes, devices and alignment (deepgen.gemm does, for a call it has seen before)."""
+        dev = a.get_device()
+        fresh = w = None
         if c is None:
-            c = fresh = torch.empty(e[4], dtype=self._out_dtype, device=a.device)
-            pc = c.data_ptr()
-        w = (torch.empty(self._workspace_bytes, dtype=torch.uint8, device=a.device)
-             if self._workspace_bytes else None)
+            c = fresh = torch.empty(*self._c_shape[a.dim()], dtype=self._out_dtype,
+                                    device=a.device)
+        if self._workspace_bytes:
+            w = torch.empty(self._workspace_bytes, dtype=torch.uint8, device=a.device)
         if stream is None:
             s = _raw_stream(dev)
         else:
             s = stream if isinstance(stream, int) else stream.cuda_stream
             _keep_for_stream(s, dev, fresh, w)
         plan = self._plans.get(dev) or self._plan(dev)
-        plan.launch(s, pa, pb, pc, 0 if w is None else w.data_ptr(), alpha, beta)
+        plan.launch(s, a.data_ptr(), b.data_ptr(), c.data_ptr(),
+                    0 if w is None else w.data_ptr(), alpha, beta)
         return c
 
     def check(self, a, b, c=None) -> None:
@@ -201,13 +207,13 @@ class Kernel:
 
     @property
     def registers(self) -> int | None:
-        """Registers per thread, the largest over the kernel's entries (from the compiler)."""
+        """Registers per thread, the largest over the kernel's entries (ptxas's count)."""
         return self._resource("registers")
 
     @property
     def spills(self) -> int | None:
-        """Spilled bytes per thread, the largest over the kernel's entries (from the compiler)."""
-        return self._resource("spills")
+        """Bytes of spill stores per thread, the largest over the kernel's entries."""
+        return self._resource("spill_stores")
 
     @property
     def shared_bytes(self) -> int:

@@ -13,18 +13,11 @@ from deepgen.runtime import kernel as km
 from deepgen.runtime.kernel import Facts, Kernel, check_operands
 from deepgen.runtime.reference import reference_artifact
 from deepgen.spec import GemmSpec
-
-CUDA0 = torch.device("cuda", 0)
+from runtime_fakes import facts_of, pretend_cpu_is_cuda
 
 
 def make_kernel(**spec) -> Kernel:
     return Kernel(reference_artifact(GemmSpec(**{"M": 8, "N": 4, "K": 6, **spec})))
-
-
-def facts_of(t: torch.Tensor, device=CUDA0, ptr: int | None = None) -> Facts:
-    """A CPU tensor described as if it lived on `device`."""
-    return Facts(device, t.dtype, tuple(t.shape), tuple(t.stride()),
-                 t.data_ptr() if ptr is None else ptr)
 
 
 def check(kernel: Kernel, *tensors: Facts) -> None:
@@ -131,24 +124,9 @@ def test_misaligned_pointer():
 
 # -- the call path ----------------------------------------------------------------------------
 
-class RecordingPlan:
-    def __init__(self):
-        self.calls = []
-
-    def launch(self, *args):
-        self.calls.append(args)
-
-
 @pytest.fixture
 def cpu_as_cuda(monkeypatch):
-    """Let CPU tensors through the device check and record launches instead of running them."""
-    plan = RecordingPlan()
-    real = km.facts
-    monkeypatch.setattr(km, "facts", lambda name, t: facts_of(t) if isinstance(t, torch.Tensor)
-                        else real(name, t))
-    monkeypatch.setattr(km, "_raw_stream", lambda device: 1234)
-    monkeypatch.setattr(Kernel, "_plan", lambda self, device: plan)
-    return plan
+    return pretend_cpu_is_cuda(monkeypatch)
 
 
 def test_call_launches_with_the_tensors_pointers(cpu_as_cuda):
@@ -222,8 +200,9 @@ def test_cpu_tensors_fail_on_the_device_check():
 
 def test_kernel_properties():
     art = reference_artifact(GemmSpec(M=8, N=4, K=6, batch=2), split=True, shared_bytes=1024)
-    art.resources = {"deepgen_ref_partial": {"registers": 40, "spills": 0},
-                     "deepgen_ref_epilogue": {"registers": 12, "spills": 16}}
+    art.resources = {  # as the compiler's driver parses them from ptxas -v
+        "deepgen_ref_partial": {"registers": 40, "spill_stores": 0, "spill_loads": 0},
+        "deepgen_ref_epilogue": {"registers": 12, "spill_stores": 16, "spill_loads": 16}}
     art.ir_stages = {"00-input": "module {}", "05-nvvm": "llvm"}
     k = Kernel(art)
     assert k.spec == GemmSpec(M=8, N=4, K=6, batch=2)

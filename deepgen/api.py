@@ -1,0 +1,195 @@
+"""deepgen.gemm: C = alpha * A @ B + beta * C on torch tensors, compiled on first use.
+
+The spec comes from the tensors: shapes (2-D, or 3-D batched), dtypes, and the layout of each
+operand from its strides (a contiguous operand is "N", a transposed view of a contiguous
+tensor is "T"; anything else is copied to contiguous first). The kernel for a spec is found,
+in order: this process's table, a preloaded bundle (deepgen.runtime.preload), the disk cache,
+else compiled (deepgen.compiler, imported only then) with the tuned config when the tuned
+database has one, else the compiler's default heuristic.
+
+A call whose tensors look exactly like an earlier accepted call's (shapes, strides, dtypes,
+devices) skips all of that: only their alignment is checked again before the launch.
+Under torch.compile, deepgen.gemm becomes the custom op torch.ops.deepgen.gemm(_out).
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from deepgen.runtime import cache, torch_op, tuned
+from deepgen.runtime.kernel import ALIGNMENT, TORCH_DTYPES, Kernel, strides_match
+from deepgen.spec import GemmSpec
+
+_DTYPE_NAMES = {v: k for k, v in TORCH_DTYPES.items()}
+
+_by_call: dict[tuple, Kernel] = {}  # call signature -> kernel, for calls needing no copies
+_by_spec: dict[tuple, Kernel] = {}  # (spec, config, target) -> kernel
+
+
+def gemm(a: torch.Tensor, b: torch.Tensor, *, out: torch.Tensor | None = None,
+         alpha: float = 1.0, beta: float = 0.0, config=None) -> torch.Tensor:
+    """alpha * a @ b + beta * out, written into `out` (allocated when None) and returned.
+
+    a: (M, K) or (batch, M, K); b: (K, N) or (batch, K, N), same dtype (f32, f16 or bf16), on
+    one CUDA device. out: (M, N) or (batch, M, N); its dtype is the output type (default: the
+    input type). config: a TileConfig or dict forcing the tile configuration."""
+    if out is None and beta != 0:
+        raise ValueError(f"beta: must be 0 when out is None (got {beta}): there is no C")
+    if torch.compiler.is_compiling():
+        return _traced(a, b, out, alpha, beta, config)
+    if config is None:
+        try:
+            kernel = _by_call.get(_signature(a, b, out))
+        except AttributeError:  # not tensors: the slow path says so
+            kernel = None
+        # A call like one the kernel accepted before needs only the alignment checked again.
+        if kernel is not None and not (a.data_ptr() | b.data_ptr() | (
+                0 if out is None else out.data_ptr())) & (ALIGNMENT - 1):
+            return kernel._run(a, b, out, alpha, beta, None)
+    return _gemm_slow(a, b, out, alpha, beta, config)
+
+
+def _signature(a, b, out) -> tuple:
+    return (a.shape, a.stride(), a.dtype, a.device, b.shape, b.stride(), b.dtype, b.device,
+            None if out is None else (out.shape, out.stride(), out.dtype, out.device))
+
+
+def _gemm_slow(a, b, out, alpha, beta, config):
+    spec, a2, b2 = spec_for(a, b, out)
+    device = a.get_device()
+    c = out
+    if out is not None and not _is_packed(out, "N"):
+        # The kernel writes row-major packed C: go through a temporary, copy back after.
+        c = out.clone(memory_format=torch.contiguous_format) if beta != 0 else torch.empty(
+            out.shape, dtype=out.dtype, device=out.device)
+    kernel = kernel_for(spec, config, target_of(device))
+    result = kernel(a2, b2, c, alpha=alpha, beta=beta)
+    if config is None and a2 is a and b2 is b and c is out:
+        _by_call[_signature(a, b, out)] = kernel  # the kernel accepted them as they are
+    if c is not out and out is not None:
+        out.copy_(result)
+        return out
+    return result
+
+
+def spec_for(a, b, out=None) -> tuple[GemmSpec, torch.Tensor, torch.Tensor]:
+    """(spec, a, b) for a call: a and b as given when the kernel can read them in place,
+    else contiguous copies. Raises TypeError/ValueError naming what does not fit."""
+    tensors = [(n, t) for n, t in (("a", a), ("b", b), ("out", out)) if t is not None]
+    for name, t in tensors:
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+    _check_devices(tensors)
+    for name, t in tensors:
+        if t.dtype not in _DTYPE_NAMES:
+            raise TypeError(f"{name}: dtype {t.dtype} is not supported "
+                            f"(supported: {', '.join(map(str, _DTYPE_NAMES))})")
+    if a.dim() not in (2, 3) or b.dim() != a.dim():
+        raise ValueError(f"a and b must both be 2-D or both 3-D (batched), got shapes "
+                         f"{tuple(a.shape)} and {tuple(b.shape)}")
+    if a.dtype != b.dtype:
+        raise TypeError(f"b: dtype {b.dtype} differs from a's {a.dtype}")
+    (M, K), (K2, N) = a.shape[-2:], b.shape[-2:]
+    batch = a.shape[0] if a.dim() == 3 else 1
+    if K2 != K:
+        raise ValueError(f"b: has {K2} rows, but a has K = {K} columns")
+    if a.dim() == 3 and b.shape[0] != batch:
+        raise ValueError(f"b: batch {b.shape[0]} differs from a's batch {batch}")
+    if out is not None and tuple(out.shape) != tuple(a.shape[:-1]) + (N,):
+        raise ValueError(f"out: expected shape {tuple(a.shape[:-1]) + (N,)}, "
+                         f"got {tuple(out.shape)}")
+    a, la = _in_place_or_copy(a)
+    b, lb = _in_place_or_copy(b)
+    dtype = _DTYPE_NAMES[a.dtype]
+    out_dtype = _DTYPE_NAMES[out.dtype] if out is not None else dtype
+    return GemmSpec(M=M, N=N, K=K, batch=batch, dtype=dtype, out_dtype=out_dtype,
+                    layout=la + lb), a, b
+
+
+def _check_devices(tensors: list[tuple[str, torch.Tensor]]) -> None:
+    first = tensors[0][1].device
+    for name, t in tensors:
+        if t.device.type != "cuda":
+            raise TypeError(f"{name}: must be a CUDA tensor, got device '{t.device}'")
+        if t.device != first:
+            raise ValueError(f"{name}: on {t.device}, but a is on {first}")
+
+
+def _in_place_or_copy(t: torch.Tensor) -> tuple[torch.Tensor, str]:
+    for layout in ("N", "T"):
+        if _is_packed(t, layout):
+            return t, layout
+    return t.clone(memory_format=torch.contiguous_format), "N"
+
+
+def _is_packed(t: torch.Tensor, layout: str) -> bool:
+    """Whether `t` lies in memory exactly as the packed `layout` (16-byte aligned)."""
+    rows, cols = t.shape[-2:]
+    want = (rows * cols, cols, 1) if layout == "N" else (rows * cols, 1, rows)
+    return (strides_match(t.shape, t.stride(), want[-t.dim():])
+            and not t.data_ptr() % ALIGNMENT)
+
+
+def kernel_for(spec: GemmSpec, config=None, target: str = "sm_90a") -> Kernel:
+    """The Kernel for `spec` on `target`, compiling it (once per cache) when needed."""
+    key = (spec, cache.canonical_json(config), target)
+    kernel = _by_spec.get(key)
+    if kernel is None:
+        art = cache.preloaded(spec.to_dict(), target, _as_dict(config))
+        if art is None:
+            art = _compile_cached(spec, config or tuned.lookup(spec, target), target)
+        kernel = _by_spec[key] = Kernel(art)
+    return kernel
+
+
+def _as_dict(config) -> dict | None:
+    return config.to_dict() if hasattr(config, "to_dict") else config
+
+
+def _compile_cached(spec: GemmSpec, config, target: str):
+    try:
+        import deepgen
+        from deepgen import compiler
+        compile_artifact, versions = compiler.compile_artifact, compiler.toolchain_versions
+    except (ImportError, AttributeError) as e:
+        raise RuntimeError(
+            f"no kernel for {spec} on {target}: compiling needs deepgen.compiler and MLIR "
+            f"({type(e).__name__}: {e}); on a host without them, load a bundle compiled "
+            f"elsewhere with deepgen.runtime.preload(bundle_dir)") from e
+    parts = {"spec": spec.to_dict(), "config": _as_dict(config), "target": target,
+             "deepgen": deepgen.__version__, "toolchain": _versions(versions)}
+    return cache.cached_artifact(parts, lambda: compile_artifact(spec, config, target))
+
+
+def _versions(toolchain_versions) -> dict:
+    global _toolchain
+    if _toolchain is None:
+        _toolchain = toolchain_versions()  # may run tools (ptxas --version): once per process
+    return _toolchain
+
+
+_toolchain: dict | None = None
+
+
+@functools.cache
+def target_of(device: int) -> str:
+    """The compile target of a CUDA device: sm_XY, with "a" for sm_90 (wgmma needs sm_90a)."""
+    major, minor = torch.cuda.get_device_capability(device)
+    if torch.version.hip:
+        return torch.cuda.get_device_properties(device).gcnArchName.split(":")[0]
+    return f"sm_{major}{minor}" + ("a" if (major, minor) == (9, 0) else "")
+
+
+def _traced(a, b, out, alpha, beta, config):
+    """Under torch.compile: the custom ops, which the compiler sees through their fake."""
+    if config is not None:
+        raise NotImplementedError("config: not supported under torch.compile; compile the "
+                                  "kernel first (deepgen.gemm(..., config=...) in eager mode)")
+    if out is None:
+        return torch.ops.deepgen.gemm(a, b, alpha)
+    torch.ops.deepgen.gemm_out(a, b, out, alpha, beta)
+    return out
+
+
+torch_op.register()  # torch.ops.deepgen.* (a no-op when `import deepgen` already did it)
