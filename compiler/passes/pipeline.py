@@ -117,13 +117,13 @@ def double_buffer(kernel, spec, cfg) -> None:
 
 
 def prefetch_fragments(kernel) -> None:
-    """Issue the fragment loads of inner step kk+1 before the FMAs of step kk."""
+    """Issue the fragment loads of each inner step before the FMAs (or MMAs) of the previous one."""
     for block in _straight_blocks(k_loop(kernel)):
         ops_ = [op.operation for op in block.operations]
         tagged = [(ir.IntegerAttr(op.attributes[KK]).value, op) for op in ops_ if KK in op.attributes]
         steps = sorted({kk for kk, _ in tagged})
-        for kk in steps[1:]:
-            first_fma = next(op for k, op in tagged if k == kk - 1 and op.name != "deepgen.load_frag")
+        for prev, kk in zip(steps, steps[1:]):
+            first_fma = next(op for k, op in tagged if k == prev and op.name != "deepgen.load_frag")
             for k, op in tagged:
                 if k == kk and op.name == "deepgen.load_frag":
                     op.move_before(first_fma)

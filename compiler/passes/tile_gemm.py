@@ -22,7 +22,7 @@ from deepgen.spec import SpecError
 
 from .. import irb
 from ..config import TileConfig, validate
-from ..target import get_target, ptx_chip_features
+from ..target import amdgpu_features, get_target, ptx_chip_features
 from . import PassError, register
 from .common import (ARGS, GEMM_NEST, GRID, K_LOOP, KERNEL_MODULE, KK, ORDER, ROLE, SPEC, TILE,
                      set_args, spec_of, tile_of)
@@ -54,7 +54,8 @@ def kernel_module(module, target_name: str):
             chip, features = ptx_chip_features(target)
             tgt = ir.Attribute.parse(f'#nvvm.target<chip = "{chip}", features = "{features}">')
         else:
-            tgt = ir.Attribute.parse(f'#rocdl.target<chip = "{target.name}">')
+            tgt = ir.Attribute.parse(f'#rocdl.target<chip = "{target.name}", '
+                                     f'features = "{amdgpu_features(target)}">')
         gm = gpu.GPUModuleOp(KERNEL_MODULE, targets=ir.ArrayAttr.get([tgt]))
         gm.bodyRegion.blocks.append()
     return gm
@@ -180,16 +181,19 @@ def _mma_body(spec, cfg, target, tid, m0, n0, A_b, B_b, C_b, alpha, beta, epilog
     frag_t = irb.vector_type(4, ir.IntegerType.get_signless(32))
     ptx_t = ir.Attribute.parse(f"#nvvm.mma_type<{spec.dtype}>")
     acc_struct = ir.Type.parse("!llvm.struct<(f32, f32, f32, f32)>")
+    # nvvm.mma.sync takes bf16 pairs as packed i32 but f16 pairs as vector<2xf16>
+    half2 = ir.VectorType.get([2], ir.F16Type.get())
+    as_operand = (lambda r: llvm.bitcast(half2, r)) if spec.dtype == "f16" else (lambda r: r)
 
     def steps_fn(accs, k_base, steps):
-        for kk in steps:
-            k = irb.val(irb.add(k_base, kk))
+        ks = [irb.val(irb.add(k_base, kk)) for kk in steps]  # first: lets passes move loads
+        for kk, k in zip(steps, ks):
             fa = [ops.load_frag(frag_t, A_b, r, k, operand="A") for r in rows_a]
             fb = [ops.load_frag(frag_t, B_b, c, k, operand="B") for c in cols_b]
             for f in fa + fb:
                 irb.set_attr(f.owner, KK, kk)
-            a_regs = [[vector.extract(f, [], [x]) for x in range(4)] for f in fa]
-            b_regs = [[vector.extract(f, [], [x]) for x in range(4)] for f in fb]
+            a_regs = [[as_operand(vector.extract(f, [], [x])) for x in range(4)] for f in fa]
+            b_regs = [[as_operand(vector.extract(f, [], [x])) for x in range(4)] for f in fb]
             for i in range(mi):
                 for j in range(nj):
                     idx = i * nj + j
