@@ -197,3 +197,26 @@ def test_deepgen_opt_split_input_file_and_errors():
     assert bad.returncode == 1 and "operand B: K=5 differs" in bad.stderr
     unknown = _opt("lit_tests/inputs/gemm_256.mlir", "-p", "deepgen-nope")
     assert unknown.returncode == 1 and "unknown DeepGen pass" in unknown.stderr
+
+
+@pytest.mark.parametrize("dtype, layout", [("bf16", "NN"), ("f16", "TN"), ("bf16", "NT"), ("f16", "TT")])
+def test_tensor_core_path_has_ldmatrix_and_mma_in_sass(dtype, layout, tmp_path):
+    k = compile_gemm(512, 512, 256, dtype=dtype, layout=layout)  # default config: mma.sync
+    assert k.config["mma"] == "m16n8k16"
+    assert f"mma.sync.aligned.m16n8k16.row.col.f32.{dtype}.{dtype}.f32" in k.ptx
+    trans = "ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16" in k.ptx
+    assert trans == (layout[0] == "T" or layout[1] == "N")  # [k][mn] tiles need .trans
+    path = tmp_path / "k.cubin"
+    path.write_bytes(k.artifact.binary)
+    sass = sass_of(path)
+    assert "HMMA.16816.F32" in sass and re.search(r"LDSM\.16\.MT?88\.4", sass)
+    assert not re.search(r"\b(LDL|STL)\b", sass)
+
+
+def test_tensor_core_config_errors_name_the_field():
+    spec = GemmSpec(M=256, N=256, K=256, dtype="f32")
+    with pytest.raises(SpecError, match="^mma: m16n8k16 multiplies f16 or bf16"):
+        compile_artifact(spec, TileConfig(mma="m16n8k16", BK=32, smem_pad=8))
+    with pytest.raises(SpecError, match="^BK: must be a multiple of the MMA depth 16"):
+        compile_artifact(GemmSpec(M=256, N=256, K=256, dtype="bf16"),
+                         TileConfig(mma="m16n8k16", BK=8, smem_pad=8))
