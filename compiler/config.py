@@ -49,6 +49,9 @@ class TileConfig:
     # Tensor cores: "none" = SIMT FMAs; "m16n8k16" = mma.sync on f16/bf16 (warp tiles of
     # BM/warps_m x BN/warps_n; TM, TN and the scatter fields then do not apply).
     mma: str = "none"
+    # Tensor-core path: copy tiles global -> shared with cp.async in a ring of shared_stages
+    # (2 to 4) instead of staging them through registers.
+    async_copy: bool = False
 
     @property
     def warp_tile(self) -> tuple[int, int]:
@@ -127,7 +130,7 @@ def tile_shapes(cfg: TileConfig, spec: GemmSpec) -> dict:
     ldmatrix transpose: [BM][BK] when the operand is contiguous along K."""
     shapes = {}
     for op, rows in (("A", cfg.BM), ("B", cfg.BN)):
-        if cfg.mma != "none" and k_contiguous(spec, op):
+        if cfg.mma != "none" and k_contiguous(spec, op):  # (async copies cannot transpose)
             shapes[op] = [rows, cfg.BK + cfg.smem_pad]
         else:
             shapes[op] = [cfg.BK, rows + cfg.smem_pad]
@@ -182,6 +185,8 @@ def validate(cfg: TileConfig, spec: GemmSpec, target: Target | str = "sm_90a") -
            f"{cfg.threads} threads exceed the limit {target.max_threads_per_block} of {target.name}")
     elt = DTYPE_BYTES[spec.dtype]
     max_vec = target.max_vector_bytes
+    _check(not cfg.async_copy or cfg.mma != "none", "async_copy",
+           "cp.async staging is built for the tensor-core path (mma) only")
     if cfg.mma == "none":
         _validate_simt(cfg, spec, target)
     else:
@@ -209,7 +214,10 @@ def validate(cfg: TileConfig, spec: GemmSpec, target: Target | str = "sm_90a") -
         _check(ld % w == 0, field,
                f"rows of {op} in memory hold {ld} elements, not a multiple of {w} "
                "(vector loads would be misaligned); use a narrower load width")
-    _check(cfg.shared_stages in (1, 2), "shared_stages", f"must be 1 or 2, got {cfg.shared_stages}")
+    max_stages = 4 if cfg.async_copy else 2
+    _check(1 <= cfg.shared_stages <= max_stages, "shared_stages",
+           f"must be 1 to {max_stages}{' with async_copy' if cfg.async_copy else ''}, "
+           f"got {cfg.shared_stages}")
     _check(cfg.kk_unroll == 0 or (cfg.BK % cfg.kk_unroll == 0), "kk_unroll",
            f"must be 0 (full) or divide BK={cfg.BK}, got {cfg.kk_unroll}")
     _check(cfg.local_split_k == 1, "local_split_k",
@@ -273,6 +281,13 @@ def _validate_mma(cfg: TileConfig, spec: GemmSpec, target: Target) -> None:
            f"an MMA accumulator holds 2 neighbouring columns: 1 or 2, got {cfg.store_width}")
     _check(cfg.smem_pad % 8 == 0, "smem_pad",
            f"ldmatrix rows must stay 16-byte aligned: a multiple of 8, got {cfg.smem_pad}")
+    if cfg.async_copy:
+        _check(cfg.shared_stages >= 2, "shared_stages",
+               f"async_copy pipelines at least 2 stages, got {cfg.shared_stages}")
+        for op in ("a", "b"):
+            w = getattr(cfg, f"load_width_{op}") * DTYPE_BYTES[spec.dtype]
+            _check(w in (4, 8, 16), f"load_width_{op}",
+                   f"cp.async copies 4, 8 or 16 bytes; {w} bytes with async_copy")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -342,6 +357,8 @@ def default_config(spec: GemmSpec, target: Target | str = "sm_90a") -> TileConfi
     changes["split_k"] = split
     if blocks >= 256:
         changes["block_swizzle"] = 8
+    if use_mma and all(changes[f"load_width_{o}"] * elt >= 4 for o in ("a", "b")):
+        changes.update(async_copy=True, shared_stages=3)
     cfg = cfg.replace(**changes)
     validate(cfg, spec, target)
     return cfg

@@ -65,4 +65,20 @@ irdl.dialect @deepgen {
     %dist = irdl.base "#builtin.dictionary"
     irdl.attributes {"operand" = %operand, "distribution" = %dist}
   }
+
+  // Tensor-core path: the same cooperative copy straight from global to shared memory with
+  // cp.async (no registers); where `valid` is false or a vector lies outside the matrix it
+  // zero-fills. The result is the cp.async group of this thread's copies.
+  irdl.operation @tile_copy_async {
+    %src = irdl.base "!builtin.memref"
+    %dst = irdl.base "!builtin.memref"
+    %idx = irdl.is index
+    %i1 = irdl.is i1
+    %group = irdl.any
+    irdl.operands(src: %src, mn0: %idx, k0: %idx, valid: %i1, dst: %dst)
+    irdl.results(group: %group)
+    %operand = irdl.base "#builtin.string"
+    %dist = irdl.base "#builtin.dictionary"
+    irdl.attributes {"operand" = %operand, "distribution" = %dist}
+  }
 }

@@ -79,3 +79,9 @@ def tile_fetch(result_type, src, mn0, k0, *, operand: str, distribution: dict):
 
 def tile_stash(regs, dst, *, operand: str, distribution: dict):
     return _create("deepgen.tile_stash", [regs, dst], operand=operand, distribution=distribution)
+
+
+def tile_copy_async(src, mn0, k0, valid, dst, *, operand: str, distribution: dict):
+    token = ir.Type.parse("!nvgpu.device.async.token")
+    return _create("deepgen.tile_copy_async", [src, mn0, k0, valid, dst], [token],
+                   operand=operand, distribution=distribution).result

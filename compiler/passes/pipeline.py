@@ -17,7 +17,7 @@ step kk+1 move before the FMAs of step kk, so shared-memory latency hides behind
 from __future__ import annotations
 
 from mlir import ir
-from mlir.dialects import arith, gpu, scf
+from mlir.dialects import arith, gpu, nvgpu, scf
 
 from deepgen.dialects import ops
 from deepgen.dialects.ops import dict_of
@@ -82,24 +82,8 @@ def double_buffer(kernel, spec, cfg) -> None:
         with ir.InsertionPoint(prefetch.else_block):
             scf.yield_([irb.zeros(c[3]) for c in copies])
         current = {o: irb.matrix_view(views[o], stage) for o in views}
-    # Move the compute part of the old body over; drop its copies and barriers.
-    for old_arg, new_arg in zip(body.arguments, nb.arguments):
-        old_arg.replace_all_uses_with(new_arg)
     old_yield = body.operations[len(body.operations) - 1]
-    for op in list(body.operations):
-        op = op.operation
-        if op.name in ("deepgen.tile_stash", "gpu.barrier"):
-            op.erase()
-    for op in fetches:
-        op.erase()
-    for op in list(body.operations):
-        op = op.operation
-        if op.name == "scf.yield":
-            continue
-        op.detach_from_parent()
-        nb.append(op)
-    for o, v in old_views.items():
-        v.replace_all_uses_with(current[o])
+    _move_compute(body, nb, old_views, current)
     with ir.InsertionPoint(nb), loop.location:
         guard = scf.IfOp(has_next)
         with ir.InsertionPoint(guard.then_block):
@@ -107,13 +91,95 @@ def double_buffer(kernel, spec, cfg) -> None:
             scf.yield_([])
         gpu.barrier()
         scf.yield_(list(old_yield.operands) + [arith.subi(irb.const_index(1), stage)])
+    _replace_loop(loop, new, old_views)
+    irb.set_attr(kernel, SHARED, size_a + 2 * shapes["B"][0] * shapes["B"][1] * elt)
+
+
+def async_ring(kernel, spec, cfg) -> None:
+    """cp.async ring of S = shared_stages stages (tensor-core path): S - 1 tiles in flight.
+
+        copy tiles lb .. lb+(S-2)*BK -> stages 0 .. S-2          (one cp.async group each)
+        for k0, stage: wait until tile k0 landed; barrier
+                       copy tile k0+(S-1)*BK -> stage (stage+S-1)%S  (zero-fill past the end)
+                       compute(stage); stage = (stage+1)%S
+    One barrier per step: it also proves every thread is done with the stage being refilled
+    (it was read in the previous step)."""
+    loop = k_loop(kernel)
+    body = loop.regions[0].blocks[0]
+    fetches = _ops_named(body, "deepgen.tile_fetch")
+    if len(fetches) != 2:
+        raise PassError(loop, "expected the single-buffered loop of deepgen-promote-shared")
+    S = cfg.shared_stages
+    elem = irb.element_type(spec.dtype)
+    elt = DTYPE_BYTES[spec.dtype]
+    shapes = tile_shapes(cfg, spec)
+    smem = dynamic_shared(kernel)
+    size_a = S * shapes["A"][0] * shapes["A"][1] * elt
+    old_views = {str_attr(op, "operand"): op.operands[1] for op in _ops_named(body, "deepgen.tile_stash")}
+    with ir.InsertionPoint.after(smem.owner), kernel.location:
+        views = {"A": shared_view(smem, 0, [S] + shapes["A"], elem),
+                 "B": shared_view(smem, size_a, [S] + shapes["B"], elem)}
+    lb, ub, step = loop.operands[0], loop.operands[1], loop.operands[2]
+    copies = [(str_attr(f, "operand"), f.operands[0], f.operands[1], f.attributes["distribution"])
+              for f in fetches]
+
+    def copy_all(k, stage):
+        valid = irb.lt(k, ub)
+        return [ops.tile_copy_async(src, origin, k, valid, irb.matrix_view(views[o], stage),
+                                    operand=o, distribution=d) for o, src, origin, d in copies]
+
+    with ir.InsertionPoint(loop), loop.location:
+        tokens = []
+        for s_ in range(S - 1):
+            tokens += copy_all(irb.val(irb.add(lb, irb.mul(step, s_))), s_)
+        new = scf.ForOp(lb, ub, step, list(loop.operands[3:]) + [irb.const_index(0)])
+        irb.set_attr(new, K_LOOP, None)
+    nb = new.regions[0].blocks[0]
+    k0, stage = nb.arguments[0], nb.arguments[len(nb.arguments) - 1]
+    with ir.InsertionPoint(nb), loop.location:
+        nvgpu.DeviceAsyncWaitOp(tokens[-1], numGroups=2 * (S - 2))
+        gpu.barrier()
+        k_pref = arith.addi(k0, arith.muli(step, irb.const_index(S - 1)))
+        copy_all(k_pref, irb.rem(irb.add(stage, S - 1), S))
+        current = {o: irb.matrix_view(views[o], stage) for o in views}
+    _move_compute(body, nb, old_views, current)
+    old_yield = body.operations[len(body.operations) - 1]
+    with ir.InsertionPoint(nb), loop.location:
+        scf.yield_(list(old_yield.operands) + [irb.rem(irb.add(stage, 1), S)])
+    with ir.InsertionPoint.after(new), loop.location:
+        nvgpu.DeviceAsyncWaitOp(tokens[-1], numGroups=0)  # nothing in flight at exit
+    _replace_loop(loop, new, old_views)
+    irb.set_attr(kernel, SHARED, size_a + S * shapes["B"][0] * shapes["B"][1] * elt)
+
+
+def _move_compute(body, nb, old_views, current) -> None:
+    """Move the old body's compute into the new loop body; drop its copies and barriers."""
+    for old_arg, new_arg in zip(body.arguments, nb.arguments):
+        old_arg.replace_all_uses_with(new_arg)
+    for op in list(body.operations):
+        op = op.operation
+        if op.name in ("deepgen.tile_stash", "gpu.barrier"):
+            op.erase()
+    for op in list(body.operations):
+        op = op.operation
+        if op.name == "deepgen.tile_fetch":
+            op.erase()
+    for op in list(body.operations):
+        op = op.operation
+        if op.name != "scf.yield":
+            op.detach_from_parent()
+            nb.append(op)
+    for o, v in old_views.items():
+        v.replace_all_uses_with(current[o])
+
+
+def _replace_loop(loop, new, old_views) -> None:
     for i, r in enumerate(loop.results):
         r.replace_all_uses_with(new.results[i])
     loop.erase()
     for v in old_views.values():
         if not list(v.uses):
             v.owner.erase()
-    irb.set_attr(kernel, SHARED, size_a + 2 * shapes["B"][0] * shapes["B"][1] * elt)
 
 
 def prefetch_fragments(kernel) -> None:
@@ -144,7 +210,9 @@ def _straight_blocks(loop):
 def run(module) -> None:
     kernel = gemm_kernel(module)
     spec, cfg = spec_of(kernel), tile_of(kernel)
-    if cfg.shared_stages == 2:
+    if cfg.async_copy:
+        async_ring(kernel, spec, cfg)
+    elif cfg.shared_stages == 2:
         double_buffer(kernel, spec, cfg)
     if cfg.register_prefetch:
         prefetch_fragments(kernel)

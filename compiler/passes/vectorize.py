@@ -220,6 +220,45 @@ def lower_tile_fetch(op, spec) -> None:
     op.erase()
 
 
+def lower_tile_copy_async(op, spec) -> None:
+    """cp.async of each of the thread's vectors, global -> shared in the same orientation;
+    a vector outside the matrix (or the whole copy when `valid` is false) is zero-filled
+    from a clamped, valid address. Returns one cp.async group."""
+    src, mn0, k0, valid, dst = op.operands
+    dist = dict_of(op.attributes["distribution"])
+    operand = str_attr(op, "operand")
+    w = dist["width"]
+    elt = _bytes(ir.MemRefType(src.type).element_type)
+    bound_mn = spec.M if operand == "A" else spec.N
+    check_mn = bound_mn if bound_mn % dist["tile_mn"] else None
+    check_k = spec.K if spec.K % dist["tile_k"] else None
+    n = dist["tile_mn"] * dist["tile_k"] // (dist["threads"] * w)
+    with ir.InsertionPoint(op), op.location:
+        tid = gpu.thread_id(gpu.Dimension.x)
+        tokens = []
+        for i in range(n):
+            r, c, _ = fetch_positions(dist, tid, i)
+            if dist["contig_k"]:
+                idx, limits, checks = [irb.add(mn0, r), irb.add(k0, c)], [bound_mn - 1, spec.K - w], [check_mn, check_k]
+            else:
+                idx, limits, checks = [irb.add(k0, r), irb.add(mn0, c)], [spec.K - 1, bound_mn - w], [check_k, check_mn]
+            cond, safe = valid, []
+            for d, (check, limit) in enumerate(zip(checks, limits)):
+                if check is not None:
+                    cond = arith.andi(cond, irb.lt(idx[d], check))
+                # clamp always: an invalid copy (past the K loop) must still hold an address
+                safe.append(irb.val(irb.min_(idx[d], limit)))
+            count = arith.select(cond, irb.const_index(w), irb.const_index(0))
+            cp = nvgpu.DeviceAsyncCopyOp(dst, [irb.val(r), irb.val(c)], src, safe,
+                                         ir.IntegerAttr.get(ir.IndexType.get(), w),
+                                         srcElements=count,
+                                         bypassL1=ir.UnitAttr.get() if w * elt == 16 else None)
+            tokens.append(cp.result)
+        group = nvgpu.DeviceAsyncCreateGroupOp(tokens).result
+    op.results[0].replace_all_uses_with(group)
+    op.erase()
+
+
 def lower_tile_stash(op) -> None:
     regs, dst = op.operands
     dist = dict_of(op.attributes["distribution"])
@@ -244,7 +283,7 @@ def run(module) -> None:
     for op in irb.walk_ops(module):
         name = op.name
         if name not in ("deepgen.load_frag", "deepgen.store_frag", "deepgen.tile_fetch",
-                        "deepgen.tile_stash"):
+                        "deepgen.tile_stash", "deepgen.tile_copy_async"):
             continue
         kernel = enclosing_kernel(op)
         spec = spec_of(kernel) if "deepgen.spec" in kernel.attributes else None
@@ -257,5 +296,7 @@ def run(module) -> None:
             lower_store_frag(op, spec, cfg)
         elif name == "deepgen.tile_fetch":
             lower_tile_fetch(op, spec)
+        elif name == "deepgen.tile_copy_async":
+            lower_tile_copy_async(op, spec)
         else:
             lower_tile_stash(op)
