@@ -22,7 +22,8 @@ SPEC = GemmSpec(M=4096, N=4096, K=4096)
     ({"warp_scatter_m": 2, "thread_scatter_m": 4}, "warp_scatter_m", "multiple of thread_scatter_m"),
     ({"store_width": 8}, "store_width", "dividing thread_scatter_n"),
     ({"smem_pad": 2}, "smem_pad", "multiple"),
-    ({"shared_stages": 3}, "shared_stages", "1 or 2"),
+    ({"shared_stages": 3}, "shared_stages", "must be 1 to 2"),
+    ({"async_copy": True, "shared_stages": 3}, "async_copy", "tensor-core path"),
     ({"BN": 96}, "BN", "power of two"),
 ])
 def test_invalid_configs_name_field(changes, field, words):

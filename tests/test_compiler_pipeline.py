@@ -100,11 +100,12 @@ def test_ir_after_each_stage_is_kept(big):
 
 
 @pytest.mark.parametrize("dtype, out_dtype, layout, wide", [
-    ("f16", "f16", "TN", "ld.global.v4.b32"), ("bf16", "f32", "NT", "ld.global.v4.b32"),
-    ("f32", "f32", "TT", "ld.global.v4.b32")])
-def test_every_dtype_and_layout_compiles_with_vector_loads(dtype, out_dtype, layout, wide):
+    ("f16", "f16", "TN", r"cp\.async\.cg\.shared\.global \[%rd\d+\], \[%rd\d+\], 16, "),
+    ("bf16", "f32", "NT", r"cp\.async\.cg\.shared\.global \[%rd\d+\], \[%rd\d+\], 16, "),
+    ("f32", "f32", "TT", r"ld\.global\.v4\.b32")])
+def test_every_dtype_and_layout_compiles_with_16_byte_loads(dtype, out_dtype, layout, wide):
     k = compile_gemm(256, 256, 128, dtype=dtype, out_dtype=out_dtype, layout=layout)
-    assert wide in _ptx_ops(k.ptx)
+    assert re.search(wide, k.ptx)
     assert k.spec.layout == layout and k.spec.out_dtype == out_dtype
 
 
