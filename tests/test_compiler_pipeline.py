@@ -211,6 +211,7 @@ def test_tensor_core_path_has_ldmatrix_and_mma_in_sass(dtype, layout, tmp_path):
     path.write_bytes(k.artifact.binary)
     sass = sass_of(path)
     assert "HMMA.16816.F32" in sass and re.search(r"LDSM\.16\.MT?88\.4", sass)
+    assert "LDGSTS.E.BYPASS.128" in sass  # cp.async, 16 bytes, L1 bypassed
     assert not re.search(r"\b(LDL|STL)\b", sass)
 
 
