@@ -1,6 +1,6 @@
 """Host overhead per call from Python, for a tiny GEMM (16x16x16 f32 by default).
 
-    python benchmarks/launch_overhead.py --bundle .carry/bundles/overhead_16x16x16_f32
+    python benchmarks/launch_overhead.py --bundle .carry/runtime_bundles/overhead_16x16x16_f32
 
 For each way of running the GEMM (torch.matmul, Kernel.__call__ with and without C,
 deepgen.gemm, torch.ops.deepgen.gemm, and the bare LaunchPlan.launch as the floor), a repeat

@@ -1,6 +1,6 @@
 """Compile the kernels the runtime's GPU checks use, as bundles (on a machine with MLIR).
 
-    python benchmarks/runtime_bundles.py --out .carry/bundles
+    python benchmarks/runtime_bundles.py --out .carry/runtime_bundles
 
 writes one bundle directory per kernel: `overhead_16x16x16_f32` for
 benchmarks/launch_overhead.py, and a few more (layouts, batch, low precision, split-K with a
@@ -27,7 +27,7 @@ BUNDLES = {  # name -> (spec, config overrides of the default heuristic)
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path(".carry/bundles"))
+    parser.add_argument("--out", type=Path, default=Path(".carry/runtime_bundles"))
     parser.add_argument("--target", default="sm_90a")
     args = parser.parse_args(argv)
 

@@ -22,6 +22,7 @@ def __getattr__(name: str):
     if name == "gemm":
         from .api import gemm
 
+        globals()["gemm"] = gemm  # later lookups skip this function
         return gemm
     raise AttributeError(f"module 'deepgen' has no attribute {name!r}")
 

@@ -44,9 +44,10 @@ def gemm(a: torch.Tensor, b: torch.Tensor, *, out: torch.Tensor | None = None,
         except AttributeError:  # not tensors: the slow path says so
             kernel = None
         # A call like one the kernel accepted before needs only the alignment checked again.
-        if kernel is not None and not (a.data_ptr() | b.data_ptr() | (
-                0 if out is None else out.data_ptr())) & (ALIGNMENT - 1):
-            return kernel._run(a, b, out, alpha, beta, None)
+        if kernel is not None:
+            pa, pb = a.data_ptr(), b.data_ptr()
+            if not (pa | pb | (0 if out is None else out.data_ptr())) & (ALIGNMENT - 1):
+                return kernel._run(a, pa, pb, out, alpha, beta, None)
     return _gemm_slow(a, b, out, alpha, beta, config)
 
 
@@ -151,25 +152,20 @@ def _compile_cached(spec: GemmSpec, config, target: str):
     try:
         import deepgen
         from deepgen import compiler
-        compile_artifact, versions = compiler.compile_artifact, compiler.toolchain_versions
+        compile_artifact = compiler.compile_artifact
     except (ImportError, AttributeError) as e:
         raise RuntimeError(
             f"no kernel for {spec} on {target}: compiling needs deepgen.compiler and MLIR "
             f"({type(e).__name__}: {e}); on a host without them, load a bundle compiled "
             f"elsewhere with deepgen.runtime.preload(bundle_dir)") from e
     parts = {"spec": spec.to_dict(), "config": _as_dict(config), "target": target,
-             "deepgen": deepgen.__version__, "toolchain": _versions(versions)}
+             "deepgen": deepgen.__version__, "toolchain": _toolchain_versions(compiler)}
     return cache.cached_artifact(parts, lambda: compile_artifact(spec, config, target))
 
 
-def _versions(toolchain_versions) -> dict:
-    global _toolchain
-    if _toolchain is None:
-        _toolchain = toolchain_versions()  # may run tools (ptxas --version): once per process
-    return _toolchain
-
-
-_toolchain: dict | None = None
+@functools.cache
+def _toolchain_versions(compiler) -> dict:
+    return compiler.toolchain_versions()  # may run tools (ptxas --version): once per process
 
 
 @functools.cache
@@ -184,8 +180,9 @@ def target_of(device: int) -> str:
 def _traced(a, b, out, alpha, beta, config):
     """Under torch.compile: the custom ops, which the compiler sees through their fake."""
     if config is not None:
-        raise NotImplementedError("config: not supported under torch.compile; compile the "
-                                  "kernel first (deepgen.gemm(..., config=...) in eager mode)")
+        raise NotImplementedError("config: not supported under torch.compile (the op takes "
+                                  "none); record it in the tuned database instead, or call "
+                                  "deepgen.gemm outside the compiled function")
     if out is None:
         return torch.ops.deepgen.gemm(a, b, alpha)
     torch.ops.deepgen.gemm_out(a, b, out, alpha, beta)

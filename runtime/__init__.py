@@ -19,5 +19,6 @@ def __getattr__(name: str):
     if name in ("Kernel", "load"):
         from . import kernel
 
+        globals().update(Kernel=kernel.Kernel, load=kernel.load)  # later lookups skip this
         return getattr(kernel, name)
     raise AttributeError(f"module 'deepgen.runtime' has no attribute {name!r}")

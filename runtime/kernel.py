@@ -151,11 +151,13 @@ class Kernel:
             ok = False
         if not ok:
             self.check(a, b, c)  # raises, unless the call is valid in a form `ok` leaves out
-        return self._run(a, b, c, alpha, beta, stream)
+            pa, pb = a.data_ptr(), b.data_ptr()
+        return self._run(a, pa, pb, c, alpha, beta, stream)
 
-    def _run(self, a, b, c, alpha, beta, stream):
-        """Launch without checking: the caller has checked these tensors' shapes, strides,
-        dtypes, devices and alignment (deepgen.gemm does, for a call it has seen before)."""
+    def _run(self, a, pa: int, pb: int, c, alpha, beta, stream):
+        """Launch without checking: the caller has checked the shapes, strides, dtypes, devices
+        and alignment of a, b (pointers pa, pb) and c (deepgen.gemm does, for a call it has
+        seen before)."""
         dev = a.get_device()
         fresh = w = None
         if c is None:
@@ -169,8 +171,7 @@ class Kernel:
             s = stream if isinstance(stream, int) else stream.cuda_stream
             _keep_for_stream(s, dev, fresh, w)
         plan = self._plans.get(dev) or self._plan(dev)
-        plan.launch(s, a.data_ptr(), b.data_ptr(), c.data_ptr(),
-                    0 if w is None else w.data_ptr(), alpha, beta)
+        plan.launch(s, pa, pb, c.data_ptr(), 0 if w is None else w.data_ptr(), alpha, beta)
         return c
 
     def check(self, a, b, c=None) -> None:

@@ -42,7 +42,6 @@ def fresh_state(tmp_path, monkeypatch):
     for table in (api._by_call, api._by_spec):
         table.clear()
     cache.clear_memory()
-    monkeypatch.setattr(api, "_toolchain", None)
     yield
     for table in (api._by_call, api._by_spec):
         table.clear()

@@ -117,3 +117,10 @@ def test_opcheck(op, args):
 def test_op_on_cpu_tensors_raises_deepgens_error():
     with pytest.raises(TypeError, match="a: must be a CUDA tensor, got device 'cpu'"):
         torch.ops.deepgen.gemm(torch.randn(8, 4), torch.randn(4, 2))
+
+
+def test_config_is_refused_under_compile():
+    f = torch.compile(lambda a, b: deepgen.gemm(a, b, config={"BM": 16}), fullgraph=True,
+                      backend="eager")
+    with pytest.raises(Exception, match="config: not supported under torch.compile"):
+        f(meta(8, 4), meta(4, 2))
