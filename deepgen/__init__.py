@@ -8,23 +8,27 @@ import importlib.abc
 import importlib.util
 import sys
 import warnings
+from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _v
 
 try:
     __version__ = _v("deepgen-mlir")
-except Exception:  # running from a source tree that was never installed
+except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["gemm", "__version__"]
+__all__ = ["compile_gemm", "gemm", "__version__"]
 
 
 def __getattr__(name: str):
+    # Loaded on first access (torch for gemm, MLIR for compile_gemm), then kept in globals().
     if name == "gemm":
-        from .api import gemm
-
-        globals()["gemm"] = gemm  # later lookups skip this function
-        return gemm
-    raise AttributeError(f"module 'deepgen' has no attribute {name!r}")
+        from .api import gemm as value
+    elif name == "compile_gemm":
+        from .compiler import compile_gemm as value
+    else:
+        raise AttributeError(f"module 'deepgen' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
 def _register_torch_ops() -> None:

@@ -20,6 +20,7 @@ import shutil
 import tempfile
 import threading
 import uuid
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -62,7 +63,11 @@ def cached_artifact(key_parts: dict, build: Callable[[], KernelArtifact]) -> Ker
         art = _memory.get(key) or _load_entry(entry_dir(key))
         if art is None:
             art = build()
-            _store_entry(key, key_parts, art)
+            try:
+                _store_entry(key, key_parts, art)
+            except OSError as e:  # a read-only or full disk costs a rebuild, not the kernel
+                warnings.warn(f"deepgen: cannot write the kernel cache under {cache_dir()} "
+                              f"({e}); kernels are rebuilt in each process", stacklevel=2)
         _memory[key] = art
         return art
 

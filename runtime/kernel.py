@@ -10,6 +10,9 @@ contiguous tensor is layout "T", no copy is made) and 16-byte alignment. The com
 decided by one comparison per property against values precomputed in __init__; only a call
 that fails it goes through `check_operands`, which names the mismatch (or accepts a form the
 fast test does not cover, such as a (1, M, K) operand of an unbatched kernel).
+
+C and the workspace come from torch's caching allocator (so CUDA graph capture works); the
+first call on a device loads the binary there, once per process: make it before a capture.
 """
 from __future__ import annotations
 

@@ -116,6 +116,16 @@ def test_failed_build_leaves_no_entry(cache_root):
     assert not cache.entry_dir(cache.cache_key(KEY)).exists()
 
 
+def test_unwritable_cache_warns_and_still_returns_the_artifact(tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    monkeypatch.setenv("DEEPGEN_CACHE_DIR", str(blocker))
+    build = Builder()
+    with pytest.warns(UserWarning, match="cannot write the kernel cache"):
+        art = cache.cached_artifact(KEY, build)
+    assert art.binary == reference_artifact(SPEC).binary and build.calls == 1
+
+
 # -- several processes ------------------------------------------------------------------------
 
 def _race(barrier, results, index: int) -> None:
