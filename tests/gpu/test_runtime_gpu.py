@@ -4,6 +4,12 @@ Runs on the GPU host without MLIR: kernels are the reference PTX GEMM (the drive
 it), plus, when DEEPGEN_GPU_BUNDLES names a directory, every bundle in it (compiled on a CPU
 machine by benchmarks/runtime_bundles.py). Every output is poisoned with NaN before a launch
 that must overwrite it, and checked against a float64 reference (relative Frobenius error).
+
+On the GPU host, from the repository root (bundles made beforehand on a machine with MLIR by
+`python benchmarks/runtime_bundles.py`, which writes .carry/runtime_bundles):
+
+    pip install --no-build-isolation --no-deps -e .      # builds the launcher there
+    DEEPGEN_GPU_BUNDLES=.carry/runtime_bundles python -m pytest tests/gpu/test_runtime_gpu.py
 """
 from __future__ import annotations
 
