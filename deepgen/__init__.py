@@ -48,7 +48,7 @@ class _AfterTorchImport(importlib.abc.MetaPathFinder):
             return None
         sys.meta_path.remove(self)
         spec = importlib.util.find_spec("torch")  # found by the finders after this one
-        if spec is None or spec.loader is None:
+        if spec is None or not hasattr(spec.loader, "exec_module"):
             return spec
         exec_module = spec.loader.exec_module
 
