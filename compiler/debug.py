@@ -2,6 +2,7 @@
 
     DIR/00-input.mlir, 01-deepgen-gemm-to-affine.mlir, ...   the IR after every pass
     DIR/kernel.ll, kernel.ptx, kernel.cubin, kernel.sass     LLVM IR, PTX, cubin, SASS
+    DIR/kernel.ll, kernel.s, kernel.hsaco, kernel.notes      AMD: amdgcn assembly, hsaco, notes
     DIR/resources.json                                       registers, spills, shared, launches
 On failure: DIR/FAILED.txt names the failing stage, and DIR/NN-<stage>.input.mlir keeps the
 IR that went into it.
@@ -53,16 +54,23 @@ def dump_compile(spec: GemmSpec, config, target: str, dump_dir: str | Path,
         raise
     write_stages()
     atomic_write(d / "kernel.ll", log.llvm_ir.encode())
-    atomic_write(d / "kernel.ptx", art.assembly.encode())
-    atomic_write(d / "kernel.cubin", art.binary)
-    sass = sass_of(d / "kernel.cubin")
-    if sass is not None:
-        atomic_write(d / "kernel.sass", sass.encode())
+    atomic_write(d / art.assembly_file, art.assembly.encode())  # kernel.ptx / kernel.s
+    binary = d / ("kernel" + art.binary_suffix)  # kernel.cubin / kernel.hsaco
+    atomic_write(binary, art.binary)
+    extra = {}
+    if art.backend == "hip":  # the hsaco's AMDGPU metadata: kernels, LDS, scratch, VGPRs
+        from .backend_amdgpu import readelf_notes
+        atomic_write(d / "kernel.notes", readelf_notes(art.binary).encode())
+        extra["notes"] = "kernel.notes"
+    else:
+        sass = sass_of(binary)
+        if sass is not None:
+            atomic_write(d / "kernel.sass", sass.encode())
+        extra["sass"] = "kernel.sass" if sass is not None else "cuobjdump not found"
     summary = {"spec": art.spec, "config": art.config, "target": target,
                "launches": [l.to_dict() for l in art.launches],
                "workspace_bytes": art.workspace_bytes, "resources": art.resources,
-               "compile_seconds": round(art.compile_seconds, 4),
-               "sass": "kernel.sass" if sass is not None else "cuobjdump not found",
+               "compile_seconds": round(art.compile_seconds, 4), **extra,
                "toolchain": art.toolchain}
     atomic_write(d / "resources.json", json.dumps(summary, indent=1).encode())
     return art

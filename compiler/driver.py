@@ -250,8 +250,6 @@ def compile_artifact(spec: GemmSpec, config: TileConfig | dict | None = None,
     the stages that ran even when a later one fails."""
     t0 = time.perf_counter()
     tgt = get_target(target)
-    if not tgt.is_nvidia:
-        raise CompileError("target", f"{target}: the AMDGPU backend is not built yet")
     cfg = as_config(config, spec, tgt)
     validate(cfg, spec, tgt)
     if log is None and keep_ir:
@@ -263,14 +261,20 @@ def compile_artifact(spec: GemmSpec, config: TileConfig | dict | None = None,
         deepgen = passes if passes is not None else DEEPGEN_PASSES
         run_pipeline(module, deepgen, log, start=1)
         launches, workspace = collect_launches(module)
-        run_pipeline(module, NVVM_LOWERING, log, start=1 + len(deepgen))
-        if log is not None and log.want_llvm_ir:
-            log.llvm_ir = llvm_ir(module)
-        ptx = to_ptx(module)
-    cubin, resources, _ = ptxas(ptx, tgt)
+        if tgt.backend == "hip":  # AMDGPU: ROCDL -> LLVM IR -> llvmlite -> ld.lld
+            from .backend_amdgpu import build_hsaco
+            binary, resources, assembly = build_hsaco(module, tgt, launches, log,
+                                                      start=1 + len(deepgen))
+        else:
+            run_pipeline(module, NVVM_LOWERING, log, start=1 + len(deepgen))
+            if log is not None and log.want_llvm_ir:
+                log.llvm_ir = llvm_ir(module)
+            assembly = to_ptx(module)
+    if tgt.backend == "cuda":
+        binary, resources, _ = ptxas(assembly, tgt)
     from deepgen.toolchain import toolchain_versions
-    return KernelArtifact(backend="cuda", target=target, binary=cubin, launches=launches,
+    return KernelArtifact(backend=tgt.backend, target=target, binary=binary, launches=launches,
                           spec=spec.to_dict(), config=cfg.to_dict(), workspace_bytes=workspace,
                           resources=resources, toolchain=toolchain_versions(),
-                          compile_seconds=time.perf_counter() - t0, assembly=ptx,
+                          compile_seconds=time.perf_counter() - t0, assembly=assembly,
                           ir_stages=log.stages if log else {})

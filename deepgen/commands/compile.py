@@ -21,7 +21,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "default: the heuristic")
     p.add_argument("--target", default="sm_90a")
     p.add_argument("--dump-dir", default=None,
-                   help="write the IR after every pass, LLVM IR, PTX, cubin, SASS, resources")
+                   help="write the IR after every pass, LLVM IR, PTX, cubin, SASS, resources "
+                        "(AMD targets: amdgcn assembly kernel.s, kernel.hsaco, kernel.notes)")
     p.add_argument("--out", default=None, help="save a portable kernel bundle here")
     return p
 

@@ -81,7 +81,9 @@ constexpr Symbols kCudaSymbols = {
     "cuDevicePrimaryCtxRetain", "cuCtxGetCurrent", "cuCtxSetCurrent", "cuModuleLoadData",
     "cuModuleGetFunction", "cuFuncGetAttribute", "cuFuncSetAttribute", "cuLaunchKernel",
     "cuGetErrorName", "cuGetErrorString"};
-// Untested: no AMD hardware yet. hipGetErrorName/String return the string directly.
+// Untested on hardware: no AMD GPU yet (tests/test_amdgpu.py runs it against a fake
+// libamdhip64.so). hipGetErrorName/String return the string directly. HIP's context calls
+// are deprecated but still exported; on AMD a "context" stands for a device.
 constexpr Symbols kHipSymbols = {
     "libamdhip64.so", "AMD ROCm", "hipInit", "hipDriverGetVersion", "hipDeviceGet",
     "hipDevicePrimaryCtxRetain", "hipCtxGetCurrent", "hipCtxSetCurrent", "hipModuleLoadData",
@@ -141,6 +143,30 @@ void bind(void* lib, const Symbols& s, const char* symbol, F& out) {
   out = reinterpret_cast<F>(p);
 }
 
+// Opens the driver library; on failure, `error` says why. HIP is a user-space runtime and
+// torch's ROCm build ships and loads its own copy: take the one already in the process (a
+// second copy would keep its own device state), else the usual names (the unversioned
+// symlink comes only with ROCm's development packages).
+void* open_driver(const Symbols& s, bool hip, std::string& error) {
+  constexpr int kFlags = RTLD_NOW | RTLD_LOCAL;
+  static const char* const hip_also[] = {"libamdhip64.so.7", "libamdhip64.so.6"};
+  if (hip) {
+    if (void* lib = dlopen(s.library, kFlags | RTLD_NOLOAD)) return lib;
+    for (const char* n : hip_also)
+      if (void* lib = dlopen(n, kFlags | RTLD_NOLOAD)) return lib;
+  }
+  if (void* lib = dlopen(s.library, kFlags)) return lib;
+  const char* err = dlerror();
+  error = std::string("(") + (err ? err : "?") + ")";
+  if (hip) {
+    for (const char* n : hip_also)
+      if (void* lib = dlopen(n, kFlags)) return lib;
+    error += " nor libamdhip64.so.7 / .so.6: install ROCm (or torch for ROCm) or put its "
+             "lib directory on LD_LIBRARY_PATH";
+  }
+  return nullptr;
+}
+
 // Opens and initializes the driver once per process. Caller holds g_mutex.
 Backend& backend_locked(const std::string& name) {
   auto it = g_backends.find(name);
@@ -149,13 +175,12 @@ Backend& backend_locked(const std::string& name) {
     throw nb::value_error(("backend: must be 'cuda' or 'hip', got '" + name + "'").c_str());
   const Symbols& s = name == "cuda" ? kCudaSymbols : kHipSymbols;
   // Never dlclose: the function pointers live as long as the process.
-  void* lib = dlopen(s.library, RTLD_NOW | RTLD_LOCAL);
-  if (lib == nullptr) {
-    const char* err = dlerror();
+  std::string error;
+  void* lib = open_driver(s, name == "hip", error);
+  if (lib == nullptr)
     throw DriverFailure(std::string("no ") + s.vendor + " driver found: cannot open " +
-                            s.library + " (" + (err ? err : "?") + ")",
+                            s.library + " " + error,
                         "dlopen", "NO_DRIVER", -1);
-  }
   auto b = std::make_unique<Backend>();
   b->name = name;
   b->cuda = name == "cuda";
