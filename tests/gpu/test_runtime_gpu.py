@@ -150,6 +150,9 @@ def test_non_default_stream():
     k = Kernel(reference_artifact(spec))
     a, b, c = operands(spec)
     side = torch.cuda.Stream()
+    k(a, b, c, stream=side)  # load the module first: loading may synchronize the device
+    side.synchronize()
+    c.fill_(float("nan"))
     side.wait_stream(torch.cuda.current_stream())
     # The stream argument: the launch queues behind a long sleep on `side`, so C is still
     # NaN when the default stream copies it out (torch's streams do not sync with it).
