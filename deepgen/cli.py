@@ -20,6 +20,8 @@ COMMANDS = [
     "deepgen.commands.doctor",
     "deepgen.commands.compile",
     "deepgen.commands.example",
+    "deepgen.commands.tune",
+    "deepgen.commands.bench",
 ]
 
 

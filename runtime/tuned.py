@@ -7,12 +7,19 @@ The autotuner writes `$DEEPGEN_CACHE_DIR/tuned.json` (see deepgen.runtime.cache.
 
 An entry without "target" applies to every target; one with it wins over one without. Other
 fields of an entry (timings, dates) are the tuner's and ignored here. No file means no tuned
-configs. An unreadable or malformed file is reported once as a warning and ignored: a broken
+configs.
+
+A spec with no entry of its own borrows the config of the nearest tuned shape: same dtype,
+out_dtype, layout, allow_tf32 and batched-ness (batch > 1 or not), nearest by log-distance of
+M, N and K, provided the config still validates for the new shape (that check needs the
+compiler; without it, or when no neighbour's config fits, lookup returns None and the default
+heuristic applies). `deepgen tune install DIR` writes the entries. An unreadable or malformed file is reported once as a warning and ignored: a broken
 database must not stop GEMMs from running. Imports neither MLIR nor torch.
 """
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from pathlib import Path
 
@@ -23,7 +30,7 @@ from .cache import cache_dir, canonical_json
 FORMAT = "deepgen-tuned/1"
 FILENAME = "tuned.json"
 
-_loaded: dict = {"stamp": None, "table": {}}  # parsed once per file version
+_loaded: dict = {"stamp": None, "table": ({}, [])}  # parsed once per file version
 
 
 def tuned_path() -> Path:
@@ -32,33 +39,66 @@ def tuned_path() -> Path:
 
 def lookup(spec: GemmSpec, target: str | None = None) -> dict | None:
     """The tuned config for `spec` (on `target`), or None when there is none."""
-    table = _table(tuned_path())
+    exact, entries = _table(tuned_path())
     key = canonical_json(spec.to_dict())
-    return table.get((key, target)) or table.get((key, None))
+    found = exact.get((key, target)) or exact.get((key, None))
+    return found if found is not None else nearest(entries, spec, target)
 
 
-def _table(path: Path) -> dict:
+def nearest(entries: list[tuple[GemmSpec, str | None, dict]], spec: GemmSpec,
+            target: str | None) -> dict | None:
+    """The config of the closest comparable tuned shape that validates for `spec`."""
+    def kind(s: GemmSpec):
+        return (s.dtype, s.out_dtype, s.layout, s.allow_tf32, s.batch > 1)
+
+    def distance(s: GemmSpec) -> float:
+        return sum(math.log(a / b) ** 2 for a, b in ((s.M, spec.M), (s.N, spec.N),
+                                                     (s.K, spec.K), (s.batch, spec.batch)))
+
+    near = sorted(((distance(s), t is None, i) for i, (s, t, _) in enumerate(entries)
+                   if kind(s) == kind(spec) and t in (target, None)))
+    if not near:
+        return None
+    try:
+        from deepgen.compiler.config import TileConfig, validate
+        from deepgen.compiler.target import get_target
+    except ImportError:  # no compiler here: nothing could be compiled with it anyway
+        return None
+    for _, _, i in near:  # target-specific entries first among equally near ones
+        config = entries[i][2]
+        try:
+            validate(TileConfig.from_dict(config), spec, get_target(target or "sm_90a"))
+        except (ValueError, TypeError):  # SpecError is a ValueError
+            continue
+        return dict(config)
+    return None
+
+
+def _table(path: Path) -> tuple[dict, list]:
+    """({(spec key, target): config}, [(spec, target, config)]) of the database file."""
     try:
         st = path.stat()
     except OSError:
-        return {}
+        return {}, []
     stamp = (str(path), st.st_mtime_ns, st.st_size)
     if _loaded["stamp"] != stamp:
         _loaded["stamp"], _loaded["table"] = stamp, _parse(path)
     return _loaded["table"]
 
 
-def _parse(path: Path) -> dict:
+def _parse(path: Path) -> tuple[dict, list]:
     try:
         data = json.loads(path.read_text())
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ValueError(f"not a {FORMAT} file")
-        table = {}
+        table, entries = {}, []
         for entry in data["entries"]:
             spec = GemmSpec.from_dict(entry["spec"])  # normalizes defaults (out_dtype, ...)
-            table[(canonical_json(spec.to_dict()), entry.get("target"))] = dict(entry["config"])
-        return table
+            config = dict(entry["config"])
+            table[(canonical_json(spec.to_dict()), entry.get("target"))] = config
+            entries.append((spec, entry.get("target"), config))
+        return table, entries
     except (OSError, ValueError, KeyError, TypeError) as e:
         warnings.warn(f"{path}: ignoring the tuned-config database ({type(e).__name__}: {e})",
                       stacklevel=3)
-        return {}
+        return {}, []

@@ -1,0 +1,316 @@
+"""The search space of one problem: the cartesian product of the listed values, completed with
+derived fields and pruned, as a generator (no compile, no list of all points).
+
+Fields absent from the space:
+  - come from the base config: the default heuristic's config for the shape ("heuristic",
+    the default) or TileConfig's fixed defaults ("fixed"). With "heuristic", a point of
+    another kind than the heuristic's pick (mma="none" for f16, where the heuristic takes
+    tensor cores) starts from the heuristic's SIMT config for the shape (its f32 pick);
+  - except derived ones, which are made consistent with what is listed:
+      lanes_m*lanes_n = warp size         one of them listed: the other follows;
+      BM = warps_m*lanes_m*TM (same on N)  SIMT: two of BM, warps_m, TM listed: the third
+                                           follows; only BM: TM from the base, halved until
+                                           it fits (with mma, TM/TN do not apply);
+      warp_scatter_m <= TM, thread_scatter_m <= warp_scatter_m (same on N): the base's value
+                                           capped;
+      load_width_a/b, store_width          the widest vector (16 bytes), halved until valid.
+
+Pruning, each point counted once under the first reason found:
+  - consistency of listed structural fields (same wording as validate's messages);
+  - tiles larger than the problem needs: a BM above max(M rounded up to a power of two, the
+    smallest BM in the space) only adds idle threads (same for BN/N and BK/K);
+  - duplicates: points that differ only in a field that has no effect there (kk_unroll = BK is
+    the full unroll 0; reduce_c_contiguous without local_split_k): one is kept, with the
+    field at the value it equals;
+  - validate(cfg, spec, target): the target's limits and the spec's divisibility rules.
+The report groups the SpecError messages by field and wording (numbers replaced by N).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import math
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from deepgen.compiler.config import TileConfig, default_config, validate
+from deepgen.compiler.target import Target, get_target
+from deepgen.spec import DTYPE_BYTES, GemmSpec, SpecError
+
+FIELDS = {f.name: f for f in dataclasses.fields(TileConfig)}
+BOOL_FIELDS = frozenset(n for n, f in FIELDS.items() if f.type in ("bool", bool))
+# Per axis: block tile, warps, lanes, thread tile; BM = warps_m * lanes_m * TM.
+AXES = (("BM", "warps_m", "lanes_m", "TM", "M"), ("BN", "warps_n", "lanes_n", "TN", "N"))
+STRUCTURE = ("mma", "BM", "BN", "TM", "TN", "warps_m", "warps_n", "lanes_m", "lanes_n")
+SCATTER = ("warp_scatter_m", "warp_scatter_n", "thread_scatter_m", "thread_scatter_n")
+# Fields that validate checks only on their own: they reorder the work without changing any
+# tile, so their values multiply the rest of the space instead of being re-validated with
+# every tile (a guard test checks that this still holds for validate).
+FREE = ("fetch_contiguous", "block_swizzle", "local_split_k", "reduce_c_contiguous")
+WIDTHS = ("load_width_a", "load_width_b", "store_width")
+# (field, when it has no effect, the value it is then the same as, why)
+NO_EFFECT = (
+    ("kk_unroll", lambda c: c.kk_unroll == c.BK, 0, "kk_unroll=BK is the full unroll (0)"),
+    ("reduce_c_contiguous", lambda c: c.local_split_k == 1, False,
+     "reduce_c_contiguous has no effect when local_split_k=1"),
+) + tuple((name, lambda c: c.mma != "none", FIELDS[name].default,
+           "the scatter fields do not apply with mma") for name in SCATTER)
+
+
+@functools.lru_cache(maxsize=4096)  # the same few messages, millions of times
+def reason_key(message: str) -> str:
+    """'BM: must equal ... = 64, got 128' -> 'BM: must equal ... = N, got N' (one group)."""
+    return re.sub(r"(?<![A-Za-z_\d])\d+(?:x\d+)*", "N", message)
+
+
+@dataclass
+class SpaceReport:
+    shape: str
+    total: int  # points in the product of the listed values
+    kept: int = 0
+    pruned: Counter = field(default_factory=Counter)  # reason -> points
+
+    def prune(self, reason: str, points: int = 1) -> None:
+        if points:
+            self.pruned[reason_key(reason)] += points
+
+    def to_dict(self) -> dict:
+        return {"shape": self.shape, "total": self.total, "kept": self.kept,
+                "pruned": dict(self.pruned.most_common())}
+
+    def lines(self) -> list[str]:
+        share = 100.0 * (1 - self.kept / self.total) if self.total else 0.0
+        out = [f"{self.shape}: {self.total} points -> {self.kept} after pruning "
+               f"({share:.1f}% pruned)"]
+        out += [f"  {n:>10}  {reason}" for reason, n in self.pruned.most_common()]
+        return out
+
+
+class Space:
+    """Iterate the pruned candidates (TileConfigs) of one spec; `report` fills as it goes."""
+
+    def __init__(self, spec: GemmSpec, space: dict[str, list], target: str | Target = "sm_90a",
+                 base: str = "heuristic"):
+        unknown = sorted(set(space) - set(FIELDS))
+        if unknown:
+            raise SpecError(f"{unknown[0]}: not a TileConfig field (fields: {list(FIELDS)})")
+        self.spec = spec
+        self.target = get_target(target) if isinstance(target, str) else target
+        self.listed = {k: [bool(v) if k in BOOL_FIELDS else v for v in vals]
+                       for k, vals in space.items()}
+        self.base_kind = base
+        self.bases: dict[str, TileConfig] = {}
+        self.base = self._base(None)
+        self.struct = [f for f in STRUCTURE if f in self.listed]
+        self.free = [f for f in FREE if f in self.listed]
+        self.core = [f for f in self.listed if f not in STRUCTURE and f not in FREE]
+        sizes = lambda names: math.prod(len(self.listed[f]) for f in names)
+        self.n_free, self.n_core = sizes(self.free), sizes(self.core)
+        from .manifest import shape_key
+
+        self.report = SpaceReport(shape_key(spec), sizes(self.listed))
+
+    # -- the walk --------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[TileConfig]:
+        report, rest = self.report, self.n_core * self.n_free
+        structs, seen = [], set()
+        for values in itertools.product(*(self.listed[f] for f in self.struct)):
+            derived, why = self._derive(dict(zip(self.struct, values)))
+            key = tuple(sorted(derived.items()))
+            if why is None and key in seen:  # e.g. TM listed, but mma ignores it
+                why = "duplicate: TM and TN do not apply with mma"
+            seen.add(key)
+            if why:
+                report.prune(why, rest)
+            else:
+                structs.append(derived)
+        limits = self._tile_limits(structs)
+        free_combos = None  # found with the first valid config (they do not depend on it)
+        for s in structs:
+            why = self._too_large(s, limits)
+            if why:
+                report.prune(why, rest)
+                continue
+            seen: dict = {}  # canonical point -> the rules that made it so
+            for values in itertools.product(*(self.listed[f] for f in self.core)):
+                cfg, why = self._complete({**s, **dict(zip(self.core, values))}, limits)
+                if why is None:
+                    cfg, same = _canonical(cfg)
+                    why = _duplicate(same or seen[cfg]) if cfg in seen else None
+                    seen.setdefault(cfg, same)
+                if why is None:
+                    cfg, why = self._fit(cfg)
+                if why:
+                    report.prune(why, self.n_free)
+                    continue
+                if free_combos is None:
+                    free_combos, free_pruned = self._free_combos(cfg)
+                for why, n in free_pruned.items():
+                    report.prune(why, n)
+                for combo in free_combos:
+                    report.kept += 1
+                    yield cfg.replace(**combo) if combo else cfg
+
+    def _base(self, mma: str | None) -> TileConfig:
+        """The base config of points of kind `mma` (None: the base's own kind)."""
+        if mma not in self.bases:
+            if self.base_kind == "fixed":
+                cfg = TileConfig()
+            else:
+                cfg = default_config(self.spec, self.target)
+                if mma == "none" and cfg.mma != "none":  # the SIMT pick for this shape
+                    cfg = default_config(dataclasses.replace(
+                        self.spec, dtype="f32", out_dtype="f32", allow_tf32=False), self.target)
+            self.bases[mma] = cfg if mma is None or cfg.mma == mma else cfg.replace(mma=mma)
+        return self.bases[mma]
+
+    def _derive(self, s: dict) -> tuple[dict, str | None]:
+        """Complete the structural fields (lanes, warps, tiles) consistently, or say why not."""
+        warp = self.target.warp_size
+        base = self._base(s.get("mma"))
+        lm, ln = s.get("lanes_m"), s.get("lanes_n")
+        if lm is None and ln is None:
+            lm, ln = base.lanes_m, base.lanes_n
+        elif lm is None or ln is None:
+            given, name = (ln, "lanes_n") if lm is None else (lm, "lanes_m")
+            if given < 1 or warp % given:
+                return s, f"{name}: must divide the warp size {warp} of {self.target.name}, " \
+                          f"got {given}"
+            lm, ln = (warp // ln, ln) if lm is None else (lm, warp // lm)
+        elif lm * ln != warp:
+            return s, (f"lanes_m*lanes_n: must equal the warp size {warp} of {self.target.name}, "
+                       f"got {lm}*{ln}")
+        out = {"mma": base.mma, "lanes_m": lm, "lanes_n": ln}
+        for B, W, L, T, _ in AXES:
+            lanes, b, w, t = out[L], s.get(B), s.get(W), s.get(T)
+            if base.mma != "none":  # warp tiles of B/W; the thread tile does not apply
+                out.update({B: b or getattr(base, B), W: w or getattr(base, W),
+                            T: getattr(base, T)})
+                continue
+            if b is None:
+                w, t = w or getattr(base, W), t or getattr(base, T)
+                b = w * lanes * t
+            elif w is None:
+                if t is None:  # the base's thread tile, halved until whole warps fit
+                    t = getattr(base, T)
+                    while t > 1 and b % (lanes * t):
+                        t //= 2
+                if b % (lanes * t) or b < lanes * t:
+                    return s, f"{B}: must be a multiple of {L}*{T} = {lanes * t}, got {b}"
+                w = b // (lanes * t)
+            elif t is None:
+                if b % (w * lanes) or b < w * lanes:
+                    return s, f"{B}: must be a multiple of {W}*{L} = {w * lanes}, got {b}"
+                t = b // (w * lanes)
+            elif b != w * lanes * t:
+                return s, f"{B}: must equal {W}*{L}*{T} = {w * lanes * t}, got {b}"
+            out.update({B: b, W: w, T: t})
+        return out, None
+
+    def _tile_limits(self, structs: list[dict]) -> dict[str, int]:
+        """Largest useful BM, BN, BK: the problem size rounded up to a power of two, or the
+        smallest tile the space offers when that is larger (then only it is kept)."""
+        spec = self.spec
+        limits = {}
+        for tile, dim in (("BM", spec.M), ("BN", spec.N), ("BK", spec.K)):
+            offered = ([s[tile] for s in structs] if tile != "BK"
+                       else self.listed.get("BK", [self.base.BK]))
+            limits[tile] = max(1 << (dim - 1).bit_length(), min(offered, default=1))
+        return limits
+
+    def _too_large(self, s: dict, limits: dict[str, int]) -> str | None:
+        for tile, dim in (("BM", "M"), ("BN", "N"), ("BK", "K")):
+            if tile in s and s[tile] > limits[tile]:
+                return (f"{tile}: {s[tile]} is larger than {dim}={getattr(self.spec, dim)} needs "
+                        f"(at most {limits[tile]}; idle threads)")
+        return None
+
+    def _complete(self, values: dict, limits: dict) -> tuple[TileConfig, str | None]:
+        """The config of one point: listed values, derived fields, the base for the rest."""
+        listed, vec = self.listed, self.target.max_vector_bytes
+        base = self._base(values["mma"])
+        why = self._too_large({"BK": values["BK"]}, limits) if "BK" in values else None
+        for _, _, _, T, _ in AXES if base.mma == "none" else ():
+            axis = T[-1].lower()
+            ws, ts = f"warp_scatter_{axis}", f"thread_scatter_{axis}"
+            if ws not in listed:
+                values[ws] = min(getattr(base, ws), values[T])
+            if ts not in listed:
+                values[ts] = min(getattr(base, ts), values.get(ws, getattr(base, ws)))
+        elt = DTYPE_BYTES[self.spec.dtype]
+        widest = {"load_width_a": vec // elt, "load_width_b": vec // elt,
+                  "store_width": vec // DTYPE_BYTES[self.spec.out_dtype]}
+        for name in WIDTHS:
+            if name not in listed:
+                values[name] = widest[name]
+        return base.replace(**values), why
+
+    def _fit(self, cfg: TileConfig) -> tuple[TileConfig, str | None]:
+        """Validate; a failing vector width that the space does not list is halved and tried
+        again (the widest valid vector is what the default heuristic picks too)."""
+        while True:
+            try:
+                validate(cfg, self.spec, self.target)
+                return cfg, None
+            except SpecError as e:
+                name = str(e).split(":", 1)[0]
+                width = getattr(cfg, name, 0) if name in WIDTHS and name not in self.listed else 0
+                if width <= 1:
+                    return cfg, str(e)
+                cfg = cfg.replace(**{name: width // 2})
+
+    def _free_combos(self, anchor: TileConfig) -> tuple[list[dict], Counter]:
+        """The combinations of the free fields that pass validate (checked once, on a valid
+        config: they do not depend on it), and per reason how many do not."""
+        combos, seen, pruned = [], {}, Counter()
+        for values in itertools.product(*(self.listed[f] for f in self.free)):
+            cfg, same = _canonical(anchor.replace(**dict(zip(self.free, values))))
+            combo = {f: getattr(cfg, f) for f in self.free}
+            key = tuple(combo.values())
+            why = _duplicate(same or seen[key]) if key in seen else None
+            seen.setdefault(key, same)
+            if why is None:
+                try:
+                    validate(cfg, self.spec, self.target)
+                except SpecError as e:
+                    why = str(e)
+            if why:
+                pruned[why] += 1
+            else:
+                combos.append(combo)
+        return combos, pruned
+
+
+def _canonical(cfg: TileConfig) -> tuple[TileConfig, list[str]]:
+    """`cfg` with each no-effect field set to the value it then equals, and why."""
+    same = []
+    for name, no_effect, canonical, why in NO_EFFECT:
+        if getattr(cfg, name) != canonical and no_effect(cfg):
+            cfg = cfg.replace(**{name: canonical})
+            same.append(why)
+    return cfg, same
+
+
+def _duplicate(same: list[str]) -> str:
+    return f"duplicate: {same[0] if same else 'the same point twice'}"
+
+
+def sample(configs, k: int | None, seed: int = 0) -> list:
+    """All of `configs`, or a uniform sample of k of them (reservoir; order of the walk kept)."""
+    if k is None:
+        return list(configs)
+    rng = random.Random(seed)
+    chosen: list[tuple[int, object]] = []
+    for i, item in enumerate(configs):
+        if i < k:
+            chosen.append((i, item))
+        else:
+            j = rng.randrange(i + 1)
+            if j < k:
+                chosen[j] = (i, item)
+    return [item for _, item in sorted(chosen, key=lambda p: p[0])]
