@@ -1,0 +1,94 @@
+"""Compile the kernels of the GPU tests into a bundle, on a machine with MLIR (no GPU needed).
+
+    python tests/gpu/make_bundle.py DIR [--only REGEX]
+
+DIR/sweep/  the cases of benchmarks/correctness_sweep.py (one kernel bundle per case and an
+            index.json that `correctness_sweep.py --run DIR/sweep` also reads);
+DIR/suite/  benchmarks/gemm_suite.py's "smoke" suite in every dtype (a gemm_suite bundle).
+
+Then, on the GPU host (no MLIR there):
+
+    DEEPGEN_TEST_BUNDLE=DIR python -m pytest tests/gpu -m gpu
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load_module(relpath: str, name: str):
+    """A module of the source tree by path (benchmarks/ is not a package)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, REPO / relpath)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def correctness_sweep():
+    return load_module("benchmarks/correctness_sweep.py", "deepgen_bench_correctness_sweep")
+
+
+def gemm_suite():
+    return load_module("benchmarks/gemm_suite.py", "deepgen_bench_gemm_suite")
+
+
+def compile_case(spec_fields: dict, overrides: dict | None, target: str = "sm_90a"):
+    """The KernelArtifact of one sweep case: the default config with the case's overrides."""
+    from deepgen.compiler import compile_artifact, default_config
+    from deepgen.spec import GemmSpec
+
+    spec = GemmSpec(**spec_fields)
+    cfg = default_config(spec, target)
+    if overrides:
+        cfg = cfg.replace(**overrides)
+    return compile_artifact(spec, cfg, target, keep_ir=False)
+
+
+def make_bundle(directory: Path, only: str | None = None, log=print) -> dict:
+    """Write DIR/sweep and DIR/suite; returns {"sweep": [names], "suite": index}."""
+    directory = Path(directory)
+    sweep_dir = directory / "sweep"
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    index = []
+    for name, spec_fields, overrides, alpha, beta in correctness_sweep().cases():
+        if only and not re.search(only, name):
+            continue
+        t = time.perf_counter()
+        compile_case(spec_fields, overrides).save(sweep_dir / name)
+        index.append({"name": name, "alpha": alpha, "beta": beta})
+        log(f"sweep/{name:32s} {time.perf_counter() - t:5.2f} s")
+    (sweep_dir / "index.json").write_text(json.dumps(index, indent=1))
+    gs = gemm_suite()
+    points = [e for e in gs.entries(["smoke"]) if not only or re.search(only, e.name)]
+    suite = gs.compile_bundle(directory / "suite", points,
+                              log=lambda line: log(f"suite/{line}"))
+    return {"sweep": [e["name"] for e in index], "suite": suite}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("directory", type=Path)
+    p.add_argument("--only", default=None, metavar="REGEX",
+                   help="only cases/points whose name matches (a partial bundle)")
+    a = p.parse_args(argv)
+    t = time.perf_counter()
+    made = make_bundle(a.directory, a.only)
+    size = sum(f.stat().st_size for f in a.directory.rglob("*") if f.is_file())
+    print(f"{len(made['sweep'])} sweep kernels + {len(made['suite']['entries'])} suite points in "
+          f"{a.directory}: {size / 2**20:.1f} MiB, {time.perf_counter() - t:.0f} s")
+    print(f"on the GPU host: DEEPGEN_TEST_BUNDLE={a.directory} python -m pytest tests/gpu -m gpu")
+    return 1 if any(e["error"] for e in made["suite"]["entries"]) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
