@@ -24,8 +24,12 @@ class Journal:
     def append(self, record: dict) -> None:
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "a", encoding="utf-8")
-        self._file.write(json.dumps(record, sort_keys=True) + "\n")
+            self._file = open(self.path, "a+b")
+            if self._file.tell() > 0:  # end a torn last line, so it does not swallow ours
+                self._file.seek(-1, os.SEEK_END)
+                if self._file.read(1) != b"\n":
+                    self._file.write(b"\n")
+        self._file.write((json.dumps(record, sort_keys=True) + "\n").encode())
         self._file.flush()
         os.fsync(self._file.fileno())  # a finished candidate survives a crash right after
 

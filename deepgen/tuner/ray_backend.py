@@ -45,10 +45,11 @@ def _compile_remote(task: dict):
 
 
 def compile_ray(tasks: list[dict], address: str, workers: int = 2,
-                timeout: float | None = 300.0) -> Iterator[dict]:
-    """Yield a compile record per task; artifacts are saved into task["out"] here."""
+                timeout: float | None = 300.0, fn=None) -> Iterator[dict]:
+    """Yield a compile record per task; artifacts are saved into task["out"] here.
+    (fn: task -> (record, artifact) replaces the compiler; tests use fakes.)"""
     ray = _ray(address, workers)
-    remote = ray.remote(num_cpus=1, max_retries=0)(_compile_remote)
+    remote = ray.remote(num_cpus=1, max_retries=0)(fn or _compile_remote)
     limit = max(1, int(ray.cluster_resources().get("CPU", workers))) * INFLIGHT_PER_WORKER
     yield from _stream(ray, tasks, lambda t: remote.remote(t), limit, timeout,
                        _save_compiled, _compile_failed)

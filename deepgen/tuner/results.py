@@ -8,6 +8,7 @@ config for comparison. A function of its inputs only, so rebuilding it is always
 """
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import time
@@ -83,8 +84,6 @@ def write(directory: str | os.PathLike, results: dict) -> Path:
 
 
 def load(directory: str | os.PathLike) -> dict:
-    import json
-
     path = Path(directory) / RESULTS
     try:
         data = json.loads(path.read_text())
@@ -100,11 +99,20 @@ def load(directory: str | os.PathLike) -> dict:
 
 def short_config(cfg: dict) -> str:
     """128x128x8 t8x8 w2x4 l8x4 v4/4/4 s2 sk1 sw8: the fields that shape the kernel most."""
-    return (f"{cfg['BM']}x{cfg['BN']}x{cfg['BK']} t{cfg['TM']}x{cfg['TN']} "
+    try:
+        return _short_config(cfg)
+    except KeyError:  # not a TileConfig (hand-made bundles)
+        return json.dumps(cfg, sort_keys=True)[:60]
+
+
+def _short_config(cfg: dict) -> str:
+    kind = "" if cfg.get("mma", "none") == "none" else f"{cfg['mma']} "
+    return kind + (f"{cfg['BM']}x{cfg['BN']}x{cfg['BK']} t{cfg['TM']}x{cfg['TN']} "
             f"w{cfg['warps_m']}x{cfg['warps_n']} l{cfg['lanes_m']}x{cfg['lanes_n']} "
             f"v{cfg['load_width_a']}/{cfg['load_width_b']}/{cfg['store_width']} "
             f"s{cfg['shared_stages']} sk{cfg['split_k']} sw{cfg['block_swizzle']}"
-            + (" rp" if cfg.get("register_prefetch") else ""))
+            + (" rp" if cfg.get("register_prefetch") else "")
+            + (" async" if cfg.get("async_copy") else ""))
 
 
 def table(results: dict) -> str:
