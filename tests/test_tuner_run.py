@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 import tuner_fakes as fakes
-from deepgen.tuner import results as results_mod
 from deepgen.tuner import run as run_mod
 from deepgen.tuner.journal import Journal, latest, read_journal, write_json
 from deepgen.tuner.manifest import BUNDLE_FORMAT, load_index

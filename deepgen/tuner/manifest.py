@@ -81,18 +81,19 @@ def write_index(directory: str | os.PathLike, name: str, shapes: list[dict],
                 candidates: list[Candidate], extra: dict | None = None) -> None:
     """index.json with each candidate's compile record taken from the journal when present."""
     d = Path(directory)
-    compiled = latest(read_journal(d), "compile")
-    for c in candidates:
-        if c.id in compiled:
-            c.compile = _compile_summary(compiled[c.id])
+    _merge_compiled(d, candidates)
     write_json(d / INDEX, {"format": BUNDLE_FORMAT, "name": name,
                            "created": time.strftime("%Y-%m-%d %H:%M:%S"), **(extra or {}),
                            "shapes": shapes, "candidates": [c.to_dict() for c in candidates]})
 
 
-def _compile_summary(rec: dict) -> dict:
+def _merge_compiled(directory: Path, candidates: list[Candidate]) -> None:
+    """Each candidate's compile record from the journal, when it has one."""
     keep = ("ok", "error", "seconds", "resources", "binary_size")
-    return {k: rec[k] for k in keep if k in rec}
+    compiled = latest(read_journal(directory), "compile")
+    for c in candidates:
+        if c.id in compiled:
+            c.compile = {k: compiled[c.id][k] for k in keep if k in compiled[c.id]}
 
 
 def load_index(directory: str | os.PathLike) -> tuple[dict, list[Candidate]]:
@@ -112,10 +113,7 @@ def load_index(directory: str | os.PathLike) -> tuple[dict, list[Candidate]]:
         cands = [Candidate.from_dict(c) for c in index.pop("candidates")]
     except (KeyError, TypeError, ValueError) as e:
         raise BundleError(f"{d / INDEX}: malformed candidate ({type(e).__name__}: {e})") from None
-    compiled = latest(read_journal(d), "compile")
-    for c in cands:
-        if c.id in compiled:
-            c.compile = _compile_summary(compiled[c.id])
+    _merge_compiled(d, cands)
     return index, cands
 
 

@@ -15,6 +15,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from deepgen.spec import GemmSpec
+
 from .journal import latest, write_json
 from .manifest import Candidate
 
@@ -33,9 +35,9 @@ def build(index: dict, candidates: list[Candidate], records: list[dict], top: in
         ok = sorted(((c, r) for c, r in ran if r.get("ok")), key=lambda cr: cr[1]["ms"])
         wrong = [r for _, r in ran if r.get("wrong")]
         baselines = [r["baseline_ms"] for _, r in ran if r.get("baseline_ms")]
-        errors = Counter(_first_line(c.compile.get("error", "")) for c in mine
+        errors = Counter(first_line(c.compile.get("error", "")) for c in mine
                          if c.compile and not c.compile.get("ok"))
-        errors.update(_first_line(r.get("error", "")) for _, r in ran if not r.get("ok"))
+        errors.update(first_line(r.get("error", "")) for _, r in ran if not r.get("ok"))
         spec = sh["spec"]
         base_ms = statistics.median(baselines) if baselines else None
         default = next((_entry(c, r) for c, r in ran if c.default and r.get("ok")), None)
@@ -49,7 +51,7 @@ def build(index: dict, candidates: list[Candidate], records: list[dict], top: in
             "errors": dict(errors.most_common(5)),
             "baseline": None if base_ms is None else {
                 "name": "torch.matmul (cuBLAS)", "ms": base_ms,
-                "tflops": _flops(spec) / (base_ms * 1e-3) / 1e12},
+                "tflops": GemmSpec.from_dict(spec).flops / (base_ms * 1e-3) / 1e12},
             "top": [_entry(c, r) for c, r in ok[:top]],
             "default": default,
         })
@@ -59,11 +61,7 @@ def build(index: dict, candidates: list[Candidate], records: list[dict], top: in
             "target": index.get("target"), "shapes": shapes}
 
 
-def _flops(spec: dict) -> int:
-    return 2 * spec.get("batch", 1) * spec["M"] * spec["N"] * spec["K"]
-
-
-def _first_line(text: str) -> str:
+def first_line(text: str) -> str:
     return (text or "unknown error").strip().splitlines()[0][:200]
 
 

@@ -131,7 +131,7 @@ def _progress(total: int, what: str, opts: Options):
 
 def _compile_summary(candidates: list[Candidate], out: Path) -> None:
     ok = [c for c in candidates if c.compile.get("ok")]
-    bad = Counter(results_mod._first_line(c.compile.get("error", ""))
+    bad = Counter(results_mod.first_line(c.compile.get("error", ""))
                   for c in candidates if c.compile and not c.compile.get("ok"))
     secs = [c.compile["seconds"] for c in ok if c.compile.get("seconds")]
     mean = sum(secs) / len(secs) if secs else 0.0

@@ -44,7 +44,7 @@ from deepgen.spec import DTYPE_BYTES, GemmSpec, SpecError
 FIELDS = {f.name: f for f in dataclasses.fields(TileConfig)}
 BOOL_FIELDS = frozenset(n for n, f in FIELDS.items() if f.type in ("bool", bool))
 # Per axis: block tile, warps, lanes, thread tile; BM = warps_m * lanes_m * TM.
-AXES = (("BM", "warps_m", "lanes_m", "TM", "M"), ("BN", "warps_n", "lanes_n", "TN", "N"))
+AXES = (("BM", "warps_m", "lanes_m", "TM"), ("BN", "warps_n", "lanes_n", "TN"))
 STRUCTURE = ("mma", "BM", "BN", "TM", "TN", "warps_m", "warps_n", "lanes_m", "lanes_n")
 SCATTER = ("warp_scatter_m", "warp_scatter_n", "thread_scatter_m", "thread_scatter_n")
 # Fields that validate checks only on their own: they reorder the work without changing any
@@ -118,13 +118,13 @@ class Space:
 
     def __iter__(self) -> Iterator[TileConfig]:
         report, rest = self.report, self.n_core * self.n_free
-        structs, seen = [], set()
+        structs, distinct = [], set()
         for values in itertools.product(*(self.listed[f] for f in self.struct)):
             derived, why = self._derive(dict(zip(self.struct, values)))
             key = tuple(sorted(derived.items()))
-            if why is None and key in seen:  # e.g. TM listed, but mma ignores it
+            if why is None and key in distinct:  # e.g. TM listed, but mma ignores it
                 why = "duplicate: TM and TN do not apply with mma"
-            seen.add(key)
+            distinct.add(key)
             if why:
                 report.prune(why, rest)
             else:
@@ -186,7 +186,7 @@ class Space:
             return s, (f"lanes_m*lanes_n: must equal the warp size {warp} of {self.target.name}, "
                        f"got {lm}*{ln}")
         out = {"mma": base.mma, "lanes_m": lm, "lanes_n": ln}
-        for B, W, L, T, _ in AXES:
+        for B, W, L, T in AXES:
             lanes, b, w, t = out[L], s.get(B), s.get(W), s.get(T)
             if base.mma != "none":  # warp tiles of B/W; the thread tile does not apply
                 out.update({B: b or getattr(base, B), W: w or getattr(base, W),
@@ -235,7 +235,7 @@ class Space:
         listed, vec = self.listed, self.target.max_vector_bytes
         base = self._base(values["mma"])
         why = self._too_large({"BK": values["BK"]}, limits) if "BK" in values else None
-        for _, _, _, T, _ in AXES if base.mma == "none" else ():
+        for *_, T in AXES if base.mma == "none" else ():
             axis = T[-1].lower()
             ws, ts = f"warp_scatter_{axis}", f"thread_scatter_{axis}"
             if ws not in listed:
