@@ -73,3 +73,31 @@ def test_compile_pool_ends_a_hung_compile():
                                                   fn=fakes.compile_fn, timeout=1)}
     assert out["t0"]["ok"] is False and "timed out after 1 s" in out["t0"]["error"]
     assert out["t1"]["ok"]
+
+
+def test_bench_task_checks_then_times_with_one_baseline_per_shape(monkeypatch):
+    """The GPU worker's logic with deepgen.runtime.measure faked (no GPU here)."""
+    from deepgen.runtime import measure
+    from deepgen.spec import GemmSpec
+    from deepgen.tuner import benching
+
+    calls = []
+    errors = {"good": 1e-7, "bad": 0.5, "nan": float("inf")}
+    monkeypatch.setattr(measure, "input_sets", lambda spec: calls.append("sets") or ["set"])
+    monkeypatch.setattr(measure, "torch_baseline", lambda spec: "cublas")
+    monkeypatch.setattr(measure, "time_ms", lambda fn, sets: 2.0 if fn == "cublas" else 1.0)
+    monkeypatch.setattr(measure, "check", lambda kernel, spec: errors[kernel])
+    monkeypatch.setattr(measure, "operand", lambda spec, name: "C")
+    monkeypatch.setattr("deepgen.runtime.load", lambda d: d)
+    state = {"gpu": 0, "device": "Fake", "shape": None}
+    spec = GemmSpec(4096, 4096, 4096).to_dict()
+    good = benching.bench_task({"id": "a", "dir": "good", "spec": spec}, state)
+    assert good["ok"] and good["ms"] == 1.0 and good["vs_baseline"] == 2.0
+    assert good["tflops"] == pytest.approx(2 * 4096**3 / 1e-3 / 1e12)
+    assert good["baseline_ms"] == 2.0 and good["rel_err"] == 1e-7
+    for name in ("bad", "nan"):
+        rec = benching.bench_task({"id": "b", "dir": name, "spec": spec}, state)
+        assert rec["wrong"] and not rec["ok"] and "exceeds 1e-05" in rec["error"]
+    assert calls == ["sets"]  # inputs and baseline once per shape
+    benching.bench_task({"id": "c", "dir": "good", "spec": dict(spec, K=1024)}, state)
+    assert calls == ["sets", "sets"]
