@@ -36,6 +36,7 @@ CARRY_LIMIT = 64 * 2**20  # what one device call can carry
 
 def compile_all(workers: int, runs: list[str]) -> int:
     from deepgen.tuner import run
+    from deepgen.tuner.journal import latest, read_journal
     from deepgen.tuner.manifest import bundle_size, load_index
 
     timing_file = BUNDLES / "compile.json"
@@ -43,11 +44,14 @@ def compile_all(workers: int, runs: list[str]) -> int:
     for name in runs:
         out = BUNDLES / name
         t0 = time.monotonic()
+        before = len(latest(read_journal(out), "compile"))
         opts = run.Options(out=out, workers=workers, compile_only=True, resume=out.exists())
         rc = run.tune(ROOT / "tuning_configs" / RUNS[name], opts)
         if rc:
             return rc
         _, cands = load_index(out)
+        if before and name in timing:  # resumed: the first run's wall time stays
+            continue
         timing[name] = {"wall_s": round(time.monotonic() - t0, 1), "workers": workers,
                         "candidates": len(cands),
                         "compiled": sum(1 for c in cands if c.compile.get("ok")),
@@ -63,7 +67,8 @@ def bench_all(out: Path, runs: list[str], resume: bool, timeout: float) -> int:
     from deepgen.tuner import run
     from deepgen.tuner import results as results_mod
 
-    summary = {"runs": {}}
+    summary_file = out / "summary.json"
+    summary = json.loads(summary_file.read_text()) if summary_file.exists() else {"runs": {}}
     compile_file = BUNDLES / "compile.json"
     if compile_file.exists():
         summary["compile"] = json.loads(compile_file.read_text())
@@ -77,7 +82,7 @@ def bench_all(out: Path, runs: list[str], resume: bool, timeout: float) -> int:
         results_mod.plot(res, dest / results_mod.PLOT)
         summary["runs"][name] = {"gpu_wall_s": round(wall, 1), "device": res["device"],
                                  "shapes": [_shape_summary(sh) for sh in res["shapes"]]}
-        (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+        summary_file.write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps(summary, indent=1))
     return 0
 
