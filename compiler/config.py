@@ -153,10 +153,12 @@ def fetch_vectors(cfg: TileConfig, operand: str) -> int:
 def register_estimate(cfg: TileConfig, spec: GemmSpec) -> int:
     """Rough 32-bit registers per thread: accumulators, fragments, staged global loads, indices."""
     frag = (cfg.TM + cfg.TN) * (2 if cfg.register_prefetch else 1)
-    words = lambda n, w: n * w * DTYPE_BYTES[spec.dtype] // 4 or 1
+    def words(n, w):  # whole 32-bit registers; a sub-word load also keeps a 64-bit address live
+        nbytes = w * DTYPE_BYTES[spec.dtype]
+        return n * (-(-nbytes // 4) + (2 if nbytes < 4 else 0))
     staged = words(fetch_vectors(cfg, "A"), cfg.load_width_a) + words(fetch_vectors(cfg, "B"),
                                                                       cfg.load_width_b)
-    if cfg.shared_stages < 2:
+    if cfg.shared_stages < 2 or cfg.async_copy:
         staged = 0
     if cfg.mma != "none":
         wm, wn = cfg.warp_tile
@@ -301,36 +303,54 @@ def _widest(ld: int, limit: int) -> int:
     return w
 
 
-def _default_mma_tiles(spec: GemmSpec) -> TileConfig:
-    """Tensor-core tiles (measured on the H100: 128 x 256 x 32 with 2 x 4 warps of 64 x 64
-    reached 300 TFLOP/s on bf16 4096^3; smaller problems get smaller tiles to fill the GPU)."""
-    mma = dict(mma="m16n8k16", BK=32, smem_pad=8)
-    if spec.M >= 128 and spec.N >= 256:
-        return TileConfig(BM=128, BN=256, warps_m=2, warps_n=4, **mma)
-    if spec.M <= 16:
-        return TileConfig(BM=16, BN=128, warps_m=1, warps_n=4, **mma)
-    return TileConfig(BM=64, BN=128, warps_m=2, warps_n=2, **mma)
+def _base_tiles(spec: GemmSpec, use_mma: bool) -> list[TileConfig]:
+    """Candidate base tiles for a shape, preferred first (widths etc. are filled in later).
+
+    Tensor cores (measured on the H100: 128 x 256 x 32 with 2 x 4 warps of 64 x 64 reached
+    330 TFLOP/s on bf16 4096^3) fall back to smaller tiles when a large one does not fit,
+    e.g. register-staged copies of unaligned operands that cannot use cp.async."""
+    if use_mma:
+        mma = dict(mma="m16n8k16", BK=32, smem_pad=8)
+        small = [TileConfig(BM=64, BN=128, warps_m=2, warps_n=2, **mma),
+                 TileConfig(BM=64, BN=64, warps_m=2, warps_n=2, **mma)]
+        if spec.M <= 16:
+            return [TileConfig(BM=16, BN=128, warps_m=1, warps_n=4, **mma)] + small
+        if spec.M >= 128 and spec.N >= 256:
+            return [TileConfig(BM=128, BN=256, warps_m=2, warps_n=4, **mma)] + small
+        return small
+    if spec.M >= 128 and spec.N >= 128:
+        return [TileConfig()]  # 128x128x8, 256 threads, 8x8 per thread
+    if spec.M <= 32:
+        # Skinny M (decode): 16 x 128 tiles, 128 threads with 2 x 8 each, a deeper K step.
+        return [TileConfig(BM=16, BN=128, BK=16, TM=2, TN=8, warps_m=1, warps_n=4, lanes_m=8,
+                           lanes_n=4, warp_scatter_m=2, warp_scatter_n=4, thread_scatter_m=2,
+                           thread_scatter_n=4)]
+    return [TileConfig(BM=64, BN=64, BK=16, TM=4, TN=4, warps_m=2, warps_n=4, lanes_m=8,
+                       lanes_n=4, warp_scatter_m=4, warp_scatter_n=4, thread_scatter_m=4,
+                       thread_scatter_n=4)]
 
 
 def default_config(spec: GemmSpec, target: Target | str = "sm_90a") -> TileConfig:
-    """A reasonable config chosen from the problem size; tuning finds better ones."""
+    """A reasonable config chosen from the problem size; tuning finds better ones.
+
+    The first candidate base tile that validates once widths, split-K and staging are fitted
+    to the shape wins."""
     if isinstance(target, str):
         target = get_target(target)
-    elt = DTYPE_BYTES[spec.dtype]
     use_mma = spec.dtype in ("f16", "bf16") and target.is_nvidia and target.name >= "sm_80"
-    if use_mma:
-        cfg = _default_mma_tiles(spec)
-    elif spec.M >= 128 and spec.N >= 128:
-        cfg = TileConfig()  # 128x128x8, 256 threads, 8x8 per thread
-    elif spec.M <= 32:
-        # Skinny M (decode): 16 x 128 tiles, 128 threads with 2 x 8 each, a deeper K step.
-        cfg = TileConfig(BM=16, BN=128, BK=16, TM=2, TN=8, warps_m=1, warps_n=4, lanes_m=8,
-                         lanes_n=4, warp_scatter_m=2, warp_scatter_n=4, thread_scatter_m=2,
-                         thread_scatter_n=4)
-    else:
-        cfg = TileConfig(BM=64, BN=64, BK=16, TM=4, TN=4, warps_m=2, warps_n=4, lanes_m=8,
-                         lanes_n=4, warp_scatter_m=4, warp_scatter_n=4, thread_scatter_m=4,
-                         thread_scatter_n=4)
+    candidates = _base_tiles(spec, use_mma)
+    for i, base in enumerate(candidates):
+        cfg = _fit(base, spec, target, use_mma)
+        try:
+            validate(cfg, spec, target)
+            return cfg
+        except SpecError:
+            if i == len(candidates) - 1:
+                raise
+
+
+def _fit(cfg: TileConfig, spec: GemmSpec, target: Target, use_mma: bool) -> TileConfig:
+    elt = DTYPE_BYTES[spec.dtype]
     # The base tiles assume 32-lane warps. A wider warp (AMD's 64-lane wavefront) takes more
     # lanes along N and fewer warps, so the block keeps its threads and its BM x BN tile.
     wide = target.warp_size // (cfg.lanes_m * cfg.lanes_n)  # 1 on NVIDIA, 2 on AMD
@@ -339,8 +359,7 @@ def default_config(spec: GemmSpec, target: Target | str = "sm_90a") -> TileConfi
     # The widest vectors that keep every access aligned and split evenly over the threads.
     changes = {}
     for op, rows in (("A", cfg.BM), ("B", cfg.BN)):
-        transposed = spec.a_transposed if op == "A" else spec.b_transposed
-        tile_contig = cfg.BK if (op == "A") != transposed else rows
+        tile_contig = cfg.BK if k_contiguous(spec, op) else rows
         w = _widest(spec.stored_shape(op)[1], target.max_vector_bytes // elt)
         while w > 1 and (tile_contig % w or (rows * cfg.BK) % (cfg.threads * w)):
             w //= 2
@@ -350,7 +369,7 @@ def default_config(spec: GemmSpec, target: Target | str = "sm_90a") -> TileConfi
                                                  // DTYPE_BYTES[spec.out_dtype]))
     k_tiles = -(-spec.K // cfg.BK)
     blocks = -(-spec.M // cfg.BM) * -(-spec.N // cfg.BN) * spec.batch
-    # Few blocks and a long K: split K so that the GPU fills up (132 SMs on an H100).
+    # Few blocks and a long K: split K so that the GPU fills up.
     split = 1
     while blocks * split * 2 <= target.multiprocessors and k_tiles >= split * 2 * 8:
         split *= 2
@@ -359,9 +378,7 @@ def default_config(spec: GemmSpec, target: Target | str = "sm_90a") -> TileConfi
         changes["block_swizzle"] = 8
     if use_mma and all(changes[f"load_width_{o}"] * elt >= 4 for o in ("a", "b")):
         changes.update(async_copy=True, shared_stages=3)
-    cfg = cfg.replace(**changes)
-    validate(cfg, spec, target)
-    return cfg
+    return cfg.replace(**changes)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -222,3 +222,14 @@ def test_tensor_core_config_errors_name_the_field():
     with pytest.raises(SpecError, match="^BK: must be a multiple of the MMA depth 16"):
         compile_artifact(GemmSpec(M=256, N=256, K=256, dtype="bf16"),
                          TileConfig(mma="m16n8k16", BK=8, smem_pad=8))
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "f32"])
+@pytest.mark.parametrize("m, n, k, layout", [(127, 1000, 33, "NT"), (1000, 1000, 127, "TT"),
+                                             (1000, 1000, 127, "NT"), (4097, 33, 1000, "NN")])
+def test_default_configs_of_odd_shapes_do_not_spill(m, n, k, layout, dtype):
+    """Unaligned operands cannot use cp.async; the register-staged fallback must still fit."""
+    art = compile_artifact(GemmSpec(M=m, N=n, K=k, layout=layout, dtype=dtype), None,
+                           keep_ir=False)
+    for entry, res in art.resources.items():
+        assert res["spill_stores"] == 0 and res["stack_bytes"] == 0, (entry, res)
