@@ -348,7 +348,10 @@ class LaunchPlan {
       throw nb::value_error(("launch '" + s.entry + "': block of " + std::to_string(threads) +
                              " threads, the kernel allows 1 to " +
                              std::to_string(s.attributes[3])).c_str());
-    if (s.shared_bytes > kDefaultSharedLimit && b.func_set_attribute != nullptr)
+    // The default limit counts static + dynamic shared memory (MLIR's dynamic-shared-memory
+    // symbol alone takes 1 static byte): opt in whenever the sum passes it.
+    const auto static_shared = static_cast<size_t>(s.attributes[2]);
+    if (s.shared_bytes + static_shared > kDefaultSharedLimit && b.func_set_attribute != nullptr)
       b.check(b.func_set_attribute(s.function, kMaxDynamicSharedSizeBytes,
                                    static_cast<int>(s.shared_bytes)),
               "cuFuncSetAttribute", s.entry + ", MAX_DYNAMIC_SHARED_SIZE_BYTES=" +
