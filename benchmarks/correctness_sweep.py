@@ -1,5 +1,6 @@
 """GPU correctness sweep of the SIMT path: random shapes (M, N or K in {1, 7, 33, 127, 1000,
-4097}), every layout, every dtype, batch > 1, split-K > 1 and the config options.
+4097}), every layout, every dtype (f32, f16, bf16, tf32), batch > 1, split-K > 1 and the
+config options.
 
     python benchmarks/correctness_sweep.py --compile-only BUNDLE_DIR   # CPU machine (MLIR)
     python benchmarks/correctness_sweep.py --run BUNDLE_DIR [--out r.json]  # GPU host
@@ -16,7 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-TOL = {"f32": 1e-5, "f16": 1e-3, "bf16": 4e-3}
 
 SHAPES = [(1, 1, 1), (7, 33, 127), (33, 127, 1000), (127, 1000, 33), (1000, 7, 4097),
           (4097, 33, 7), (1, 4097, 1000), (256, 256, 256), (1000, 1000, 127)]
@@ -25,11 +25,13 @@ SHAPES = [(1, 1, 1), (7, 33, 127), (33, 127, 1000), (127, 1000, 33), (1000, 7, 4
 def cases():
     """(name, spec dict, config overrides or None, alpha, beta)."""
     out = []
-    for dtype in ("f32", "f16", "bf16"):
+    for dtype in ("f32", "f16", "bf16", "tf32"):
         for layout in ("NN", "NT", "TN", "TT"):
-            for (m, n, k) in SHAPES:
-                out.append((f"{dtype}-{layout}-{m}x{n}x{k}",
-                            dict(M=m, N=n, K=k, dtype=dtype, layout=layout), None, 1.0, 0.0))
+            for (m, n, k) in SHAPES if dtype != "tf32" else SHAPES[1:6]:
+                fields = dict(M=m, N=n, K=k, dtype="f32", allow_tf32=True) if dtype == "tf32" \
+                    else dict(M=m, N=n, K=k, dtype=dtype)
+                out.append((f"{dtype}-{layout}-{m}x{n}x{k}", dict(fields, layout=layout), None,
+                            1.0, 0.0))
     base = dict(M=300, N=260, K=520, dtype="f32", layout="NN")
     out += [
         ("batch4-NT", dict(M=129, N=64, K=77, batch=4, dtype="f32", layout="NT"), None, 1.0, 0.0),
@@ -71,7 +73,7 @@ def compile_all(bundle: Path) -> None:
 
 def run_all(bundle: Path, out: Path | None) -> int:
     import torch
-    from deepgen.runtime import load
+    from deepgen.runtime import load, measure
 
     torch.manual_seed(0)
     dt = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
@@ -97,7 +99,7 @@ def run_all(bundle: Path, out: Path | None) -> int:
             torch.cuda.synchronize()
             err = ((c.double() - ref).norm() / ref.norm().clamp_min(1e-30)).item()
             nan = int(torch.isnan(c).sum().item())
-            ok = nan == 0 and err <= TOL[s.out_dtype if s.out_dtype != "f32" else s.dtype]
+            ok = nan == 0 and err <= measure.tolerance(s)
             msg = f"rel_err {err:.2e} nan {nan}"
         except Exception as e:  # report, keep going
             ok, err, nan, msg = False, None, None, f"{type(e).__name__}: {e}"

@@ -114,7 +114,12 @@ def _pow2(x: int) -> bool:
     return x >= 1 and (x & (x - 1)) == 0
 
 
-MMA_SHAPES = ("m16n8k16",)
+MMA_SHAPES = ("m16n8k16", "m16n8k8")  # f16/bf16, tf32
+
+
+def mma_depth(cfg: TileConfig) -> int:
+    """K extent of one MMA instruction."""
+    return 8 if cfg.mma == "m16n8k8" else 16
 
 
 def k_contiguous(spec: GemmSpec, operand: str) -> bool:
@@ -266,23 +271,29 @@ def _validate_simt(cfg: TileConfig, spec: GemmSpec, target: Target) -> None:
 
 def _validate_mma(cfg: TileConfig, spec: GemmSpec, target: Target) -> None:
     _check(cfg.mma in MMA_SHAPES, "mma",
-           f"must be 'none' or one of {MMA_SHAPES} (m16n8k8 for tf32 is not built yet), "
-           f"got {cfg.mma!r}")
+           f"must be 'none' or one of {MMA_SHAPES}, got {cfg.mma!r}")
     _check(target.is_nvidia and target.name >= "sm_80", "mma",
            f"mma.sync needs an NVIDIA GPU of sm_80 or later, got {target.name}")
-    _check(spec.dtype in ("f16", "bf16"), "mma",
-           f"{cfg.mma} multiplies f16 or bf16, got dtype {spec.dtype}")
+    if cfg.mma == "m16n8k8":
+        _check(spec.dtype == "f32" and spec.allow_tf32, "mma",
+               f"m16n8k8 multiplies tf32: f32 inputs with allow_tf32=True, got dtype "
+               f"{spec.dtype}, allow_tf32={spec.allow_tf32}")
+    else:
+        _check(spec.dtype in ("f16", "bf16"), "mma",
+               f"{cfg.mma} multiplies f16 or bf16, got dtype {spec.dtype}")
     wm, wn = cfg.warp_tile
     _check(cfg.BM % (cfg.warps_m * 16) == 0, "BM",
            f"must be a multiple of warps_m*16 = {cfg.warps_m * 16} (16-row MMA tiles), got {cfg.BM}")
     _check(cfg.BN % (cfg.warps_n * 16) == 0, "BN",
            f"must be a multiple of warps_n*16 = {cfg.warps_n * 16} (pairs of 8-column MMA tiles), "
            f"got {cfg.BN}")
-    _check(cfg.BK % 16 == 0, "BK", f"must be a multiple of the MMA depth 16, got {cfg.BK}")
+    depth = mma_depth(cfg)
+    _check(cfg.BK % depth == 0, "BK", f"must be a multiple of the MMA depth {depth}, got {cfg.BK}")
     _check(cfg.store_width in (1, 2), "store_width",
            f"an MMA accumulator holds 2 neighbouring columns: 1 or 2, got {cfg.store_width}")
-    _check(cfg.smem_pad % 8 == 0, "smem_pad",
-           f"ldmatrix rows must stay 16-byte aligned: a multiple of 8, got {cfg.smem_pad}")
+    row_vec = 16 // DTYPE_BYTES[spec.dtype]  # shared rows stay 16-byte aligned (ldmatrix, cp.async)
+    _check(cfg.smem_pad % row_vec == 0, "smem_pad",
+           f"shared rows must stay 16-byte aligned: a multiple of {row_vec}, got {cfg.smem_pad}")
     if cfg.async_copy:
         _check(cfg.shared_stages >= 2, "shared_stages",
                f"async_copy pipelines at least 2 stages, got {cfg.shared_stages}")
@@ -309,6 +320,10 @@ def _base_tiles(spec: GemmSpec, use_mma: bool) -> list[TileConfig]:
     Tensor cores (measured on the H100: 128 x 256 x 32 with 2 x 4 warps of 64 x 64 reached
     330 TFLOP/s on bf16 4096^3) fall back to smaller tiles when a large one does not fit,
     e.g. register-staged copies of unaligned operands that cannot use cp.async."""
+    if use_mma and spec.allow_tf32:  # tf32: half the depth per instruction, 4-element padding
+        mma = dict(mma="m16n8k8", BK=32, smem_pad=4)
+        return [TileConfig(BM=128, BN=128, warps_m=2, warps_n=4, **mma),
+                TileConfig(BM=64, BN=64, warps_m=2, warps_n=2, **mma)]
     if use_mma:
         mma = dict(mma="m16n8k16", BK=32, smem_pad=8)
         small = [TileConfig(BM=64, BN=128, warps_m=2, warps_n=2, **mma),
@@ -337,7 +352,8 @@ def default_config(spec: GemmSpec, target: Target | str = "sm_90a") -> TileConfi
     to the shape wins."""
     if isinstance(target, str):
         target = get_target(target)
-    use_mma = spec.dtype in ("f16", "bf16") and target.is_nvidia and target.name >= "sm_80"
+    use_mma = ((spec.dtype in ("f16", "bf16") or spec.allow_tf32) and target.is_nvidia
+               and target.name >= "sm_80")
     candidates = _base_tiles(spec, use_mma)
     for i, base in enumerate(candidates):
         cfg = _fit(base, spec, target, use_mma)

@@ -83,7 +83,7 @@ def gemm_module(spec: GemmSpec, cfg: TileConfig, target: str, epilogue: str = "n
             f = func_d.FuncOp("gemm", (types, []))
             with ir.InsertionPoint(f.add_entry_block()):
                 ops.gemm(*f.arguments, layout=spec.layout, epilogue=epilogue,
-                         tile=cfg.to_dict())
+                         tile=cfg.to_dict(), allow_tf32=spec.allow_tf32)
                 func_d.return_([])
     return module
 

@@ -7,6 +7,7 @@
 // attribute values) are in dialects/verify.py, which every DeepGen pass runs first.
 irdl.dialect @deepgen {
   // C = alpha * op(A) @ op(B) + beta * C, batch packed in the leading dimension.
+  // An optional unit attribute `allow_tf32` lets f32 inputs be multiplied as tf32.
   irdl.operation @gemm {
     %a = irdl.base "!builtin.memref"
     %b = irdl.base "!builtin.memref"

@@ -59,9 +59,13 @@ def _create(name, operands, results=(), **attrs):
                                attributes=_attrs(**attrs))
 
 
-def gemm(a, b, c, alpha, beta, *, layout: str, epilogue: str, tile: dict):
-    return _create("deepgen.gemm", [a, b, c, alpha, beta], layout=layout, epilogue=epilogue,
-                   tile=tile)
+def gemm(a, b, c, alpha, beta, *, layout: str, epilogue: str, tile: dict,
+         allow_tf32: bool = False):
+    op = _create("deepgen.gemm", [a, b, c, alpha, beta], layout=layout, epilogue=epilogue,
+                 tile=tile)
+    if allow_tf32:  # optional unit attribute: f32 inputs may be rounded to tf32
+        op.attributes["allow_tf32"] = ir.UnitAttr.get()
+    return op
 
 
 def load_frag(result_type, src, mn, k, *, operand: str):

@@ -47,6 +47,7 @@ def gemm_spec(op) -> GemmSpec:
     if k_a != k_b:
         raise ValueError(f"operand B: K={k_b} differs from A's K={k_a}")
     try:
-        return GemmSpec(M=M, N=N, K=k_a, batch=ba, dtype=dta, out_dtype=dtc, layout=layout)
+        return GemmSpec(M=M, N=N, K=k_a, batch=ba, dtype=dta, out_dtype=dtc, layout=layout,
+                        allow_tf32="allow_tf32" in op.attributes)
     except SpecError as e:
         raise ValueError(str(e)) from None

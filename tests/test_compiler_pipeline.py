@@ -233,3 +233,24 @@ def test_default_configs_of_odd_shapes_do_not_spill(m, n, k, layout, dtype):
                            keep_ir=False)
     for entry, res in art.resources.items():
         assert res["spill_stores"] == 0 and res["stack_bytes"] == 0, (entry, res)
+
+
+@pytest.mark.parametrize("layout", ["NN", "TT"])
+def test_tf32_path_rounds_to_tf32_and_uses_m16n8k8(layout, tmp_path):
+    k = compile_artifact(GemmSpec(M=256, N=256, K=128, layout=layout, allow_tf32=True), None)
+    assert k.config["mma"] == "m16n8k8" and k.config["async_copy"]
+    assert "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32" in k.assembly
+    assert "cvt.rna.tf32.f32" in k.assembly  # round to nearest, not truncate
+    assert "allow_tf32" in k.ir_stages["00-input"]
+    path = tmp_path / "k.cubin"
+    path.write_bytes(k.binary)
+    sass = sass_of(path)
+    assert "HMMA.1688.F32.TF32" in sass and "LDGSTS" in sass
+    assert not re.search(r"\b(LDL|STL)\b", sass)
+
+
+def test_f32_without_tf32_stays_on_cuda_cores():
+    art = compile_artifact(GemmSpec(M=256, N=256, K=128), None, keep_ir=False)
+    assert art.config["mma"] == "none" and "mma.sync" not in art.assembly
+    with pytest.raises(SpecError, match="^mma: m16n8k8 multiplies tf32"):
+        compile_artifact(GemmSpec(M=256, N=256, K=128), TileConfig(mma="m16n8k8", smem_pad=4))

@@ -124,9 +124,16 @@ def async_ring(kernel, spec, cfg) -> None:
               for f in fetches]
 
     def copy_all(k, stage):
+        # past the end: zero-fill from the first tile's (valid) address instead
         valid = irb.lt(k, ub)
-        return [ops.tile_copy_async(src, origin, k, valid, irb.matrix_view(views[o], stage),
+        k_safe = arith.select(valid, irb.val(k), lb)
+        return [ops.tile_copy_async(src, origin, k_safe, valid, irb.matrix_view(views[o], stage),
                                     operand=o, distribution=d) for o, src, origin, d in copies]
+
+    def next_stage(s_, by: int):  # (s_ + by) % S without a division
+        t = irb.add(s_, by)
+        wrap = arith.cmpi(arith.CmpIPredicate.uge, irb.val(t), irb.const_index(S))
+        return arith.select(wrap, irb.val(irb.sub(t, S)), irb.val(t))
 
     with ir.InsertionPoint(loop), loop.location:
         tokens = []
@@ -140,12 +147,12 @@ def async_ring(kernel, spec, cfg) -> None:
         nvgpu.DeviceAsyncWaitOp(tokens[-1], numGroups=2 * (S - 2))
         gpu.barrier()
         k_pref = arith.addi(k0, arith.muli(step, irb.const_index(S - 1)))
-        copy_all(k_pref, irb.rem(irb.add(stage, S - 1), S))
+        copy_all(k_pref, next_stage(stage, S - 1))
         current = {o: irb.matrix_view(views[o], stage) for o in views}
     _move_compute(body, nb, old_views, current)
     old_yield = body.operations[len(body.operations) - 1]
     with ir.InsertionPoint(nb), loop.location:
-        scf.yield_(list(old_yield.operands) + [irb.rem(irb.add(stage, 1), S)])
+        scf.yield_(list(old_yield.operands) + [next_stage(stage, 1)])
     with ir.InsertionPoint.after(new), loop.location:
         nvgpu.DeviceAsyncWaitOp(tokens[-1], numGroups=0)  # nothing in flight at exit
     _replace_loop(loop, new, old_views)

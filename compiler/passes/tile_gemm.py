@@ -21,7 +21,7 @@ from deepgen.dialects import ops
 from deepgen.spec import SpecError
 
 from .. import irb
-from ..config import TileConfig, validate
+from ..config import TileConfig, mma_depth, validate
 from ..target import amdgpu_features, get_target, ptx_chip_features
 from . import PassError, register
 from .common import (ARGS, GEMM_NEST, GRID, K_LOOP, KERNEL_MODULE, KK, ORDER, ROLE, SPEC, TILE,
@@ -127,7 +127,7 @@ def _k_loop(spec, cfg, accs, steps_fn):
     kk_unroll < BK (SIMT) keeps an inner loop of kk_unroll unrolled steps per iteration."""
     loop = scf.ForOp(irb.const_index(0), irb.const_index(spec.K), irb.const_index(cfg.BK), accs)
     irb.set_attr(loop, K_LOOP, None)
-    step = 16 if cfg.mma != "none" else 1
+    step = mma_depth(cfg) if cfg.mma != "none" else 1
     unroll = cfg.BK if cfg.mma != "none" else (cfg.kk_unroll or cfg.BK)
     with ir.InsertionPoint(loop.body):
         k0 = loop.induction_variable
@@ -168,9 +168,10 @@ def _simt_body(spec, cfg, target, tid, m0, n0, A_b, B_b, C_b, alpha, beta, epilo
 
 def _mma_body(spec, cfg, target, tid, m0, n0, A_b, B_b, C_b, alpha, beta, epilogue):
     """Warp tiles of tensor-core MMAs: warp (wm, wn) owns a WM x WN tile of C made of
-    (WM/16) x (WN/8) m16n8k16 accumulators (4 f32 per thread each). Fragments are
-    `deepgen.load_frag` ops with i32 results (ldmatrix x4 after promotion: a 16x16 block of A,
-    or two 8-column blocks of B)."""
+    (WM/16) x (WN/8) m16n8k16 (or tf32 m16n8k8) accumulators (4 f32 per thread each).
+    Fragments are `deepgen.load_frag` ops with i32 results: the A fragment of a 16-row block,
+    or the B fragments of two 8-column blocks, one MMA deep (deepgen-vectorize lowers them to
+    ldmatrix x4, or to tf32-rounded shared loads)."""
     f32 = ir.F32Type.get()
     wm_, wn_ = cfg.warp_tile
     mi, nj = wm_ // 16, wn_ // 8
@@ -179,7 +180,9 @@ def _mma_body(spec, cfg, target, tid, m0, n0, A_b, B_b, C_b, alpha, beta, epilog
     rows_a = [irb.val(irb.add(m0, irb.add(irb.mul(wm, wm_), 16 * i))) for i in range(mi)]
     cols_b = [irb.val(irb.add(n0, irb.add(irb.mul(wn, wn_), 16 * j))) for j in range(nj // 2)]
     frag_t = irb.vector_type(4, ir.IntegerType.get_signless(32))
-    ptx_t = ir.Attribute.parse(f"#nvvm.mma_type<{spec.dtype}>")
+    tf32 = cfg.mma == "m16n8k8"
+    ptx_t = ir.Attribute.parse(f"#nvvm.mma_type<{'tf32' if tf32 else spec.dtype}>")
+    shape = ir.Attribute.parse(f"#nvvm.shape<m = 16, n = 8, k = {mma_depth(cfg)}>")
     acc_struct = ir.Type.parse("!llvm.struct<(f32, f32, f32, f32)>")
     # nvvm.mma.sync takes bf16 pairs as packed i32 but f16 pairs as vector<2xf16>
     half2 = ir.VectorType.get([2], ir.F16Type.get())
@@ -198,7 +201,7 @@ def _mma_body(spec, cfg, target, tid, m0, n0, A_b, B_b, C_b, alpha, beta, epilog
                 for j in range(nj):
                     idx = i * nj + j
                     c_vals = [vector.extract(accs[idx], [], [x]) for x in range(4)]
-                    mma = nvvm.MmaOp(acc_struct, _MMA_SHAPE(), nvvm.MMALayout.row,
+                    mma = nvvm.MmaOp(acc_struct, shape, nvvm.MMALayout.row,
                                      nvvm.MMALayout.col, a_regs[i],
                                      b_regs[j // 2][2 * (j % 2):2 * (j % 2) + 2], c_vals,
                                      multiplicandAPtxType=ptx_t, multiplicandBPtxType=ptx_t)
@@ -218,10 +221,6 @@ def _mma_body(spec, cfg, target, tid, m0, n0, A_b, B_b, C_b, alpha, beta, epilog
                 m = irb.val(irb.add(irb.add(rows_a[i], g), 8 * half))
                 part = vector.extract_strided_slice(pair_t, acc, [2 * half], [2], [1])
                 ops.store_frag(part, C_b, m, n, alpha, beta, epilogue=epilogue)
-
-
-def _MMA_SHAPE():
-    return ir.Attribute.parse("#nvvm.shape<m = 16, n = 8, k = 16>")
 
 
 def _k_steps(accs, A_b, B_b, rows_a, cols_b, k_base, steps, cfg, frag_a_t, frag_b_t):

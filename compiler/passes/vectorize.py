@@ -16,7 +16,7 @@ sit under scf.if. Every vector access carries its alignment, so LLVM emits 16-by
 from __future__ import annotations
 
 from mlir import ir
-from mlir.dialects import arith, gpu, memref, nvgpu, scf, vector
+from mlir.dialects import arith, gpu, memref, nvgpu, nvvm, scf, vector
 
 from deepgen.dialects.ops import dict_of
 from deepgen.spec import DTYPE_BYTES
@@ -72,7 +72,10 @@ def lower_load_frag(op, spec, cfg) -> None:
     operand = str_attr(op, "operand")
     with ir.InsertionPoint(op), op.location:
         if isinstance(ir.VectorType(vt).element_type, ir.IntegerType):
-            v = ldmatrix_fragment(src, mn, k, operand, k_contiguous(spec, operand))
+            if isinstance(ir.MemRefType(src.type).element_type, ir.F32Type):
+                v = tf32_fragment(src, mn, k, operand, k_contiguous(spec, operand))
+            else:
+                v = ldmatrix_fragment(src, mn, k, operand, k_contiguous(spec, operand))
         elif is_shared(src):  # K-major shared tile: contiguous along M/N
             v = vector.load(vt, src, [k, mn], alignment=n * _bytes(ir.VectorType(vt).element_type))
         else:
@@ -124,6 +127,31 @@ def ldmatrix_fragment(src, mn, k, operand: str, k_contig: bool) -> ir.Value:
     i32 = ir.IntegerType.get_signless(32)
     packed = vector.bitcast(ir.VectorType.get([4, 1], i32), mats)
     return vector.shape_cast(ir.VectorType.get([4], i32), packed)
+
+
+def tf32_fragment(src, mn, k, operand: str, k_contig: bool) -> ir.Value:
+    """The m16n8k8 tf32 fragment at (mn, k) from shared memory, rounded to tf32 (cvt.rna).
+
+    A (16 rows): (g, t), (g+8, t), (g, t+4), (g+8, t+4); B (two 8-column blocks): (g, t),
+    (g, t+4), (g+8, t), (g+8, t+4) as (mn, k) offsets, g = lane / 4, t = lane % 4. ldmatrix
+    cannot transpose 32-bit data, so these are single-word loads; with rows padded to 4 words
+    past a multiple of 32 the 32 lanes hit 32 different banks."""
+    if not is_shared(src):
+        raise PassError(src.owner, "tensor-core fragments read shared memory: run "
+                                   "deepgen-promote-shared before deepgen-vectorize")
+    lane = irb.rem(gpu.thread_id(gpu.Dimension.x), 32)
+    g, t = irb.div(lane, 4), irb.rem(lane, 4)
+    if operand == "A":
+        offsets = [(0, 0), (8, 0), (0, 4), (8, 4)]
+    else:
+        offsets = [(0, 0), (0, 4), (8, 0), (8, 4)]
+    i32 = ir.IntegerType.get_signless(32)
+    words = []
+    for dm, dk in offsets:
+        m_i, k_i = irb.val(irb.add(irb.add(mn, g), dm)), irb.val(irb.add(irb.add(k, t), dk))
+        x = memref.load(src, [m_i, k_i] if k_contig else [k_i, m_i])
+        words.append(nvvm.ConvertFloatToTF32Op(i32, x, rnd=nvvm.FPRoundingMode.RNA).result)
+    return vector.from_elements(ir.VectorType.get([4], i32), words)
 
 
 def lower_store_frag(op, spec, cfg) -> None:
@@ -222,8 +250,9 @@ def lower_tile_fetch(op, spec) -> None:
 
 def lower_tile_copy_async(op, spec) -> None:
     """cp.async of each of the thread's vectors, global -> shared in the same orientation;
-    a vector outside the matrix (or the whole copy when `valid` is false) is zero-filled
-    from a clamped, valid address. Returns one cp.async group."""
+    a vector outside the matrix (or the whole copy when `valid` is false, in which case the
+    caller's mn0/k0 must still address the matrix) is zero-filled from a clamped, valid
+    address. Returns one cp.async group."""
     src, mn0, k0, valid, dst = op.operands
     dist = dict_of(op.attributes["distribution"])
     operand = str_attr(op, "operand")
@@ -242,12 +271,14 @@ def lower_tile_copy_async(op, spec) -> None:
                 idx, limits, checks = [irb.add(mn0, r), irb.add(k0, c)], [bound_mn - 1, spec.K - w], [check_mn, check_k]
             else:
                 idx, limits, checks = [irb.add(k0, r), irb.add(mn0, c)], [spec.K - 1, bound_mn - w], [check_k, check_mn]
+            # `valid` false: the caller passes an in-bounds k0, only the data is dropped
             cond, safe = valid, []
             for d, (check, limit) in enumerate(zip(checks, limits)):
                 if check is not None:
                     cond = arith.andi(cond, irb.lt(idx[d], check))
-                # clamp always: an invalid copy (past the K loop) must still hold an address
-                safe.append(irb.val(irb.min_(idx[d], limit)))
+                    safe.append(irb.val(irb.min_(idx[d], limit)))
+                else:
+                    safe.append(irb.val(idx[d]))
             count = arith.select(cond, irb.const_index(w), irb.const_index(0))
             cp = nvgpu.DeviceAsyncCopyOp(dst, [irb.val(r), irb.val(c)], src, safe,
                                          ir.IntegerAttr.get(ir.IndexType.get(), w),

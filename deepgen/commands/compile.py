@@ -15,6 +15,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="f32", help="f32, f16 or bf16 (A and B)")
     p.add_argument("--out-dtype", default=None, help="element type of C (default: dtype)")
     p.add_argument("--layout", default="NN", help="NN, NT, TN or TT (A then B; T = transposed)")
+    p.add_argument("--allow-tf32", action="store_true",
+                   help="f32 inputs may be multiplied as tf32 on tensor cores")
     p.add_argument("--epilogue", default="none", help="none or relu")
     p.add_argument("--config", default=None,
                    help="TileConfig as a JSON file (fields BM, BN, BK, TM, TN, ...); "
@@ -36,7 +38,8 @@ def run(args) -> int:
 
     try:
         spec = GemmSpec(M=args.M, N=args.N, K=args.K, batch=args.batch, dtype=args.dtype,
-                        out_dtype=args.out_dtype, layout=args.layout)
+                        out_dtype=args.out_dtype, layout=args.layout,
+                        allow_tf32=args.allow_tf32)
         config = None
         if args.config:
             with open(args.config) as f:
