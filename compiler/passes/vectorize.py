@@ -250,9 +250,8 @@ def lower_tile_fetch(op, spec) -> None:
 
 def lower_tile_copy_async(op, spec) -> None:
     """cp.async of each of the thread's vectors, global -> shared in the same orientation;
-    a vector outside the matrix (or the whole copy when `valid` is false, in which case the
-    caller's mn0/k0 must still address the matrix) is zero-filled from a clamped, valid
-    address. Returns one cp.async group."""
+    a vector outside the matrix (or the whole copy when `valid` is false) is zero-filled
+    from a clamped, valid address. Returns one cp.async group."""
     src, mn0, k0, valid, dst = op.operands
     dist = dict_of(op.attributes["distribution"])
     operand = str_attr(op, "operand")
@@ -271,14 +270,12 @@ def lower_tile_copy_async(op, spec) -> None:
                 idx, limits, checks = [irb.add(mn0, r), irb.add(k0, c)], [bound_mn - 1, spec.K - w], [check_mn, check_k]
             else:
                 idx, limits, checks = [irb.add(k0, r), irb.add(mn0, c)], [spec.K - 1, bound_mn - w], [check_k, check_mn]
-            # `valid` false: the caller passes an in-bounds k0, only the data is dropped
             cond, safe = valid, []
             for d, (check, limit) in enumerate(zip(checks, limits)):
                 if check is not None:
                     cond = arith.andi(cond, irb.lt(idx[d], check))
-                    safe.append(irb.val(irb.min_(idx[d], limit)))
-                else:
-                    safe.append(irb.val(idx[d]))
+                # clamp always: an invalid copy (past the K loop) must still hold an address
+                safe.append(irb.val(irb.min_(idx[d], limit)))
             count = arith.select(cond, irb.const_index(w), irb.const_index(0))
             cp = nvgpu.DeviceAsyncCopyOp(dst, [irb.val(r), irb.val(c)], src, safe,
                                          ir.IntegerAttr.get(ir.IndexType.get(), w),
