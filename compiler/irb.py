@@ -119,21 +119,21 @@ def zeros(vt: ir.Type) -> ir.Value:
     return arith.constant(vt, ir.DenseElementsAttr.get_splat(vt, ir.FloatAttr.get(elem, 0.0)))
 
 
-def extf(v: ir.Value, to: ir.Type) -> ir.Value:
-    """Widen floats (scalar or vector) to `to`'s element type; a no-op when already there."""
-    src_elem = ir.VectorType(v.type).element_type if isinstance(v.type, ir.VectorType) else v.type
+def _convert_float(v: ir.Value, to: ir.Type, op) -> ir.Value:
+    """v (scalar or vector) with `to` as element type through `op`; v itself if already so."""
+    is_vec = isinstance(v.type, ir.VectorType)
+    src_elem = ir.VectorType(v.type).element_type if is_vec else v.type
     if src_elem == to:
         return v
-    t = ir.VectorType.get(ir.VectorType(v.type).shape, to) if isinstance(v.type, ir.VectorType) else to
-    return arith.extf(t, v)
+    return op(ir.VectorType.get(ir.VectorType(v.type).shape, to) if is_vec else to, v)
+
+
+def extf(v: ir.Value, to: ir.Type) -> ir.Value:
+    return _convert_float(v, to, arith.extf)
 
 
 def truncf(v: ir.Value, to: ir.Type) -> ir.Value:
-    src_elem = ir.VectorType(v.type).element_type if isinstance(v.type, ir.VectorType) else v.type
-    if src_elem == to:
-        return v
-    t = ir.VectorType.get(ir.VectorType(v.type).shape, to) if isinstance(v.type, ir.VectorType) else to
-    return arith.truncf(t, v)
+    return _convert_float(v, to, arith.truncf)
 
 
 def int_attr(v: int) -> ir.IntegerAttr:

@@ -223,6 +223,20 @@ def fetch_positions(dist: dict, tid, i: int):
     return irb.div(v, per_row), irb.mul(irb.rem(v, per_row), w), n
 
 
+def fetch_vector(dist: dict, spec, operand: str, mn0, k0, tid, i: int):
+    """Thread tid's i-th vector of a tile copy: (row, col) in the stored tile, its global
+    indices, the clamp limit of each index and, where a tile can cross the matrix edge,
+    the bound to check it against (None where it cannot)."""
+    w = dist["width"]
+    bound_mn = spec.M if operand == "A" else spec.N
+    check_mn = bound_mn if bound_mn % dist["tile_mn"] else None
+    check_k = spec.K if spec.K % dist["tile_k"] else None
+    r, c, _ = fetch_positions(dist, tid, i)
+    if dist["contig_k"]:  # stored [mn][k], vectors along K
+        return r, c, [irb.add(mn0, r), irb.add(k0, c)], [bound_mn - 1, spec.K - w], [check_mn, check_k]
+    return r, c, [irb.add(k0, r), irb.add(mn0, c)], [spec.K - 1, bound_mn - w], [check_k, check_mn]
+
+
 def lower_tile_fetch(op, spec) -> None:
     src, mn0, k0 = op.operands
     dist = dict_of(op.attributes["distribution"])
@@ -230,18 +244,11 @@ def lower_tile_fetch(op, spec) -> None:
     vt = op.results[0].type
     n, w = ir.VectorType(vt).shape
     elem = ir.VectorType(vt).element_type
-    bound_mn = spec.M if operand == "A" else spec.N
-    check_mn = bound_mn if bound_mn % dist["tile_mn"] else None
-    check_k = spec.K if spec.K % dist["tile_k"] else None
     with ir.InsertionPoint(op), op.location:
         tid = gpu.thread_id(gpu.Dimension.x)
         regs = irb.zeros(vt)
         for i in range(n):
-            r, c, _ = fetch_positions(dist, tid, i)
-            if dist["contig_k"]:
-                idx, bounds, checks = [irb.add(mn0, r), irb.add(k0, c)], [bound_mn - 1, spec.K - w], [check_mn, check_k]
-            else:
-                idx, bounds, checks = [irb.add(k0, r), irb.add(mn0, c)], [spec.K - 1, bound_mn - w], [check_k, check_mn]
+            _, _, idx, bounds, checks = fetch_vector(dist, spec, operand, mn0, k0, tid, i)
             v = _guarded_load(src, idx, bounds, checks, irb.vector_type(w, elem))
             regs = vector.insert(v, regs, [], [i])
     op.results[0].replace_all_uses_with(regs)
@@ -257,19 +264,12 @@ def lower_tile_copy_async(op, spec) -> None:
     operand = str_attr(op, "operand")
     w = dist["width"]
     elt = _bytes(ir.MemRefType(src.type).element_type)
-    bound_mn = spec.M if operand == "A" else spec.N
-    check_mn = bound_mn if bound_mn % dist["tile_mn"] else None
-    check_k = spec.K if spec.K % dist["tile_k"] else None
     n = dist["tile_mn"] * dist["tile_k"] // (dist["threads"] * w)
     with ir.InsertionPoint(op), op.location:
         tid = gpu.thread_id(gpu.Dimension.x)
         tokens = []
         for i in range(n):
-            r, c, _ = fetch_positions(dist, tid, i)
-            if dist["contig_k"]:
-                idx, limits, checks = [irb.add(mn0, r), irb.add(k0, c)], [bound_mn - 1, spec.K - w], [check_mn, check_k]
-            else:
-                idx, limits, checks = [irb.add(k0, r), irb.add(mn0, c)], [spec.K - 1, bound_mn - w], [check_k, check_mn]
+            r, c, idx, limits, checks = fetch_vector(dist, spec, operand, mn0, k0, tid, i)
             cond, safe = valid, []
             for d, (check, limit) in enumerate(zip(checks, limits)):
                 if check is not None:
