@@ -32,7 +32,8 @@ def gemm(a: torch.Tensor, b: torch.Tensor, *, out: torch.Tensor | None = None,
     """alpha * a @ b + beta * out, written into `out` (allocated when None) and returned.
 
     a: (M, K) or (batch, M, K); b: (K, N) or (batch, K, N), same dtype (f32, f16 or bf16), on
-    one CUDA device. out: (M, N) or (batch, M, N); its dtype is the output type (default: the
+    one CUDA device; f32 runs on TF32 tensor cores when torch.backends.cuda.matmul.allow_tf32
+    is set, as torch.matmul does. out: (M, N) or (batch, M, N); its dtype is the output type (default: the
     input type). config: a TileConfig or dict forcing the tile configuration."""
     if out is None and beta != 0:
         raise ValueError(f"beta: must be 0 when out is None (got {beta}): there is no C")
@@ -53,7 +54,13 @@ def gemm(a: torch.Tensor, b: torch.Tensor, *, out: torch.Tensor | None = None,
 
 def _signature(a, b, out) -> tuple:
     return (a.shape, a.stride(), a.dtype, a.device, b.shape, b.stride(), b.dtype, b.device,
-            None if out is None else (out.shape, out.stride(), out.dtype, out.device))
+            None if out is None else (out.shape, out.stride(), out.dtype, out.device),
+            a.dtype is torch.float32 and _tf32_allowed())
+
+
+def _tf32_allowed() -> bool:
+    """f32 GEMMs follow torch's switch: TF32 tensor cores when torch.matmul may use them."""
+    return bool(torch.backends.cuda.matmul.allow_tf32)
 
 
 def _gemm_slow(a, b, out, alpha, beta, config):
@@ -105,7 +112,7 @@ def spec_for(a, b, out=None) -> tuple[GemmSpec, torch.Tensor, torch.Tensor]:
     dtype = _DTYPE_NAMES[a.dtype]
     out_dtype = _DTYPE_NAMES[out.dtype] if out is not None else dtype
     return GemmSpec(M=M, N=N, K=K, batch=batch, dtype=dtype, out_dtype=out_dtype,
-                    layout=la + lb), a, b
+                    layout=la + lb, allow_tf32=dtype == "f32" and _tf32_allowed()), a, b
 
 
 def _check_devices(tensors: list[tuple[str, torch.Tensor]]) -> None:

@@ -282,3 +282,13 @@ def test_torch_ops_exist_after_import_in_either_order(order):
         "deepgen::gemm(Tensor a, Tensor b, float alpha=1.) -> Tensor",
         "deepgen::gemm_out(Tensor a, Tensor b, Tensor(a!) out, float alpha=1., "
         "float beta=0.) -> ()"]
+
+
+def test_f32_follows_torchs_tf32_switch(cpu_gpu, compiler, monkeypatch):
+    a, b = torch.randn(6, 4), torch.randn(4, 10)
+    deepgen.gemm(a, b)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
+    deepgen.gemm(a, b)  # a new signature: not the fast path of the first call
+    deepgen.gemm(a.half(), b.half())
+    flags = [(spec.dtype, spec.allow_tf32) for spec, _, _ in compiler.calls]
+    assert flags == [("f32", False), ("f32", True), ("f16", False)]
