@@ -285,9 +285,10 @@ def test_torch_ops_exist_after_import_in_either_order(order):
 
 
 def test_f32_follows_torchs_tf32_switch(cpu_gpu, compiler, monkeypatch):
+    assert api._tf32_allowed() is bool(torch.backends.cuda.matmul.allow_tf32)
     a, b = torch.randn(6, 4), torch.randn(4, 10)
     deepgen.gemm(a, b)
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
+    monkeypatch.setattr(api, "_tf32_allowed", lambda: True)  # as if torch allowed TF32
     deepgen.gemm(a, b)  # a new signature: not the fast path of the first call
     deepgen.gemm(a.half(), b.half())
     flags = [(spec.dtype, spec.allow_tf32) for spec, _, _ in compiler.calls]

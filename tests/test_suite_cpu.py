@@ -204,7 +204,7 @@ def test_run_side_loads_kernels_without_the_compiler(smoke_bundle):
     n_rows, names = out.stdout.split(" ", 1)
     assert int(n_rows) == 2 * len(gs.SUITES["smoke"])
     assert eval(names) == sorted(r["name"] for r in index["entries"]
-                                 if r["dtype"] == "bf16" and r["kernel"])
+                                 if r["dtype"] in ("bf16", "tf32") and r["kernel"])
 
 
 def test_select_filters_by_suite_dtype_and_pattern(smoke_bundle):
