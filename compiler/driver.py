@@ -24,9 +24,9 @@ from deepgen.runtime.artifact import KernelArtifact, Launch
 from deepgen.spec import GemmSpec
 
 from . import irb
-from .config import TileConfig, as_config, shared_bytes, validate
+from .config import TileConfig, as_config, validate
 from .passes import REGISTRY, add_to
-from .passes.common import ARGS, GRID, ORDER, SHARED, args_of, grid_of, kernels
+from .passes.common import SHARED, args_of, grid_of, kernels
 from .passes.tile_gemm import TARGET_ATTR
 from .target import Target, get_target
 

@@ -15,7 +15,7 @@ import torch
 
 import deepgen
 from deepgen import api
-from deepgen.runtime import cache, kernel as km
+from deepgen.runtime import cache
 from deepgen.runtime.reference import reference_artifact
 from deepgen.spec import GemmSpec
 from runtime_fakes import pretend_kernels_run_on_cpu

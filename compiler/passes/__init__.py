@@ -15,7 +15,6 @@ import traceback
 from dataclasses import dataclass
 from typing import Callable
 
-from mlir import ir
 
 
 class PassError(Exception):

@@ -20,7 +20,6 @@ from mlir import ir
 from mlir.dialects import arith, gpu, nvgpu, scf
 
 from deepgen.dialects import ops
-from deepgen.dialects.ops import dict_of
 from deepgen.spec import DTYPE_BYTES
 
 from .. import irb

@@ -23,7 +23,7 @@ from deepgen.spec import DTYPE_BYTES
 from .. import irb
 from ..config import k_contiguous, tile_shapes
 from . import PassError, register
-from .common import K_LOOP, ROLE, SHARED, gemm_kernel, k_loop, spec_of, str_attr, tile_of
+from .common import ROLE, SHARED, gemm_kernel, k_loop, spec_of, str_attr, tile_of
 
 WORKGROUP = "#gpu.address_space<workgroup>"
 

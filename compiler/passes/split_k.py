@@ -16,7 +16,7 @@ from deepgen.spec import DTYPE_BYTES
 
 from .. import irb
 from . import PassError, register
-from .common import (ARGS, GRID, ORDER, args_of, gemm_kernel, grid_of, k_loop, set_args, spec_of,
+from .common import (GRID, ORDER, args_of, gemm_kernel, grid_of, k_loop, set_args, spec_of,
                      str_attr, tile_of)
 from .vectorize import apply_epilogue
 

@@ -24,7 +24,7 @@ from .. import irb
 from ..config import TileConfig, mma_depth, validate
 from ..target import amdgpu_features, get_target, ptx_chip_features
 from . import PassError, register
-from .common import (ARGS, GEMM_NEST, GRID, K_LOOP, KERNEL_MODULE, KK, ORDER, ROLE, SPEC, TILE,
+from .common import (GEMM_NEST, GRID, K_LOOP, KERNEL_MODULE, KK, ORDER, ROLE, SPEC, TILE,
                      set_args, spec_of, tile_of)
 
 TARGET_ATTR = "deepgen.target"
