@@ -191,13 +191,8 @@ def to_ptx(module: ir.Module) -> str:
     raise CompileError("gpu-module-to-binary", "no gpu.binary in the module")
 
 
-_PTXAS_INFO = re.compile(r"Function properties for (\S+)|Compiling entry function '(\S+)'|"
-                         r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads|"
-                         r"Used (\d+) registers")
-
-
-def ptxas(ptx: str, target: Target) -> tuple[bytes, dict, str]:
-    """Assemble PTX to a cubin; returns (cubin, resources per entry, ptxas version line)."""
+def ptxas(ptx: str, target: Target) -> tuple[bytes, dict]:
+    """Assemble PTX to a cubin; returns (cubin, resources per entry from `ptxas -v`)."""
     from deepgen.toolchain import find_ptxas
 
     exe = find_ptxas()
@@ -212,7 +207,7 @@ def ptxas(ptx: str, target: Target) -> tuple[bytes, dict, str]:
         if proc.returncode != 0:
             raise CompileError("ptxas", proc.stderr.strip()[-4000:])
         cubin = out.read_bytes()
-    return cubin, parse_ptxas_resources(proc.stderr), ""
+    return cubin, parse_ptxas_resources(proc.stderr)
 
 
 def parse_ptxas_resources(log: str) -> dict:
@@ -271,7 +266,7 @@ def compile_artifact(spec: GemmSpec, config: TileConfig | dict | None = None,
                 log.llvm_ir = llvm_ir(module)
             assembly = to_ptx(module)
     if tgt.backend == "cuda":
-        binary, resources, _ = ptxas(assembly, tgt)
+        binary, resources = ptxas(assembly, tgt)
     from deepgen.toolchain import toolchain_versions
     return KernelArtifact(backend=tgt.backend, target=target, binary=binary, launches=launches,
                           spec=spec.to_dict(), config=cfg.to_dict(), workspace_bytes=workspace,
