@@ -167,28 +167,26 @@ def collect_launches(module: ir.Module) -> tuple[list[Launch], int]:
     return launches, workspace
 
 
-def llvm_ir(module: ir.Module) -> str:
-    """The kernels as LLVM IR text (bitcode from gpu-module-to-binary, read by llvmlite)."""
-    import llvmlite.binding as llvm
+def serialize(module: ir.Module, fmt: str) -> bytes:
+    """Run gpu-module-to-binary{format=fmt} on `module` (in place) and return the object."""
     from mlir.dialects import gpu
 
-    clone = ir.Module.parse(str(module))
-    run_stage(clone, "gpu-module-to-binary{format=llvm}", keep_before=False)
-    for op in clone.body.operations:
+    run_stage(module, f"gpu-module-to-binary{{format={fmt}}}", keep_before=False)
+    for op in module.body.operations:
         if op.operation.name == "gpu.binary":
-            bitcode = gpu.ObjectAttr(ir.ArrayAttr(op.attributes["objects"])[0]).object
-            return str(llvm.parse_bitcode(bitcode))
-    return ""
+            return gpu.ObjectAttr(ir.ArrayAttr(op.attributes["objects"])[0]).object
+    raise CompileError("gpu-module-to-binary", "no gpu.binary in the module")
+
+
+def llvm_ir(module: ir.Module) -> str:
+    """The kernels as LLVM IR text (bitcode from a copy of the module, read by llvmlite)."""
+    import llvmlite.binding as llvm
+
+    return str(llvm.parse_bitcode(serialize(ir.Module.parse(str(module)), "llvm")))
 
 
 def to_ptx(module: ir.Module) -> str:
-    run_stage(module, "gpu-module-to-binary{format=isa}")
-    from mlir.dialects import gpu
-    for op in module.body.operations:
-        if op.operation.name == "gpu.binary":
-            objs = ir.ArrayAttr(op.attributes["objects"])
-            return gpu.ObjectAttr(objs[0]).object.decode()
-    raise CompileError("gpu-module-to-binary", "no gpu.binary in the module")
+    return serialize(module, "isa").decode()
 
 
 def ptxas(ptx: str, target: Target) -> tuple[bytes, dict]:
