@@ -48,7 +48,7 @@ def run(args) -> int:
             kernel = compile_gemm(**fields)
             if args.save:
                 kernel.save(Path(args.save) / f"example{i}")
-        res = next(iter(kernel.artifact.resources.values()), {})
+        res = kernel.artifact.resources.get(kernel.artifact.launches[0].entry, {})  # main kernel
         print(f"[{title}] compiled in {kernel.artifact.compile_seconds:.2f} s: "
               f"{len(kernel.artifact.launches)} launch(es), {res.get('registers')} registers, "
               f"{res.get('spill_stores', 0)} B spilled, {kernel.shared_bytes} B shared memory; "
