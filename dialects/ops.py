@@ -50,7 +50,7 @@ def dict_of(attr: ir.Attribute) -> dict:
         elif isinstance(a, ir.StringAttr):
             out[named.name] = a.value
         else:
-            out[named.name] = ir.ArrayAttr(a) and [x.value for x in ir.ArrayAttr(a)]
+            out[named.name] = [x.value for x in ir.ArrayAttr(a)]
     return out
 
 

@@ -20,13 +20,11 @@ from mlir import ir
 from mlir.dialects import arith, gpu, nvgpu, scf
 
 from deepgen.dialects import ops
-from deepgen.spec import DTYPE_BYTES
 
 from .. import irb
 from . import PassError, register
-from .common import K_LOOP, KK, SHARED, gemm_kernel, k_loop, spec_of, str_attr, tile_of
-from ..config import tile_shapes
-from .promote_shared import dynamic_shared, shared_view
+from .common import K_LOOP, KK, gemm_kernel, k_loop, spec_of, str_attr, tile_of
+from .promote_shared import tile_views
 
 
 def _ops_named(block, name):
@@ -43,15 +41,8 @@ def double_buffer(kernel, spec, cfg) -> None:
         raise PassError(loop, "expected the single-buffered loop of deepgen-promote-shared "
                               f"(2 fetches, 2 stashes, 2 barriers; found {len(fetches)}, "
                               f"{len(stashes)}, {len(barriers)})")
-    elem = irb.element_type(spec.dtype)
-    elt = DTYPE_BYTES[spec.dtype]
-    shapes = tile_shapes(cfg, spec)
-    smem = dynamic_shared(kernel)
-    size_a = 2 * shapes["A"][0] * shapes["A"][1] * elt
     old_views = {str_attr(s, "operand"): s.operands[1] for s in stashes}
-    with ir.InsertionPoint.after(smem.owner), kernel.location:
-        views = {"A": shared_view(smem, 0, [2] + shapes["A"], elem),
-                 "B": shared_view(smem, size_a, [2] + shapes["B"], elem)}
+    views = tile_views(kernel, spec, cfg, 2)
     lb, ub, step = loop.operands[0], loop.operands[1], loop.operands[2]
     copies = [(str_attr(f, "operand"), f.operands[0], f.operands[1], f.results[0].type,
                f.attributes["distribution"]) for f in fetches]
@@ -91,7 +82,6 @@ def double_buffer(kernel, spec, cfg) -> None:
         gpu.barrier()
         scf.yield_(list(old_yield.operands) + [arith.subi(irb.const_index(1), stage)])
     _replace_loop(loop, new, old_views)
-    irb.set_attr(kernel, SHARED, size_a + 2 * shapes["B"][0] * shapes["B"][1] * elt)
 
 
 def async_ring(kernel, spec, cfg) -> None:
@@ -109,15 +99,8 @@ def async_ring(kernel, spec, cfg) -> None:
     if len(fetches) != 2:
         raise PassError(loop, "expected the single-buffered loop of deepgen-promote-shared")
     S = cfg.shared_stages
-    elem = irb.element_type(spec.dtype)
-    elt = DTYPE_BYTES[spec.dtype]
-    shapes = tile_shapes(cfg, spec)
-    smem = dynamic_shared(kernel)
-    size_a = S * shapes["A"][0] * shapes["A"][1] * elt
     old_views = {str_attr(op, "operand"): op.operands[1] for op in _ops_named(body, "deepgen.tile_stash")}
-    with ir.InsertionPoint.after(smem.owner), kernel.location:
-        views = {"A": shared_view(smem, 0, [S] + shapes["A"], elem),
-                 "B": shared_view(smem, size_a, [S] + shapes["B"], elem)}
+    views = tile_views(kernel, spec, cfg, S)
     lb, ub, step = loop.operands[0], loop.operands[1], loop.operands[2]
     copies = [(str_attr(f, "operand"), f.operands[0], f.operands[1], f.attributes["distribution"])
               for f in fetches]
@@ -154,7 +137,6 @@ def async_ring(kernel, spec, cfg) -> None:
     with ir.InsertionPoint.after(new), loop.location:
         nvgpu.DeviceAsyncWaitOp(tokens[-1], numGroups=0)  # nothing in flight at exit
     _replace_loop(loop, new, old_views)
-    irb.set_attr(kernel, SHARED, size_a + S * shapes["B"][0] * shapes["B"][1] * elt)
 
 
 def _move_compute(body, nb, old_views, current) -> None:

@@ -49,6 +49,24 @@ def dynamic_shared(kernel) -> ir.Value:
         return gpu.dynamic_shared_memory(t)
 
 
+def tile_views(kernel, spec, cfg, stages: int | None) -> dict:
+    """Views of the A and B tiles in the kernel's dynamic shared memory, A first: one tile
+    each ([rows][cols] of config.tile_shapes), or `stages` of them ([stages][rows][cols]).
+    Records the bytes they take in the kernel's deepgen.shared_bytes."""
+    elem = irb.element_type(spec.dtype)
+    elt = DTYPE_BYTES[spec.dtype]
+    shapes = tile_shapes(cfg, spec)
+    lead = [stages] if stages else []
+    smem = dynamic_shared(kernel)
+    views, offset = {}, 0
+    with ir.InsertionPoint.after(smem.owner), kernel.location:
+        for op in ("A", "B"):
+            views[op] = shared_view(smem, offset, lead + shapes[op], elem)
+            offset += (stages or 1) * shapes[op][0] * shapes[op][1] * elt
+    irb.set_attr(kernel, SHARED, offset)
+    return views
+
+
 def find_role(kernel, role: str) -> ir.Value:
     for op in irb.walk_ops(kernel):
         if ROLE in op.attributes and str_attr(op, ROLE) == role:
@@ -68,15 +86,13 @@ def distribution(cfg, spec, operand: str) -> dict:
 
 def offset_from(value: ir.Value, origin: ir.Value) -> ir.Value:
     """value - origin, taking the addend straight out of `origin + x`."""
-    owner = value.owner
-    if isinstance(owner, ir.OpView) or hasattr(owner, "name"):
-        op = owner.operation if hasattr(owner, "operation") else owner
-        if op.name == "arith.addi":
-            a, b = op.operands
-            if a == origin:
-                return b
-            if b == origin:
-                return a
+    op = getattr(value.owner, "operation", None)  # None for block arguments
+    if op is not None and op.name == "arith.addi":
+        a, b = op.operands
+        if a == origin:
+            return b
+        if b == origin:
+            return a
     return arith.subi(value, origin)
 
 
@@ -100,14 +116,7 @@ def promote(kernel) -> None:
     loop = k_loop(kernel)
     if any(op.name == "deepgen.tile_fetch" for op in irb.walk_ops(loop)):
         raise PassError(loop, "the main loop already stages tiles in shared memory")
-    elem = irb.element_type(spec.dtype)
-    elt = DTYPE_BYTES[spec.dtype]
-    shapes = tile_shapes(cfg, spec)
-    smem = dynamic_shared(kernel)
-    size_a = shapes["A"][0] * shapes["A"][1] * elt
-    with ir.InsertionPoint.after(smem.owner), kernel.location:
-        views = {"A": shared_view(smem, 0, shapes["A"], elem),
-                 "B": shared_view(smem, size_a, shapes["B"], elem)}
+    views = tile_views(kernel, spec, cfg, None)
     origins = {"A": find_role(kernel, "m0"), "B": find_role(kernel, "n0")}
     body = loop.regions[0].blocks[0]
     k0 = body.arguments[0]
@@ -132,7 +141,6 @@ def promote(kernel) -> None:
             f.operands[2] = k
     with ir.InsertionPoint(body.operations[len(body.operations) - 1]), loop.location:
         gpu.barrier()  # the next step's copy must not overwrite tiles still being read
-    irb.set_attr(kernel, SHARED, size_a + shapes["B"][0] * shapes["B"][1] * elt)
 
 
 @register("deepgen-promote-shared",

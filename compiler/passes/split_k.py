@@ -48,7 +48,7 @@ def split(kernel, spec, cfg) -> None:
         k_end = irb.min_(irb.add(k_begin, kc), spec.K)
         W_z = irb.matrix_view(W, z)
     for op in old_z:
-        op.results[0].replace_all_uses_with(irb.val(batch) if not isinstance(batch, int) else batch)
+        op.results[0].replace_all_uses_with(irb.val(batch))
         op.erase()
     loop.operands[0] = irb.val(k_begin)
     loop.operands[1] = irb.val(k_end)

@@ -15,6 +15,8 @@ sit under scf.if. Every vector access carries its alignment, so LLVM emits 16-by
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 from mlir import ir
 from mlir.dialects import arith, gpu, memref, nvgpu, nvvm, scf, vector
 
@@ -173,7 +175,7 @@ def lower_store_frag(op, spec, cfg) -> None:
             if spec.N % cfg.BN:
                 cond = irb.and_(cond, irb.lt(col, cols))
             guard = scf.IfOp(cond) if cond is not None else None
-            with ir.InsertionPoint(guard.then_block) if guard else _null():
+            with ir.InsertionPoint(guard.then_block) if guard else nullcontext():
                 if epilogue != "partial":
                     part = apply_epilogue(part, dst, [m, col], alpha, beta, epilogue)
                 part = irb.truncf(part, out_t)
@@ -202,14 +204,6 @@ def apply_epilogue(part, dst, indices, alpha, beta, epilogue):
     if epilogue == "relu":
         res = arith.maximumf(res, irb.zeros(vt))
     return res
-
-
-class _null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *a):
-        return False
 
 
 def fetch_positions(dist: dict, tid, i: int):
