@@ -47,6 +47,23 @@ def cases():
         ("smem-pad4", base, {"smem_pad": 4}, 1.0, 0.0),
         ("bf16-out-f32", dict(base, dtype="bf16", out_dtype="f32"), None, 1.0, 0.0),
     ]
+    # Tensor-core options: swizzled shared tiles, C through shared memory, fragments
+    # prefetched across K tiles; partial tiles, narrow vectors (N = 1234, 33), every layout.
+    tc = {"smem_swizzle": True, "smem_pad": 0, "epilogue_smem": True, "register_prefetch": True}
+    for i, layout in enumerate(("NN", "NT", "TN", "TT")):
+        dtype = ("bf16", "f16")[i % 2]
+        for (m, n, k), width in (((127, 1000, 1000), 8), ((1000, 1234, 777), 2), ((33, 33, 33), 1)):
+            out.append((f"tc-opts-{dtype}-{layout}-{m}x{n}x{k}",
+                        dict(M=m, N=n, K=k, dtype=dtype, layout=layout),
+                        dict(tc, store_width=width), 1.0, 0.0))
+    big = dict(tc, BM=128, BN=256, warps_m=2, warps_n=4, BK=64, shared_stages=4, store_width=8)
+    out += [
+        ("tc-opts-128x256x64-beta", dict(M=512, N=768, K=520, dtype="bf16"), big, 1.5, -0.5),
+        ("tc-opts-splitk3-beta-TN", dict(M=300, N=264, K=1040, dtype="bf16", layout="TN"),
+         dict(tc, split_k=3, store_width=8), 2.0, 1.0),
+        ("tc-opts-batch3-TT-f32out", dict(M=64, N=200, K=96, batch=3, dtype="f16", out_dtype="f32",
+                                          layout="TT"), dict(tc, store_width=4), 1.0, 0.5),
+    ]
     return out
 
 

@@ -52,6 +52,12 @@ class TileConfig:
     # Tensor-core path: copy tiles global -> shared with cp.async in a ring of shared_stages
     # (2 to 4) instead of staging them through registers.
     async_copy: bool = False
+    # Tensor-core path, f16/bf16: shared tiles without padding, their 16-byte chunks XOR-swizzled
+    # by row (deepgen-vectorize's swizzle_col) so that ldmatrix and cp.async touch 8 different bank groups.
+    smem_swizzle: bool = False
+    # Tensor-core path: write C through shared memory, one 16-row slab of each warp tile at a
+    # time, so that the global stores are store_width-element vectors along whole rows.
+    epilogue_smem: bool = False
 
     @property
     def warp_tile(self) -> tuple[int, int]:
@@ -145,7 +151,23 @@ def tile_shapes(cfg: TileConfig, spec: GemmSpec) -> dict:
 def shared_bytes(cfg: TileConfig, spec: GemmSpec) -> int:
     shapes = tile_shapes(cfg, spec)
     per_stage = sum(r * c for r, c in shapes.values())
-    return cfg.shared_stages * per_stage * DTYPE_BYTES[spec.dtype]
+    tiles = cfg.shared_stages * per_stage * DTYPE_BYTES[spec.dtype]
+    if cfg.mma != "none" and cfg.epilogue_smem:  # reuses the tiles' memory after the loop
+        return max(tiles, epilogue_slab_bytes(cfg))
+    return tiles
+
+
+EPILOGUE_PAD = 8  # f32 words past each 16-row slab row: the accumulator writes avoid conflicts
+
+
+def epilogue_slab_shape(cfg: TileConfig) -> list[int]:
+    """[warps][16][warp tile columns + pad] f32: each warp's staging slab for epilogue_smem."""
+    return [cfg.warps_m * cfg.warps_n, 16, cfg.BN // cfg.warps_n + EPILOGUE_PAD]
+
+
+def epilogue_slab_bytes(cfg: TileConfig) -> int:
+    w, r, c = epilogue_slab_shape(cfg)
+    return w * r * c * 4
 
 
 def fetch_vectors(cfg: TileConfig, operand: str) -> int:
@@ -289,9 +311,18 @@ def _validate_mma(cfg: TileConfig, spec: GemmSpec, target: Target) -> None:
            f"got {cfg.BN}")
     depth = mma_depth(cfg)
     _check(cfg.BK % depth == 0, "BK", f"must be a multiple of the MMA depth {depth}, got {cfg.BK}")
-    _check(cfg.store_width in (1, 2), "store_width",
-           f"an MMA accumulator holds 2 neighbouring columns: 1 or 2, got {cfg.store_width}")
+    if cfg.epilogue_smem:
+        _check(_pow2(cfg.store_width) and (cfg.BN // cfg.warps_n) % cfg.store_width == 0,
+               "store_width", f"must be a power of two dividing the warp tile's "
+               f"{cfg.BN // cfg.warps_n} columns, got {cfg.store_width}")
+    else:
+        _check(cfg.store_width in (1, 2), "store_width",
+               f"an MMA accumulator holds 2 neighbouring columns: 1 or 2, got {cfg.store_width}")
     row_vec = 16 // DTYPE_BYTES[spec.dtype]  # shared rows stay 16-byte aligned (ldmatrix, cp.async)
+    if cfg.smem_swizzle:
+        _check(cfg.mma == "m16n8k16", "smem_swizzle",
+               f"the XOR swizzle is built for 16-bit tiles (f16/bf16, mma m16n8k16), got {cfg.mma}")
+        _check(cfg.smem_pad == 0, "smem_pad", f"must be 0 with smem_swizzle, got {cfg.smem_pad}")
     _check(cfg.smem_pad % row_vec == 0, "smem_pad",
            f"shared rows must stay 16-byte aligned: a multiple of {row_vec}, got {cfg.smem_pad}")
     if cfg.async_copy:
@@ -321,18 +352,25 @@ def _base_tiles(spec: GemmSpec, use_mma: bool) -> list[TileConfig]:
     330 TFLOP/s on bf16 4096^3) fall back to smaller tiles when a large one does not fit,
     e.g. register-staged copies of unaligned operands that cannot use cp.async."""
     if use_mma and spec.allow_tf32:  # tf32: half the depth per instruction, 4-element padding
-        mma = dict(mma="m16n8k8", BK=32, smem_pad=4)
+        mma = dict(mma="m16n8k8", BK=32, smem_pad=4, shared_stages=3, epilogue_smem=True)
         return [TileConfig(BM=128, BN=128, warps_m=2, warps_n=4, **mma),
                 TileConfig(BM=64, BN=64, warps_m=2, warps_n=2, **mma)]
     if use_mma:
-        mma = dict(mma="m16n8k16", BK=32, smem_pad=8)
-        small = [TileConfig(BM=64, BN=128, warps_m=2, warps_n=2, **mma),
-                 TileConfig(BM=64, BN=64, warps_m=2, warps_n=2, **mma)]
+        # swizzled tiles, fragments prefetched across K tiles, C through shared memory: each
+        # gained on the H100 (benchmarks/NOTES.md); 64 x 64 warp tiles where the shape allows
+        mma = dict(mma="m16n8k16", smem_swizzle=True, register_prefetch=True, epilogue_smem=True)
+        small = [TileConfig(BM=128, BN=128, BK=64, warps_m=2, warps_n=2, shared_stages=3, **mma),
+                 TileConfig(BM=64, BN=128, BK=32, warps_m=2, warps_n=2, shared_stages=3, **mma),
+                 TileConfig(BM=64, BN=64, BK=32, warps_m=2, warps_n=2, shared_stages=3, **mma)]
         if spec.M <= 16:
-            return [TileConfig(BM=16, BN=128, warps_m=1, warps_n=4, **mma)] + small
-        if spec.M >= 128 and spec.N >= 256:
-            return [TileConfig(BM=128, BN=256, warps_m=2, warps_n=4, **mma)] + small
-        return small
+            return [TileConfig(BM=16, BN=128, BK=32, warps_m=1, warps_n=4, shared_stages=3,
+                               **mma)] + small[1:]
+        if spec.M >= 256 and spec.N >= 128:
+            return [TileConfig(BM=256, BN=128, BK=64, warps_m=4, warps_n=2, shared_stages=4,
+                               **mma)] + small
+        if spec.M >= 128 and spec.N >= 128:
+            return small
+        return small[1:]
     if spec.M >= 128 and spec.N >= 128:
         return [TileConfig()]  # 128x128x8, 256 threads, 8x8 per thread
     if spec.M <= 32:
@@ -380,9 +418,15 @@ def _fit(cfg: TileConfig, spec: GemmSpec, target: Target, use_mma: bool) -> Tile
         while w > 1 and (tile_contig % w or (rows * cfg.BK) % (cfg.threads * w)):
             w //= 2
         changes[f"load_width_{op.lower()}"] = w
-    per_thread = 2 if use_mma else cfg.thread_scatter_n  # contiguous C columns per thread
+    # contiguous C columns per thread: an MMA accumulator pair, a whole 16-byte vector when C
+    # goes through shared memory, or the SIMT thread tile's vector
+    per_thread = (16 // DTYPE_BYTES[spec.out_dtype] if cfg.epilogue_smem else 2) if use_mma \
+        else cfg.thread_scatter_n
     changes["store_width"] = _widest(spec.N, min(per_thread, target.max_vector_bytes
                                                  // DTYPE_BYTES[spec.out_dtype]))
+    if use_mma and cfg.epilogue_smem and changes["store_width"] * DTYPE_BYTES[spec.out_dtype] < 8:
+        # rows of C too narrow for wide vectors: staging gains nothing (and cost spills)
+        changes.update(epilogue_smem=False, store_width=min(changes["store_width"], 2))
     k_tiles = -(-spec.K // cfg.BK)
     blocks = -(-spec.M // cfg.BM) * -(-spec.N // cfg.BN) * spec.batch
     # Few blocks and a long K: split K so that the GPU fills up.
@@ -393,7 +437,15 @@ def _fit(cfg: TileConfig, spec: GemmSpec, target: Target, use_mma: bool) -> Tile
     if blocks >= 256:
         changes["block_swizzle"] = 8
     if use_mma and all(changes[f"load_width_{o}"] * elt >= 4 for o in ("a", "b")):
-        changes.update(async_copy=True, shared_stages=3)
+        changes["async_copy"] = True
+        if spec.M % cfg.BM or spec.N % cfg.BN or spec.K % cfg.BK:
+            # partial tiles: their guards take the registers the prefetched fragments need
+            changes["register_prefetch"] = False
+    elif use_mma:  # rows too narrow for cp.async: tiles staged through registers, padded and
+        # without fragment prefetch (swizzled element stores and prefetched fragments cost
+        # registers that this path, holding the next tile, does not have)
+        changes.update(shared_stages=2, smem_swizzle=False, register_prefetch=False,
+                       smem_pad=cfg.smem_pad if cfg.mma == "m16n8k8" else 16 // elt)
     return cfg.replace(**changes)
 
 

@@ -34,6 +34,10 @@ def const_index(v: int) -> ir.Value:
     return arith.constant(index_type(), v)
 
 
+def const_i32(v: int) -> ir.Value:
+    return arith.constant(ir.IntegerType.get_signless(32), v)
+
+
 def const_f32(v: float) -> ir.Value:
     return arith.constant(ir.F32Type.get(), v)
 
@@ -85,6 +89,15 @@ def rem(a: Index, b: Index) -> Index:
     if isinstance(b, int) and b == 1:
         return 0
     return arith.remui(val(a), val(b))
+
+
+def xor(a: Index, b: Index) -> Index:
+    if isinstance(a, int) and isinstance(b, int):
+        return a ^ b
+    for x, y in ((a, b), (b, a)):
+        if isinstance(x, int) and x == 0:
+            return y
+    return arith.xori(val(a), val(b))
 
 
 def min_(a: Index, b: Index) -> Index:

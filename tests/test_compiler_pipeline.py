@@ -215,6 +215,27 @@ def test_tensor_core_path_has_ldmatrix_and_mma_in_sass(dtype, layout, tmp_path):
     assert not re.search(r"\b(LDL|STL)\b", sass)
 
 
+@pytest.mark.parametrize("dtype", ["bf16", "f16"])
+def test_default_tensor_core_kernel_swizzles_prefetches_and_stores_c_in_16_bytes(dtype, tmp_path):
+    """Whole tiles: swizzled shared tiles (no padding), fragments carried across K tiles,
+    and C staged through shared memory and written as 16-byte vectors (8 x 16-bit)."""
+    k = compile_artifact(GemmSpec(M=512, N=512, K=256, dtype=dtype), None)
+    cfg = k.config
+    assert cfg["smem_swizzle"] and cfg["smem_pad"] == 0 and cfg["register_prefetch"]
+    assert cfg["epilogue_smem"] and cfg["store_width"] == 8
+    assert "arith.xori" in k.ir_stages["07-deepgen-vectorize"]
+    loop = next(line for line in k.ir_stages["05-deepgen-pipeline"].splitlines()
+                if "scf.for" in line and "deepgen.k_loop" not in line and "vector<4xi32>" in line)
+    assert loop.count("vector<4xi32>") == 8  # 4 A + 4 B fragments of a 64 x 64 warp tile
+    path = tmp_path / "k.cubin"
+    path.write_bytes(k.binary)
+    sass = sass_of(path)
+    stores = re.findall(r"\bSTG\.E[.A-Z0-9]*", sass)
+    assert stores and set(stores) == {"STG.E.128"}, set(stores)
+    assert "STS.64" in sass and "LDS.128" in sass  # accumulators in, rows out
+    assert not re.search(r"\b(LDL|STL)\b", sass)
+
+
 def test_tensor_core_config_errors_name_the_field():
     spec = GemmSpec(M=256, N=256, K=256, dtype="f32")
     with pytest.raises(SpecError, match="^mma: m16n8k16 multiplies f16 or bf16"):
@@ -222,6 +243,18 @@ def test_tensor_core_config_errors_name_the_field():
     with pytest.raises(SpecError, match="^BK: must be a multiple of the MMA depth 16"):
         compile_artifact(GemmSpec(M=256, N=256, K=256, dtype="bf16"),
                          TileConfig(mma="m16n8k16", BK=8, smem_pad=8))
+    bf16 = GemmSpec(M=256, N=256, K=256, dtype="bf16")
+    with pytest.raises(SpecError, match="^smem_pad: must be 0 with smem_swizzle, got 8"):
+        compile_artifact(bf16, TileConfig(mma="m16n8k16", BK=32, smem_pad=8, smem_swizzle=True,
+                                          store_width=2))
+    with pytest.raises(SpecError, match="^smem_swizzle: the XOR swizzle is built for 16-bit"):
+        compile_artifact(GemmSpec(M=256, N=256, K=256, allow_tf32=True),
+                         TileConfig(mma="m16n8k8", BK=32, smem_swizzle=True, store_width=2))
+    with pytest.raises(SpecError, match="^store_width: an MMA accumulator holds 2"):
+        compile_artifact(bf16, TileConfig(mma="m16n8k16", BK=32, store_width=8))
+    with pytest.raises(SpecError, match="^store_width: must be a power of two dividing the warp"):
+        compile_artifact(bf16, TileConfig(mma="m16n8k16", BK=32, BN=64, warps_n=4,
+                                          epilogue_smem=True, store_width=32))
 
 
 @pytest.mark.parametrize("dtype", ["bf16", "f32"])

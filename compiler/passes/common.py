@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from mlir import ir
+from mlir.dialects import gpu, memref
 
 from deepgen.dialects.ops import dict_attr, dict_of
 from deepgen.spec import GemmSpec
 
+from .. import irb
 from ..config import TileConfig
 from ..irb import walk_ops
 from . import PassError
@@ -74,3 +76,34 @@ def set_args(kernel, names: list[str]) -> None:
 
 def str_attr(op, name: str) -> str:
     return ir.StringAttr(op.attributes[name]).value
+
+
+# Shared memory: the kernel's dynamic shared memory, viewed as typed tiles. Each user records
+# the bytes it needs; the launch asks for the largest (uses at different times share memory).
+WORKGROUP = "#gpu.address_space<workgroup>"
+
+
+def workgroup_space() -> ir.Attribute:
+    return ir.Attribute.parse(WORKGROUP)
+
+
+def shared_view(smem, byte_offset: int, shape: list[int], elem: ir.Type) -> ir.Value:
+    t = ir.MemRefType.get(shape, elem, memory_space=workgroup_space())
+    return memref.view(t, smem, irb.const_index(byte_offset), [])
+
+
+def dynamic_shared(kernel) -> ir.Value:
+    """The kernel's dynamic shared memory as bytes (one op at the top of the kernel)."""
+    for op in kernel.regions[0].blocks[0].operations:
+        if op.operation.name == "gpu.dynamic_shared_memory":
+            return op.results[0]
+    entry = kernel.regions[0].blocks[0]
+    with ir.InsertionPoint.at_block_begin(entry), kernel.location:
+        t = ir.MemRefType.get([ir.ShapedType.get_dynamic_size()], ir.IntegerType.get_signless(8),
+                              memory_space=workgroup_space())
+        return gpu.dynamic_shared_memory(t)
+
+
+def record_shared_bytes(kernel, nbytes: int) -> None:
+    old = ir.IntegerAttr(kernel.attributes[SHARED]).value if SHARED in kernel.attributes else 0
+    irb.set_attr(kernel, SHARED, max(old, nbytes))

@@ -22,6 +22,7 @@ from mlir.dialects import arith, gpu, nvgpu, scf
 from deepgen.dialects import ops
 
 from .. import irb
+from ..config import mma_depth
 from . import PassError, register
 from .common import K_LOOP, KK, gemm_kernel, k_loop, spec_of, str_attr, tile_of
 from .promote_shared import tile_views
@@ -92,7 +93,17 @@ def async_ring(kernel, spec, cfg) -> None:
                        copy tile k0+(S-1)*BK -> stage (stage+S-1)%S  (zero-fill past the end)
                        compute(stage); stage = (stage+1)%S
     One barrier per step: it also proves every thread is done with the stage being refilled
-    (it was read in the previous step)."""
+    (it was read in the previous step).
+
+    With register_prefetch (and at least two MMA steps per tile) the fragments also cross the
+    tile boundary, so no warp waits on shared memory after the barrier:
+
+        wait tile lb; barrier; frags = fragments of step 0 of stage 0
+        for k0, stage, frags: copy tile k0+(S-1)*BK -> stage (stage+S-1)%S
+                              steps 0 .. last-1 (step 0 uses frags)
+                              wait tile k0+BK; barrier; frags' = step 0 of stage+1
+                              last step; yield frags'
+    The barrier sits after the last step's fragments were read, so it still guards the refill."""
     loop = k_loop(kernel)
     body = loop.regions[0].blocks[0]
     fetches = _ops_named(body, "deepgen.tile_fetch")
@@ -104,6 +115,9 @@ def async_ring(kernel, spec, cfg) -> None:
     lb, ub, step = loop.operands[0], loop.operands[1], loop.operands[2]
     copies = [(str_attr(f, "operand"), f.operands[0], f.operands[1], f.attributes["distribution"])
               for f in fetches]
+    last_kk = cfg.BK - mma_depth(cfg)
+    carry = [op for op in _ops_named(body, "deepgen.load_frag") if _kk(op) == 0] \
+        if cfg.register_prefetch and cfg.mma != "none" and last_kk > 0 else []
 
     def copy_all(k, stage):
         # Past the end the copy zero-fills; the lowering clamps every index into the matrix.
@@ -116,27 +130,64 @@ def async_ring(kernel, spec, cfg) -> None:
     def next_stage(s_, by: int):
         return irb.rem(irb.add(s_, by), S)
 
+    def wait_for_tile(token):  # the oldest tile in flight has landed and every thread sees it
+        nvgpu.DeviceAsyncWaitOp(token, numGroups=2 * (S - 2))
+        gpu.barrier()
+
+    def first_fragments(stage):
+        at = {o: irb.matrix_view(views[o], stage) for o in views}
+        return [_reload(f, at[str_attr(f, "operand")]) for f in carry]
+
     with ir.InsertionPoint(loop), loop.location:
         tokens = []
         for s_ in range(S - 1):
             tokens += copy_all(irb.val(irb.add(lb, irb.mul(step, s_))), s_)
-        new = scf.ForOp(lb, ub, step, list(loop.operands[3:]) + [irb.const_index(0)])
+        frags = []
+        if carry:
+            wait_for_tile(tokens[-1])
+            frags = first_fragments(0)
+        n_acc = len(loop.operands) - 3
+        new = scf.ForOp(lb, ub, step, list(loop.operands[3:]) + [irb.const_index(0)] + frags)
         irb.set_attr(new, K_LOOP, None)
     nb = new.regions[0].blocks[0]
-    k0, stage = nb.arguments[0], nb.arguments[len(nb.arguments) - 1]
+    k0, stage = nb.arguments[0], nb.arguments[1 + n_acc]
     with ir.InsertionPoint(nb), loop.location:
-        nvgpu.DeviceAsyncWaitOp(tokens[-1], numGroups=2 * (S - 2))
-        gpu.barrier()
+        if not carry:
+            wait_for_tile(tokens[-1])
         k_pref = arith.addi(k0, arith.muli(step, irb.const_index(S - 1)))
         copy_all(k_pref, next_stage(stage, S - 1))
         current = {o: irb.matrix_view(views[o], stage) for o in views}
     _move_compute(body, nb, old_views, current)
     old_yield = body.operations[len(body.operations) - 1]
+    next_frags = []
+    if carry:
+        for f, arg in zip(carry, list(nb.arguments)[2 + n_acc:]):
+            f.results[0].replace_all_uses_with(arg)
+        anchor = next(op.operation for op in nb.operations
+                      if _kk(op) == last_kk and op.operation.name != "deepgen.load_frag")
+        with ir.InsertionPoint(anchor), loop.location:
+            wait_for_tile(tokens[-1])
+            next_frags = first_fragments(next_stage(stage, 1))
+        for f in carry:
+            f.erase()
     with ir.InsertionPoint(nb), loop.location:
-        scf.yield_(list(old_yield.operands) + [next_stage(stage, 1)])
+        scf.yield_(list(old_yield.operands) + [next_stage(stage, 1)] + next_frags)
     with ir.InsertionPoint.after(new), loop.location:
         nvgpu.DeviceAsyncWaitOp(tokens[-1], numGroups=0)  # nothing in flight at exit
     _replace_loop(loop, new, old_views)
+
+
+def _kk(op):
+    """The inner-K step an op belongs to, or None."""
+    attrs = op.operation.attributes
+    return ir.IntegerAttr(attrs[KK]).value if KK in attrs else None
+
+
+def _reload(frag, view) -> ir.Value:
+    """Fragment load `frag` again, from `view` (another stage of the ring); left untagged so
+    that prefetch_fragments does not move it."""
+    return ops.load_frag(frag.results[0].type, view, frag.operands[1],
+                         irb.const_index(_kk(frag)), operand=str_attr(frag, "operand"))
 
 
 def _move_compute(body, nb, old_views, current) -> None:

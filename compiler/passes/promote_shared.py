@@ -23,31 +23,8 @@ from deepgen.spec import DTYPE_BYTES
 from .. import irb
 from ..config import k_contiguous, tile_shapes
 from . import PassError, register
-from .common import ROLE, SHARED, gemm_kernel, k_loop, spec_of, str_attr, tile_of
-
-WORKGROUP = "#gpu.address_space<workgroup>"
-
-
-def workgroup_space() -> ir.Attribute:
-    return ir.Attribute.parse(WORKGROUP)
-
-
-def shared_view(smem, byte_offset: int, shape: list[int], elem: ir.Type) -> ir.Value:
-    t = ir.MemRefType.get(shape, elem, memory_space=workgroup_space())
-    return memref.view(t, smem, irb.const_index(byte_offset), [])
-
-
-def dynamic_shared(kernel) -> ir.Value:
-    """The kernel's dynamic shared memory as bytes (one op at the top of the kernel)."""
-    for op in kernel.regions[0].blocks[0].operations:
-        if op.operation.name == "gpu.dynamic_shared_memory":
-            return op.results[0]
-    entry = kernel.regions[0].blocks[0]
-    with ir.InsertionPoint.at_block_begin(entry), kernel.location:
-        t = ir.MemRefType.get([ir.ShapedType.get_dynamic_size()], ir.IntegerType.get_signless(8),
-                              memory_space=workgroup_space())
-        return gpu.dynamic_shared_memory(t)
-
+from .common import (ROLE, dynamic_shared, gemm_kernel, k_loop, record_shared_bytes,
+                     shared_view, spec_of, str_attr, tile_of)
 
 def tile_views(kernel, spec, cfg, stages: int | None) -> dict:
     """Views of the A and B tiles in the kernel's dynamic shared memory, A first: one tile
@@ -63,7 +40,7 @@ def tile_views(kernel, spec, cfg, stages: int | None) -> dict:
         for op in ("A", "B"):
             views[op] = shared_view(smem, offset, lead + shapes[op], elem)
             offset += (stages or 1) * shapes[op][0] * shapes[op][1] * elt
-    irb.set_attr(kernel, SHARED, offset)
+    record_shared_bytes(kernel, offset)
     return views
 
 

@@ -21,11 +21,12 @@ from deepgen.dialects import ops
 from deepgen.spec import SpecError
 
 from .. import irb
-from ..config import TileConfig, mma_depth, validate
+from ..config import TileConfig, epilogue_slab_bytes, epilogue_slab_shape, mma_depth, validate
 from ..target import amdgpu_features, get_target, ptx_chip_features
 from . import PassError, register
 from .common import (GEMM_NEST, GRID, K_LOOP, KERNEL_MODULE, KK, ORDER, ROLE, SPEC, TILE,
-                     set_args, spec_of, tile_of)
+                     dynamic_shared, record_shared_bytes, set_args, shared_view, spec_of,
+                     tile_of)
 
 TARGET_ATTR = "deepgen.target"
 
@@ -116,8 +117,10 @@ def build_kernel(module, nest) -> None:
         irb.set_attr(m0.owner, ROLE, "m0")
         irb.set_attr(n0.owner, ROLE, "n0")
         views = [irb.matrix_view(x, bz) for x in (A, B, C)]
-        body = _simt_body if cfg.mma == "none" else _mma_body
-        body(spec, cfg, target, tid, m0, n0, *views, alpha, beta, epilogue)
+        if cfg.mma == "none":
+            _simt_body(spec, cfg, target, tid, m0, n0, *views, alpha, beta, epilogue)
+        else:
+            _mma_body(kernel, spec, cfg, target, tid, m0, n0, *views, alpha, beta, epilogue)
         gpu.return_([])
 
 
@@ -166,7 +169,7 @@ def _simt_body(spec, cfg, target, tid, m0, n0, A_b, B_b, C_b, alpha, beta, epilo
                            epilogue=epilogue)
 
 
-def _mma_body(spec, cfg, target, tid, m0, n0, A_b, B_b, C_b, alpha, beta, epilogue):
+def _mma_body(kernel, spec, cfg, target, tid, m0, n0, A_b, B_b, C_b, alpha, beta, epilogue):
     """Warp tiles of tensor-core MMAs: warp (wm, wn) owns a WM x WN tile of C made of
     (WM/16) x (WN/8) m16n8k16 (or tf32 m16n8k8) accumulators (4 f32 per thread each).
     Fragments are `deepgen.load_frag` ops with i32 results: the A fragment of a 16-row block,
@@ -211,16 +214,53 @@ def _mma_body(spec, cfg, target, tid, m0, n0, A_b, B_b, C_b, alpha, beta, epilog
         return accs
 
     loop = _k_loop(spec, cfg, [irb.zeros(irb.vector_type(4, f32))] * (mi * nj), steps_fn)
+    accs = list(loop.results)
     g, t2 = irb.div(lane, 4), irb.mul(irb.rem(lane, 4), 2)
     pair_t = irb.vector_type(2, f32)
-    for i in range(mi):
+
+    def pairs(i):
+        """(row, column, value) of the 2-wide pieces of the accumulators of row block i,
+        relative to the row block's first row and the warp tile's first column."""
         for j in range(nj):
-            acc = loop.results[i * nj + j]
-            n = irb.val(irb.add(irb.add(cols_b[j // 2], 8 * (j % 2)), t2))
             for half in range(2):  # c0,c1 at row g; c2,c3 at row g + 8
-                m = irb.val(irb.add(irb.add(rows_a[i], g), 8 * half))
-                part = vector.extract_strided_slice(pair_t, acc, [2 * half], [2], [1])
-                ops.store_frag(part, C_b, m, n, alpha, beta, epilogue=epilogue)
+                part = vector.extract_strided_slice(pair_t, accs[i * nj + j], [2 * half], [2], [1])
+                yield irb.add(g, 8 * half), irb.add(8 * j, t2), part
+
+    if cfg.epilogue_smem:
+        _staged_epilogue(kernel, cfg, warp, lane, pairs, rows_a, cols_b[0], C_b, alpha, beta,
+                         epilogue)
+        return
+    for i in range(mi):
+        for r, c, part in pairs(i):
+            ops.store_frag(part, C_b, irb.val(irb.add(rows_a[i], r)),
+                           irb.val(irb.add(cols_b[0], c)), alpha, beta, epilogue=epilogue)
+
+
+def _staged_epilogue(kernel, cfg, warp, lane, pairs, rows_a, col0, C_b, alpha, beta, epilogue):
+    """TileConfig.epilogue_smem: C leaves through shared memory, one 16-row block of the warp
+    tile at a time. The warp writes that block's accumulators into its own slab, then reads
+    it back as rows of store_width-element vectors, lane after lane along each row, so that
+    every global store (and the read of C when beta != 0) is a whole-row, coalesced vector."""
+    f32 = ir.F32Type.get()
+    slab_shape = epilogue_slab_shape(cfg)
+    record_shared_bytes(kernel, epilogue_slab_bytes(cfg))
+    slab = irb.matrix_view(shared_view(dynamic_shared(kernel), 0, slab_shape, f32), warp)
+    sw = cfg.store_width
+    per_row = cfg.warp_tile[1] // sw  # vectors per slab row
+    vec_t = irb.vector_type(sw, f32)
+    gpu.barrier()  # every warp is done with the main loop's shared tiles
+    for i, row0 in enumerate(rows_a):
+        if i:
+            nvvm.bar_warp_sync(irb.const_i32(-1))  # the warp has read the previous block
+        for r, c, part in pairs(i):
+            vector.store(part, slab, [irb.val(r), irb.val(c)], alignment=8)
+        nvvm.bar_warp_sync(irb.const_i32(-1))
+        for p in range(16 * per_row // 32):
+            v = irb.add(lane, 32 * p)
+            r, c = irb.div(v, per_row), irb.mul(irb.rem(v, per_row), sw)
+            part = vector.load(vec_t, slab, [irb.val(r), irb.val(c)], alignment=4 * sw)
+            ops.store_frag(part, C_b, irb.val(irb.add(row0, r)), irb.val(irb.add(col0, c)),
+                           alpha, beta, epilogue=epilogue)
 
 
 def _k_steps(accs, A_b, B_b, rows_a, cols_b, k_base, steps, cfg, frag_a_t, frag_b_t):

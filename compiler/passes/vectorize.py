@@ -47,6 +47,26 @@ def _bytes(t: ir.Type) -> int:
     return DTYPE_BYTES[irb.dtype_of(t)]
 
 
+def swizzle_col(row, col, tile: ir.Value):
+    """Where column `col` of row `row` lies in a swizzled shared tile (TileConfig.smem_swizzle).
+
+    A row of the tile is C chunks of 16 bytes; g = max(1, 8 / C) rows fill one 128-byte line.
+    Chunk c of a row in line L is stored at chunk c ^ (L mod min(C, 8)), so the eight rows that
+    one 8x8 ldmatrix reads at the same column (and eight neighbouring cp.async vectors) fall in
+    eight different 16-byte bank groups, with no padding."""
+    t = ir.MemRefType(tile.type)
+    per_chunk = 16 // _bytes(t.element_type)
+    chunks = t.shape[-1] // per_chunk
+    key = irb.rem(irb.div(row, max(1, 8 // chunks)), min(chunks, 8))
+    return irb.xor(col, irb.mul(key, per_chunk))
+
+
+def shared_index(row, col, tile: ir.Value, cfg) -> list:
+    """[row, col] of a tensor-core shared tile, swizzled when the config says so."""
+    col = swizzle_col(row, col, tile) if cfg.smem_swizzle else col
+    return [irb.val(row), irb.val(col)]
+
+
 def _guarded_load(src: ir.Value, idx: list, bounds: list, checks: list, vt: ir.Type):
     """Load vector `vt` at idx; where checks[d] is set, clamp idx[d] into the matrix and
     return zeros when it was outside (bounds[d] is the clamp limit for that dimension)."""
@@ -77,7 +97,7 @@ def lower_load_frag(op, spec, cfg) -> None:
             if isinstance(ir.MemRefType(src.type).element_type, ir.F32Type):
                 v = tf32_fragment(src, mn, k, operand, k_contiguous(spec, operand))
             else:
-                v = ldmatrix_fragment(src, mn, k, operand, k_contiguous(spec, operand))
+                v = ldmatrix_fragment(src, mn, k, operand, k_contiguous(spec, operand), cfg)
         elif is_shared(src):  # K-major shared tile: contiguous along M/N
             v = vector.load(vt, src, [k, mn], alignment=n * _bytes(ir.VectorType(vt).element_type))
         else:
@@ -101,7 +121,7 @@ def lower_load_frag(op, spec, cfg) -> None:
     op.erase()
 
 
-def ldmatrix_fragment(src, mn, k, operand: str, k_contig: bool) -> ir.Value:
+def ldmatrix_fragment(src, mn, k, operand: str, k_contig: bool, cfg) -> ir.Value:
     """ldmatrix x4 of the 16x16 block at (mn, k): four 8x8 matrices in the register order of
     mma.sync m16n8k16 (A: a0..a3; B: b0, b1 of columns mn..mn+7, then of mn+8..mn+15).
 
@@ -122,9 +142,9 @@ def ldmatrix_fragment(src, mn, k, operand: str, k_contig: bool) -> ir.Value:
         c_off = irb.mul(irb.rem(irb.div(lane, 8), 2), 8)
     # stored [mn][k] when contiguous along K, else [k][mn]
     base = (mn, k) if k_contig else (k, mn)
-    row, col = irb.val(irb.add(base[0], r_off)), irb.val(irb.add(base[1], c_off))
     elem = ir.MemRefType(src.type).element_type
-    mats = nvgpu.ldmatrix(ir.VectorType.get([4, 2], elem), src, [row, col],
+    index = shared_index(irb.add(base[0], r_off), irb.add(base[1], c_off), src, cfg)
+    mats = nvgpu.ldmatrix(ir.VectorType.get([4, 2], elem), src, index,
                           transpose=not k_contig, num_tiles=4)
     i32 = ir.IntegerType.get_signless(32)
     packed = vector.bitcast(ir.VectorType.get([4, 1], i32), mats)
@@ -249,10 +269,14 @@ def lower_tile_fetch(op, spec) -> None:
     op.erase()
 
 
-def lower_tile_copy_async(op, spec) -> None:
+def lower_tile_copy_async(op, spec, cfg) -> None:
     """cp.async of each of the thread's vectors, global -> shared in the same orientation;
     a vector outside the matrix (or the whole copy when `valid` is false) is zero-filled
-    from a clamped, valid address. Returns one cp.async group."""
+    from a clamped, valid address. Returns one cp.async group.
+
+    Only an index that can leave the matrix is clamped: one that can cross a partial tile's
+    edge per vector, and K, when every K tile is whole, once per copy (the ring's copies past
+    the last tile read the last tile again and zero-fill)."""
     src, mn0, k0, valid, dst = op.operands
     dist = dict_of(op.attributes["distribution"])
     operand = str_attr(op, "operand")
@@ -261,6 +285,8 @@ def lower_tile_copy_async(op, spec) -> None:
     n = dist["tile_mn"] * dist["tile_k"] // (dist["threads"] * w)
     with ir.InsertionPoint(op), op.location:
         tid = gpu.thread_id(gpu.Dimension.x)
+        if spec.K % dist["tile_k"] == 0:
+            k0 = irb.min_(k0, spec.K - dist["tile_k"])
         tokens = []
         for i in range(n):
             r, c, idx, limits, checks = fetch_vector(dist, spec, operand, mn0, k0, tid, i)
@@ -268,10 +294,10 @@ def lower_tile_copy_async(op, spec) -> None:
             for d, (check, limit) in enumerate(zip(checks, limits)):
                 if check is not None:
                     cond = arith.andi(cond, irb.lt(idx[d], check))
-                # clamp always: an invalid copy (past the K loop) must still hold an address
-                safe.append(irb.val(irb.min_(idx[d], limit)))
+                    idx[d] = irb.min_(idx[d], limit)
+                safe.append(irb.val(idx[d]))
             count = arith.select(cond, irb.const_index(w), irb.const_index(0))
-            cp = nvgpu.DeviceAsyncCopyOp(dst, [irb.val(r), irb.val(c)], src, safe,
+            cp = nvgpu.DeviceAsyncCopyOp(dst, shared_index(r, c, dst, cfg), src, safe,
                                          ir.IntegerAttr.get(ir.IndexType.get(), w),
                                          srcElements=count,
                                          bypassL1=ir.UnitAttr.get() if w * elt == 16 else None)
@@ -281,7 +307,7 @@ def lower_tile_copy_async(op, spec) -> None:
     op.erase()
 
 
-def lower_tile_stash(op) -> None:
+def lower_tile_stash(op, cfg) -> None:
     regs, dst = op.operands
     dist = dict_of(op.attributes["distribution"])
     n, w = ir.VectorType(regs.type).shape
@@ -296,7 +322,7 @@ def lower_tile_stash(op) -> None:
                     e = vector.extract(v, [], [j])
                     memref.store(e, dst, [irb.val(irb.add(c, j)), irb.val(r)])
             else:
-                vector.store(v, dst, [irb.val(r), irb.val(c)], alignment=w * _bytes(elem))
+                vector.store(v, dst, shared_index(r, c, dst, cfg), alignment=w * _bytes(elem))
     op.erase()
 
 
@@ -319,6 +345,6 @@ def run(module) -> None:
         elif name == "deepgen.tile_fetch":
             lower_tile_fetch(op, spec)
         elif name == "deepgen.tile_copy_async":
-            lower_tile_copy_async(op, spec)
+            lower_tile_copy_async(op, spec, cfg)
         else:
-            lower_tile_stash(op)
+            lower_tile_stash(op, cfg)
