@@ -16,6 +16,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gemm_suite import add_bundle_modes  # noqa: E402
+
 
 SHAPES = [(1, 1, 1), (7, 33, 127), (33, 127, 1000), (127, 1000, 33), (1000, 7, 4097),
           (4097, 33, 7), (1, 4097, 1000), (256, 256, 256), (1000, 1000, 127)]
@@ -48,19 +51,23 @@ def cases():
         ("bf16-out-f32", dict(base, dtype="bf16", out_dtype="f32"), None, 1.0, 0.0),
     ]
     # Tensor-core options: swizzled shared tiles, C through shared memory, fragments
-    # prefetched across K tiles; partial tiles, narrow vectors (N = 1234, 33), every layout.
-    tc = {"smem_swizzle": True, "smem_pad": 0, "epilogue_smem": True, "register_prefetch": True}
+    # prefetched across K tiles (where the registers allow: not with the guards of large
+    # partial tiles); partial tiles, narrow vectors (N = 33), every layout.
+    tc = {"smem_swizzle": True, "smem_pad": 0, "epilogue_smem": True}
     for i, layout in enumerate(("NN", "NT", "TN", "TT")):
         dtype = ("bf16", "f16")[i % 2]
-        for (m, n, k), width in (((127, 1000, 1000), 8), ((1000, 1234, 777), 2), ((33, 33, 33), 1)):
+        for (m, n, k), extra in (((127, 1000, 1000), dict(store_width=8, register_prefetch=True)),
+                                 ((200, 136, 72), dict(store_width=8)),
+                                 ((33, 33, 33), dict(store_width=1, register_prefetch=True))):
             out.append((f"tc-opts-{dtype}-{layout}-{m}x{n}x{k}",
-                        dict(M=m, N=n, K=k, dtype=dtype, layout=layout),
-                        dict(tc, store_width=width), 1.0, 0.0))
-    big = dict(tc, BM=128, BN=256, warps_m=2, warps_n=4, BK=64, shared_stages=4, store_width=8)
+                        dict(M=m, N=n, K=k, dtype=dtype, layout=layout), dict(tc, **extra),
+                        1.0, 0.0))
+    big = dict(tc, BM=128, BN=256, warps_m=2, warps_n=4, BK=64, shared_stages=4, store_width=8,
+               register_prefetch=True)
     out += [
         ("tc-opts-128x256x64-beta", dict(M=512, N=768, K=520, dtype="bf16"), big, 1.5, -0.5),
         ("tc-opts-splitk3-beta-TN", dict(M=300, N=264, K=1040, dtype="bf16", layout="TN"),
-         dict(tc, split_k=3, store_width=8), 2.0, 1.0),
+         dict(tc, split_k=3, store_width=8, register_prefetch=False), 2.0, 1.0),
         ("tc-opts-batch3-TT-f32out", dict(M=64, N=200, K=96, batch=3, dtype="f16", out_dtype="f32",
                                           layout="TT"), dict(tc, store_width=4), 1.0, 0.5),
     ]
@@ -117,9 +124,7 @@ def run_all(bundle: Path, out: Path | None) -> int:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--compile-only", type=Path, metavar="BUNDLE")
-    g.add_argument("--run", type=Path, metavar="BUNDLE")
+    add_bundle_modes(p, required=True)
     p.add_argument("--out", type=Path)
     a = p.parse_args()
     if a.compile_only:

@@ -546,15 +546,20 @@ def _has_do_bench() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
-    mode = p.add_mutually_exclusive_group()
+def add_bundle_modes(p: argparse.ArgumentParser, required: bool = False) -> None:
+    """The split workflow's two modes (benchmarks/README.md), shared by the GPU scripts."""
+    mode = p.add_mutually_exclusive_group(required=required)
     mode.add_argument("--compile-only", type=Path, metavar="BUNDLE",
                       help="compile every kernel into BUNDLE (needs MLIR, no GPU)")
     mode.add_argument("--run", type=Path, metavar="BUNDLE",
                       help="run a bundle (needs a GPU, no MLIR)")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    add_bundle_modes(p)
     p.add_argument("--suites", default=None,
                    help=f"comma-separated, from {', '.join([*SUITES, 'all'])} (default: all; "
                         "with --run: every point of the bundle)")

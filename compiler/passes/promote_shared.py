@@ -15,7 +15,7 @@ the kernel's deepgen.shared_bytes attribute for the launcher.
 from __future__ import annotations
 
 from mlir import ir
-from mlir.dialects import arith, gpu, memref
+from mlir.dialects import arith, gpu
 
 from deepgen.dialects import ops
 from deepgen.spec import DTYPE_BYTES
