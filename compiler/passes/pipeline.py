@@ -159,7 +159,7 @@ def async_ring(kernel, spec, cfg) -> None:
         current = {o: irb.matrix_view(views[o], stage) for o in views}
     _move_compute(body, nb, old_views, current)
     old_yield = body.operations[len(body.operations) - 1]
-    next_frags = []
+    next_frags, stage_next = [], None
     if carry:
         for f, arg in zip(carry, list(nb.arguments)[2 + n_acc:]):
             f.results[0].replace_all_uses_with(arg)
@@ -167,11 +167,13 @@ def async_ring(kernel, spec, cfg) -> None:
                       if _kk(op) == last_kk and op.operation.name != "deepgen.load_frag")
         with ir.InsertionPoint(anchor), loop.location:
             wait_for_tile(tokens[-1])
-            next_frags = first_fragments(next_stage(stage, 1))
+            stage_next = next_stage(stage, 1)
+            next_frags = first_fragments(stage_next)
         for f in carry:
             f.erase()
     with ir.InsertionPoint(nb), loop.location:
-        scf.yield_(list(old_yield.operands) + [next_stage(stage, 1)] + next_frags)
+        stage_next = stage_next if stage_next is not None else next_stage(stage, 1)
+        scf.yield_(list(old_yield.operands) + [stage_next] + next_frags)
     with ir.InsertionPoint.after(new), loop.location:
         nvgpu.DeviceAsyncWaitOp(tokens[-1], numGroups=0)  # nothing in flight at exit
     _replace_loop(loop, new, old_views)
@@ -224,7 +226,7 @@ def prefetch_fragments(kernel) -> None:
     """Issue the fragment loads of each inner step before the FMAs (or MMAs) of the previous one."""
     for block in _straight_blocks(k_loop(kernel)):
         ops_ = [op.operation for op in block.operations]
-        tagged = [(ir.IntegerAttr(op.attributes[KK]).value, op) for op in ops_ if KK in op.attributes]
+        tagged = [(_kk(op), op) for op in ops_ if KK in op.attributes]
         steps = sorted({kk for kk, _ in tagged})
         for prev, kk in zip(steps, steps[1:]):
             first_fma = next(op for k, op in tagged if k == prev and op.name != "deepgen.load_frag")
