@@ -9,6 +9,8 @@ from typing import Union
 from mlir import ir
 from mlir.dialects import arith, vector
 
+from deepgen import dtypes
+
 Index = Union[int, ir.Value]
 
 
@@ -17,16 +19,16 @@ def index_type() -> ir.Type:
 
 
 def element_type(dtype: str) -> ir.Type:
-    return {"f32": ir.F32Type.get, "f16": ir.F16Type.get, "bf16": ir.BF16Type.get}[dtype]()
+    """The MLIR type of a DeepGen dtype name (deepgen.dtypes holds its MLIR spelling)."""
+    return ir.Type.parse(dtypes.dtype(dtype).mlir)
 
 
 def dtype_of(t: ir.Type) -> str:
-    if isinstance(t, ir.F32Type):
-        return "f32"
-    if isinstance(t, ir.F16Type):
-        return "f16"
-    if isinstance(t, ir.BF16Type):
-        return "bf16"
+    """The DeepGen dtype name of a storage element type."""
+    text = str(t)
+    for name, d in dtypes.DTYPES.items():
+        if d.storage and d.mlir == text:
+            return name
     raise ValueError(f"unsupported element type {t}")
 
 

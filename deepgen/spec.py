@@ -11,19 +11,17 @@ This module is shared by the compiler and the runtime and imports neither MLIR n
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-# Element types DeepGen accepts, with their size in bytes. Accumulation is always f32.
-DTYPE_BYTES = {"f32": 4, "f16": 2, "bf16": 2}
-INPUT_DTYPES = ("f32", "f16", "bf16")
-OUTPUT_DTYPES = ("f32", "f16", "bf16")
+from deepgen.dtypes import DTYPES, INPUT_DTYPES, OUTPUT_DTYPES
+from deepgen.epilogue import EpilogueSpec
+from deepgen.errors import SpecError
+
+# Bytes per element of every registered dtype (a view of deepgen.dtypes). Accumulation is f32.
+DTYPE_BYTES = {name: d.bytes for name, d in DTYPES.items()}
 LAYOUTS = ("NN", "NT", "TN", "TT")
 # Largest value a 32-bit index computation in the kernel can address safely.
 MAX_ELEMENTS = 2**31 - 1
-
-
-class SpecError(ValueError):
-    """A GemmSpec or TileConfig field is out of range; the message names the field and limit."""
 
 
 def _require(ok: bool, field: str, message: str) -> None:
@@ -41,10 +39,14 @@ class GemmSpec:
     out_dtype: str | None = None  # element type of C; defaults to dtype
     layout: str = "NN"  # layout of A then B: N = row-major, T = column-major (transposed)
     allow_tf32: bool = False  # f32 inputs may use TF32 tensor cores (tensor-core path only)
+    # What happens to the accumulator before the store (deepgen.epilogue); the default is
+    # C = alpha * A @ B + beta * C.
+    epilogue: EpilogueSpec = field(default_factory=EpilogueSpec)
 
     def __post_init__(self) -> None:
         if self.out_dtype is None:
             object.__setattr__(self, "out_dtype", self.dtype)
+        object.__setattr__(self, "epilogue", EpilogueSpec.parse(self.epilogue))
         self.validate()
 
     def validate(self) -> None:
@@ -85,6 +87,8 @@ class GemmSpec:
         return (self.M, self.N)
 
     def operand_dtype(self, operand: str) -> str:
+        if operand == "bias":
+            return self.epilogue.bias_dtype_for(self.dtype)
         return self.out_dtype if operand == "C" else self.dtype
 
     @property
@@ -92,7 +96,20 @@ class GemmSpec:
         return 2 * self.batch * self.M * self.N * self.K
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Plain JSON-able fields; the epilogue only when it is not the default, so that keys
+        of specs written before the epilogue existed stay what they were."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if self.epilogue.is_default:
+            del d["epilogue"]
+        else:
+            d["epilogue"] = self.epilogue.to_dict()
+        return d
+
+    def operand_shape(self, operand: str) -> tuple[int, ...]:
+        """Elements of a named operand besides A/B/C: the bias is M (row) or N (col) long."""
+        if operand == "bias":
+            return (self.M,) if self.epilogue.bias == "row" else (self.N,)
+        return (self.batch, *self.stored_shape(operand))
 
     @classmethod
     def from_dict(cls, d: dict) -> "GemmSpec":

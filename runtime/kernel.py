@@ -22,11 +22,12 @@ from typing import NamedTuple, Sequence
 
 import torch
 
+from deepgen.dtypes import INPUT_DTYPES, torch_dtype
 from deepgen.spec import GemmSpec
 
 from .artifact import KernelArtifact
 
-TORCH_DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
+TORCH_DTYPES = {name: torch_dtype(name) for name in INPUT_DTYPES}  # from deepgen.dtypes
 ALIGNMENT = 16  # bytes; the kernels use 16-byte vector loads and stores
 
 # torch's current stream as a plain int, without building a Stream object (what Inductor uses).

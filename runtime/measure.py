@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import torch
 
+from deepgen.dtypes import DTYPES
 from deepgen.spec import DTYPE_BYTES, GemmSpec
 
-TORCH_DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
+from .kernel import TORCH_DTYPES
+
 # Relative Frobenius error limits from DESIGN.md, by output type (f32: SIMT FMA accuracy).
-TOLERANCE = {"f32": 1e-5, "tf32": 1e-3, "f16": 1e-3, "bf16": 4e-3}
+TOLERANCE = {name: d.tolerance for name, d in DTYPES.items()}
 L2_BYTES = 50 * 2**20
 
 
