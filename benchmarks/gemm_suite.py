@@ -10,7 +10,7 @@ Suites: square, llm, batched, odd (see SUITES), smoke (a quick one for tests), a
 four). Dtypes: fp32 (SIMT, no TF32), tf32 (f32 inputs, TF32 allowed), f16, bf16; C has the
 input's type, accumulation is f32.
 
-DeepGen's kernel for each shape uses the tuned database's config (deepgen.runtime.tuned.lookup)
+DeepGen's kernel for each shape uses the tuned database's config (deepgen.build.tuned_config)
 and else the default heuristic, whatever path (SIMT, tensor cores) that config compiles to. A
 TF32 shape is "n/a" for DeepGen until its kernel really uses TF32 tensor cores (mma/wgmma .tf32
 in the PTX); torch is still timed with TF32 on.
@@ -150,7 +150,7 @@ def compile_bundle(bundle: Path, points: list[Entry], target: str = "sm_90a",
                    log=print) -> dict:
     """Compile DeepGen's kernel of every point into bundle/<name>/, write bundle/index.json."""
     from deepgen.compiler import compile_artifact, default_config, toolchain_versions
-    from deepgen.runtime.tuned import lookup
+    from deepgen.build import tuned_config
 
     bundle.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -159,7 +159,7 @@ def compile_bundle(bundle: Path, points: list[Entry], target: str = "sm_90a",
         row = {"name": e.name, "suites": list(e.suites), "shape": e.shape.label,
                "dtype": e.dtype, "spec": spec.to_dict(), "kernel": None, "na": None,
                "error": None}
-        tuned = lookup(spec, target)
+        tuned = tuned_config(spec, target)
         t = time.perf_counter()
         try:
             cfg = tuned if tuned is not None else default_config(spec, target).to_dict()

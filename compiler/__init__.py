@@ -1,7 +1,12 @@
-"""deepgen.compiler: GemmSpec + TileConfig -> MLIR -> DeepGen passes -> PTX/cubin.
+"""deepgen.compiler: GemmSpec + TileConfig -> MLIR -> DeepGen passes -> KernelArtifact.
 
-    kernel = deepgen.compile_gemm(4096, 4096, 4096, {"BM": 128, "BN": 128, ...}, dtype="f32")
-    kernel.ptx, kernel.registers, kernel.ir("02-deepgen-tile-gemm"), kernel(a, b)
+    art = compile_artifact(GemmSpec(4096, 4096, 4096), {"BM": 128, "BN": 128, ...}, "sm_90a")
+    art.binary, art.assembly, art.resources, art.ir_stages["02-deepgen-tile-gemm"]
+
+The compiler's product is a KernelArtifact (deepgen.runtime.artifact, the data contract): of
+the runtime it reads that format and nothing else. A callable Kernel joins compiler and
+runtime, so it is made at the package root: `deepgen.compile_gemm(M, N, K, config, ...)`
+(deepgen/build.py) compiles and returns a deepgen.runtime.Kernel.
 """
 from __future__ import annotations
 
@@ -11,24 +16,10 @@ from .config import TileConfig, default_config, validate
 from .driver import CompileError, compile_artifact
 
 
-def compile_gemm(M: int, N: int, K: int, tile_cfg: TileConfig | dict | None = None, *,
-                 dtype: str = "f32", out_dtype: str | None = None, layout: str = "NN",
-                 batch: int = 1, target: str = "sm_90a", epilogue: str = "none",
-                 keep_ir: bool = True):
-    """Compile C = alpha * op(A) @ op(B) + beta * C to a Kernel (see deepgen.runtime.Kernel).
-
-    `tile_cfg` is a TileConfig, a dict of its fields (BM, BN, BK, TM, TN, ...), or None for
-    the default heuristic. Every field is validated before any MLIR is built."""
-    from deepgen.runtime.kernel import Kernel
-
-    spec = GemmSpec(M=M, N=N, K=K, batch=batch, dtype=dtype, out_dtype=out_dtype, layout=layout)
-    return Kernel(compile_artifact(spec, tile_cfg, target, epilogue=epilogue, keep_ir=keep_ir))
-
-
 def toolchain_versions() -> dict:
     from deepgen.toolchain import toolchain_versions as tv
     return tv()
 
 
-__all__ = ["GemmSpec", "TileConfig", "CompileError", "compile_gemm", "compile_artifact",
-           "default_config", "validate", "toolchain_versions"]
+__all__ = ["GemmSpec", "TileConfig", "CompileError", "compile_artifact", "default_config",
+           "validate", "toolchain_versions"]

@@ -3,6 +3,11 @@
 `import deepgen` stays cheap: it imports neither torch nor MLIR. `deepgen.gemm` (which needs
 torch) is loaded on first access. The torch ops torch.ops.deepgen.* are defined as soon as
 torch is imported, before or after deepgen (see _register_torch_ops_after_torch).
+
+Layering: deepgen.compiler makes KernelArtifacts (deepgen.runtime.artifact is all it reads of
+the runtime); deepgen.runtime runs them and never imports the compiler; what needs both
+(compile_gemm returning a Kernel, the kernel cache's key, validating tuned configs) is here
+at the package root, in deepgen/build.py, and deepgen.gemm (deepgen/api.py) uses it.
 """
 import importlib.abc
 import importlib.util
@@ -24,18 +29,24 @@ def __getattr__(name: str):
     if name == "gemm":
         from .api import gemm as value
     elif name == "compile_gemm":
-        from .compiler import compile_gemm as value
+        from .build import compile_gemm as value
     else:
         raise AttributeError(f"module 'deepgen' has no attribute {name!r}")
     globals()[name] = value
     return value
 
 
+def _gemm():
+    from .api import gemm  # on the ops' first call: deepgen.api imports torch_op itself
+
+    return gemm
+
+
 def _register_torch_ops() -> None:
     try:
         from deepgen.runtime import torch_op
 
-        torch_op.register()
+        torch_op.register(_gemm)
     except Exception as e:  # never break the user's `import torch`
         warnings.warn(f"deepgen: could not define torch.ops.deepgen ({type(e).__name__}: {e})")
 

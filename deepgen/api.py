@@ -17,7 +17,8 @@ import functools
 
 import torch
 
-from deepgen.runtime import cache, torch_op, tuned
+from deepgen import build
+from deepgen.runtime import cache, torch_op
 from deepgen.runtime.kernel import ALIGNMENT, TORCH_DTYPES, Kernel, strides_match
 from deepgen.spec import GemmSpec
 
@@ -146,7 +147,7 @@ def kernel_for(spec: GemmSpec, config=None, target: str = "sm_90a") -> Kernel:
     if kernel is None:
         art = cache.preloaded(spec.to_dict(), target, _as_dict(config))
         if art is None:
-            art = _compile_cached(spec, config or tuned.lookup(spec, target), target)
+            art = _compile_cached(spec, config or build.tuned_config(spec, target), target)
         kernel = _by_spec[key] = Kernel(art)
     return kernel
 
@@ -156,23 +157,7 @@ def _as_dict(config) -> dict | None:
 
 
 def _compile_cached(spec: GemmSpec, config, target: str):
-    try:
-        import deepgen
-        from deepgen import compiler
-        compile_artifact = compiler.compile_artifact
-    except (ImportError, AttributeError) as e:
-        raise RuntimeError(
-            f"no kernel for {spec} on {target}: compiling needs deepgen.compiler and MLIR "
-            f"({type(e).__name__}: {e}); on a host without them, load a bundle compiled "
-            f"elsewhere with deepgen.runtime.preload(bundle_dir)") from e
-    parts = {"spec": spec.to_dict(), "config": _as_dict(config), "target": target,
-             "deepgen": deepgen.__version__, "toolchain": _toolchain_versions(compiler)}
-    return cache.cached_artifact(parts, lambda: compile_artifact(spec, config, target))
-
-
-@functools.cache
-def _toolchain_versions(compiler) -> dict:
-    return compiler.toolchain_versions()  # may run tools (ptxas --version): once per process
+    return build.compile_cached(spec, config, target)  # key: see deepgen.build.key_parts
 
 
 @functools.cache
@@ -196,4 +181,4 @@ def _traced(a, b, out, alpha, beta, config):
     return out
 
 
-torch_op.register()  # torch.ops.deepgen.* (a no-op when `import deepgen` already did it)
+torch_op.register(lambda: gemm)  # torch.ops.deepgen.* (a no-op when `import deepgen` did it)

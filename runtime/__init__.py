@@ -4,21 +4,32 @@
     c = k(a, b)                               # see deepgen.runtime.kernel.Kernel
     deepgen.runtime.preload("bundle/")        # let deepgen.gemm use it without compiling
 
-Importing this package imports neither MLIR nor torch; Kernel and load (which need torch) are
-loaded on first access, the launcher extension on first launch.
+Nothing here imports deepgen.compiler, not even lazily (tests/test_layering.py checks it): an
+artifact compiled on one machine runs on another that has neither MLIR nor the compiler.
+This package's own import loads no submodule, so `import deepgen.runtime.artifact` (what the
+compiler reads: the artifact format) loads that module alone. The names below are loaded on
+first access; torch only with Kernel and load, the launcher extension on first launch.
 """
-from .artifact import ArtifactError, KernelArtifact, Launch
-from .cache import cache_dir, cached_artifact, preload
-from .errors import DriverError
+import importlib
 
-__all__ = ["ArtifactError", "DriverError", "Kernel", "KernelArtifact", "Launch", "cache_dir",
-           "cached_artifact", "load", "preload"]
+_WHERE = {  # name -> the submodule that defines it
+    "ArtifactError": "artifact", "KernelArtifact": "artifact", "Launch": "artifact",
+    "cache_dir": "cache", "cached_artifact": "cache", "preload": "cache",
+    "DriverError": "errors",
+    "Kernel": "kernel", "load": "kernel",
+}
+
+__all__ = sorted(_WHERE)
 
 
 def __getattr__(name: str):
-    if name in ("Kernel", "load"):
-        from . import kernel
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module 'deepgen.runtime' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{where}"), name)
+    globals()[name] = value  # later lookups skip this
+    return value
 
-        globals().update(Kernel=kernel.Kernel, load=kernel.load)  # later lookups skip this
-        return getattr(kernel, name)
-    raise AttributeError(f"module 'deepgen.runtime' has no attribute {name!r}")
+
+def __dir__():
+    return sorted(set(globals()) | set(_WHERE))

@@ -12,16 +12,23 @@ the host cost per call is what this op must keep low. There is no autograd formu
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 _lib: torch.library.Library | None = None
 
 
-def register() -> None:
-    """Define the ops once per process (deepgen's import, or first use, calls this)."""
-    global _lib
+def register(bind: Callable[[], Callable]) -> None:
+    """Define the ops once per process (deepgen's import, or first use, calls this).
+
+    `bind()` returns the ops' body, deepgen.gemm; it is called on the first call of an op.
+    The package root passes it: the runtime never imports deepgen.api (nor the compiler
+    behind it) itself."""
+    global _lib, _bind
     if _lib is not None:
         return
+    _bind = bind
     lib = torch.library.Library("deepgen", "FRAGMENT")
     lib.define("gemm(Tensor a, Tensor b, float alpha=1.0) -> Tensor")
     lib.define("gemm_out(Tensor a, Tensor b, Tensor(a!) out, float alpha=1.0, "
@@ -43,15 +50,14 @@ def _gemm_out(a, b, out, alpha=1.0, beta=0.0):
     (_api_gemm or _bind_api())(a, b, out=out, alpha=alpha, beta=beta)
 
 
-_api_gemm = None  # deepgen.api.gemm, bound on first use (deepgen.api imports this module)
+_api_gemm = None  # deepgen.api.gemm, bound on first use through register's `bind`
+_bind: Callable[[], Callable] | None = None
 
 
 def _bind_api():
     global _api_gemm
-    from deepgen.api import gemm
-
-    _api_gemm = gemm
-    return gemm
+    _api_gemm = _bind()
+    return _api_gemm
 
 
 def _check(a, b) -> None:

@@ -11,10 +11,14 @@ configs.
 
 A spec with no entry of its own borrows the config of the nearest tuned shape: same dtype,
 out_dtype, layout, allow_tf32 and batched-ness (batch > 1 or not), nearest by log-distance of
-M, N and K, provided the config still validates for the new shape (that check needs the
-compiler; without it, or when no neighbour's config fits, lookup returns None and the default
-heuristic applies). `deepgen tune install DIR` writes the entries. An unreadable or malformed file is reported once as a warning and ignored: a broken
-database must not stop GEMMs from running. Imports neither MLIR nor torch.
+M, N and K, provided the config still validates for the new shape. That check needs the
+compiler, which the runtime never imports: the caller passes it as `validate(config, spec,
+target) -> bool` (deepgen.build.config_fits, at the package root); without one, or when no
+neighbour's config fits, lookup returns None and the default heuristic applies. Configs are
+handed back as stored (a dict, whatever its format): reading them is the compiler's business.
+`deepgen tune install DIR` writes the entries. An unreadable or malformed file is reported
+once as a warning and ignored: a broken database must not stop GEMMs from running. Imports
+neither MLIR, torch nor deepgen.compiler.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import json
 import math
 import warnings
 from pathlib import Path
+from typing import Callable
 
 from deepgen.spec import GemmSpec
 
@@ -37,17 +42,25 @@ def tuned_path() -> Path:
     return cache_dir() / FILENAME
 
 
-def lookup(spec: GemmSpec, target: str | None = None) -> dict | None:
-    """The tuned config for `spec` (on `target`), or None when there is none."""
+Validate = Callable[[dict, GemmSpec, "str | None"], bool]  # config, spec, target -> fits
+
+
+def lookup(spec: GemmSpec, target: str | None = None, *,
+           validate: Validate | None = None) -> dict | None:
+    """The tuned config for `spec` (on `target`), or None when there is none. Without
+    `validate`, only an entry for `spec` itself counts (no neighbour is borrowed)."""
     exact, entries = _table(tuned_path())
     key = canonical_json(spec.to_dict())
     found = exact.get((key, target)) or exact.get((key, None))
-    return found if found is not None else nearest(entries, spec, target)
+    if found is not None:
+        return dict(found)
+    return nearest(entries, spec, target, validate) if validate is not None else None
 
 
 def nearest(entries: list[tuple[GemmSpec, str | None, dict]], spec: GemmSpec,
-            target: str | None) -> dict | None:
-    """The config of the closest comparable tuned shape that validates for `spec`."""
+            target: str | None, validate: Validate) -> dict | None:
+    """The config of the closest comparable tuned shape for which `validate(config, spec,
+    target)` is true."""
     def kind(s: GemmSpec):
         return (s.dtype, s.out_dtype, s.layout, s.allow_tf32, s.batch > 1)
 
@@ -57,20 +70,10 @@ def nearest(entries: list[tuple[GemmSpec, str | None, dict]], spec: GemmSpec,
 
     near = sorted(((distance(s), t is None, i) for i, (s, t, _) in enumerate(entries)
                    if kind(s) == kind(spec) and t in (target, None)))
-    if not near:
-        return None
-    try:
-        from deepgen.compiler.config import TileConfig, validate
-        from deepgen.compiler.target import get_target
-    except ImportError:  # no compiler here: nothing could be compiled with it anyway
-        return None
     for _, _, i in near:  # target-specific entries first among equally near ones
         config = entries[i][2]
-        try:
-            validate(TileConfig.from_dict(config), spec, get_target(target or "sm_90a"))
-        except (ValueError, TypeError):  # SpecError is a ValueError
-            continue
-        return dict(config)
+        if validate(dict(config), spec, target):
+            return dict(config)
     return None
 
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import deepgen
-from deepgen import api
+from deepgen import api, build
 from deepgen.runtime import cache
 from deepgen.runtime.reference import reference_artifact
 from deepgen.spec import GemmSpec
@@ -206,7 +206,9 @@ def test_compiled_once_then_found_on_disk(cpu_gpu, compiler):
     key = json.loads((entry / "key.json").read_text())
     assert key == {"spec": GemmSpec(M=5, N=3, K=8).to_dict(), "config": None,
                    "target": "sm_90a", "deepgen": deepgen.__version__,
-                   "toolchain": {"mlir": "test", "ptxas": "test"}}
+                   "toolchain": {"mlir": "test", "ptxas": "test"},
+                   "compiler": build.compiler_hash()}
+    assert len(key["compiler"]) == 64
 
 
 def test_tuned_config_is_used(cpu_gpu, compiler):

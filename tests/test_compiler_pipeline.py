@@ -9,7 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from deepgen.compiler import CompileError, TileConfig, compile_artifact, compile_gemm
+from deepgen import compile_gemm
+from deepgen.compiler import CompileError, TileConfig, compile_artifact
 from deepgen.compiler.debug import dump_compile, sass_of
 from deepgen.spec import GemmSpec, SpecError
 from deepgen.toolchain import find_cuobjdump

@@ -1,5 +1,6 @@
 """The tuned database: `deepgen tune install` writes it, deepgen.runtime.tuned.lookup reads it
-(exact shape, else the nearest comparable tuned shape whose config still validates)."""
+(exact shape, else, through deepgen.build.tuned_config which supplies the compiler's check,
+the nearest comparable tuned shape whose config still validates)."""
 from __future__ import annotations
 
 import json
@@ -7,6 +8,7 @@ import json
 import pytest
 
 from deepgen import cli
+from deepgen.build import tuned_config
 from deepgen.compiler.config import TileConfig, default_config
 from deepgen.runtime import tuned
 from deepgen.spec import GemmSpec
@@ -89,26 +91,28 @@ def _db(cache_root, entries):
 def test_nearest_tuned_shape_by_log_distance(cache_root):
     _db(cache_root, [{"spec": GemmSpec(4096, 4096, 4096).to_dict(), "config": BIG},
                      {"spec": GemmSpec(1024, 1024, 1024).to_dict(), "config": SMALL}])
-    assert tuned.lookup(GemmSpec(3000, 3000, 3000)) == BIG
-    assert tuned.lookup(GemmSpec(1500, 1500, 1500)) == SMALL
-    assert tuned.lookup(GemmSpec(2048, 4096, 512)) == SMALL  # sum of ln^2: 2.9 vs 4.8
+    assert tuned_config(GemmSpec(3000, 3000, 3000)) == BIG
+    assert tuned.lookup(GemmSpec(3000, 3000, 3000)) is None  # no validate: no neighbour
+    assert tuned.lookup(GemmSpec(3000, 3000, 3000), validate=lambda c, s, t: True) == BIG
+    assert tuned_config(GemmSpec(1500, 1500, 1500)) == SMALL
+    assert tuned_config(GemmSpec(2048, 4096, 512)) == SMALL  # sum of ln^2: 2.9 vs 4.8
     # Not comparable: another dtype, layout or batched-ness.
-    assert tuned.lookup(GemmSpec(3000, 3000, 3000, dtype="bf16")) is None
-    assert tuned.lookup(GemmSpec(3000, 3000, 3000, layout="NT")) is None
-    assert tuned.lookup(GemmSpec(300, 300, 300, batch=4)) is None
+    assert tuned_config(GemmSpec(3000, 3000, 3000, dtype="bf16")) is None
+    assert tuned_config(GemmSpec(3000, 3000, 3000, layout="NT")) is None
+    assert tuned_config(GemmSpec(300, 300, 300, batch=4)) is None
 
 
 def test_nearest_config_must_validate_for_the_new_shape(cache_root):
     split = TileConfig(BK=16, split_k=16).to_dict()  # needs >= 16 K tiles of 16
     _db(cache_root, [{"spec": GemmSpec(512, 512, 4096).to_dict(), "config": split},
                      {"spec": GemmSpec(512, 512, 16384).to_dict(), "config": BIG}])
-    assert tuned.lookup(GemmSpec(512, 512, 2048)) == split  # 128 K tiles: fine
+    assert tuned_config(GemmSpec(512, 512, 2048)) == split  # 128 K tiles: fine
     # K=128 has 8 K tiles: the nearest (split) does not fit, the next one does.
-    assert tuned.lookup(GemmSpec(512, 512, 128)) == BIG
+    assert tuned_config(GemmSpec(512, 512, 128)) == BIG
     vec = TileConfig(load_width_b=4, store_width=4).to_dict()
     _db(cache_root, [{"spec": GemmSpec(512, 512, 512).to_dict(), "config": vec}])
     # N=510 is not a multiple of 4: no tuned config fits; the default heuristic applies.
-    assert tuned.lookup(GemmSpec(512, 510, 512)) is None
+    assert tuned_config(GemmSpec(512, 510, 512)) is None
     default_config(GemmSpec(512, 510, 512))  # which exists
 
 
@@ -116,5 +120,5 @@ def test_nearest_prefers_target_specific_entries(cache_root):
     spec = GemmSpec(2048, 2048, 2048).to_dict()
     _db(cache_root, [{"spec": spec, "config": SMALL},
                      {"spec": spec, "target": "sm_90a", "config": BIG}])
-    assert tuned.lookup(GemmSpec(2000, 2000, 2000), "sm_90a") == BIG
-    assert tuned.lookup(GemmSpec(2000, 2000, 2000), "sm_80") == SMALL
+    assert tuned_config(GemmSpec(2000, 2000, 2000), "sm_90a") == BIG
+    assert tuned_config(GemmSpec(2000, 2000, 2000), "sm_80") == SMALL

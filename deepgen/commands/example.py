@@ -44,7 +44,7 @@ def run(args) -> int:
             from deepgen.runtime.kernel import load
             kernel = load(Path(args.bundle) / f"example{i}")
         else:
-            from deepgen.compiler import compile_gemm
+            from deepgen import compile_gemm
             kernel = compile_gemm(**fields)
             if args.save:
                 kernel.save(Path(args.save) / f"example{i}")
