@@ -92,15 +92,25 @@ def key_parts(spec: GemmSpec, config, target: str, compiler=None) -> dict:
     return {"spec": spec.to_dict(), "config": config, "target": target, **build_parts(compiler)}
 
 
+BUILD_PARTS = ("deepgen", "toolchain", "compiler")
+
+
 def build_parts(compiler=None) -> dict:
     """The key parts that say what builds kernels here: DeepGen's version, the tool versions
-    and the compiler's source hash. An entry whose parts differ is stale (deepgen cache)."""
+    (`compiler.toolchain_versions()`, else deepgen.toolchain's, which is what the compiler's
+    returns) and the compiler's source hash. An entry whose parts differ is stale."""
     import deepgen
 
     if compiler is None:
-        from deepgen import compiler
+        from deepgen import toolchain as compiler  # the same versions, without MLIR
     return {"deepgen": deepgen.__version__, "toolchain": _toolchain_versions(compiler),
             "compiler": compiler_hash()}
+
+
+def stale_parts(parts: dict, current: dict) -> list[str]:
+    """The build parts (BUILD_PARTS) in which a cache entry's key `parts` differ from
+    `current` (build_parts()): the reasons it can never be hit again."""
+    return [name for name in BUILD_PARTS if parts.get(name) != current.get(name)]
 
 
 @functools.cache

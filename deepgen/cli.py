@@ -22,6 +22,7 @@ COMMANDS = [
     "deepgen.commands.example",
     "deepgen.commands.tune",
     "deepgen.commands.bench",
+    "deepgen.commands.cache",
 ]
 
 

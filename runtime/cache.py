@@ -7,6 +7,10 @@ when another process got there first, its entry is kept and ours discarded. Entr
 modified after that, so readers need no lock. An entry that fails to load (bad JSON, binary of
 the wrong size or checksum, missing file) is moved aside, deleted and rebuilt.
 
+What goes into a key is the caller's business (deepgen.build.key_parts: spec, config, target,
+versions, the compiler's source hash); `entries()` lists what is on disk with its key parts,
+so stale entries can be told and removed (`deepgen cache list|prune|clear`).
+
 Preloaded artifacts (`preload`) serve hosts that cannot compile (no MLIR): a bundle compiled
 elsewhere is registered for its spec and target, and `deepgen.gemm` finds it before compiling.
 This module imports neither MLIR nor torch.
@@ -19,10 +23,11 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from deepgen.toolchain import cache_dir  # $DEEPGEN_CACHE_DIR, else ~/.cache/deepgen
 
@@ -99,14 +104,94 @@ def _store_entry(key: str, key_parts: dict, art: KernelArtifact) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _remove(d: Path) -> None:
-    """Move a bad entry out of the way first, so nobody sees it half deleted."""
+def _remove(d: Path) -> bool:
+    """Move an entry out of the way first, so nobody sees it half deleted; whether it was
+    this call that removed it."""
     trash = d.parent / f".trash-{uuid.uuid4().hex}"
     try:
         os.rename(d, trash)
     except OSError:
-        return  # someone else removed or replaced it
+        return False  # someone else removed or replaced it
     shutil.rmtree(trash, ignore_errors=True)
+    return True
+
+
+# -- what is on disk -----------------------------------------------------------------------------
+
+class Entry(NamedTuple):
+    key: str  # the directory name: sha256 of the key parts
+    path: Path
+    parts: dict | None  # key.json; None when missing or unreadable
+    size: int  # bytes on disk
+    problem: str | None  # why the entry cannot be used as is ("no key.json", a load error...)
+
+
+def entries(check: bool = True) -> list[Entry]:
+    """Every kernel entry on disk, by key. With `check`, each artifact is loaded (sizes and
+    checksums verified) and its key.json hashed again; a failure is the entry's `problem`."""
+    root = cache_dir() / "kernels"
+    try:
+        dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    except OSError:
+        return []
+    found = []
+    for d in dirs:
+        parts, problem = None, None
+        try:
+            parts = json.loads((d / "key.json").read_text())
+            if not isinstance(parts, dict):
+                parts, problem = None, "key.json: not an object"
+        except FileNotFoundError:
+            problem = "no key.json"
+        except (OSError, ValueError) as e:
+            problem = f"key.json: {type(e).__name__}: {e}"
+        if check and problem is None:
+            if cache_key(parts) != d.name:
+                problem = "key.json does not hash to the entry's name"
+            else:
+                try:
+                    KernelArtifact.load(d)
+                except ArtifactError as e:
+                    problem = str(e).removeprefix(f"{d}: ")
+        found.append(Entry(d.name, d, parts, _size(d), problem))
+    return found
+
+
+def leftovers(min_age_s: float = 3600.0) -> list[Path]:
+    """Temporary and trash directories of writers that died (older than `min_age_s`: a
+    younger one may belong to a writer at work)."""
+    root = cache_dir() / "kernels"
+    try:
+        dirs = [d for d in root.iterdir() if d.is_dir() and d.name.startswith(".")]
+    except OSError:
+        return []
+    now = time.time()
+    old = []
+    for d in dirs:
+        try:
+            if now - d.stat().st_mtime >= min_age_s:
+                old.append(d)
+        except OSError:
+            pass
+    return sorted(old)
+
+
+def remove(path: Path) -> bool:
+    """Remove an entry (or a leftover directory) of the disk cache; forgets it in memory too.
+    Whether this call removed it."""
+    _memory.pop(Path(path).name, None)
+    return _remove(Path(path))
+
+
+def _size(d: Path) -> int:
+    total = 0
+    for f in d.rglob("*"):
+        try:
+            if f.is_file():
+                total += f.stat().st_size
+        except OSError:
+            pass
+    return total
 
 
 def clear_memory() -> None:
