@@ -39,7 +39,7 @@ LDS_ALIGN = 16  # DeepGen's widest shared access (ds_read_b128 / ds_write_b128)
 
 
 def rocdl_lowering(target: Target) -> list[str]:
-    """Upstream MLIR down to the LLVM dialect; the ROCDL twin of driver.NVVM_LOWERING."""
+    """Upstream MLIR down to the LLVM dialect; the ROCDL twin of backend_nvidia.NVVM_LOWERING."""
     return [
         "canonicalize",
         "cse",

@@ -1,18 +1,17 @@
-"""The compile driver: GemmSpec + TileConfig -> MLIR module -> DeepGen passes -> upstream
-lowering -> PTX -> cubin (ptxas) -> KernelArtifact.
+"""The compile driver: GemmSpec + TileConfig -> MLIR module -> DeepGen passes -> a backend
+(backend_nvidia: NVVM, PTX, cubin; backend_amdgpu: ROCDL, hsaco) -> KernelArtifact.
 
-The pipeline is a list of named stages; each stage is one pass (DeepGen's or upstream's) run
-on its own so that the IR after every stage can be kept (`Kernel.ir(stage)`), dumped
-(`deepgen compile --dump-dir`), and a failure names the stage and keeps the IR that went in.
+The pipeline is a list of named stages (DeepGen's passes or upstream ones). When the IR is
+kept (`Kernel.ir(stage)`, `deepgen compile --dump-dir`), each stage runs on its own and its
+output is printed; otherwise the stages run in one PassManager and no IR is printed (printing
+cost as much as the passes). Either way a failure names the stage and carries the IR that went
+in: without kept IR, the stages run again one by one on a copy of their input to find them.
 """
 from __future__ import annotations
 
 import re
-import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from mlir import ir
 from mlir.dialects import func as func_d
@@ -28,9 +27,9 @@ from .config import TileConfig, as_config, validate
 from .passes import REGISTRY, add_to
 from .passes.common import SHARED, args_of, grid_of, kernels
 from .passes.tile_gemm import TARGET_ATTR
-from .target import Target, get_target
+from .target import get_target
 
-# DeepGen's SIMT pipeline, then upstream MLIR down to the LLVM dialect.
+# DeepGen's pipeline; the backends lower its output (backend_nvidia.NVVM_LOWERING, ...).
 DEEPGEN_PASSES = [
     "deepgen-gemm-to-affine",
     "deepgen-tile-gemm",
@@ -40,19 +39,6 @@ DEEPGEN_PASSES = [
     "deepgen-block-swizzle",
     "deepgen-vectorize",
 ]
-NVVM_LOWERING = [
-    "canonicalize",
-    "cse",
-    "expand-strided-metadata",
-    "lower-affine",
-    "convert-scf-to-cf",
-    "convert-nvgpu-to-nvvm",
-    "gpu.module(convert-gpu-to-nvvm{use-bare-ptr-memref-call-conv=1})",
-    "gpu.module(convert-vector-to-llvm,convert-ub-to-llvm)",
-    "reconcile-unrealized-casts",
-    "gpu.module(canonicalize,cse)",
-]
-
 
 class CompileError(RuntimeError):
     """A stage of the pipeline failed; `stage` names it and `ir_before` is its input."""
@@ -118,8 +104,12 @@ def add_stage(pm: PassManager, element: str) -> None:
         pm.add(element)
 
 
-def run_stage(module: ir.Module, element: str, keep_before: bool = True) -> None:
-    before = str(module) if keep_before else ""
+def run_stage(module: ir.Module, element: str, keep_before: bool = False,
+              ir_before: str = "") -> None:
+    """Run one pipeline element. On failure the CompileError carries `ir_before` (the caller's
+    text of the input) or, with keep_before, the module printed before the stage ran; the
+    text is printed only when asked: it costs as much as the passes themselves."""
+    before = str(module) if keep_before and not ir_before else ir_before
     pm = PassManager()
     try:
         add_stage(pm, element)
@@ -143,10 +133,50 @@ class StageLog:
 
 def run_pipeline(module: ir.Module, elements: list[str], log: StageLog | None = None,
                  start: int = 0) -> None:
+    """Run `elements` in order. With a log: one stage at a time, the IR after each recorded
+    (and the input of a failing stage known). Without: one PassManager for all, no text."""
+    if log is None:
+        run_together(module, elements)
+        return
+    before = str(module)
     for i, element in enumerate(elements, start=start):
-        run_stage(module, element)
-        if log is not None:
-            log.record(i, _stage_name(element), str(module))
+        run_stage(module, element, ir_before=before)
+        before = str(module)
+        log.record(i, _stage_name(element), before)
+
+
+def run_together(module: ir.Module, elements: list[str]) -> None:
+    """All `elements` in one PassManager, no text printed. On failure, the stages run again one
+    by one on a copy of the input taken beforehand (a few ms; printing the module before every
+    stage cost ~30 ms each), so the CompileError names the failing stage and carries its input."""
+    if not elements:
+        return
+    copy = module.operation.clone()
+    pm = PassManager()
+    try:
+        for element in elements:
+            add_stage(pm, element)
+        pm.run(module.operation)
+    except CompileError:
+        raise
+    except Exception as e:  # MLIRError carries the diagnostics
+        _replay(copy, elements, e)
+    finally:
+        copy.erase()
+
+
+def _replay(copy, elements: list[str], error: Exception) -> None:
+    """Raise the CompileError of the first stage that fails on `copy` (the input of a failed
+    run_together), with that stage's input as text; the original error when none fails."""
+    for element in elements:
+        before = str(copy)
+        pm = PassManager()
+        add_stage(pm, element)
+        try:
+            pm.run(copy)
+        except Exception as e:
+            raise CompileError(element, str(e), before) from None
+    raise CompileError(f"{elements[0]} .. {elements[-1]}", str(error)) from None
 
 
 def _stage_name(element: str) -> str:
@@ -165,72 +195,6 @@ def collect_launches(module: ir.Module) -> tuple[list[Launch], int]:
                                grid=tuple(grid_of(k)), block=tuple(block), shared_bytes=shared,
                                args=tuple(args_of(k))))
     return launches, workspace
-
-
-def serialize(module: ir.Module, fmt: str) -> bytes:
-    """Run gpu-module-to-binary{format=fmt} on `module` (in place) and return the object."""
-    from mlir.dialects import gpu
-
-    run_stage(module, f"gpu-module-to-binary{{format={fmt}}}", keep_before=False)
-    for op in module.body.operations:
-        if op.operation.name == "gpu.binary":
-            return gpu.ObjectAttr(ir.ArrayAttr(op.attributes["objects"])[0]).object
-    raise CompileError("gpu-module-to-binary", "no gpu.binary in the module")
-
-
-def llvm_ir(module: ir.Module) -> str:
-    """The kernels as LLVM IR text (bitcode from a copy of the module, read by llvmlite)."""
-    import llvmlite.binding as llvm
-
-    return str(llvm.parse_bitcode(serialize(ir.Module.parse(str(module)), "llvm")))
-
-
-def to_ptx(module: ir.Module) -> str:
-    return serialize(module, "isa").decode()
-
-
-def ptxas(ptx: str, target: Target) -> tuple[bytes, dict]:
-    """Assemble PTX to a cubin; returns (cubin, resources per entry from `ptxas -v`)."""
-    from deepgen.toolchain import find_ptxas
-
-    exe = find_ptxas()
-    if exe is None:
-        raise CompileError("ptxas", "ptxas not found: pip install nvidia-cuda-nvcc "
-                                    "(or set DEEPGEN_PTXAS); `deepgen doctor` checks the toolchain")
-    with tempfile.TemporaryDirectory(prefix="deepgen-ptxas-") as tmp:
-        src, out = Path(tmp) / "k.ptx", Path(tmp) / "k.cubin"
-        src.write_text(ptx)
-        proc = subprocess.run([str(exe), f"-arch={target.name}", "-O3", "-v", str(src), "-o", str(out)],
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise CompileError("ptxas", proc.stderr.strip()[-4000:])
-        cubin = out.read_bytes()
-    return cubin, parse_ptxas_resources(proc.stderr)
-
-
-def parse_ptxas_resources(log: str) -> dict:
-    res, entry = {}, None
-    for line in log.splitlines():
-        m = re.search(r"Compiling entry function '(\S+)'", line) or \
-            re.search(r"Function properties for (\S+)", line)
-        if m:
-            entry = m.group(1)
-            res.setdefault(entry, {"registers": 0, "spill_stores": 0, "spill_loads": 0,
-                                   "stack_bytes": 0, "static_shared": 0})
-            continue
-        if entry is None:
-            continue
-        m = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", line)
-        if m:
-            res[entry].update(stack_bytes=int(m.group(1)), spill_stores=int(m.group(2)),
-                              spill_loads=int(m.group(3)))
-        m = re.search(r"Used (\d+) registers", line)
-        if m:
-            res[entry]["registers"] = int(m.group(1))
-        m = re.search(r"(\d+) bytes smem", line)
-        if m:
-            res[entry]["static_shared"] = int(m.group(1))
-    return res
 
 
 def compile_artifact(spec: GemmSpec, config: TileConfig | dict | None = None,
@@ -258,13 +222,9 @@ def compile_artifact(spec: GemmSpec, config: TileConfig | dict | None = None,
             from .backend_amdgpu import build_hsaco
             binary, resources, assembly = build_hsaco(module, tgt, launches, log,
                                                       start=1 + len(deepgen))
-        else:
-            run_pipeline(module, NVVM_LOWERING, log, start=1 + len(deepgen))
-            if log is not None and log.want_llvm_ir:
-                log.llvm_ir = llvm_ir(module)
-            assembly = to_ptx(module)
-    if tgt.backend == "cuda":
-        binary, resources = ptxas(assembly, tgt)
+        else:  # NVIDIA: NVVM -> PTX -> ptxas (or nvJitLink)
+            from .backend_nvidia import build_cubin
+            binary, resources, assembly = build_cubin(module, tgt, log, start=1 + len(deepgen))
     from deepgen.toolchain import toolchain_versions
     return KernelArtifact(backend=tgt.backend, target=target, binary=binary, launches=launches,
                           spec=spec.to_dict(), config=cfg.to_dict(), workspace_bytes=workspace,

@@ -173,12 +173,17 @@ def set_attr(op, name: str, value) -> None:
 def walk_ops(root, name: str | None = None) -> list:
     """All operations under `root` (pre-order), optionally only those called `name`."""
     found = []
+    append, advance = found.append, ir.WalkResult.ADVANCE  # the callback runs once per op
 
-    def visit(op):
-        op = op.operation if hasattr(op, "operation") else op
-        if name is None or op.name == name:
-            found.append(op)
-        return ir.WalkResult.ADVANCE
+    if name is None:
+        def visit(op):  # an ir.Operation
+            append(op)
+            return advance
+    else:
+        def visit(op):
+            if op.name == name:
+                append(op)
+            return advance
 
     (root.operation if hasattr(root, "operation") else root).walk(visit, ir.WalkOrder.PRE_ORDER)
     return found

@@ -434,5 +434,8 @@ def test_compile_time_reports_stages():
     assert {"build module", "deepgen-tile-gemm", "upstream lowering", "ptxas",
             "to PTX (gpu-module-to-binary)"} <= set(stages)
     assert 0 < sum(stages.values()) <= r["max_s"] * 1.01
-    from deepgen.compiler import driver
-    assert driver.run_stage.__name__ == "run_stage"  # the wrappers are gone afterwards
+    from deepgen.compiler import backend_nvidia, driver
+    from deepgen.compiler.passes import REGISTRY
+    assert driver.run_pipeline.__name__ == "run_pipeline"  # the wrappers are gone afterwards
+    assert backend_nvidia.assemble.__name__ == "assemble"
+    assert REGISTRY["deepgen-tile-gemm"].run.__name__ == "run"

@@ -1,0 +1,207 @@
+"""The NVIDIA backend: DeepGen's kernels after its passes -> NVVM (upstream MLIR) -> PTX
+(`gpu-module-to-binary{format=isa}`, LLVM's NVPTX back end) -> cubin, with the resources of
+every entry (registers, spills, stack, static shared memory) read from the assembler's log.
+
+The twin of backend_amdgpu.py; `build_cubin` is the one entry point compile_artifact calls.
+
+PTX -> cubin has two assemblers:
+- `ptxas` (the default): the subprocess, whole-program compilation, `-O3 -v`.
+- `nvjitlink`: in process through nvJitLink (PyPI `nvidia-nvjitlink`, through
+  `cuda.bindings.nvjitlink`). nvJitLink assembles PTX as *relocatable* device code (as
+  `ptxas -c` does), which is not the same code: at bf16 4096^3 (256x128x64) it spills 12 bytes
+  and reserves 16 bytes more shared memory where `ptxas` spills nothing, and measured here it
+  is not faster than the subprocess (2026-12-01: 0.56-0.67 s against 0.48-0.62 s). So it is
+  only used when asked: DEEPGEN_ASSEMBLER=nvjitlink (or "auto": nvJitLink when it loads, else
+  ptxas). When nvJitLink is asked for but does not load, ptxas is the fallback.
+`assembler()` says which one compiles here; `deepgen doctor` prints it and the toolchain
+versions (part of the kernel cache key) name it.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+from mlir import ir
+
+from .driver import CompileError, StageLog, run_pipeline, run_stage
+from .target import Target
+
+NVVM_LOWERING = [
+    "canonicalize",
+    "cse",
+    "expand-strided-metadata",
+    "lower-affine",
+    "convert-scf-to-cf",
+    "convert-nvgpu-to-nvvm",
+    "gpu.module(convert-gpu-to-nvvm{use-bare-ptr-memref-call-conv=1})",
+    "gpu.module(convert-vector-to-llvm,convert-ub-to-llvm)",
+    "reconcile-unrealized-casts",
+    "gpu.module(canonicalize,cse)",
+]
+
+ASSEMBLERS = ("ptxas", "nvjitlink")
+PTXAS_FLAGS = ("-O3", "-v")
+
+
+# ---------------------------------------------------------------------------------------------
+# PTX
+
+
+def serialize(module: ir.Module, fmt: str) -> bytes:
+    """Run gpu-module-to-binary{format=fmt} on `module` (in place) and return the object."""
+    from mlir.dialects import gpu
+
+    run_stage(module, f"gpu-module-to-binary{{format={fmt}}}")
+    for op in module.body.operations:
+        if op.operation.name == "gpu.binary":
+            return gpu.ObjectAttr(ir.ArrayAttr(op.attributes["objects"])[0]).object
+    raise CompileError("gpu-module-to-binary", "no gpu.binary in the module")
+
+
+def llvm_ir(module: ir.Module) -> str:
+    """The kernels as LLVM IR text (bitcode from a copy of the module, read by llvmlite)."""
+    import llvmlite.binding as llvm
+
+    return str(llvm.parse_bitcode(serialize(ir.Module.parse(str(module)), "llvm")))
+
+
+def to_ptx(module: ir.Module) -> str:
+    return serialize(module, "isa").decode()
+
+
+# ---------------------------------------------------------------------------------------------
+# PTX -> cubin
+
+
+def ptxas(ptx: str, target: Target) -> tuple[bytes, dict]:
+    """Assemble PTX to a cubin; returns (cubin, resources per entry from `ptxas -v`)."""
+    from deepgen.toolchain import find_ptxas
+
+    exe = find_ptxas()
+    if exe is None:
+        raise CompileError("ptxas", "ptxas not found: pip install nvidia-cuda-nvcc "
+                                    "(or set DEEPGEN_PTXAS); `deepgen doctor` checks the toolchain")
+    with tempfile.TemporaryDirectory(prefix="deepgen-ptxas-") as tmp:
+        src, out = Path(tmp) / "k.ptx", Path(tmp) / "k.cubin"
+        src.write_text(ptx)
+        proc = subprocess.run([str(exe), f"-arch={target.name}", *PTXAS_FLAGS, str(src),
+                               "-o", str(out)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise CompileError("ptxas", proc.stderr.strip()[-4000:])
+        cubin = out.read_bytes()
+    return cubin, parse_ptxas_resources(proc.stderr)
+
+
+def nvjitlink_module():
+    """`cuda.bindings.nvjitlink` when it imports and its library loads, else None."""
+    try:
+        from cuda.bindings import nvjitlink
+
+        nvjitlink.version()  # loads libnvJitLink.so (PyPI nvidia-nvjitlink)
+        return nvjitlink
+    except Exception:  # not installed, or the shared library is missing
+        return None
+
+
+def nvjitlink_version() -> str | None:
+    nvj = nvjitlink_module()
+    return ".".join(map(str, nvj.version())) if nvj is not None else None
+
+
+def nvjitlink(ptx: str, target: Target) -> tuple[bytes, dict]:
+    """PTX -> cubin in process through nvJitLink (relocatable code, see the module's note);
+    returns (cubin, resources per entry from the ptxas info log, as `ptxas -v` prints it)."""
+    nvj = nvjitlink_module()
+    if nvj is None:
+        raise CompileError("nvjitlink", "nvJitLink not available: pip install nvidia-nvjitlink "
+                                        "cuda-bindings")
+    options = [f"-arch={target.name}", "-O3", "-Xptxas=-v"]
+    handle = nvj.create(len(options), options)
+    try:
+        data = ptx.encode()
+        try:
+            nvj.add_data(handle, nvj.InputType.PTX, data, len(data), "kernel.ptx")
+            nvj.complete(handle)
+        except nvj.nvJitLinkError as e:
+            raise CompileError("nvjitlink", f"{e}: {_nvjitlink_log(nvj, handle, error=True)}") \
+                from None
+        cubin = bytearray(nvj.get_linked_cubin_size(handle))
+        nvj.get_linked_cubin(handle, cubin)
+        info = _nvjitlink_log(nvj, handle, error=False)
+    finally:
+        nvj.destroy(handle)
+    return bytes(cubin), parse_ptxas_resources(info)
+
+
+def _nvjitlink_log(nvj, handle, error: bool) -> str:
+    size = (nvj.get_error_log_size if error else nvj.get_info_log_size)(handle)
+    buf = bytearray(size)
+    if size:
+        (nvj.get_error_log if error else nvj.get_info_log)(handle, buf)
+    return buf.decode(errors="replace").rstrip("\0").strip()
+
+
+def requested_assembler() -> str:
+    """What DEEPGEN_ASSEMBLER asks for: "ptxas" (default), "nvjitlink" or "auto"."""
+    value = os.environ.get("DEEPGEN_ASSEMBLER", "").strip().lower() or "ptxas"
+    if value not in (*ASSEMBLERS, "auto"):
+        raise CompileError("assembler", f"DEEPGEN_ASSEMBLER={value!r}: expected one of "
+                                        "ptxas, nvjitlink, auto")
+    return value
+
+
+def assembler() -> str:
+    """The assembler PTX -> cubin goes through here: nvJitLink only when asked for (or "auto")
+    and it loads, otherwise ptxas."""
+    wanted = requested_assembler()
+    if wanted != "ptxas" and nvjitlink_module() is not None:
+        return "nvjitlink"
+    return "ptxas"
+
+
+def assemble(ptx: str, target: Target) -> tuple[bytes, dict]:
+    """PTX -> (cubin, resources per entry) through `assembler()`."""
+    return (nvjitlink if assembler() == "nvjitlink" else ptxas)(ptx, target)
+
+
+def parse_ptxas_resources(log: str) -> dict:
+    """Resources per entry from a `ptxas -v` log (nvJitLink's info log has the same lines)."""
+    res, entry = {}, None
+    for line in log.splitlines():
+        m = re.search(r"Compiling entry function '(\S+)'", line) or \
+            re.search(r"Function properties for (\S+)", line)
+        if m:
+            entry = m.group(1)
+            res.setdefault(entry, {"registers": 0, "spill_stores": 0, "spill_loads": 0,
+                                   "stack_bytes": 0, "static_shared": 0})
+            continue
+        if entry is None:
+            continue
+        m = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", line)
+        if m:
+            res[entry].update(stack_bytes=int(m.group(1)), spill_stores=int(m.group(2)),
+                              spill_loads=int(m.group(3)))
+        m = re.search(r"Used (\d+) registers", line)
+        if m:
+            res[entry]["registers"] = int(m.group(1))
+        m = re.search(r"(\d+) bytes smem", line)
+        if m:
+            res[entry]["static_shared"] = int(m.group(1))
+    return res
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def build_cubin(module: ir.Module, target: Target, log: StageLog | None,
+                start: int) -> tuple[bytes, dict, str]:
+    """The module after DeepGen's passes -> (cubin, resources per entry, PTX)."""
+    run_pipeline(module, NVVM_LOWERING, log, start=start)
+    if log is not None and log.want_llvm_ir:
+        log.llvm_ir = llvm_ir(module)
+    ptx = to_ptx(module)
+    cubin, resources = assemble(ptx, target)
+    return cubin, resources, ptx
