@@ -23,22 +23,16 @@ from deepgen.runtime.artifact import KernelArtifact, Launch
 from deepgen.spec import GemmSpec
 
 from . import irb
-from .config import TileConfig, as_config, validate
+from . import strategies
+from .config import TileConfig
+from .strategies import simt as _simt
 from .passes import REGISTRY, add_to
 from .passes.common import SHARED, args_of, grid_of, kernels
 from .passes.tile_gemm import TARGET_ATTR
 from .target import get_target
 
 # DeepGen's pipeline; the backends lower its output (backend_nvidia.NVVM_LOWERING, ...).
-DEEPGEN_PASSES = [
-    "deepgen-gemm-to-affine",
-    "deepgen-tile-gemm",
-    "deepgen-split-k",
-    "deepgen-promote-shared",
-    "deepgen-pipeline",
-    "deepgen-block-swizzle",
-    "deepgen-vectorize",
-]
+DEEPGEN_PASSES = list(_simt.PASSES)  # the simt strategy's (each strategy has its own: pipeline())
 
 class CompileError(RuntimeError):
     """A stage of the pipeline failed; `stage` names it and `ir_before` is its input."""
@@ -96,6 +90,7 @@ def split_pipeline(text: str) -> list[str]:
 
 def add_stage(pm: PassManager, element: str) -> None:
     """Add one pipeline element: a DeepGen pass by name, or anything upstream parses."""
+    strategies.load_passes()  # the strategies' own passes (e.g. deepgen-mma-sync-pipeline)
     if element in REGISTRY:
         add_to(pm, element)
     elif element.startswith("deepgen-"):
@@ -207,15 +202,14 @@ def compile_artifact(spec: GemmSpec, config: TileConfig | dict | None = None,
     the stages that ran even when a later one fails."""
     t0 = time.perf_counter()
     tgt = get_target(target)
-    cfg = as_config(config, spec, tgt)
-    validate(cfg, spec, tgt)
+    cfg = strategies.resolve(config, spec, tgt)  # the strategy's config, validated
     if log is None and keep_ir:
         log = StageLog()
     with make_context(), ir.Location.unknown():
-        module = gemm_module(spec, cfg, target, epilogue)
+        module = gemm_module(spec, cfg.lowering(), target, epilogue)
         if log is not None:
             log.record(0, "input", str(module))
-        deepgen = passes if passes is not None else DEEPGEN_PASSES
+        deepgen = passes if passes is not None else strategies.strategy_of(cfg).pipeline(cfg)
         run_pipeline(module, deepgen, log, start=1)
         launches, workspace = collect_launches(module)
         if tgt.backend == "hip":  # AMDGPU: ROCDL -> LLVM IR -> llvmlite -> ld.lld

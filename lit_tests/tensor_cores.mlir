@@ -1,7 +1,7 @@
 // RUN: deepgen-opt %S/inputs/gemm_bf16_tc.mlir -p deepgen-gemm-to-affine,deepgen-tile-gemm | FileCheck %s --check-prefix=TILE
-// RUN: deepgen-opt %S/inputs/gemm_bf16_tc.mlir -p deepgen-gemm-to-affine,deepgen-tile-gemm,deepgen-promote-shared,deepgen-pipeline | FileCheck %s --check-prefix=RING
-// RUN: deepgen-opt %S/inputs/gemm_bf16_tc.mlir -p deepgen-gemm-to-affine,deepgen-tile-gemm,deepgen-promote-shared,deepgen-pipeline,deepgen-vectorize | FileCheck %s --check-prefix=VEC
-// RUN: sed -e 's/register_prefetch = true, smem_swizzle = true/smem_pad = 8/' %S/inputs/gemm_bf16_tc.mlir | deepgen-opt - -p deepgen-gemm-to-affine,deepgen-tile-gemm,deepgen-promote-shared,deepgen-pipeline,deepgen-vectorize | FileCheck %s --check-prefix=PAD
+// RUN: deepgen-opt %S/inputs/gemm_bf16_tc.mlir -p deepgen-gemm-to-affine,deepgen-tile-gemm,deepgen-promote-shared,deepgen-mma-sync-pipeline | FileCheck %s --check-prefix=RING
+// RUN: deepgen-opt %S/inputs/gemm_bf16_tc.mlir -p deepgen-gemm-to-affine,deepgen-tile-gemm,deepgen-promote-shared,deepgen-mma-sync-pipeline,deepgen-vectorize | FileCheck %s --check-prefix=VEC
+// RUN: sed -e 's/register_prefetch = true, smem_swizzle = true/smem_pad = 8/' %S/inputs/gemm_bf16_tc.mlir | deepgen-opt - -p deepgen-gemm-to-affine,deepgen-tile-gemm,deepgen-promote-shared,deepgen-mma-sync-pipeline,deepgen-vectorize | FileCheck %s --check-prefix=PAD
 // RUN: sed -e 's/smem_swizzle = true/smem_swizzle = true, smem_pad = 8/' %S/inputs/gemm_bf16_tc.mlir | not deepgen-opt - -p deepgen-gemm-to-affine,deepgen-tile-gemm 2>&1 | FileCheck %s --check-prefix=ERR
 
 // deepgen-tile-gemm: warp tiles of bf16 m16n8k16 MMAs on i32 fragments, and C through a

@@ -145,19 +145,19 @@ def test_config_options_compile(option, marker):
 
 def test_invalid_config_fails_before_any_mlir():
     with pytest.raises(SpecError, match="^BM:"):
-        compile_artifact(GemmSpec(M=64, N=64, K=64), {"BM": 64})
+        compile_artifact(GemmSpec(M=64, N=64, K=64), {"BM": 96})
 
 
 def test_failed_stage_is_named_and_its_input_kept(tmp_path):
     spec = GemmSpec(M=64, N=64, K=64)
-    from deepgen.compiler import driver
-    orig = driver.DEEPGEN_PASSES
+    from deepgen.compiler.strategies import simt  # the strategy of this f32 spec
+    orig = simt.PASSES
     try:
-        driver.DEEPGEN_PASSES = ["deepgen-gemm-to-affine", "deepgen-pipeline"]
+        simt.PASSES = ["deepgen-gemm-to-affine", "deepgen-pipeline"]
         with pytest.raises(CompileError) as e:
             dump_compile(spec, None, "sm_90a", tmp_path)
     finally:
-        driver.DEEPGEN_PASSES = orig
+        simt.PASSES = orig
     assert e.value.stage == "deepgen-pipeline"
     assert "stage: deepgen-pipeline" in (tmp_path / "FAILED.txt").read_text()
     kept = list(tmp_path.glob("*deepgen-pipeline.input.mlir"))

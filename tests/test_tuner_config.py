@@ -103,6 +103,7 @@ def test_schema_covers_every_tileconfig_field_with_its_type():
     kinds = {"int": "ints", "bool": "bools", "str": "strings"}
     want = {f.name: {"$ref": f"#/$defs/{kinds[f.type if isinstance(f.type, str) else f.type.__name__]}"}
             for f in dataclasses.fields(TileConfig)}
+    want = {"strategy": {"$ref": "#/$defs/strings"}, **want}  # and the strategy itself
     assert space == want
     assert (ROOT / "tuning_configs" / "schema.json").resolve() == configfile.SCHEMA_FILE
 

@@ -130,8 +130,8 @@ def _schema_reason(error) -> str:
     if error.validator == "additionalProperties" and error.json_path.endswith(".space"):
         from deepgen.compiler.config import TileConfig
 
-        return (f"{error.message}; space fields are TileConfig's: "
-                f"{', '.join(f.name for f in dataclasses.fields(TileConfig))}")
+        return (f"{error.message}; space fields are strategy and the strategies' config "
+                f"fields: {', '.join(f.name for f in dataclasses.fields(TileConfig))}")
     if error.validator == "const" and error.json_path == "$.format":
         return f"{error.message}: this reader knows {FORMAT!r}"
     return error.message
@@ -174,13 +174,14 @@ def _unique(values: list) -> list:
 
 
 def _looks_legacy(data: dict) -> bool:
-    from deepgen.compiler.config import LEGACY_KEYS, LEGACY_SPEC_KEYS
+    from deepgen.compiler.strategies.simt.legacy import LEGACY_KEYS, LEGACY_SPEC_KEYS
 
     return any(k in LEGACY_KEYS or k in LEGACY_SPEC_KEYS for k in data)
 
 
 def _from_legacy(path: Path, data: dict, pairs: list[tuple[str, object]]) -> TuningConfig:
-    from deepgen.compiler.config import LEGACY_DTYPES, LEGACY_SPEC_KEYS, from_legacy
+    from deepgen.compiler.strategies.simt.legacy import (LEGACY_DTYPES, LEGACY_SPEC_KEYS,
+                                                         from_legacy)
 
     notes = []
     counts: dict[str, int] = {}

@@ -105,8 +105,11 @@ def short_config(cfg: dict) -> str:
 
 def _short_config(cfg: dict) -> str:
     kind = "" if cfg.get("mma", "none") == "none" else f"{cfg['mma']} "
-    return kind + (f"{cfg['BM']}x{cfg['BN']}x{cfg['BK']} t{cfg['TM']}x{cfg['TN']} "
-            f"w{cfg['warps_m']}x{cfg['warps_n']} l{cfg['lanes_m']}x{cfg['lanes_n']} "
+    # SIMT's thread tile and lanes (an mma_sync config has neither)
+    thread = f"t{cfg['TM']}x{cfg['TN']} " if "TM" in cfg else ""
+    lanes = f" l{cfg['lanes_m']}x{cfg['lanes_n']}" if "lanes_m" in cfg else ""
+    return kind + (f"{cfg['BM']}x{cfg['BN']}x{cfg['BK']} {thread}"
+            f"w{cfg['warps_m']}x{cfg['warps_n']}{lanes} "
             f"v{cfg['load_width_a']}/{cfg['load_width_b']}/{cfg['store_width']} "
             f"s{cfg['shared_stages']} sk{cfg['split_k']} sw{cfg['block_swizzle']}"
             + (" rp" if cfg.get("register_prefetch") else "")

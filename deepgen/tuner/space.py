@@ -5,7 +5,7 @@ Fields absent from the space:
   - come from the base config: the default heuristic's config for the shape ("heuristic",
     the default) or TileConfig's fixed defaults ("fixed"). With "heuristic", a point of
     another kind than the heuristic's pick (mma="none" for f16, where the heuristic takes
-    tensor cores) starts from the heuristic's SIMT config for the shape (its f32 pick);
+    tensor cores) starts from the SIMT strategy's default config for the shape;
   - except derived ones, which are made consistent with what is listed:
       lanes_m*lanes_n = warp size         one of them listed: the other follows;
       BM = warps_m*lanes_m*TM (same on N)  SIMT: two of BM, warps_m, TM listed: the third
@@ -23,7 +23,10 @@ Pruning, each point counted once under the first reason found:
     the full unroll 0; reduce_c_contiguous without local_split_k): one is kept, with the
     field at the value it equals;
   - validate(cfg, spec, target): the target's limits and the spec's divisibility rules.
-The report groups the SpecError messages by field and wording (numbers replaced by N).
+The report counts each reason with its numbers; `lines()` groups them by rule (the wording with
+numbers as N) and shows the most frequent real instances of each. Candidates come out as their
+strategy's config (SimtConfig or MmaSyncConfig, see compiler/strategies/); a space may list
+`strategy` ("simt", "mma_sync") as well as `mma`.
 """
 from __future__ import annotations
 
@@ -37,15 +40,19 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterator
 
+from deepgen.compiler import strategies
 from deepgen.compiler.config import TileConfig, default_config, validate
+from deepgen.compiler.strategies.mma_sync import FOREIGN as NOT_MMA_SYNC
 from deepgen.compiler.target import Target, get_target
 from deepgen.spec import DTYPE_BYTES, GemmSpec, SpecError
 
-FIELDS = {f.name: f for f in dataclasses.fields(TileConfig)}
-BOOL_FIELDS = frozenset(n for n, f in FIELDS.items() if f.type in ("bool", bool))
+# A space lists flat lowering-parameter fields (every strategy's, as tuning configs always
+# have), plus "strategy" ("simt" is mma "none"; "mma_sync" the shape's MMA instruction).
+FIELDS = {"strategy": None, **{f.name: f for f in dataclasses.fields(TileConfig)}}
+BOOL_FIELDS = frozenset(n for n, f in FIELDS.items() if f is not None and f.type in ("bool", bool))
 # Per axis: block tile, warps, lanes, thread tile; BM = warps_m * lanes_m * TM.
 AXES = (("BM", "warps_m", "lanes_m", "TM"), ("BN", "warps_n", "lanes_n", "TN"))
-STRUCTURE = ("mma", "BM", "BN", "TM", "TN", "warps_m", "warps_n", "lanes_m", "lanes_n")
+STRUCTURE = ("strategy", "mma", "BM", "BN", "TM", "TN", "warps_m", "warps_n", "lanes_m", "lanes_n")
 SCATTER = ("warp_scatter_m", "warp_scatter_n", "thread_scatter_m", "thread_scatter_n")
 # Fields that validate checks only on their own: they reorder the work without changing any
 # tile, so their values multiply the rest of the space instead of being re-validated with
@@ -58,13 +65,18 @@ NO_EFFECT = (
     ("reduce_c_contiguous", lambda c: c.local_split_k == 1, False,
      "reduce_c_contiguous has no effect when local_split_k=1"),
 ) + tuple((name, lambda c: c.mma != "none", FIELDS[name].default,
-           "the scatter fields do not apply with mma") for name in SCATTER)
+           f"{name} does not apply to strategy mma_sync") for name in NOT_MMA_SYNC
+          if name not in ("TM", "TN", "lanes_m", "lanes_n"))
 
 
 @functools.lru_cache(maxsize=4096)  # the same few messages, millions of times
 def reason_key(message: str) -> str:
-    """'BM: must equal ... = 64, got 128' -> 'BM: must equal ... = N, got N' (one group)."""
+    """'BM: must equal ... = 64, got 128' -> 'BM: must equal ... = N, got N': the template
+    that groups the reasons of one rule."""
     return re.sub(r"(?<![A-Za-z_\d])\d+(?:x\d+)*", "N", message)
+
+
+SHOW_VARIANTS = 3  # per rule, the most frequent concrete reasons shown by lines()
 
 
 @dataclass
@@ -72,32 +84,61 @@ class SpaceReport:
     shape: str
     total: int  # points in the product of the listed values
     kept: int = 0
-    pruned: Counter = field(default_factory=Counter)  # reason -> points
+    pruned: Counter = field(default_factory=Counter)  # reason, with its numbers -> points
 
     def prune(self, reason: str, points: int = 1) -> None:
         if points:
-            self.pruned[reason_key(reason)] += points
+            self.pruned[reason] += points
+
+    def by_rule(self) -> Counter:
+        """Points per rule (the reasons' template, numbers shown as N)."""
+        out = Counter()
+        for reason, n in self.pruned.items():
+            out[reason_key(reason)] += n
+        return out
+
+    def groups(self) -> list[tuple[str, int, list[tuple[str, int]]]]:
+        """[(rule, points, [(reason, points), ...] most frequent first)], largest rule first."""
+        variants: dict[str, list] = {}
+        for reason, n in self.pruned.most_common():
+            variants.setdefault(reason_key(reason), []).append((reason, n))
+        return sorted(((rule, sum(n for _, n in vs), vs) for rule, vs in variants.items()),
+                      key=lambda g: -g[1])
 
     def to_dict(self) -> dict:
         return {"shape": self.shape, "total": self.total, "kept": self.kept,
-                "pruned": dict(self.pruned.most_common())}
+                "pruned": dict(self.pruned.most_common()),
+                "pruned_by_rule": dict(self.by_rule().most_common())}
 
     def lines(self) -> list[str]:
+        """One line per rule with a real instance of it; a rule met with several values shows
+        its most frequent instances (with their counts) and how many more there are."""
         share = 100.0 * (1 - self.kept / self.total) if self.total else 0.0
         out = [f"{self.shape}: {self.total} points -> {self.kept} after pruning "
                f"({share:.1f}% pruned)"]
-        out += [f"  {n:>10}  {reason}" for reason, n in self.pruned.most_common()]
+        for rule, n, variants in self.groups():
+            if len(variants) == 1:
+                out.append(f"  {n:>10}  {variants[0][0]}")
+                continue
+            out.append(f"  {n:>10}  in {len(variants)} variants of: {rule}")
+            for reason, k in variants[:SHOW_VARIANTS]:
+                out.append(f"  {'':>10}  {k:>10}  {reason}")
+            rest = variants[SHOW_VARIANTS:]
+            if rest:
+                out.append(f"  {'':>10}  {sum(k for _, k in rest):>10}  ... {len(rest)} more")
         return out
 
 
 class Space:
-    """Iterate the pruned candidates (TileConfigs) of one spec; `report` fills as it goes."""
+    """Iterate the pruned candidates of one spec, each its strategy's config (SimtConfig,
+    MmaSyncConfig); `report` fills as it goes. Points are built on the flat lowering
+    parameters and validated by their strategy (compiler.strategies)."""
 
     def __init__(self, spec: GemmSpec, space: dict[str, list], target: str | Target = "sm_90a",
                  base: str = "heuristic"):
         unknown = sorted(set(space) - set(FIELDS))
         if unknown:
-            raise SpecError(f"{unknown[0]}: not a TileConfig field (fields: {list(FIELDS)})")
+            raise SpecError(f"{unknown[0]}: not a config field (fields: {list(FIELDS)})")
         self.spec = spec
         self.target = get_target(target) if isinstance(target, str) else target
         self.listed = {k: [bool(v) if k in BOOL_FIELDS else v for v in vals]
@@ -154,7 +195,8 @@ class Space:
                     report.prune(why, n)
                 for combo in free_combos:
                     report.kept += 1
-                    yield cfg.replace(**combo) if combo else cfg
+                    # the strategy's own config (fields of other strategies dropped)
+                    yield strategies.from_flat(cfg.replace(**combo) if combo else cfg)
 
     def _base(self, mma: str | None) -> TileConfig:
         """The base config of points of kind `mma` (None: the base's own kind)."""
@@ -162,16 +204,28 @@ class Space:
             if self.base_kind == "fixed":
                 cfg = TileConfig()
             else:
-                cfg = default_config(self.spec, self.target)
-                if mma == "none" and cfg.mma != "none":  # the SIMT pick for this shape
-                    cfg = default_config(dataclasses.replace(
-                        self.spec, dtype="f32", out_dtype="f32", allow_tf32=False), self.target)
+                cfg = default_config(self.spec, self.target).lowering()
+                if mma == "none" and cfg.mma != "none":  # the SIMT strategy's pick for the shape
+                    cfg = strategies.get("simt").default_config(self.spec, self.target).lowering()
             self.bases[mma] = cfg if mma is None or cfg.mma == mma else cfg.replace(mma=mma)
         return self.bases[mma]
 
     def _derive(self, s: dict) -> tuple[dict, str | None]:
         """Complete the structural fields (lanes, warps, tiles) consistently, or say why not."""
         warp = self.target.warp_size
+        if "strategy" in s:  # the strategy says whether the point has an MMA instruction
+            name = s.pop("strategy")
+            if name not in strategies.STRATEGIES:
+                return s, f"strategy: unknown strategy {name!r}; known: {sorted(strategies.STRATEGIES)}"
+            if name == "simt":
+                mma = "none"
+            else:
+                pick = self._base(None).mma
+                mma = pick if pick != "none" else ("m16n8k8" if self.spec.allow_tf32
+                                                   else "m16n8k16")
+            if s.get("mma", mma) != mma and (name == "simt") != (s["mma"] == "none"):
+                return s, f"mma: {s['mma']!r} is not an instruction of strategy {name}"
+            s.setdefault("mma", mma)
         base = self._base(s.get("mma"))
         lm, ln = s.get("lanes_m"), s.get("lanes_n")
         if lm is None and ln is None:

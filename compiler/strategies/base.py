@@ -1,0 +1,111 @@
+"""What a strategy is, and the config base class every strategy's config derives from.
+
+A strategy (one folder under compiler/strategies/, one entry of STRATEGIES) provides:
+
+    name                   "simt", "mma_sync", ...: the `strategy` field of its configs
+    config_class           its config dataclass (a StrategyConfig): its own fields only
+    serves(spec, target)   whether it can compile `spec` for `target` at all
+    default_config(spec, target)   its own default heuristic (validated)
+    complete(given, spec, target)  a config from a partial dict: the given fields are kept,
+                           the others follow from them (the strategy's fitting logic)
+    validate(cfg, spec, target)    SpecError naming the field and the limit
+    estimates(cfg, spec)   {"shared_bytes": ..., "registers": ...} (what validate checks)
+    pipeline(cfg)          the DeepGen pass names that lower it (or a builder, later ones)
+    legacy_keys            legacy tuning-config keys -> its fields, where it has any
+
+As IREE puts one lowering-pipeline enum on a dispatch's translation info, the strategy is a
+field of the config (`strategy: "mma_sync"`), chosen by the default heuristic when none is
+given, and it alone decides the passes that run. The shared passes (compiler/passes/) read the
+flat lowering parameters (compiler.config.TileConfig) that `cfg.lowering()` produces.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import ClassVar
+
+from deepgen.spec import GemmSpec, SpecError
+
+from ..config import TileConfig
+from ..target import Target
+
+
+def check_fields(cls, d: dict, what: str) -> dict:
+    """`d` with its values typed per `cls`'s fields; SpecError naming an unknown or
+    mistyped field."""
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    out = {}
+    for key, value in d.items():
+        if key not in known:
+            raise SpecError(f"{key}: not a {what} field (fields: {list(known)})")
+        want = {"bool": bool, "str": str}.get(str(known[key].type), int)
+        if want is str and not isinstance(value, str):
+            raise SpecError(f"{key}: must be a string, got {value!r}")
+        if want is int and (isinstance(value, bool) or not isinstance(value, int)):
+            raise SpecError(f"{key}: must be an int, got {value!r}")
+        if want is bool and not isinstance(value, (bool, int)):
+            raise SpecError(f"{key}: must be a bool, got {value!r}")
+        out[key] = bool(value) if want is bool else value
+    return out
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    """Base of the strategies' configs: typed from_dict, to_dict with "strategy", replace."""
+    strategy: ClassVar[str] = ""
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        if d.get("strategy", cls.strategy) != cls.strategy:
+            raise SpecError(f"strategy: {d['strategy']!r} is not {cls.strategy!r}")
+        d = {k: v for k, v in d.items() if k != "strategy"}
+        return cls(**check_fields(cls, d, f"{cls.strategy} config"))
+
+    def to_dict(self) -> dict:
+        return {"strategy": self.strategy, **dataclasses.asdict(self)}
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    def lowering(self) -> TileConfig:
+        """The flat lowering parameters the shared passes read (the module's tile attribute)."""
+        raise NotImplementedError
+
+
+class Strategy:
+    name: str = ""
+    config_class: type = StrategyConfig
+    summary: str = ""
+    legacy_keys: dict = {}
+
+    def serves(self, spec: GemmSpec, target: Target) -> bool:
+        raise NotImplementedError
+
+    def default_config(self, spec: GemmSpec, target: Target) -> StrategyConfig:
+        raise NotImplementedError
+
+    def complete(self, given: dict, spec: GemmSpec, target: Target) -> StrategyConfig:
+        raise NotImplementedError
+
+    def validate(self, cfg: StrategyConfig, spec: GemmSpec, target: Target) -> None:
+        raise NotImplementedError
+
+    def estimates(self, cfg: StrategyConfig, spec: GemmSpec) -> dict:
+        raise NotImplementedError
+
+    def pipeline(self, cfg: StrategyConfig) -> list[str]:
+        raise NotImplementedError
+
+    def load_passes(self) -> None:
+        """Import the modules that register this strategy's own passes (none by default)."""
+
+    def from_flat(self, tile: TileConfig) -> StrategyConfig:
+        """This strategy's config from flat (legacy) lowering parameters."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<strategy {self.name}>"

@@ -1,0 +1,68 @@
+"""mma_sync: tensor cores through warp-wide mma.sync (NVIDIA sm_80+: f16/bf16 m16n8k16, tf32
+m16n8k8), ldmatrix fragments, tiles copied with cp.async in a ring of stages.
+
+Pipeline: the shared passes of compiler/passes/, with this strategy's own software pipeline
+(deepgen-mma-sync-pipeline: the cp.async ring, ./ring.py) in place of SIMT's double buffer."""
+from __future__ import annotations
+
+from deepgen.spec import GemmSpec
+
+from ...config import TileConfig
+from ...target import Target
+from .. import common
+from ..base import Strategy
+from . import config as _c
+from .config import MMA_SHAPES, MmaSyncConfig
+
+PASSES = [
+    "deepgen-gemm-to-affine",
+    "deepgen-tile-gemm",
+    "deepgen-split-k",
+    "deepgen-promote-shared",
+    "deepgen-mma-sync-pipeline",
+    "deepgen-block-swizzle",
+    "deepgen-vectorize",
+]
+# Flat lowering parameters of the SIMT thread tile: they do not apply to mma_sync.
+FOREIGN = ("TM", "TN", "lanes_m", "lanes_n", "warp_scatter_m", "warp_scatter_n",
+           "thread_scatter_m", "thread_scatter_n", "kk_unroll", "local_split_k",
+           "reduce_c_contiguous")
+
+
+class MmaSync(Strategy):
+    name = "mma_sync"
+    config_class = MmaSyncConfig
+    summary = "tensor cores: mma.sync warp tiles, ldmatrix, cp.async ring (sm_80+)"
+
+    def serves(self, spec: GemmSpec, target: Target) -> bool:
+        return (target.is_nvidia and target.name >= "sm_80"
+                and (spec.dtype in ("f16", "bf16") or spec.allow_tf32))
+
+    def default_config(self, spec: GemmSpec, target: Target) -> MmaSyncConfig:
+        return common.first_valid(self, _c.base_tiles(spec), spec, target,
+                                  lambda base: _c.fit(base, spec, target))
+
+    def complete(self, given: dict, spec: GemmSpec, target: Target) -> MmaSyncConfig:
+        cfg = _c.derive(self.default_config(spec, target), given)
+        return _c.fit(cfg, spec, target, frozenset(given))
+
+    def validate(self, cfg: MmaSyncConfig, spec: GemmSpec, target: Target) -> None:
+        _c.validate(cfg, spec, target)
+
+    def estimates(self, cfg: MmaSyncConfig, spec: GemmSpec) -> dict:
+        return _c.estimates(cfg, spec)
+
+    def pipeline(self, cfg: MmaSyncConfig) -> list[str]:
+        return list(PASSES)
+
+    def load_passes(self) -> None:
+        from . import ring  # noqa: F401  (registers deepgen-mma-sync-pipeline)
+
+    def from_flat(self, tile: TileConfig) -> MmaSyncConfig:
+        # TM, TN, lanes and the scatters never applied with mma: dropped
+        return MmaSyncConfig(**{f: getattr(tile, f) for f in MmaSyncConfig.field_names()})
+
+
+STRATEGY = MmaSync()
+
+__all__ = ["STRATEGY", "MmaSyncConfig", "MMA_SHAPES", "PASSES"]
