@@ -46,6 +46,9 @@ def rocdl_lowering(target: Target) -> list[str]:
         "expand-strided-metadata",
         "lower-affine",
         "convert-scf-to-cf",
+        # math.tanh/exp (epilogue activations) to ocml calls, linked in emit_object: left to
+        # convert-gpu-to-rocdl, tanh became llvm.tanh, which the AMDGPU back end cannot select
+        f"convert-math-to-rocdl{{chipset={target.name}}}",
         f"gpu.module(convert-gpu-to-rocdl{{chipset={target.name} "
         "use-bare-ptr-memref-call-conv=1})",
         "gpu.module(convert-vector-to-llvm,convert-ub-to-llvm)",
@@ -83,6 +86,58 @@ def to_llvm_ir(module: ir.Module) -> str:
         raise CompileError("llvm-ir", str(e)) from None
 
 
+def _isa_version(target: Target) -> int:
+    """__oclc_ISA_version of a gfx target: gfx942 -> 9402, gfx90a -> 9010 (hex digit)."""
+    digits = target.name[3:]
+    major, minor, step = digits[:-2], digits[-2], digits[-1]
+    return int(major) * 1000 + int(minor, 16) * 100 + int(step, 16)
+
+
+def _oclc_controls(target: Target) -> str:
+    """The oclc control constants ocml/ockl read (ROCm's oclc_*.bc define them; Triton and
+    clang emit them like this): IEEE behaviour (no finite-only or unsafe math, correctly
+    rounded sqrt, denormals kept), the ISA version, wave64 and code-object ABI 5."""
+    consts = {"__oclc_finite_only_opt": ("i8", 0), "__oclc_unsafe_math_opt": ("i8", 0),
+              "__oclc_daz_opt": ("i8", 0), "__oclc_correctly_rounded_sqrt32": ("i8", 1),
+              "__oclc_wavefrontsize64": ("i8", 1), "__oclc_wavefrontsize_log2": ("i8", 6),
+              "__oclc_ISA_version": ("i32", _isa_version(target)),
+              "__oclc_ABI_version": ("i32", CODE_OBJECT_VERSION * 100)}
+    return "\n".join(f"@{k} = linkonce_odr hidden local_unnamed_addr addrspace(4) constant "
+                     f"{t} {v}, align {1 if t == 'i8' else 4}" for k, (t, v) in consts.items())
+
+
+def link_device_libs(mod, target: Target) -> None:
+    """Link ocml and ockl (deepgen.toolchain.find_amd_device_libs) into `mod`, an llvmlite
+    module that calls __ocml_* functions (an epilogue's tanh / exp). Their functions are
+    linkonce_odr: the O3 pipeline inlines what the kernels call and drops the rest."""
+    import llvmlite.binding as llvm
+    from deepgen.toolchain import find_amd_device_libs
+
+    libs = find_amd_device_libs()
+    if libs is None:
+        raise CompileError("device-libs", "the kernel calls ocml math functions but ocml.bc/"
+                           "ockl.bc were not found: install ROCm (amdgcn/bitcode), or pip "
+                           "install triton (its AMD backend ships them), or set "
+                           "DEEPGEN_AMD_DEVICE_LIBS to a directory holding both")
+    mod.link_in(llvm.parse_assembly(f'target triple = "{TRIPLE}"\n'
+                                    f'target datalayout = "{mod.data_layout}"\n'
+                                    + _oclc_controls(target)))
+    own = {f.name for f in mod.functions if not f.is_declaration}
+    for path in libs:
+        lib = llvm.parse_bitcode(Path(path).read_bytes())
+        lib.triple = TRIPLE
+        mod.link_in(lib)
+    # What the libraries define is private to this object (the few functions of external
+    # linkage in ockl would otherwise be compiled and kept): internal, so O3 drops the unused.
+    for f in mod.functions:
+        if not f.is_declaration and f.name not in own:
+            f.linkage = llvm.Linkage.internal
+    for g in mod.global_variables:
+        if not g.is_declaration and not g.name.startswith("__oclc_") and g.linkage in (
+                llvm.Linkage.external, llvm.Linkage.linkonce_odr, llvm.Linkage.weak_odr):
+            g.linkage = llvm.Linkage.internal
+
+
 def emit_object(llvm_ir: str, target: Target, want_assembly: bool) -> tuple[bytes, str]:
     """LLVM IR -> (amdgcn ELF object, assembly or ""), optimized at O3 as ptxas -O3 is."""
     import llvmlite.binding as llvm
@@ -91,6 +146,8 @@ def emit_object(llvm_ir: str, target: Target, want_assembly: bool) -> tuple[byte
         llvm.initialize_all_targets()
         llvm.initialize_all_asmprinters()
         mod = llvm.parse_assembly(llvm_ir)
+        if "@__ocml_" in llvm_ir or "@__ockl_" in llvm_ir:  # an epilogue's math functions
+            link_device_libs(mod, target)
         mod.verify()
         tm = llvm.Target.from_triple(TRIPLE).create_target_machine(
             cpu=target.name, features=amdgpu_features(target), reloc="pic", opt=3)
@@ -99,6 +156,8 @@ def emit_object(llvm_ir: str, target: Target, want_assembly: bool) -> tuple[byte
         # Code generation rewrites the module it runs on (LDS lowering): one copy each.
         asm = tm.emit_assembly(mod.clone()) if want_assembly else ""
         return tm.emit_object(mod), asm
+    except CompileError:
+        raise
     except Exception as e:  # llvmlite raises RuntimeError with LLVM's message
         raise CompileError("llvmlite-amdgcn", str(e)) from None
 

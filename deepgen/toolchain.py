@@ -9,6 +9,10 @@ non-empty, is authoritative: if it names a missing or non-executable file the to
 reported missing rather than silently taken from elsewhere):
 
     ptxas      $DEEPGEN_PTXAS, PyPI nvidia-cuda-nvcc (nvidia/cu13/bin, cu12 layouts too), PATH
+    nvJitLink  PyPI nvidia-nvjitlink + cuda-bindings: PTX -> cubin in process, used only when
+               $DEEPGEN_ASSEMBLER is nvjitlink or auto (`cubin_assembler()`; ptxas otherwise)
+    libdevice  $DEEPGEN_LIBDEVICE, PyPI nvidia-nvvm (nvvm/libdevice/libdevice.10.bc)
+    ocml/ockl  $DEEPGEN_AMD_DEVICE_LIBS, $ROCM_PATH/amdgcn/bitcode, PyPI triton's AMD backend
     ld.lld     $DEEPGEN_LD_LLD, PATH `ld.lld` (skipped when older than LLD 17), PyPI ziglang
                (`zig ld.lld`: a command of two words, hence `find_ld_lld()` returns a list)
     cuobjdump  $DEEPGEN_CUOBJDUMP, PyPI nvidia-cuda-cuobjdump, PATH (needs nvdisasm beside it
@@ -44,6 +48,8 @@ CUOBJDUMP_DISTS = ("nvidia-cuda-cuobjdump", "nvidia-cuda-cuobjdump-cu13",
 NVDISASM_DISTS = ("nvidia-cuda-nvdisasm", "nvidia-cuda-nvdisasm-cu13",
                   "nvidia-cuda-nvdisasm-cu12")
 ZIG_DISTS = ("ziglang",)
+NVJITLINK_DISTS = ("nvidia-nvjitlink", "nvidia-nvjitlink-cu13", "nvidia-nvjitlink-cu12")
+ASSEMBLERS = ("ptxas", "nvjitlink", "auto")  # the values of $DEEPGEN_ASSEMBLER
 
 # Debian's LLD 14 predates gfx942; LLVM 17 is the first release that knows it.
 MIN_LLD_MAJOR = 17
@@ -247,6 +253,43 @@ def cuda_toolkit_dir() -> str | None:
     return str(Path(ptxas).parent.parent) if ptxas else None
 
 
+def locate_nvjitlink() -> ToolInfo:
+    """nvJitLink through cuda.bindings.nvjitlink: found when the bindings' module file and the
+    library's wheel are installed (checked without importing them: the import costs ~50 ms).
+    `path` is the bindings module; the version is nvidia-nvjitlink's."""
+    info = ToolInfo("nvjitlink")
+    dv = dist_version(*NVJITLINK_DISTS)
+    try:
+        spec = importlib.util.find_spec("cuda")  # a namespace package: imports nothing
+    except (ImportError, ValueError):
+        spec = None
+    modules = [m for base in (spec.submodule_search_locations or []) if spec
+               for m in sorted(glob.glob(str(Path(base) / "bindings" / "nvjitlink.*")))]
+    if not modules:
+        info.notes.append("no cuda.bindings.nvjitlink: pip install cuda-bindings")
+    elif dv is None:
+        info.notes.append("no libnvJitLink: pip install nvidia-nvjitlink")
+    else:
+        info.command, info.source, info.version = [modules[0]], f"pip {dv[0]}", dv[1]
+    return info
+
+
+def cubin_assembler() -> tuple[str, str]:
+    """Which assembler turns PTX into cubins here, and why: ("ptxas" | "nvjitlink", reason).
+    $DEEPGEN_ASSEMBLER picks: ptxas (the default), nvjitlink or auto (nvJitLink when it is
+    installed, else ptxas). nvJitLink makes relocatable code (as `ptxas -c`), which is not
+    always the code ptxas makes (compiler/backend_nvidia.py says what differs)."""
+    wanted = _env("DEEPGEN_ASSEMBLER") or "ptxas"
+    if wanted.lower() not in ASSEMBLERS:
+        return "ptxas", f"DEEPGEN_ASSEMBLER={wanted} is not one of {', '.join(ASSEMBLERS)}"
+    if wanted.lower() == "ptxas":
+        return "ptxas", "the default (DEEPGEN_ASSEMBLER=nvjitlink or auto for nvJitLink)"
+    nvj = locate_nvjitlink()
+    if nvj.found:
+        return "nvjitlink", f"DEEPGEN_ASSEMBLER={wanted}"
+    return "ptxas", f"DEEPGEN_ASSEMBLER={wanted} but nvJitLink is missing ({'; '.join(nvj.notes)})"
+
+
 def locate_nvdisasm() -> ToolInfo:
     return _locate_simple("nvdisasm", "nvdisasm", "DEEPGEN_NVDISASM", NVDISASM_DISTS)
 
@@ -290,6 +333,97 @@ def cuobjdump_env(cuobjdump: str | None = None) -> dict[str, str]:
         if nvdisasm:
             env["PATH"] = str(Path(nvdisasm).parent) + os.pathsep + env.get("PATH", "")
     return env
+
+
+# ---------------------------------------------------------------------------------------------
+# Device math bitcode, linked into kernels whose epilogue calls math functions (gelu, silu)
+
+NVVM_DISTS = ("nvidia-nvvm", "nvidia-cuda-nvcc-cu12")
+LIBDEVICE = "nvvm/libdevice/libdevice.10.bc"
+# AMD: ocml (math) and ockl. The package made for them is ROCm's own (TheRock's rocm-sdk-core
+# wheel, lib/llvm/amdgcn/bitcode; on PyPI rocm-sdk-core/rocm-sdk-device are 0.x placeholders,
+# the real wheels are on AMD's index), preferred, as is an installed ROCm; Triton's AMD backend,
+# which ships ocml.bc and ockl.bc in its PyPI wheel (triton/backends/amd/lib), serves otherwise.
+AMD_DEVICE_LIBS = ("ocml.bc", "ockl.bc")
+
+
+def locate_libdevice() -> ToolInfo:
+    """libdevice.10.bc: $DEEPGEN_LIBDEVICE (authoritative), else PyPI nvidia-nvvm (a
+    dependency of nvidia-cuda-nvcc). Not found: MLIR links the libdevice its bindings embed."""
+    info = ToolInfo("libdevice")
+    env_path = _env("DEEPGEN_LIBDEVICE")
+    if env_path is not None:
+        if Path(env_path).is_file():
+            info.command, info.source = [str(Path(env_path).resolve())], "env DEEPGEN_LIBDEVICE"
+        else:
+            info.notes.append(f"DEEPGEN_LIBDEVICE={env_path} is not a file")
+        return info
+    for dist in NVVM_DISTS:
+        hits = _dist_files(dist, LIBDEVICE)
+        if hits:
+            info.command, info.source = [str(hits[0])], f"pip {dist}"
+            info.version = _py_dist_version(dist)
+            return info
+    for base in _nvidia_namespace_dirs():
+        for path in sorted(glob.glob(str(base / "*" / LIBDEVICE)), reverse=True):
+            info.command, info.source = [str(Path(path).resolve())], "pip nvidia-*"
+            return info
+    return info
+
+
+@functools.lru_cache(maxsize=1)
+def _find_libdevice_cached(env: str | None) -> str | None:
+    return locate_libdevice().path
+
+
+def find_libdevice() -> str | None:
+    """Path of libdevice.10.bc, or None."""
+    return _find_libdevice_cached(_env("DEEPGEN_LIBDEVICE"))
+
+
+def locate_amd_device_libs() -> ToolInfo:
+    """Directory holding ocml.bc and ockl.bc: $DEEPGEN_AMD_DEVICE_LIBS (authoritative), ROCm's
+    amdgcn/bitcode ($ROCM_PATH or /opt/rocm), else the Triton wheel's backends/amd/lib."""
+    info = ToolInfo("AMD device libs")
+    env_dir = _env("DEEPGEN_AMD_DEVICE_LIBS")
+    candidates = []
+    if env_dir is not None:
+        candidates.append((env_dir, "env DEEPGEN_AMD_DEVICE_LIBS"))
+    else:
+        rocm = _env("ROCM_PATH") or "/opt/rocm"
+        candidates.append((str(Path(rocm) / "amdgcn" / "bitcode"), "ROCm"))
+        for pkg in ("_rocm_sdk_core",):  # TheRock's rocm-sdk-core wheel
+            try:
+                spec = importlib.util.find_spec(pkg)
+            except (ImportError, ValueError):
+                spec = None
+            for loc in (spec.submodule_search_locations or []) if spec else []:
+                candidates.append((str(Path(loc) / "lib" / "llvm" / "amdgcn" / "bitcode"),
+                                   "pip rocm-sdk-core"))
+        try:
+            spec = importlib.util.find_spec("triton")
+        except (ImportError, ValueError):
+            spec = None
+        if spec is not None and spec.submodule_search_locations:
+            for loc in spec.submodule_search_locations:
+                candidates.append((str(Path(loc) / "backends" / "amd" / "lib"),
+                                   "pip triton (backends/amd/lib)"))
+    for directory, source in candidates:
+        if all((Path(directory) / f).is_file() for f in AMD_DEVICE_LIBS):
+            info.command, info.source = [str(Path(directory).resolve())], source
+            if source.startswith("pip triton"):
+                info.version = _py_dist_version("triton")
+            return info
+        if source.startswith("env"):
+            info.notes.append(f"DEEPGEN_AMD_DEVICE_LIBS={directory} lacks "
+                              f"{' or '.join(AMD_DEVICE_LIBS)}")
+    return info
+
+
+def find_amd_device_libs() -> list[str] | None:
+    """Paths of ocml.bc and ockl.bc, or None."""
+    directory = locate_amd_device_libs().path
+    return [str(Path(directory) / f) for f in AMD_DEVICE_LIBS] if directory else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -428,8 +562,21 @@ def _py_dist_version(*names: str) -> str | None:
 
 def toolchain_versions() -> dict:
     """Versions of everything that shapes a compiled kernel (recorded in artifacts).
-    Values are None for what is not installed. Imports neither MLIR nor torch."""
+    Values are None for what is not installed. Imports neither MLIR nor torch.
+    Cached per process for the same DEEPGEN_* variables and PATH (the package metadata it
+    reads cost ~13 ms a call, once per compile)."""
+    key = tuple(sorted((k, v) for k, v in os.environ.items()
+                       if k.startswith("DEEPGEN_") or k == "PATH"))
+    return dict(_toolchain_versions(key))
+
+
+@functools.lru_cache(maxsize=8)
+def _toolchain_versions(env_key: tuple) -> dict:
+    del env_key  # the cache key only
     ptxas = locate_ptxas()
+    assembler = cubin_assembler()[0]
+    if assembler == "nvjitlink":
+        assembler = f"nvjitlink {locate_nvjitlink().version}"
     ld = locate_ld_lld()
     return {
         "deepgen": _py_dist_version("deepgen-mlir"),
@@ -438,7 +585,9 @@ def toolchain_versions() -> dict:
         "llvm_tools": _py_dist_version(*LLVM_TOOLS_DISTS),
         "llvmlite": _py_dist_version("llvmlite"),
         "ptxas": ptxas.version,
+        "assembler": assembler,  # PTX -> cubin: "ptxas" or "nvjitlink <version>"
         "ld_lld": ld.version,
+        "libdevice": _py_dist_version(*NVVM_DISTS),  # linked where an epilogue needs math
         "torch": _py_dist_version("torch"),
     }
 

@@ -3,17 +3,23 @@
 // IRDL ops have no custom assembly: they print and parse in generic form, e.g.
 //   "deepgen.gemm"(%A, %B, %C, %alpha, %beta) {layout = "NN", epilogue = "none", tile = {...}}
 //       : (memref<...>, memref<...>, memref<...>, f32, f32) -> ()
+// `epilogue` is the epilogue chain (deepgen.epilogue): a legacy name ("none" = alpha_beta,
+// "relu" = alpha_beta+relu, "partial" = the empty chain) or its steps joined by "+", e.g.
+// "alpha_beta+bias_col+gelu_tanh". A chain with a bias step takes the bias operand (a 1-D
+// memref of M or N elements), the last one.
 // Structural constraints live here; value checks (shapes agree with the layout, known
 // attribute values) are in dialects/verify.py, which every DeepGen pass runs first.
 irdl.dialect @deepgen {
-  // C = alpha * op(A) @ op(B) + beta * C, batch packed in the leading dimension.
-  // An optional unit attribute `allow_tf32` lets f32 inputs be multiplied as tf32.
+  // C = epilogue(op(A) @ op(B)) (by default alpha * op(A) @ op(B) + beta * C), batch packed
+  // in the leading dimension. An optional unit attribute `allow_tf32` lets f32 inputs be
+  // multiplied as tf32.
   irdl.operation @gemm {
     %a = irdl.base "!builtin.memref"
     %b = irdl.base "!builtin.memref"
     %c = irdl.base "!builtin.memref"
     %f32 = irdl.is f32
-    irdl.operands(a: %a, b: %b, c: %c, alpha: %f32, beta: %f32)
+    %bias = irdl.base "!builtin.memref"
+    irdl.operands(a: %a, b: %b, c: %c, alpha: %f32, beta: %f32, bias: optional %bias)
     %layout = irdl.base "#builtin.string"
     %epilogue = irdl.base "#builtin.string"
     %tile = irdl.base "#builtin.dictionary"
@@ -32,14 +38,17 @@ irdl.dialect @deepgen {
     irdl.attributes {"operand" = %operand}
   }
 
-  // Write `width` accumulator columns of C at (m, n): alpha * value + beta * C, or a raw
-  // store of the value (epilogue = "partial", split-K partial sums).
+  // Write `width` accumulator columns of C at (m, n) through the epilogue chain (by default
+  // alpha * value + beta * C), or a raw store of the value (epilogue = "partial", split-K
+  // partial sums). The bias operand is there when the chain has a bias step.
   irdl.operation @store_frag {
     %val = irdl.base "!builtin.vector"
     %dst = irdl.base "!builtin.memref"
     %idx = irdl.is index
     %f32 = irdl.is f32
-    irdl.operands(value: %val, dst: %dst, m: %idx, n: %idx, alpha: %f32, beta: %f32)
+    %bias = irdl.base "!builtin.memref"
+    irdl.operands(value: %val, dst: %dst, m: %idx, n: %idx, alpha: %f32, beta: %f32,
+                  bias: optional %bias)
     %epilogue = irdl.base "#builtin.string"
     irdl.attributes {"epilogue" = %epilogue}
   }

@@ -22,7 +22,7 @@ def _attrs(**kw) -> dict:
 
 
 def dict_attr(d: dict) -> ir.DictAttr:
-    """A DictAttr of plain Python values (bool, int, str)."""
+    """A DictAttr of plain Python values (bool, int, str, lists and dicts of them)."""
     def one(v):
         if isinstance(v, bool):
             return ir.BoolAttr.get(v)
@@ -32,6 +32,8 @@ def dict_attr(d: dict) -> ir.DictAttr:
             return ir.StringAttr.get(v)
         if isinstance(v, (list, tuple)):
             return ir.ArrayAttr.get([one(x) for x in v])
+        if isinstance(v, dict):  # nested: the spec's epilogue
+            return dict_attr(v)
         raise TypeError(f"cannot make an attribute of {v!r}")
     return ir.DictAttr.get({k: one(v) for k, v in d.items()})
 
@@ -49,6 +51,8 @@ def dict_of(attr: ir.Attribute) -> dict:
             out[named.name] = a.value
         elif isinstance(a, ir.StringAttr):
             out[named.name] = a.value
+        elif isinstance(a, ir.DictAttr):
+            out[named.name] = dict_of(a)
         else:
             out[named.name] = [x.value for x in ir.ArrayAttr(a)]
     return out
@@ -60,9 +64,11 @@ def _create(name, operands, results=(), **attrs):
 
 
 def gemm(a, b, c, alpha, beta, *, layout: str, epilogue: str, tile: dict,
-         allow_tf32: bool = False):
-    op = _create("deepgen.gemm", [a, b, c, alpha, beta], layout=layout, epilogue=epilogue,
-                 tile=tile)
+         allow_tf32: bool = False, bias=None):
+    """`epilogue`: the chain's attribute text (deepgen.compiler.epilogue.chain_text); `bias`:
+    the bias memref when the chain has a bias step."""
+    operands = [a, b, c, alpha, beta] + ([bias] if bias is not None else [])
+    op = _create("deepgen.gemm", operands, layout=layout, epilogue=epilogue, tile=tile)
     if allow_tf32:  # optional unit attribute: f32 inputs may be rounded to tf32
         op.attributes["allow_tf32"] = ir.UnitAttr.get()
     return op
@@ -72,8 +78,9 @@ def load_frag(result_type, src, mn, k, *, operand: str):
     return _create("deepgen.load_frag", [src, mn, k], [result_type], operand=operand).result
 
 
-def store_frag(value, dst, m, n, alpha, beta, *, epilogue: str):
-    return _create("deepgen.store_frag", [value, dst, m, n, alpha, beta], epilogue=epilogue)
+def store_frag(value, dst, m, n, alpha, beta, *, epilogue: str, bias=None):
+    operands = [value, dst, m, n, alpha, beta] + ([bias] if bias is not None else [])
+    return _create("deepgen.store_frag", operands, epilogue=epilogue)
 
 
 def tile_fetch(result_type, src, mn0, k0, *, operand: str, distribution: dict):

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from mlir import ir
 
+from deepgen.epilogue import EpilogueSpec
 from deepgen.spec import LAYOUTS, GemmSpec, SpecError
-
-EPILOGUES = ("none", "relu")
 
 
 def _shape(value, name: str) -> tuple[list[int], str]:
@@ -28,9 +27,12 @@ def gemm_spec(op) -> GemmSpec:
     layout = ir.StringAttr(op.attributes["layout"]).value
     if layout not in LAYOUTS:
         raise ValueError(f"layout: must be one of {LAYOUTS}, got {layout!r}")
-    epilogue = ir.StringAttr(op.attributes["epilogue"]).value
-    if epilogue not in EPILOGUES:
-        raise ValueError(f"epilogue: must be one of {EPILOGUES}, got {epilogue!r}")
+    from deepgen.compiler.epilogue import chain_of  # local: keeps this module light
+    try:
+        steps = chain_of(ir.StringAttr(op.attributes["epilogue"]).value)
+    except SpecError as e:
+        raise ValueError(str(e)) from None
+    bias_dtype = _bias(op, steps)
     (ba, ra, ca), dta = _shape(op.operands[0], "A")
     (bb, rb, cb), dtb = _shape(op.operands[1], "B")
     (bc, M, N), dtc = _shape(op.operands[2], "C")
@@ -47,7 +49,37 @@ def gemm_spec(op) -> GemmSpec:
     if k_a != k_b:
         raise ValueError(f"operand B: K={k_b} differs from A's K={k_a}")
     try:
-        return GemmSpec(M=M, N=N, K=k_a, batch=ba, dtype=dta, out_dtype=dtc, layout=layout,
-                        allow_tf32="allow_tf32" in op.attributes)
+        spec = GemmSpec(M=M, N=N, K=k_a, batch=ba, dtype=dta, out_dtype=dtc, layout=layout,
+                        allow_tf32="allow_tf32" in op.attributes,
+                        epilogue=EpilogueSpec(steps, None if bias_dtype == dta else bias_dtype))
     except SpecError as e:
         raise ValueError(str(e)) from None
+    if spec.epilogue.bias:
+        want = spec.operand_shape("bias")
+        got = tuple(ir.MemRefType(op.operands[5].type).shape)
+        if got != want:
+            raise ValueError(f"operand bias: the {spec.epilogue.bias} bias has {want[0]} "
+                             f"elements ({'M' if spec.epilogue.bias == 'row' else 'N'}), "
+                             f"got memref shape {list(got)}")
+    return spec
+
+
+def _bias(op, steps) -> str | None:
+    """The bias operand's element type, checking it is there exactly when a step needs it."""
+    wants = any(s.startswith("bias_") for s in steps)
+    has = len(op.operands) > 5
+    if wants != has:
+        raise ValueError("operand bias: the epilogue " + (
+            "has a bias step but the op has no bias operand" if wants
+            else "has no bias step but the op has a bias operand"))
+    if not has:
+        return None
+    t = ir.MemRefType(op.operands[5].type)
+    if t.rank != 1 or not t.has_static_shape:
+        raise ValueError(f"operand bias: expected a static 1-D memref, got {t}")
+    from deepgen.compiler.irb import dtype_of
+    try:
+        return dtype_of(t.element_type)
+    except ValueError:
+        raise ValueError(f"operand bias: element type {t.element_type} is not f32, f16 or "
+                         f"bf16") from None

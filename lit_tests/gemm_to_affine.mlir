@@ -14,7 +14,8 @@
 // CHECK: arith.mulf
 // CHECK: arith.addf %[[S]]
 // CHECK: arith.cmpf one, %arg4
-// CHECK: arith.select
+// CHECK: scf.if
+// CHECK: affine.load %arg2[%[[B]], %[[I]], %[[J]]] : memref<2x33x100xf32>
 // CHECK: affine.store {{.*}}, %arg2[%[[B]], %[[I]], %[[J]]] {deepgen.role = "C"} : memref<2x33x100xf32>
 // CHECK: deepgen.gemm_nest
 // CHECK-SAME: deepgen.layout = "TN"

@@ -2,7 +2,11 @@
 
     affine.for %b = 0 to batch { affine.for %i = 0 to M { affine.for %j = 0 to N {
       %acc = affine.for %k = 0 to K iter_args(%s = 0.0) { %s + A[b,i,k] * B[b,k,j] }
-      C[b,i,j] = epilogue(alpha * %acc + (beta == 0 ? 0 : beta * C[b,i,j])) } } }
+      C[b,i,j] = epilogue(%acc) } } }
+
+The epilogue is the spec's chain (compiler/epilogue.py), by default
+alpha * %acc + (beta == 0 ? C unread : beta * C[b,i,j]); a bias step reads bias[i] or
+bias[j] (an affine.load with role "bias").
 
 Indices follow each operand's layout (a transposed operand is read as [b, k, i]). The nest is
 the reference semantics of the op (it runs on the CPU as is) and carries what the GPU passes
@@ -16,6 +20,7 @@ from mlir.dialects import affine, arith
 from deepgen.dialects.verify import gemm_spec
 
 from .. import irb
+from ..epilogue import emit
 from . import PassError, register
 from .common import GEMM_NEST, ROLE, SPEC, TILE, spec_attr
 
@@ -38,7 +43,8 @@ def lower_gemm(op) -> None:
         spec = gemm_spec(op)
     except ValueError as e:
         raise PassError(op, str(e)) from None
-    a, b, c, alpha, beta = op.operands
+    a, b, c, alpha, beta = op.operands[:5]
+    bias = op.operands[5] if len(op.operands) > 5 else None
     rank = lambda v: ir.MemRefType(v.type).rank
     f32 = ir.F32Type.get()
     out_t = irb.element_type(spec.out_dtype)
@@ -69,26 +75,20 @@ def lower_gemm(op) -> None:
                         prod = arith.mulf(irb.extf(va, f32), irb.extf(vb, f32))
                         affine.yield_([arith.addf(lk.inner_iter_args[0], prod)])
                     ic = _index(rank(c), bi, i, j)
-                    scaled = arith.mulf(alpha, lk.results[0])
-                    irb.set_attr(scaled.owner, ROLE, "alpha")
-                    old = irb.extf(_load(c, ic), f32)
-                    # beta == 0 must not read C: a NaN there would survive 0 * NaN.
-                    beta_c = arith.mulf(beta, old)
-                    irb.set_attr(beta_c.owner, ROLE, "beta")
-                    nz = arith.cmpf(arith.CmpFPredicate.ONE, beta, zero)
-                    res = arith.addf(scaled, arith.select(nz, beta_c, zero))
-                    if spec_epilogue(op) == "relu":
-                        res = arith.maximumf(res, zero)
+
+                    def bias_value(kind, i=i, j=j):
+                        v = _load(bias, [i if kind == "row" else j])
+                        irb.set_attr(v.owner, ROLE, "bias")
+                        return irb.extf(v, f32)
+
+                    res = emit(lk.results[0], spec.epilogue.steps, alpha=alpha, beta=beta,
+                               load_c=lambda: _load(c, ic), bias_value=bias_value)
                     store = affine.AffineStoreOp(irb.truncf(res, out_t), c, ic, _identity(len(ic)))
                     irb.set_attr(store, ROLE, "C")
                     affine.yield_([])
                 affine.yield_([])
             affine.yield_([])
     op.erase()
-
-
-def spec_epilogue(op) -> str:
-    return ir.StringAttr(op.attributes["epilogue"]).value
 
 
 @register("deepgen-gemm-to-affine", "deepgen.gemm -> affine loop nest (the affine description)")

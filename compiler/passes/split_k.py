@@ -2,22 +2,25 @@
 
 The main kernel's grid grows along z to batch * split_k; block z = b * split_k + s computes
 K slice s, [s * Kc, min(K, (s + 1) * Kc)) with Kc a multiple of BK, and writes its raw f32
-partial tile to the workspace W[z] (store_frag epilogue "partial"). A second kernel,
-@deepgen_splitk_reduce, launched after it, sums the split_k partials of each element in a
-fixed order (so results are bitwise reproducible, unlike atomics) and applies the alpha/beta
-epilogue into C.
+partial tile to the workspace W[z] (store_frag epilogue "partial": the empty chain). A second
+kernel, @deepgen_splitk_reduce, launched after it, sums the split_k partials of each element
+in a fixed order (so results are bitwise reproducible, unlike atomics) and applies the whole
+epilogue chain (compiler/epilogue.py) into C. With a bias, every vector of the reduction lies
+within one row of C (its row and column index the bias).
 """
 from __future__ import annotations
 
 from mlir import ir
 from mlir.dialects import arith, gpu, scf, vector
 
+from deepgen.dialects import ops
 from deepgen.spec import DTYPE_BYTES
 
 from .. import irb
 from . import PassError, register
 from .common import (GRID, ORDER, args_of, gemm_kernel, grid_of, k_loop, set_args, spec_of,
                      str_attr, tile_of)
+from ..epilogue import chain_of
 from .vectorize import apply_epilogue
 
 REDUCE_THREADS = 256
@@ -57,32 +60,42 @@ def split(kernel, spec, cfg) -> None:
         epilogues.add(str_attr(op, "epilogue"))
         op.operands[1] = W_z
         op.attributes["epilogue"] = ir.StringAttr.get("partial")
+        if len(op.operands) > 6:  # the partial sums take no bias: the op without it
+            with ir.InsertionPoint(op), op.location:
+                ops.store_frag(*list(op.operands)[:6], epilogue="partial")
+            op.erase()
     if len(epilogues) != 1:
         raise PassError(kernel, f"expected one epilogue kind on the stores, found {sorted(epilogues)}")
     irb.set_attr(kernel, GRID, [gx, gy, gz * s])
     set_args(kernel, args_of(kernel) + ["W"])
     irb.set_attr(kernel, WORKSPACE, spec.batch * s * spec.M * spec.N * 4)
-    build_reduce(kernel, spec, s, epilogues.pop())
+    build_reduce(kernel, spec, s, chain_of(epilogues.pop()))
 
 
-def build_reduce(kernel, spec, s: int, epilogue: str) -> None:
-    """C[b] = epilogue(alpha * sum_s W[b, s] + beta * C[b]), `vec` elements per thread."""
+def build_reduce(kernel, spec, s: int, steps) -> None:
+    """C[b] = epilogue(sum_s W[b, s]) (by default alpha * sum + beta * C[b]), `vec`
+    elements per thread (with a bias: within one row)."""
     mn = spec.M * spec.N
-    vec = 4 if mn % 4 == 0 else 1
+    bias_kind = spec.epilogue.bias
+    vec = 4 if (spec.N if bias_kind else mn) % 4 == 0 else 1
     f32 = ir.F32Type.get()
     out_t = irb.element_type(spec.out_dtype)
     w_t = ir.MemRefType.get([spec.batch, s, mn], f32)
     c_t = ir.MemRefType.get([spec.batch, mn], out_t)
+    bias_t = ([ir.MemRefType.get(list(spec.operand_shape("bias")),
+                                 irb.element_type(spec.operand_dtype("bias")))]
+              if bias_kind else [])
     grid = [-(-mn // (REDUCE_THREADS * vec)), spec.batch, 1]
     with ir.InsertionPoint.after(kernel), kernel.location:
-        red = gpu.GPUFuncOp(ir.FunctionType.get([w_t, c_t, f32, f32], []),
+        red = gpu.GPUFuncOp(ir.FunctionType.get([w_t, c_t, f32, f32] + bias_t, []),
                             sym_name="deepgen_splitk_reduce", kernel=True,
                             known_block_size=[REDUCE_THREADS, 1, 1])
         irb.set_attr(red, GRID, grid)
         irb.set_attr(red, ORDER, 1)
-        set_args(red, ["W", "C", "alpha", "beta"])
+        set_args(red, ["W", "C", "alpha", "beta"] + (["bias"] if bias_kind else []))
         block = red.add_entry_block()
-    W, C, alpha, beta = block.arguments
+    W, C, alpha, beta = list(block.arguments)[:4]
+    bias = block.arguments[4] if bias_kind else None
     vt = irb.vector_type(vec, f32)
     with ir.InsertionPoint(block), kernel.location:
         b = gpu.block_id(gpu.Dimension.y)
@@ -94,7 +107,10 @@ def build_reduce(kernel, spec, s: int, epilogue: str) -> None:
             for k in range(s):  # fixed order: deterministic sums
                 part = vector.load(vt, W, [b, irb.const_index(k), i], alignment=vec * 4)
                 total = part if total is None else arith.addf(total, part)
-            res = apply_epilogue(total, C, [b, i], alpha, beta, epilogue)
+            row = col = None
+            if bias_kind:
+                row, col = irb.div(i, spec.N), irb.rem(i, spec.N)
+            res = apply_epilogue(total, C, [b, i], alpha, beta, steps, bias, row, col)
             vector.store(irb.truncf(res, out_t), C, [b, i],
                          alignment=vec * DTYPE_BYTES[spec.out_dtype])
             scf.yield_([])

@@ -43,8 +43,10 @@ def _find_role(nest, role: str):
     raise PassError(nest, f"the GEMM nest has no op with {ROLE} = {role!r}")
 
 
-def kernel_module(module, target_name: str):
-    """The gpu.module holding DeepGen's kernels, created on first use."""
+def kernel_module(module, target_name: str, math: bool = False):
+    """The gpu.module holding DeepGen's kernels, created on first use. `math`: the kernels
+    call device math functions (EpilogueSpec.needs_math), so the NVVM target links libdevice
+    (the ROCDL path links ocml in backend_amdgpu)."""
     for op in module.regions[0].blocks[0].operations:
         if op.operation.name == "gpu.module":
             return op
@@ -53,13 +55,23 @@ def kernel_module(module, target_name: str):
     with ir.InsertionPoint(module.regions[0].blocks[0]), module.location:
         if target.is_nvidia:
             chip, features = ptx_chip_features(target)
-            tgt = ir.Attribute.parse(f'#nvvm.target<chip = "{chip}", features = "{features}">')
+            tgt = ir.Attribute.parse(f'#nvvm.target<chip = "{chip}", features = "{features}"'
+                                     f'{_libdevice_link() if math else ""}>')
         else:
             tgt = ir.Attribute.parse(f'#rocdl.target<chip = "{target.name}", '
                                      f'features = "{amdgpu_features(target)}">')
         gm = gpu.GPUModuleOp(KERNEL_MODULE, targets=ir.ArrayAttr.get([tgt]))
         gm.bodyRegion.blocks.append()
     return gm
+
+
+def _libdevice_link() -> str:
+    """The #nvvm.target `link` field naming libdevice from PyPI nvidia-nvvm; "" when it is not
+    installed (then gpu-module-to-binary links the libdevice the MLIR bindings embed)."""
+    from deepgen.toolchain import find_libdevice
+
+    path = find_libdevice()
+    return f', link = ["{path}"]' if path else ""
 
 
 def thread_offsets(cfg: TileConfig, axis: str) -> list[int]:
@@ -94,11 +106,12 @@ def build_kernel(module, nest) -> None:
     b = _find_role(nest, "B").operands[0]
     c = _find_role(nest, "C").operands[1]
     epilogue = ir.StringAttr(nest.attributes["deepgen.epilogue"]).value
+    bias = _find_role(nest, "bias").operands[0] if spec.epilogue.bias else None
     f32 = ir.F32Type.get()
-    types = [a.type, b.type, c.type, f32, f32]
+    types = [a.type, b.type, c.type, f32, f32] + ([bias.type] if bias is not None else [])
     grid = [-(-spec.N // cfg.BN), -(-spec.M // cfg.BM), spec.batch]
 
-    gm = kernel_module(module, target.name)
+    gm = kernel_module(module, target.name, spec.epilogue.needs_math)
     with ir.InsertionPoint(gm.bodyRegion.blocks[0]), nest.location:
         kernel = gpu.GPUFuncOp(ir.FunctionType.get(types, []), sym_name="deepgen_gemm",
                                kernel=True, known_block_size=[cfg.threads, 1, 1])
@@ -106,9 +119,11 @@ def build_kernel(module, nest) -> None:
         kernel.attributes[TILE] = nest.attributes[TILE]
         irb.set_attr(kernel, GRID, grid)
         irb.set_attr(kernel, ORDER, 0)
-        set_args(kernel, ["A", "B", "C", "alpha", "beta"])
+        set_args(kernel, ["A", "B", "C", "alpha", "beta"] + (["bias"] if bias is not None else []))
         block = kernel.add_entry_block()
-    A, B, C, alpha, beta = block.arguments
+    A, B, C, alpha, beta = list(block.arguments)[:5]
+    # the epilogue's operands: the store_frag ops' trailing arguments
+    epilogue = (epilogue, block.arguments[5] if bias is not None else None)
     with ir.InsertionPoint(block), nest.location:
         bx, by = gpu.block_id(gpu.Dimension.x), gpu.block_id(gpu.Dimension.y)
         bz = gpu.block_id(gpu.Dimension.z) if spec.batch > 1 else 0
@@ -166,7 +181,7 @@ def _simt_body(spec, cfg, target, tid, m0, n0, A_b, B_b, C_b, alpha, beta, epilo
         m = irb.val(irb.add(rows_a[r // tsm], r % tsm))
         for h, n in enumerate(cols_b):
             ops.store_frag(loop.results[r * len(offs_n) + h], C_b, m, n, alpha, beta,
-                           epilogue=epilogue)
+                           epilogue=epilogue[0], bias=epilogue[1])
 
 
 def _mma_body(kernel, spec, cfg, target, tid, m0, n0, A_b, B_b, C_b, alpha, beta, epilogue):
@@ -233,7 +248,8 @@ def _mma_body(kernel, spec, cfg, target, tid, m0, n0, A_b, B_b, C_b, alpha, beta
     for i in range(mi):
         for r, c, part in pairs(i):
             ops.store_frag(part, C_b, irb.val(irb.add(rows_a[i], r)),
-                           irb.val(irb.add(cols_b[0], c)), alpha, beta, epilogue=epilogue)
+                           irb.val(irb.add(cols_b[0], c)), alpha, beta,
+                           epilogue=epilogue[0], bias=epilogue[1])
 
 
 def _staged_epilogue(kernel, cfg, warp, lane, pairs, rows_a, col0, C_b, alpha, beta, epilogue):
@@ -260,7 +276,7 @@ def _staged_epilogue(kernel, cfg, warp, lane, pairs, rows_a, col0, C_b, alpha, b
             r, c = irb.div(v, per_row), irb.mul(irb.rem(v, per_row), sw)
             part = vector.load(vec_t, slab, [irb.val(r), irb.val(c)], alignment=4 * sw)
             ops.store_frag(part, C_b, irb.val(irb.add(row0, r)), irb.val(irb.add(col0, c)),
-                           alpha, beta, epilogue=epilogue)
+                           alpha, beta, epilogue=epilogue[0], bias=epilogue[1])
 
 
 def _k_steps(accs, A_b, B_b, rows_a, cols_b, k_base, steps, cfg, frag_a_t, frag_b_t):

@@ -5,7 +5,8 @@
   deepgen.tile_stash  -> vector.store into the K-major shared tile, or `width` scalar stores
                          when the global tile was contiguous along K (a transpose)
   deepgen.load_frag   -> vector.load from shared memory, or a (gathered) load from global
-  deepgen.store_frag  -> vector.store of `store_width` elements with the alpha/beta epilogue
+  deepgen.store_frag  -> vector.store of `store_width` elements through the epilogue chain
+                         (compiler/epilogue.py)
 
 Partial tiles: only where a tile can cross M, N or K (known from the static shape) the
 access is guarded. Because every vector lies wholly inside or outside the matrix (the
@@ -25,6 +26,7 @@ from deepgen.spec import DTYPE_BYTES
 
 from .. import irb
 from ..config import k_contiguous
+from ..epilogue import chain_of, emit
 from . import PassError, register
 from .common import spec_of, str_attr, tile_of
 
@@ -177,8 +179,9 @@ def tf32_fragment(src, mn, k, operand: str, k_contig: bool) -> ir.Value:
 
 
 def lower_store_frag(op, spec, cfg) -> None:
-    value, dst, m, n, alpha, beta = op.operands
-    epilogue = str_attr(op, "epilogue")
+    value, dst, m, n, alpha, beta = list(op.operands)[:6]
+    bias = op.operands[6] if len(op.operands) > 6 else None
+    steps = chain_of(str_attr(op, "epilogue"))
     width = ir.VectorType(value.type).shape[0]
     sw = min(cfg.store_width, width)
     f32 = ir.F32Type.get()
@@ -196,8 +199,7 @@ def lower_store_frag(op, spec, cfg) -> None:
                 cond = irb.and_(cond, irb.lt(col, cols))
             guard = scf.IfOp(cond) if cond is not None else None
             with ir.InsertionPoint(guard.then_block) if guard else nullcontext():
-                if epilogue != "partial":
-                    part = apply_epilogue(part, dst, [m, col], alpha, beta, epilogue)
+                part = apply_epilogue(part, dst, [m, col], alpha, beta, steps, bias, m, col)
                 part = irb.truncf(part, out_t)
                 vector.store(part, dst, [irb.val(m), irb.val(col)], alignment=sw * _bytes(out_t))
                 if guard:
@@ -205,25 +207,18 @@ def lower_store_frag(op, spec, cfg) -> None:
     op.erase()
 
 
-def apply_epilogue(part, dst, indices, alpha, beta, epilogue):
-    """alpha * part + beta * dst[indices] (dst not read when beta == 0), then the activation."""
-    f32 = ir.F32Type.get()
+def apply_epilogue(part, dst, indices, alpha, beta, steps, bias=None, row=None, col=None):
+    """The chain `steps` on `part` (f32 vector); C is dst[indices] (read only when beta != 0),
+    the bias is read at `row` / `col` (compiler/epilogue.py)."""
     sw = ir.VectorType(part.type).shape[0]
-    vt = irb.vector_type(sw, f32)
     out_t = ir.MemRefType(dst.type).element_type
-    res = arith.mulf(irb.splat(alpha, sw), part)
-    nz = arith.cmpf(arith.CmpFPredicate.ONE, beta, irb.const_f32(0.0))
-    read = scf.IfOp(nz, [vt], has_else=True)
-    with ir.InsertionPoint(read.then_block):
-        old = vector.load(irb.vector_type(sw, out_t), dst, [irb.val(i) for i in indices],
-                          alignment=sw * _bytes(out_t))
-        scf.yield_([vector.fma(irb.splat(beta, sw), irb.extf(old, f32), res)])
-    with ir.InsertionPoint(read.else_block):
-        scf.yield_([res])
-    res = read.results[0]
-    if epilogue == "relu":
-        res = arith.maximumf(res, irb.zeros(vt))
-    return res
+
+    def load_c():
+        return vector.load(irb.vector_type(sw, out_t), dst, [irb.val(i) for i in indices],
+                           alignment=sw * _bytes(out_t))
+
+    return emit(part, steps, alpha=alpha, beta=beta, load_c=load_c, bias=bias, row=row,
+                col=col)
 
 
 def fetch_positions(dist: dict, tid, i: int):
