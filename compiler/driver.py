@@ -50,8 +50,12 @@ def make_context() -> ir.Context:
     return ctx
 
 
-def gemm_module(spec: GemmSpec, cfg: TileConfig, target: str, epilogue: str = "none") -> ir.Module:
-    """The starting IR: one function holding one deepgen.gemm on static memrefs."""
+def gemm_module(spec: GemmSpec, cfg: TileConfig, target: str, epilogue=None) -> ir.Module:
+    """The starting IR: one function holding one deepgen.gemm on static memrefs (and the bias
+    memref when spec.epilogue has a bias; `epilogue`, legacy, replaces a default chain)."""
+    from .epilogue import chain_text, with_epilogue
+
+    spec = with_epilogue(spec, epilogue)
     with ir.Location.unknown():
         module = ir.Module.create()
         module.operation.attributes[TARGET_ATTR] = ir.StringAttr.get(target)
@@ -59,11 +63,16 @@ def gemm_module(spec: GemmSpec, cfg: TileConfig, target: str, epilogue: str = "n
         shape = lambda op: [spec.batch, *spec.stored_shape(op)]
         types = [ir.MemRefType.get(shape("A"), in_t), ir.MemRefType.get(shape("B"), in_t),
                  ir.MemRefType.get(shape("C"), out_t), ir.F32Type.get(), ir.F32Type.get()]
+        if spec.epilogue.bias:
+            types.append(ir.MemRefType.get(list(spec.operand_shape("bias")),
+                                           irb.element_type(spec.operand_dtype("bias"))))
         with ir.InsertionPoint(module.body):
             f = func_d.FuncOp("gemm", (types, []))
             with ir.InsertionPoint(f.add_entry_block()):
-                ops.gemm(*f.arguments, layout=spec.layout, epilogue=epilogue,
-                         tile=cfg.to_dict(), allow_tf32=spec.allow_tf32)
+                args = list(f.arguments)
+                ops.gemm(*args[:5], layout=spec.layout, epilogue=chain_text(spec.epilogue),
+                         tile=cfg.to_dict(), allow_tf32=spec.allow_tf32,
+                         bias=args[5] if len(args) > 5 else None)
                 func_d.return_([])
     return module
 
@@ -193,7 +202,7 @@ def collect_launches(module: ir.Module) -> tuple[list[Launch], int]:
 
 
 def compile_artifact(spec: GemmSpec, config: TileConfig | dict | None = None,
-                     target: str = "sm_90a", *, epilogue: str = "none",
+                     target: str = "sm_90a", *, epilogue=None,
                      keep_ir: bool = True, passes: list[str] | None = None,
                      log: StageLog | None = None) -> KernelArtifact:
     """Compile one GEMM to a KernelArtifact (validation first: nothing runs on bad input).
@@ -201,12 +210,14 @@ def compile_artifact(spec: GemmSpec, config: TileConfig | dict | None = None,
     `log` (optional) receives the IR after every stage as it is produced, so a caller keeps
     the stages that ran even when a later one fails."""
     t0 = time.perf_counter()
+    from .epilogue import with_epilogue  # `epilogue` (legacy): the chain, into the spec
+    spec = with_epilogue(spec, epilogue)
     tgt = get_target(target)
     cfg = strategies.resolve(config, spec, tgt)  # the strategy's config, validated
     if log is None and keep_ir:
         log = StageLog()
     with make_context(), ir.Location.unknown():
-        module = gemm_module(spec, cfg.lowering(), target, epilogue)
+        module = gemm_module(spec, cfg.lowering(), target)
         if log is not None:
             log.record(0, "input", str(module))
         deepgen = passes if passes is not None else strategies.strategy_of(cfg).pipeline(cfg)
