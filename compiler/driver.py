@@ -19,7 +19,7 @@ from mlir.passmanager import PassManager
 
 from deepgen import dialects
 from deepgen.dialects import ops
-from deepgen.runtime.artifact import KernelArtifact, Launch
+from deepgen.runtime.artifact import ArtifactError, KernelArtifact, Launch, param_for
 from deepgen.spec import GemmSpec
 
 from . import irb
@@ -27,7 +27,7 @@ from . import strategies
 from .config import TileConfig
 from .strategies import simt as _simt
 from .passes import REGISTRY, add_to
-from .passes.common import SHARED, args_of, grid_of, kernels
+from .passes.common import SHARED, SPEC, args_of, grid_of, kernels, spec_of
 from .passes.tile_gemm import TARGET_ATTR
 from .target import get_target
 
@@ -187,17 +187,30 @@ def _stage_name(element: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", element).strip("_")[:60]
 
 
-def collect_launches(module: ir.Module) -> tuple[list[Launch], int]:
-    """Launch rules of the kernels (read before lowering drops DeepGen's attributes)."""
+def collect_launches(module: ir.Module, spec: GemmSpec | None = None
+                     ) -> tuple[list[Launch], int]:
+    """Launch rules of the kernels (read before lowering drops DeepGen's attributes).
+
+    Each kernel's `deepgen.args` names become its signature through the artifact format's
+    table (`param_for`: kind, and for pointer operands dtype and shape rule from `spec`; the
+    spec defaults to the one the GEMM kernel carries). Grids and the workspace size are
+    static here, so they stay plain ints (size rules of the artifact format)."""
+    found = kernels(module.operation)
+    if spec is None:
+        spec = next((spec_of(k) for k in found if SPEC in k.attributes), None)
     launches, workspace = [], 0
-    for k in kernels(module.operation):
+    for k in found:
+        entry = ir.StringAttr(k.attributes["sym_name"]).value
         block = list(ir.DenseI32ArrayAttr(k.attributes["known_block_size"]))
         shared = ir.IntegerAttr(k.attributes[SHARED]).value if SHARED in k.attributes else 0
         if "deepgen.workspace_bytes" in k.attributes:
             workspace = max(workspace, ir.IntegerAttr(k.attributes["deepgen.workspace_bytes"]).value)
-        launches.append(Launch(entry=ir.StringAttr(k.attributes["sym_name"]).value,
-                               grid=tuple(grid_of(k)), block=tuple(block), shared_bytes=shared,
-                               args=tuple(args_of(k))))
+        try:
+            params = tuple(param_for(name, spec) for name in args_of(k))
+        except ArtifactError as e:
+            raise CompileError("collect-launches", f"kernel {entry!r}: {e}") from None
+        launches.append(Launch(entry=entry, grid=tuple(grid_of(k)), block=tuple(block),
+                               shared_bytes=shared, params=params))
     return launches, workspace
 
 
@@ -222,7 +235,7 @@ def compile_artifact(spec: GemmSpec, config: TileConfig | dict | None = None,
             log.record(0, "input", str(module))
         deepgen = passes if passes is not None else strategies.strategy_of(cfg).pipeline(cfg)
         run_pipeline(module, deepgen, log, start=1)
-        launches, workspace = collect_launches(module)
+        launches, workspace = collect_launches(module, spec)
         if tgt.backend == "hip":  # AMDGPU: ROCDL -> LLVM IR -> llvmlite -> ld.lld
             from .backend_amdgpu import build_hsaco
             binary, resources, assembly = build_hsaco(module, tgt, launches, log,

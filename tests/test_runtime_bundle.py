@@ -53,9 +53,19 @@ def _damage(directory, how: str) -> None:
         meta = json.loads((directory / "kernel.json").read_text())
         meta["format"] = "something-else/9"
         (directory / "kernel.json").write_text(json.dumps(meta))
-    elif how == "unknown argument":
+    elif how == "unknown argument":  # a name outside deepgen-kernel/1's vocabulary
         meta = json.loads((directory / "kernel.json").read_text())
-        meta["launches"][0]["args"].append("D")
+        meta["format"] = "deepgen-kernel/1"
+        for launch in meta["launches"]:
+            launch["args"] = [p["name"] for p in launch.pop("params")] + ["D"]
+        (directory / "kernel.json").write_text(json.dumps(meta))
+    elif how == "unknown kind":
+        meta = json.loads((directory / "kernel.json").read_text())
+        meta["launches"][0]["params"].append({"name": "D", "kind": "f64"})
+        (directory / "kernel.json").write_text(json.dumps(meta))
+    elif how == "bad grid rule":
+        meta = json.loads((directory / "kernel.json").read_text())
+        meta["launches"][0]["grid"][0] = "open('x')"
         (directory / "kernel.json").write_text(json.dumps(meta))
     elif how == "missing field":
         meta = json.loads((directory / "kernel.json").read_text())
@@ -64,7 +74,8 @@ def _damage(directory, how: str) -> None:
 
 
 DAMAGES = ["truncated binary", "flipped byte", "missing binary", "garbage json",
-           "truncated json", "other format", "unknown argument", "missing field"]
+           "truncated json", "other format", "unknown argument", "unknown kind", "bad grid rule",
+           "missing field"]
 
 
 @pytest.mark.parametrize("how", DAMAGES)
