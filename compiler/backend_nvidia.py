@@ -11,14 +11,15 @@ PTX -> cubin has two assemblers:
   `ptxas -c` does), which is not the same code: at bf16 4096^3 (256x128x64) it spills 12 bytes
   and reserves 16 bytes more shared memory where `ptxas` spills nothing, and measured here it
   is not faster than the subprocess (2026-12-01: 0.56-0.67 s against 0.48-0.62 s). So it is
-  only used when asked: DEEPGEN_ASSEMBLER=nvjitlink (or "auto": nvJitLink when it loads, else
-  ptxas). When nvJitLink is asked for but does not load, ptxas is the fallback.
-`assembler()` says which one compiles here; `deepgen doctor` prints it and the toolchain
-versions (part of the kernel cache key) name it.
+  only used when asked: DEEPGEN_ASSEMBLER=nvjitlink (or "auto": nvJitLink when it is
+  installed, else ptxas). When nvJitLink is asked for but does not load, ptxas is the fallback.
+`assembler()` says which one compiles here (deepgen.toolchain.cubin_assembler decides, without
+loading anything); `deepgen doctor` prints it and the toolchain versions (part of the kernel
+cache key) name it.
 """
 from __future__ import annotations
 
-import os
+import functools
 import re
 import subprocess
 import tempfile
@@ -42,7 +43,6 @@ NVVM_LOWERING = [
     "gpu.module(canonicalize,cse)",
 ]
 
-ASSEMBLERS = ("ptxas", "nvjitlink")
 PTXAS_FLAGS = ("-O3", "-v")
 
 
@@ -95,8 +95,9 @@ def ptxas(ptx: str, target: Target) -> tuple[bytes, dict]:
     return cubin, parse_ptxas_resources(proc.stderr)
 
 
+@functools.lru_cache(maxsize=1)
 def nvjitlink_module():
-    """`cuda.bindings.nvjitlink` when it imports and its library loads, else None."""
+    """`cuda.bindings.nvjitlink` when it imports and its library loads, else None (once)."""
     try:
         from cuda.bindings import nvjitlink
 
@@ -144,20 +145,12 @@ def _nvjitlink_log(nvj, handle, error: bool) -> str:
     return buf.decode(errors="replace").rstrip("\0").strip()
 
 
-def requested_assembler() -> str:
-    """What DEEPGEN_ASSEMBLER asks for: "ptxas" (default), "nvjitlink" or "auto"."""
-    value = os.environ.get("DEEPGEN_ASSEMBLER", "").strip().lower() or "ptxas"
-    if value not in (*ASSEMBLERS, "auto"):
-        raise CompileError("assembler", f"DEEPGEN_ASSEMBLER={value!r}: expected one of "
-                                        "ptxas, nvjitlink, auto")
-    return value
-
-
 def assembler() -> str:
-    """The assembler PTX -> cubin goes through here: nvJitLink only when asked for (or "auto")
-    and it loads, otherwise ptxas."""
-    wanted = requested_assembler()
-    if wanted != "ptxas" and nvjitlink_module() is not None:
+    """The assembler PTX -> cubin goes through here (deepgen.toolchain.cubin_assembler: ptxas
+    unless DEEPGEN_ASSEMBLER asks for nvJitLink), ptxas when nvJitLink fails to load."""
+    from deepgen.toolchain import cubin_assembler
+
+    if cubin_assembler()[0] == "nvjitlink" and nvjitlink_module() is not None:
         return "nvjitlink"
     return "ptxas"
 

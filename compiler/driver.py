@@ -243,7 +243,7 @@ def compile_artifact(spec: GemmSpec, config: TileConfig | dict | None = None,
         else:  # NVIDIA: NVVM -> PTX -> ptxas (or nvJitLink)
             from .backend_nvidia import build_cubin
             binary, resources, assembly = build_cubin(module, tgt, log, start=1 + len(deepgen))
-    from deepgen.toolchain import toolchain_versions
+    from deepgen.toolchain import cached_toolchain_versions as toolchain_versions
     return KernelArtifact(backend=tgt.backend, target=target, binary=binary, launches=launches,
                           spec=spec.to_dict(), config=cfg.to_dict(), workspace_bytes=workspace,
                           resources=resources, toolchain=toolchain_versions(),

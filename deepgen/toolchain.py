@@ -263,7 +263,8 @@ def locate_nvjitlink() -> ToolInfo:
         spec = importlib.util.find_spec("cuda")  # a namespace package: imports nothing
     except (ImportError, ValueError):
         spec = None
-    modules = [m for base in (spec.submodule_search_locations or []) if spec
+    bases = list(spec.submodule_search_locations or []) if spec is not None else []
+    modules = [m for base in bases
                for m in sorted(glob.glob(str(Path(base) / "bindings" / "nvjitlink.*")))]
     if not modules:
         info.notes.append("no cuda.bindings.nvjitlink: pip install cuda-bindings")
@@ -560,19 +561,23 @@ def _py_dist_version(*names: str) -> str | None:
     return dv[1] if dv else None
 
 
-def toolchain_versions() -> dict:
-    """Versions of everything that shapes a compiled kernel (recorded in artifacts).
-    Values are None for what is not installed. Imports neither MLIR nor torch.
-    Cached per process for the same DEEPGEN_* variables and PATH (the package metadata it
-    reads cost ~13 ms a call, once per compile)."""
+def cached_toolchain_versions() -> dict:
+    """toolchain_versions(), cached per process for the same DEEPGEN_* variables and PATH:
+    the package metadata it reads cost ~13 ms a call, and the compiler asks once per kernel."""
     key = tuple(sorted((k, v) for k, v in os.environ.items()
                        if k.startswith("DEEPGEN_") or k == "PATH"))
-    return dict(_toolchain_versions(key))
+    return dict(_cached_versions(key))
 
 
 @functools.lru_cache(maxsize=8)
-def _toolchain_versions(env_key: tuple) -> dict:
+def _cached_versions(env_key: tuple) -> dict:
     del env_key  # the cache key only
+    return toolchain_versions()
+
+
+def toolchain_versions() -> dict:
+    """Versions of everything that shapes a compiled kernel (recorded in artifacts).
+    Values are None for what is not installed. Imports neither MLIR nor torch."""
     ptxas = locate_ptxas()
     assembler = cubin_assembler()[0]
     if assembler == "nvjitlink":

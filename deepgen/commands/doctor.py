@@ -131,6 +131,20 @@ def _check_ptxas(tc, workdir: str) -> tuple[list[Check], dict]:
                   data={**info.to_dict(), "smoke": smoke})], smoke
 
 
+def _check_assembler(tc) -> Check:
+    """Which assembler makes the cubins (ptxas, or nvJitLink in process when asked for)."""
+    name, why = tc.cubin_assembler()
+    nvj = tc.locate_nvjitlink()
+    if name == "nvjitlink":
+        detail = f"nvJitLink {nvj.version} in process ({why}); ptxas is the fallback"
+    else:
+        other = (f"nvJitLink {nvj.version} installed, not used" if nvj.found
+                 else "nvJitLink not installed")
+        detail = f"ptxas: {why}; {other}"
+    return Check("cubin assembler", "compile", None, detail,
+                 data={"assembler": name, "reason": why, "nvjitlink": nvj.to_dict()})
+
+
 def _check_ld_lld(tc) -> Check:
     info = tc.locate_ld_lld()
     notes = f" ({'; '.join(info.notes)})" if info.notes else ""
@@ -267,7 +281,7 @@ def collect(require: str = "compile") -> dict:
     with tempfile.TemporaryDirectory(prefix="deepgen-doctor-") as work:
         checks = _check_mlir(tc) + _check_llvmlite(tc)
         ptxas_checks, smoke = _check_ptxas(tc, work)
-        checks += ptxas_checks
+        checks += ptxas_checks + [_check_assembler(tc)]
     checks += [_check_ld_lld(tc), _check_cuobjdump(tc, smoke), _check_filecheck(tc)]
     checks += _check_run(tc, goals, gpus)
 
