@@ -130,9 +130,11 @@ def _compile_rule(text: str):
             x = build(node.operand)
             return lambda s: -x(s)
         if isinstance(node, ast.Call):
-            if not isinstance(node.func, ast.Name) or node.func.id not in _CALLS:
-                what = node.func.id if isinstance(node.func, ast.Name) else _node_name(node.func)
-                raise ValueError(f"call of {what!r} is not allowed (functions: "
+            if not isinstance(node.func, ast.Name):
+                raise ValueError(f"{_node_name(node.func)} is not allowed (functions: "
+                                 f"{', '.join(_CALLS)})")
+            if node.func.id not in _CALLS:
+                raise ValueError(f"call of {node.func.id!r} is not allowed (functions: "
                                  f"{', '.join(_CALLS)})")
             if node.keywords:
                 raise ValueError(f"{node.func.id}: takes no keyword arguments")

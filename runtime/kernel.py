@@ -3,6 +3,7 @@
     k = deepgen.runtime.load("bundle/")      # or Kernel(artifact)
     c = k(a, b)                              # c = a @ b, shapes/dtypes/layouts from k.spec
     k(a, b, c, alpha=2.0, beta=1.0)          # c = 2 * a @ b + c, in place
+    k(a, b, bias=v)                          # a kernel whose signature takes a "bias" operand
 
 Every tensor is checked against the spec before anything is launched: device, dtype, shape,
 strides (the memory must be exactly the packed layout of the spec: a transposed view of a
@@ -11,12 +12,20 @@ decided by one comparison per property against values precomputed in __init__; o
 that fails it goes through `check_operands`, which names the mismatch (or accepts a form the
 fast test does not cover, such as a (1, M, K) operand of an unbatched kernel).
 
+Operands beyond A, B and C (a bias, later scale vectors) are named by the kernel's signature
+(`k.signature`, runtime/artifact.py) and passed as keywords; each is checked against its Param
+(device, dtype, shape from its size rule, contiguous, 16-byte aligned). The launch packs the
+signature through the launcher: the fixed A/B/C/W/alpha/beta form takes its fast path
+(`LaunchPlan.launch`), anything else `LaunchPlan.launch_args` (values by slot).
+
 C and the workspace come from torch's caching allocator (so CUDA graph capture works); the
 first call on a device loads the binary there, once per process: make it before a capture.
 """
 from __future__ import annotations
 
 import os
+import subprocess
+import tempfile
 import threading
 from typing import NamedTuple, Sequence
 
@@ -25,7 +34,7 @@ import torch
 from deepgen.dtypes import INPUT_DTYPES, torch_dtype
 from deepgen.spec import GemmSpec
 
-from .artifact import KernelArtifact
+from .artifact import KernelArtifact, Launch, Param, eval_rule, sizes_of
 
 TORCH_DTYPES = {name: torch_dtype(name) for name in INPUT_DTYPES}  # from deepgen.dtypes
 ALIGNMENT = 16  # bytes; the kernels use 16-byte vector loads and stores
@@ -129,16 +138,80 @@ class Kernel:
                         for n in ndims}
         # Shapes of a fresh C as plain tuples: torch.empty(*ints) parses fastest.
         self._c_shape = {n: tuple(self._operands[2].shape[-n:]) for n in ndims}
-        self._workspace_bytes = artifact.workspace_bytes
-        self._launches = [(l.entry, l.grid, l.block, l.shared_bytes, list(l.args))
-                          for l in artifact.launches]
+        self._sizes = sizes_of(spec)
+        self._workspace_bytes = artifact.workspace_for(self._sizes)
+        self._signature = tuple(artifact.resolved_launches())
+        self._pack_signature()
         self._plans: dict[int, object] = {}  # device index -> _launcher.LaunchPlan
         self._lock = threading.Lock()
+        self._sass: str | None = None
+
+    def _pack_signature(self) -> None:
+        """Slots of the launcher's value store for every param, and the extra operands.
+
+        Pointers: A, B, C, the workspace in slots 0-3 (the fast path's order), then the extra
+        operands in order of first appearance. f32: alpha, beta, then extra scalars. i64: M, N,
+        K, batch, then other integer rules (evaluated at the static sizes)."""
+        sizes = self._sizes
+        pointers = {"A": 0, "B": 1, "C": 2}
+        f32s = {"alpha": 0, "beta": 1}
+        i64 = [sizes["M"], sizes["N"], sizes["K"], sizes["batch"]]
+        i64_slots = {"M": 0, "N": 1, "K": 2, "batch": 3}
+        extras: dict[str, Param] = {}  # extra pointer operand -> the Param that declares it
+        tma, descs = [], []
+
+        def pointer_slot(name: str, declared: Param) -> int:
+            if name not in pointers:
+                pointers[name] = 4 + len(extras)
+                extras[name] = declared
+            return pointers[name]
+
+        for launch in self._signature:
+            where = f"launch {launch.entry!r}"
+            refs = []
+            for p in launch.params:
+                if p.kind == "ptr":
+                    refs.append(("ptr", pointer_slot(p.name, p)))
+                elif p.kind == "workspace":
+                    refs.append(("ptr", 3))
+                elif p.kind == "f32":
+                    refs.append(("f32", f32s.setdefault(p.name, len(f32s))))
+                elif p.kind in ("i32", "i64"):
+                    key = str(p.value)
+                    if key not in i64_slots:
+                        i64_slots[key] = len(i64)
+                        i64.append(eval_rule(p.value, sizes, f"{where}: param {p.name!r}"))
+                    refs.append((p.kind, i64_slots[key]))
+                else:  # tma
+                    dims = [eval_rule(r, sizes, f"{where}: param {p.name!r}: shape")
+                            for r in p.shape]
+                    strides = [1] * len(dims)
+                    for i in range(len(dims) - 2, -1, -1):
+                        strides[i] = strides[i + 1] * dims[i + 1]
+                    refs.append(("tma", len(tma)))
+                    tma.append({"name": p.name, "pointer": pointer_slot(p.operand, p),
+                                "dtype": p.dtype, "dims": dims, "strides": strides,
+                                "box": list(p.box), "element_strides": list(p.element_strides),
+                                "swizzle": p.swizzle, "interleave": p.interleave,
+                                "l2_promotion": p.l2_promotion, "oob_fill": p.oob_fill})
+            descs.append((launch.entry, launch.grid_for(sizes), launch.block,
+                          launch.shared_bytes, refs, launch.cluster))
+        self._descs, self._tma, self._i64 = descs, tma, i64
+        # Extra pointer operands in slot order: (name, dtype, shape), then extra f32 scalars.
+        self._extra_ptrs = tuple(
+            (name, TORCH_DTYPES.get(p.dtype) or torch_dtype(p.dtype),
+             tuple(eval_rule(r, sizes, f"operand {name!r}: shape") for r in p.shape or ()))
+            for name, p in extras.items())
+        self._extra_f32 = tuple(n for n in f32s if n not in ("alpha", "beta"))
+        self._extra_names = frozenset(n for n, _, _ in self._extra_ptrs) | set(self._extra_f32)
+        self._plain = not self._extra_names  # the fixed A/B/C/W/alpha/beta form
 
     # -- calling -----------------------------------------------------------------------------
 
-    def __call__(self, a, b, c=None, *, alpha=1.0, beta=0.0, stream=None):
-        """C = alpha * A @ B + beta * C on `stream` (default: torch's current stream)."""
+    def __call__(self, a, b, c=None, *, alpha=1.0, beta=0.0, stream=None, **operands):
+        """C = alpha * A @ B + beta * C on `stream` (default: torch's current stream).
+
+        `operands`: the kernel's other named operands (e.g. bias=...), see `signature`."""
         if c is None and beta != 0:
             raise ValueError(f"beta: must be 0 when c is None (got {beta}): there is no C")
         try:
@@ -156,12 +229,18 @@ class Kernel:
         if not ok:
             self.check(a, b, c)  # raises, unless the call is valid in a form `ok` leaves out
             pa, pb = a.data_ptr(), b.data_ptr()
+        if operands or not self._plain:
+            return self._run(a, pa, pb, c, alpha, beta, stream, self._extras(a, operands))
         return self._run(a, pa, pb, c, alpha, beta, stream)
 
-    def _run(self, a, pa: int, pb: int, c, alpha, beta, stream):
+    def _run(self, a, pa: int, pb: int, c, alpha, beta, stream, extra=None):
         """Launch without checking: the caller has checked the shapes, strides, dtypes, devices
         and alignment of a, b (pointers pa, pb) and c (deepgen.gemm does, for a call it has
-        seen before)."""
+        seen before). `extra`: None for the plain A/B/C form, else (pointers of the extra
+        operands, values of the extra f32 scalars) in signature order, as `_extras` returns
+        them after checking the tensors."""
+        if extra is None and not self._plain:
+            self._extras(a, {})  # raises: names the missing operand
         dev = a.get_device()
         fresh = w = None
         if c is None:
@@ -175,8 +254,68 @@ class Kernel:
             s = stream if isinstance(stream, int) else stream.cuda_stream
             _keep_for_stream(s, dev, fresh, w)
         plan = self._plans.get(dev) or self._plan(dev)
-        plan.launch(s, pa, pb, c.data_ptr(), 0 if w is None else w.data_ptr(), alpha, beta)
+        if extra is None:
+            plan.launch(s, pa, pb, c.data_ptr(), 0 if w is None else w.data_ptr(), alpha, beta)
+        else:
+            plan.launch_args(s, (pa, pb, c.data_ptr(), 0 if w is None else w.data_ptr(),
+                                 *extra[0]), (alpha, beta, *extra[1]))
         return c
+
+    def _extras(self, a, operands: dict) -> tuple[tuple, tuple]:
+        """(pointers, f32 values) of the extra operands in `operands`, checked against the
+        signature: TypeError/ValueError naming a missing, unknown or mismatched operand."""
+        for name in operands:
+            if name not in self._extra_names:
+                takes = ", ".join(sorted(self._extra_names)) or "none"
+                raise TypeError(f"{name}: not an operand of this kernel (its extra operands: "
+                                f"{takes})")
+        dev = a.get_device()
+        pointers = []
+        for name, dtype, shape in self._extra_ptrs:
+            t = operands.get(name)
+            if t is None:
+                raise TypeError(f"{name}: missing; this kernel takes {name}= (a CUDA tensor, "
+                                f"{dtype}, shape {shape})")
+            try:
+                p = t.data_ptr()
+                ok = (dev >= 0 and t.get_device() == dev and t.dtype is dtype
+                      and t.shape == shape and t.is_contiguous() and not p & (ALIGNMENT - 1))
+            except AttributeError:
+                ok = False
+            if not ok:
+                self._check_extra(name, dtype, shape, a, t)  # raises, unless only `ok` failed
+                p = t.data_ptr()
+            pointers.append(p)
+        scalars = []
+        for name in self._extra_f32:
+            if name not in operands:
+                raise TypeError(f"{name}: missing; this kernel takes {name}= (a float)")
+            value = operands[name]
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name}: expected a float, got {type(value).__name__}")
+            scalars.append(float(value))
+        return tuple(pointers), tuple(scalars)
+
+    def _check_extra(self, name: str, dtype, shape: tuple, a, t) -> None:
+        f, fa = facts(name, t), facts("a", a)
+        if f.device.type != "cuda":
+            raise TypeError(f"{name}: must be a CUDA tensor, got device '{f.device}'")
+        if f.device != fa.device:
+            raise ValueError(f"tensors must be on one device, got a on {fa.device}, {name} on "
+                             f"{f.device}")
+        if f.dtype != dtype:
+            raise TypeError(f"{name}: expected dtype {dtype}, got {f.dtype}")
+        if f.shape != shape and not (len(shape) > 1 and shape[0] == 1 and f.shape == shape[1:]):
+            raise ValueError(f"{name}: expected shape {shape}, got {f.shape}")
+        want = [1] * len(f.shape)
+        for i in range(len(f.shape) - 2, -1, -1):
+            want[i] = want[i + 1] * f.shape[i + 1]
+        if not strides_match(f.shape, f.strides, want):
+            raise ValueError(f"{name}: must be contiguous (strides {tuple(want)}), got "
+                             f"{f.strides}; pass a contiguous tensor")
+        if f.data_ptr % ALIGNMENT:
+            raise ValueError(f"{name}: data_ptr {f.data_ptr:#x} is not {ALIGNMENT}-byte "
+                             f"aligned (a view with a storage offset?); pass a copy")
 
     def check(self, a, b, c=None) -> None:
         """Raise TypeError/ValueError if (a, b, c) do not fit this kernel; None if they do."""
@@ -189,7 +328,8 @@ class Kernel:
         with self._lock:
             if device not in self._plans:
                 self._plans[device] = _launcher.LaunchPlan(
-                    self._artifact.backend, self._artifact.binary, device, self._launches)
+                    self._artifact.backend, self._artifact.binary, device, self._descs,
+                    self._tma, self._i64)
             return self._plans[device]
 
     # -- what it is --------------------------------------------------------------------------
@@ -233,6 +373,51 @@ class Kernel:
     def ptx(self) -> str:
         """The PTX (or AMDGPU assembly) the binary was built from; "" when not kept."""
         return self._artifact.assembly
+
+    @property
+    def binary(self) -> bytes:
+        """The GPU binary (cubin, or hsaco for AMD)."""
+        return self._artifact.binary
+
+    @property
+    def signature(self) -> dict[str, tuple[Param, ...]]:
+        """Per launch entry, its parameters in order (runtime/artifact.py Param)."""
+        return {l.entry: l.params for l in self._signature}
+
+    @property
+    def launches(self) -> tuple[Launch, ...]:
+        """The launches with their signatures (grids and sizes as rules)."""
+        return self._signature
+
+    @property
+    def extra_operands(self) -> tuple[str, ...]:
+        """Names of the operands beyond a, b, c that a call passes as keywords (pointer
+        operands, then f32 scalars), in the order `_run`'s `extra` takes their values."""
+        return tuple(n for n, _, _ in self._extra_ptrs) + self._extra_f32
+
+    @property
+    def sass(self) -> str | None:
+        """The binary's SASS (cuobjdump -sass); None where cuobjdump is not installed or the
+        binary is not a cubin. RuntimeError if cuobjdump fails."""
+        if self._sass is None:
+            if self._artifact.backend != "cuda" or self._artifact.binary[:4] != b"\x7fELF":
+                return None
+            from deepgen.toolchain import cuobjdump_env, find_cuobjdump
+
+            exe = find_cuobjdump()
+            if exe is None:
+                return None
+            with tempfile.TemporaryDirectory(prefix="deepgen-sass-") as tmp:
+                path = os.path.join(tmp, "kernel.cubin")
+                with open(path, "wb") as f:
+                    f.write(self._artifact.binary)
+                proc = subprocess.run([exe, "-sass", path], capture_output=True, text=True,
+                                      env=cuobjdump_env(exe))
+            if proc.returncode != 0:
+                raise RuntimeError(f"cuobjdump -sass failed ({exe}): "
+                                   f"{(proc.stderr or proc.stdout).strip()[-2000:]}")
+            self._sass = proc.stdout
+        return self._sass
 
     def _resource(self, key: str) -> int | None:
         values = [r[key] for r in self._artifact.resources.values()

@@ -26,6 +26,10 @@ class RecordingPlan:
     def launch(self, *args):
         self.calls.append(args)
 
+    def launch_args(self, stream, pointers, f32s=(), i64s=None):
+        """The general form (any signature): recorded as ("args", stream, pointers, f32s)."""
+        self.calls.append(("args", stream, tuple(pointers), tuple(f32s)))
+
 
 def pretend_cpu_is_cuda(monkeypatch, stream: int = 1234) -> RecordingPlan:
     """Let CPU tensors through Kernel's device check; launches go to the returned recorder."""
@@ -49,16 +53,39 @@ class ComputingPlan(RecordingPlan):
 
     def launch(self, stream, pa, pb, pc, pw, alpha, beta):
         super().launch(stream, pa, pb, pc, pw, alpha, beta)
+        self._compute(pa, pb, pc, alpha, beta)
+
+    def launch_args(self, stream, pointers, f32s=(), i64s=None):
+        """Pointers A, B, C, W, then the extra operands in signature order (the bias first
+        when the spec has one); f32s alpha, beta. Applies the spec's epilogue chain."""
+        RecordingPlan.launch_args(self, stream, pointers, f32s, i64s)
+        pa, pb, pc = pointers[:3]
+        self._compute(pa, pb, pc, f32s[0], f32s[1], bias=pointers[4] if len(pointers) > 4
+                      else None)
+
+    def _compute(self, pa, pb, pc, alpha, beta, bias=None):
         s = self.spec
         a = _view(pa, km.TORCH_DTYPES[s.dtype], (s.batch, *s.stored_shape("A")))
         b = _view(pb, km.TORCH_DTYPES[s.dtype], (s.batch, *s.stored_shape("B")))
         c = _view(pc, km.TORCH_DTYPES[s.out_dtype], (s.batch, s.M, s.N))
         a = a.transpose(1, 2) if s.a_transposed else a
         b = b.transpose(1, 2) if s.b_transposed else b
-        result = alpha * (a.double() @ b.double())
-        if beta != 0:
-            result += beta * c.double()
-        c.copy_(result)
+        acc = a.double() @ b.double()
+        steps = getattr(getattr(s, "epilogue", None), "steps", ("alpha_beta",))
+        for step in steps:
+            if step == "alpha_beta":
+                acc = alpha * acc + (beta * c.double() if beta != 0 else 0)
+            elif step in ("bias_row", "bias_col"):
+                n = s.M if step == "bias_row" else s.N
+                v = _view(bias, km.TORCH_DTYPES[s.operand_dtype("bias")], (n,)).double()
+                acc = acc + (v[:, None] if step == "bias_row" else v[None, :])
+            elif step == "relu":
+                acc = acc.clamp_min(0)
+            elif step == "gelu_tanh":
+                acc = torch.nn.functional.gelu(acc, approximate="tanh")
+            elif step == "silu":
+                acc = torch.nn.functional.silu(acc)
+        c.copy_(acc)
 
 
 def _view(ptr: int, dtype: torch.dtype, shape: tuple) -> torch.Tensor:
