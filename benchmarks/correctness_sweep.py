@@ -1,6 +1,6 @@
 """GPU correctness sweep of the SIMT path: random shapes (M, N or K in {1, 7, 33, 127, 1000,
-4097}), every layout, every dtype (f32, f16, bf16, tf32), batch > 1, split-K > 1 and the
-config options.
+4097}), every layout, every dtype (f32, f16, bf16, tf32), batch > 1, split-K > 1, the
+config options and the epilogue chain (bias per row/column, activations, output casts).
 
     python benchmarks/correctness_sweep.py --compile-only BUNDLE_DIR   # CPU machine (MLIR)
     python benchmarks/correctness_sweep.py --run BUNDLE_DIR [--out r.json]  # GPU host
@@ -71,7 +71,60 @@ def cases():
         ("tc-opts-batch3-TT-f32out", dict(M=64, N=200, K=96, batch=3, dtype="f16", out_dtype="f32",
                                           layout="TT"), dict(tc, store_width=4), 1.0, 0.5),
     ]
+    out += epilogue_cases(tc)
     return out
+
+
+def _epi(bias=None, activation=None, bias_dtype=None) -> dict:
+    from deepgen.epilogue import EpilogueSpec
+    return EpilogueSpec.of(bias=bias, activation=activation, bias_dtype=bias_dtype).to_dict()
+
+
+def epilogue_cases(tc: dict) -> list:
+    """The epilogue chain (deepgen.epilogue): bias per row and per column, each activation,
+    output casts, with alpha/beta and split-K; SIMT f32 and tensor-core bf16/f16 kernels,
+    partial tiles. The sweep passes a random bias and checks against the chain's reference."""
+    f32 = dict(M=300, N=260, K=520, dtype="f32", layout="NN")
+    return [
+        # SIMT f32 (the default heuristic splits K for these), partial tiles
+        ("epi-f32-biascol-relu", dict(f32, epilogue=_epi("col", "relu")), {"split_k": 1},
+         1.5, -0.5),
+        ("epi-f32-biasrow-gelu-beta", dict(f32, layout="TN", epilogue=_epi("row", "gelu_tanh")),
+         {"split_k": 1}, 0.5, 1.0),
+        ("epi-f32-silu-nobias", dict(f32, M=127, N=33, K=1000, epilogue=_epi(None, "silu")),
+         None, 1.0, 0.0),
+        ("epi-f32-biascol-silu-splitk3-beta", dict(f32, epilogue=_epi("col", "silu", "bf16")),
+         {"split_k": 3}, 2.0, 1.0),
+        ("epi-f32-biasrow-gelu-splitk2-N33", dict(f32, N=33, epilogue=_epi("row", "gelu_tanh")),
+         {"split_k": 2}, 1.0, 0.0),
+        ("epi-f32-biascol-f16out", dict(f32, out_dtype="f16", epilogue=_epi("col", None)),
+         {"split_k": 1}, 1.0, 0.5),
+        ("epi-batch3-biascol-gelu-NT", dict(M=129, N=64, K=77, batch=3, dtype="f32", layout="NT",
+                                            epilogue=_epi("col", "gelu_tanh")), None, 1.0, 0.0),
+        ("epi-tf32-biasrow-relu", dict(f32, allow_tf32=True, epilogue=_epi("row", "relu")),
+         None, 1.0, 0.0),
+        # tensor cores (mma.sync): default tiles, the staged (epilogue_smem) store, split-K
+        ("epi-bf16-biascol-gelu-f32out", dict(M=200, N=136, K=72, dtype="bf16", out_dtype="f32",
+                                              epilogue=_epi("col", "gelu_tanh", "f32")),
+         None, 1.0, 0.0),
+        ("epi-f16-biasrow-silu-beta", dict(M=127, N=1000, K=1000, dtype="f16", layout="NT",
+                                           epilogue=_epi("row", "silu")), None, 1.5, -0.5),
+        ("epi-bf16-biascol-relu-staged-TT", dict(M=200, N=136, K=72, dtype="bf16", layout="TT",
+                                                 epilogue=_epi("col", "relu")),
+         dict(tc, store_width=8), 1.0, 0.0),
+        ("epi-f16-biasrow-gelu-staged-bf16out", dict(M=33, N=40, K=33, dtype="f16",
+                                                     out_dtype="bf16",
+                                                     epilogue=_epi("row", "gelu_tanh", "f32")),
+         dict(tc, store_width=8), 1.0, 0.0),
+        ("epi-bf16-biascol-silu-splitk3-beta-TN", dict(M=300, N=264, K=1040, dtype="bf16",
+                                                       layout="TN",
+                                                       epilogue=_epi("col", "silu")),
+         dict(tc, split_k=3, store_width=8, register_prefetch=False), 2.0, 1.0),
+        ("epi-f16-biasrow-relu-splitk2-f32out", dict(M=300, N=260, K=1040, dtype="f16",
+                                                     out_dtype="f32",
+                                                     epilogue=_epi("row", "relu", "f16")),
+         {"split_k": 2}, 1.0, 0.5),
+    ]
 
 
 def compile_all(bundle: Path) -> None:

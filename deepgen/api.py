@@ -1,4 +1,4 @@
-"""deepgen.gemm: C = alpha * A @ B + beta * C on torch tensors, compiled on first use.
+"""deepgen.gemm: C = act(alpha * A @ B + beta * C + bias) on torch tensors, compiled on first use.
 
 The spec comes from the tensors: shapes (2-D, or 3-D batched), dtypes, and the layout of each
 operand from its strides (a contiguous operand is "N", a transposed view of a contiguous
@@ -8,7 +8,8 @@ else compiled (deepgen.compiler, imported only then) with the tuned config when 
 database has one, else the compiler's default heuristic.
 
 A call whose tensors look exactly like an earlier accepted call's (shapes, strides, dtypes,
-devices) skips all of that: only their alignment is checked again before the launch.
+devices, and the epilogue: activation, bias shape/dtype) skips all of that: only their
+alignment is checked again before the launch.
 Under torch.compile, deepgen.gemm becomes the custom op torch.ops.deepgen.gemm(_out).
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 
 from deepgen import build
 from deepgen.runtime import cache, torch_op
+from deepgen.epilogue import ACTIVATIONS, EpilogueSpec
 from deepgen.runtime.kernel import ALIGNMENT, TORCH_DTYPES, Kernel, strides_match
 from deepgen.spec import GemmSpec
 
@@ -29,34 +31,43 @@ _by_spec: dict[tuple, Kernel] = {}  # (spec, config, target) -> kernel
 
 
 def gemm(a: torch.Tensor, b: torch.Tensor, *, out: torch.Tensor | None = None,
-         alpha: float = 1.0, beta: float = 0.0, config=None) -> torch.Tensor:
-    """alpha * a @ b + beta * out, written into `out` (allocated when None) and returned.
+         alpha: float = 1.0, beta: float = 0.0, bias: torch.Tensor | None = None,
+         activation: str | None = None, bias_dim: str = "col", config=None) -> torch.Tensor:
+    """act(alpha * a @ b + beta * out + bias), written into `out` (allocated when None) and
+    returned (the kernel's epilogue: deepgen.epilogue.EpilogueSpec, in that order).
 
     a: (M, K) or (batch, M, K); b: (K, N) or (batch, K, N), same dtype (f32, f16 or bf16), on
     one CUDA device; f32 runs on TF32 tensor cores when torch.backends.cuda.matmul.allow_tf32
-    is set, as torch.matmul does. out: (M, N) or (batch, M, N); its dtype is the output type (default: the
-    input type). config: a TileConfig or dict forcing the tile configuration."""
+    is set, as torch.matmul does. out: (M, N) or (batch, M, N); its dtype is the output type
+    (default: the input type). bias: a 1-D tensor (f32, f16 or bf16) added to every row
+    (bias_dim="col", N values, as nn.Linear's bias) or to every column (bias_dim="row", M
+    values), shared by the batch. activation: None, "relu", "gelu_tanh" (GELU, tanh form) or
+    "silu". config: a TileConfig or dict forcing the tile configuration."""
     if out is None and beta != 0:
         raise ValueError(f"beta: must be 0 when out is None (got {beta}): there is no C")
     if torch.compiler.is_compiling():
-        return _traced(a, b, out, alpha, beta, config)
+        return _traced(a, b, out, alpha, beta, config, bias, activation, bias_dim)
     if config is None:
         try:
-            kernel = _by_call.get(_signature(a, b, out))
+            kernel = _by_call.get(_signature(a, b, out, bias, activation, bias_dim))
         except AttributeError:  # not tensors: the slow path says so
             kernel = None
         # A call like one the kernel accepted before needs only the alignment checked again.
         if kernel is not None:
             pa, pb = a.data_ptr(), b.data_ptr()
             if not (pa | pb | (0 if out is None else out.data_ptr())) & (ALIGNMENT - 1):
-                return kernel._run(a, pa, pb, out, alpha, beta, None)
-    return _gemm_slow(a, b, out, alpha, beta, config)
+                if bias is None:
+                    return kernel._run(a, pa, pb, out, alpha, beta, None)
+                return kernel(a, b, out, alpha=alpha, beta=beta, bias=bias)
+    return _gemm_slow(a, b, out, alpha, beta, config, bias, activation, bias_dim)
 
 
-def _signature(a, b, out) -> tuple:
+def _signature(a, b, out, bias=None, activation=None, bias_dim="col") -> tuple:
     return (a.shape, a.stride(), a.dtype, a.device, b.shape, b.stride(), b.dtype, b.device,
             None if out is None else (out.shape, out.stride(), out.dtype, out.device),
-            a.dtype is torch.float32 and _tf32_allowed())
+            a.dtype is torch.float32 and _tf32_allowed(), activation,
+            None if bias is None else (bias_dim, bias.shape, bias.stride(), bias.dtype,
+                                       bias.device))
 
 
 def _tf32_allowed() -> bool:
@@ -64,8 +75,8 @@ def _tf32_allowed() -> bool:
     return bool(torch.backends.cuda.matmul.allow_tf32)
 
 
-def _gemm_slow(a, b, out, alpha, beta, config):
-    spec, a2, b2 = spec_for(a, b, out)
+def _gemm_slow(a, b, out, alpha, beta, config, bias=None, activation=None, bias_dim="col"):
+    spec, a2, b2 = spec_for(a, b, out, bias=bias, activation=activation, bias_dim=bias_dim)
     device = a.get_device()
     c = out
     if out is not None and not _is_packed(out, "N"):
@@ -73,18 +84,65 @@ def _gemm_slow(a, b, out, alpha, beta, config):
         c = out.clone(memory_format=torch.contiguous_format) if beta != 0 else torch.empty(
             out.shape, dtype=out.dtype, device=out.device)
     kernel = kernel_for(spec, config, target_of(device))
-    result = kernel(a2, b2, c, alpha=alpha, beta=beta)
-    if config is None and a2 is a and b2 is b and c is out:
-        _by_call[_signature(a, b, out)] = kernel  # the kernel accepted them as they are
+    extra = {}
+    if bias is not None:
+        extra["bias"] = _bias_in_place_or_copy(bias)
+    result = kernel(a2, b2, c, alpha=alpha, beta=beta, **extra)
+    if config is None and a2 is a and b2 is b and c is out and extra.get("bias") is bias:
+        # the kernel accepted them as they are
+        _by_call[_signature(a, b, out, bias, activation, bias_dim)] = kernel
     if c is not out and out is not None:
         out.copy_(result)
         return out
     return result
 
 
-def spec_for(a, b, out=None) -> tuple[GemmSpec, torch.Tensor, torch.Tensor]:
+def epilogue_for(activation=None, bias=None, bias_dim: str = "col",
+                 dtype: str | None = None) -> EpilogueSpec:
+    """The EpilogueSpec of deepgen.gemm's arguments (alpha/beta, the bias, the activation);
+    TypeError/ValueError naming the argument that does not fit (before anything compiles)."""
+    if activation is not None and (not isinstance(activation, str)
+                                   or activation not in ("none", *ACTIVATIONS)):
+        raise ValueError(f"activation: must be None or one of {', '.join(ACTIVATIONS)}, got "
+                         f"{activation!r}")
+    if bias_dim not in ("row", "col"):
+        raise ValueError(f"bias_dim: must be 'col' (N values, one per column, as nn.Linear) or "
+                         f"'row' (M values), got {bias_dim!r}")
+    bias_dtype = None
+    if bias is not None:
+        bias_dtype = _DTYPE_NAMES[bias.dtype]
+        bias_dtype = None if bias_dtype == dtype else bias_dtype
+    return EpilogueSpec.of(bias=bias_dim if bias is not None else None, activation=activation,
+                           bias_dtype=bias_dtype)
+
+
+def _check_bias(bias, bias_dim: str, M: int, N: int) -> None:
+    if not isinstance(bias, torch.Tensor):
+        raise TypeError(f"bias: expected a torch.Tensor or None, got {type(bias).__name__}")
+    if bias.dtype not in _DTYPE_NAMES:
+        raise TypeError(f"bias: dtype {bias.dtype} is not supported "
+                        f"(supported: {', '.join(map(str, _DTYPE_NAMES))})")
+    want = N if bias_dim == "col" else M
+    if bias.dim() != 1 or bias.shape[0] != want:
+        which = ("N (one value per column, bias_dim='col')" if bias_dim == "col"
+                 else "M (one value per row, bias_dim='row')")
+        raise ValueError(f"bias: expected shape ({want},): {which} = {want}, got "
+                         f"{tuple(bias.shape)}")
+
+
+def _bias_in_place_or_copy(bias: torch.Tensor) -> torch.Tensor:
+    """The bias as the kernel reads it: contiguous and 16-byte aligned."""
+    if (bias.dim() == 1 and (bias.shape[0] <= 1 or bias.stride(0) == 1)
+            and not bias.data_ptr() % ALIGNMENT):
+        return bias
+    return bias.clone(memory_format=torch.contiguous_format)
+
+
+def spec_for(a, b, out=None, *, bias=None, activation=None,
+             bias_dim: str = "col") -> tuple[GemmSpec, torch.Tensor, torch.Tensor]:
     """(spec, a, b) for a call: a and b as given when the kernel can read them in place,
     else contiguous copies. Raises TypeError/ValueError naming what does not fit."""
+    epilogue_for(activation, None, bias_dim)  # names first: cheap and data-free
     tensors = [(n, t) for n, t in (("a", a), ("b", b), ("out", out)) if t is not None]
     for name, t in tensors:
         if not isinstance(t, torch.Tensor):
@@ -108,12 +166,16 @@ def spec_for(a, b, out=None) -> tuple[GemmSpec, torch.Tensor, torch.Tensor]:
     if out is not None and tuple(out.shape) != tuple(a.shape[:-1]) + (N,):
         raise ValueError(f"out: expected shape {tuple(a.shape[:-1]) + (N,)}, "
                          f"got {tuple(out.shape)}")
+    if bias is not None:
+        _check_bias(bias, bias_dim, M, N)
+        _check_devices([("a", a), ("bias", bias)])
     a, la = _in_place_or_copy(a)
     b, lb = _in_place_or_copy(b)
     dtype = _DTYPE_NAMES[a.dtype]
     out_dtype = _DTYPE_NAMES[out.dtype] if out is not None else dtype
     return GemmSpec(M=M, N=N, K=K, batch=batch, dtype=dtype, out_dtype=out_dtype,
-                    layout=la + lb, allow_tf32=dtype == "f32" and _tf32_allowed()), a, b
+                    layout=la + lb, allow_tf32=dtype == "f32" and _tf32_allowed(),
+                    epilogue=epilogue_for(activation, bias, bias_dim, dtype)), a, b
 
 
 def _check_devices(tensors: list[tuple[str, torch.Tensor]]) -> None:
@@ -169,15 +231,21 @@ def target_of(device: int) -> str:
     return f"sm_{major}{minor}" + ("a" if (major, minor) == (9, 0) else "")
 
 
-def _traced(a, b, out, alpha, beta, config):
+def _traced(a, b, out, alpha, beta, config, bias=None, activation=None, bias_dim="col"):
     """Under torch.compile: the custom ops, which the compiler sees through their fake."""
     if config is not None:
         raise NotImplementedError("config: not supported under torch.compile (the op takes "
                                   "none); record it in the tuned database instead, or call "
                                   "deepgen.gemm outside the compiled function")
+    act = activation or "none"
     if out is None:
-        return torch.ops.deepgen.gemm(a, b, alpha)
-    torch.ops.deepgen.gemm_out(a, b, out, alpha, beta)
+        if bias is None and act == "none":
+            return torch.ops.deepgen.gemm(a, b, alpha)
+        return torch.ops.deepgen.gemm(a, b, alpha, bias, act, bias_dim)
+    if bias is None and act == "none":
+        torch.ops.deepgen.gemm_out(a, b, out, alpha, beta)
+    else:
+        torch.ops.deepgen.gemm_out(a, b, out, alpha, beta, bias, act, bias_dim)
     return out
 
 

@@ -34,17 +34,22 @@ SOURCE_SUFFIXES = (".py", ".mlir")
 
 def compile_gemm(M: int, N: int, K: int, tile_cfg=None, *, dtype: str = "f32",
                  out_dtype: str | None = None, layout: str = "NN", batch: int = 1,
-                 target: str = "sm_90a", epilogue="none", keep_ir: bool = True):
-    """Compile C = alpha * op(A) @ op(B) + beta * C to a Kernel (deepgen.runtime.Kernel).
+                 target: str = "sm_90a", epilogue=None, keep_ir: bool = True):
+    """Compile C = epilogue(op(A) @ op(B)) to a Kernel (deepgen.runtime.Kernel); the default
+    epilogue is alpha * op(A) @ op(B) + beta * C.
 
     `tile_cfg` is a TileConfig, a dict of its fields (BM, BN, BK, TM, TN, ...), or None for
-    the default heuristic. Every field is validated before any MLIR is built. Not cached:
-    each call compiles (deepgen.gemm is the cached path)."""
+    the default heuristic. `epilogue`: an EpilogueSpec (deepgen.epilogue; e.g.
+    EpilogueSpec.of(bias="col", activation="gelu_tanh")), a legacy string ("none", "relu"),
+    a list of steps or a dict; it becomes part of the spec. Every field is validated before
+    any MLIR is built. Not cached: each call compiles (deepgen.gemm is the cached path)."""
     from deepgen.compiler import compile_artifact
+    from deepgen.epilogue import EpilogueSpec
     from deepgen.runtime.kernel import Kernel
 
-    spec = GemmSpec(M=M, N=N, K=K, batch=batch, dtype=dtype, out_dtype=out_dtype, layout=layout)
-    return Kernel(compile_artifact(spec, tile_cfg, target, epilogue=epilogue, keep_ir=keep_ir))
+    spec = GemmSpec(M=M, N=N, K=K, batch=batch, dtype=dtype, out_dtype=out_dtype, layout=layout,
+                    epilogue=EpilogueSpec.parse(epilogue))
+    return Kernel(compile_artifact(spec, tile_cfg, target, keep_ir=keep_ir))
 
 
 # -- tuned configs ------------------------------------------------------------------------------

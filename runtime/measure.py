@@ -1,12 +1,15 @@
 """Checking and timing GEMMs on the GPU, the way DESIGN.md says to (one place for all tools).
 
 - operands: random data (never zeros), in the spec's layouts (a transposed view for "T").
-- check: float64 reference, relative Frobenius error against the spec's tolerance, output
-  poisoned with NaN before the launch so unwritten elements fail.
+- check: float64 reference (with the spec's epilogue chain: alpha/beta, bias, activation),
+  relative Frobenius error against the spec's tolerance, output poisoned with NaN before the
+  launch so unwritten elements fail.
 - time: CUDA events, warm-up, median of repeats (triton.testing.do_bench when installed),
   rotating through enough input sets that they exceed the L2 cache.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -29,7 +32,11 @@ def tolerance(spec: GemmSpec) -> float:
 
 
 def operand(spec: GemmSpec, name: str, device="cuda", generator=None) -> torch.Tensor:
-    """A random operand in the spec's memory layout: (batch, rows, cols), or 2-D for batch 1."""
+    """A random operand in the spec's memory layout: (batch, rows, cols), or 2-D for batch 1;
+    "bias": the 1-D bias of the spec's epilogue (M or N values)."""
+    if name == "bias":
+        return torch.randn(spec.operand_shape("bias"), device=device, generator=generator).to(
+            TORCH_DTYPES[spec.operand_dtype("bias")])
     rows, cols = {"A": (spec.M, spec.K), "B": (spec.K, spec.N), "C": (spec.M, spec.N)}[name]
     transposed = {"A": spec.a_transposed, "B": spec.b_transposed, "C": False}[name]
     shape = (spec.batch, cols, rows) if transposed else (spec.batch, rows, cols)
@@ -39,11 +46,30 @@ def operand(spec: GemmSpec, name: str, device="cuda", generator=None) -> torch.T
     return t[0] if spec.batch == 1 else t
 
 
-def reference(a, b, c=None, alpha=1.0, beta=0.0) -> torch.Tensor:
-    ref = alpha * torch.matmul(a.double(), b.double())
-    if beta != 0 and c is not None:
-        ref = ref + beta * c.double()
-    return ref
+def reference(a, b, c=None, alpha=1.0, beta=0.0, epilogue=None, bias=None) -> torch.Tensor:
+    """float64 result of the epilogue chain (deepgen.epilogue.EpilogueSpec; the default:
+    alpha * a @ b + beta * c) applied to a @ b, step by step in the chain's order."""
+    acc = torch.matmul(a.double(), b.double())
+    steps = ("alpha_beta",) if epilogue is None else epilogue.steps
+    for step in steps:
+        if step == "alpha_beta":
+            acc = alpha * acc
+            if beta != 0 and c is not None:
+                acc = acc + beta * c.double()
+        elif step == "bias_row":
+            acc = acc + bias.double()[:, None]
+        elif step == "bias_col":
+            acc = acc + bias.double()
+        elif step == "relu":
+            acc = torch.relu(acc)
+        elif step == "gelu_tanh":
+            acc = 0.5 * acc * (1 + torch.tanh(math.sqrt(2 / math.pi)
+                                              * (acc + 0.044715 * acc ** 3)))
+        elif step == "silu":
+            acc = acc * torch.sigmoid(acc)
+        else:
+            raise ValueError(f"epilogue: unknown step {step!r}")
+    return acc
 
 
 def rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
@@ -58,10 +84,11 @@ def check(kernel, spec: GemmSpec, alpha=1.0, beta=0.0, device="cuda") -> float:
     """Run `kernel` once on fresh random data with C poisoned; returns the relative error."""
     a, b = operand(spec, "A", device), operand(spec, "B", device)
     c = operand(spec, "C", device)
-    ref = reference(a, b, c, alpha, beta)
-    if beta == 0:
+    extra = {name: operand(spec, name, device) for name in spec.epilogue.operands()}
+    ref = reference(a, b, c, alpha, beta, spec.epilogue, extra.get("bias"))
+    if beta == 0 or not spec.epilogue.reads_c:
         c.fill_(float("nan"))
-    kernel(a, b, c, alpha=alpha, beta=beta)
+    kernel(a, b, c, alpha=alpha, beta=beta, **extra)
     torch.cuda.synchronize()
     return rel_error(c, ref)
 

@@ -1,7 +1,12 @@
 """The torch custom ops, so that torch.compile(fullgraph=True) and CUDA graphs see DeepGen:
 
-    deepgen::gemm(Tensor a, Tensor b, float alpha=1.0) -> Tensor
-    deepgen::gemm_out(Tensor a, Tensor b, Tensor(a!) out, float alpha=1.0, float beta=0.0) -> ()
+    deepgen::gemm(Tensor a, Tensor b, float alpha=1.0, Tensor? bias=None,
+                  str activation="none", str bias_dim="col") -> Tensor
+    deepgen::gemm_out(Tensor a, Tensor b, Tensor(a!) out, float alpha=1.0, float beta=0.0,
+                      Tensor? bias=None, str activation="none", str bias_dim="col") -> ()
+
+(the epilogue arguments as deepgen.gemm takes them: a 1-D bias of N values per column or of M
+values per row, an activation of deepgen.epilogue.ACTIVATIONS).
 
 Both run deepgen.gemm on CUDA tensors. Their fake implementations give the output's shape and
 dtype (and check a and b) without running anything, which is what torch.compile traces.
@@ -15,6 +20,9 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+
+from deepgen.dtypes import INPUT_DTYPES, torch_dtype
+from deepgen.epilogue import ACTIVATIONS
 
 _lib: torch.library.Library | None = None
 
@@ -30,9 +38,10 @@ def register(bind: Callable[[], Callable]) -> None:
         return
     _bind = bind
     lib = torch.library.Library("deepgen", "FRAGMENT")
-    lib.define("gemm(Tensor a, Tensor b, float alpha=1.0) -> Tensor")
-    lib.define("gemm_out(Tensor a, Tensor b, Tensor(a!) out, float alpha=1.0, "
-               "float beta=0.0) -> ()")
+    epi = 'Tensor? bias=None, str activation="none", str bias_dim="col"'
+    lib.define(f"gemm(Tensor a, Tensor b, float alpha=1.0, {epi}) -> Tensor")
+    lib.define(f"gemm_out(Tensor a, Tensor b, Tensor(a!) out, float alpha=1.0, "
+               f"float beta=0.0, {epi}) -> ()")
     # CompositeExplicitAutograd serves every device, so a CPU tensor gets deepgen's TypeError
     # naming the argument rather than a dispatcher error.
     lib.impl("gemm", _gemm, "CompositeExplicitAutograd")
@@ -42,12 +51,16 @@ def register(bind: Callable[[], Callable]) -> None:
     _lib = lib
 
 
-def _gemm(a, b, alpha=1.0):
-    return (_api_gemm or _bind_api())(a, b, alpha=alpha)
+def _gemm(a, b, alpha=1.0, bias=None, activation="none", bias_dim="col"):
+    return (_api_gemm or _bind_api())(a, b, alpha=alpha, bias=bias,
+                                      activation=None if activation == "none" else activation,
+                                      bias_dim=bias_dim)
 
 
-def _gemm_out(a, b, out, alpha=1.0, beta=0.0):
-    (_api_gemm or _bind_api())(a, b, out=out, alpha=alpha, beta=beta)
+def _gemm_out(a, b, out, alpha=1.0, beta=0.0, bias=None, activation="none", bias_dim="col"):
+    (_api_gemm or _bind_api())(a, b, out=out, alpha=alpha, beta=beta, bias=bias,
+                               activation=None if activation == "none" else activation,
+                               bias_dim=bias_dim)
 
 
 _api_gemm = None  # deepgen.api.gemm, bound on first use through register's `bind`
@@ -75,13 +88,45 @@ def _check(a, b) -> None:
                            lambda: f"b: batch {b.shape[0]} differs from a's batch {a.shape[0]}")
 
 
-def _gemm_fake(a, b, alpha=1.0):
+_BIAS_DTYPES = None
+
+
+def _check_epilogue(a, b, bias, activation, bias_dim) -> None:
+    """The epilogue arguments: activation and bias_dim names, the bias's rank, length, dtype."""
+    global _BIAS_DTYPES
+    torch._check_value(activation in ("none", *ACTIVATIONS),
+                       lambda: f"activation: must be 'none' or one of "
+                               f"{', '.join(ACTIVATIONS)}, got {activation!r}")
+    torch._check_value(bias_dim in ("row", "col"),
+                       lambda: f"bias_dim: must be 'col' (N values) or 'row' (M values), got "
+                               f"{bias_dim!r}")
+    if bias is None:
+        return
+    if _BIAS_DTYPES is None:
+        _BIAS_DTYPES = tuple(torch_dtype(n) for n in INPUT_DTYPES)
+    torch._check_type(bias.dtype in _BIAS_DTYPES,
+                      lambda: f"bias: dtype {bias.dtype} is not supported (supported: "
+                              f"{', '.join(map(str, _BIAS_DTYPES))})")
+    want = b.shape[-1] if bias_dim == "col" else a.shape[-2]
+    which = "N" if bias_dim == "col" else "M"
+    torch._check_value(bias.dim() == 1,
+                       lambda: f"bias: expected a 1-D tensor of {which} = {want} values "
+                               f"(bias_dim={bias_dim!r}), got shape {tuple(bias.shape)}")
+    torch._check_value(bias.shape[0] == want,
+                       lambda: f"bias: expected shape ({want},): {which} = {want} "
+                               f"(bias_dim={bias_dim!r}), got {tuple(bias.shape)}")
+
+
+def _gemm_fake(a, b, alpha=1.0, bias=None, activation="none", bias_dim="col"):
     _check(a, b)
+    _check_epilogue(a, b, bias, activation, bias_dim)
     return a.new_empty((*a.shape[:-1], b.shape[-1]))
 
 
-def _gemm_out_fake(a, b, out, alpha=1.0, beta=0.0):
+def _gemm_out_fake(a, b, out, alpha=1.0, beta=0.0, bias=None, activation="none",
+                   bias_dim="col"):
     _check(a, b)
+    _check_epilogue(a, b, bias, activation, bias_dim)
     want = (*a.shape[:-1], b.shape[-1])
     torch._check_value(tuple(out.shape) == tuple(want),
                        lambda: f"out: expected shape {tuple(want)}, got {tuple(out.shape)}")

@@ -280,10 +280,11 @@ def test_import_deepgen_runtime_does_not_import_mlir():
 def test_torch_ops_exist_after_import_in_either_order(order):
     out = _python(f"{order}; print(torch.ops.deepgen.gemm.default._schema); "
                   f"print(torch.ops.deepgen.gemm_out.default._schema)")
+    epi = 'Tensor? bias=None, str activation="none", str bias_dim="col"'
     assert out.splitlines() == [
-        "deepgen::gemm(Tensor a, Tensor b, float alpha=1.) -> Tensor",
+        f"deepgen::gemm(Tensor a, Tensor b, float alpha=1., {epi}) -> Tensor",
         "deepgen::gemm_out(Tensor a, Tensor b, Tensor(a!) out, float alpha=1., "
-        "float beta=0.) -> ()"]
+        f"float beta=0., {epi}) -> ()"]
 
 
 def test_f32_follows_torchs_tf32_switch(cpu_gpu, compiler, monkeypatch):
