@@ -299,3 +299,69 @@ def test_check_passes_the_bias_to_the_kernel(monkeypatch):
         c.copy_(measure.reference(a, b, None, alpha, 0.0, spec.epilogue, bias))
     err = measure.check(kernel, spec, alpha=1.0, beta=0.0, device="cpu")
     assert err < 1e-6 and seen["bias"].shape == (6,)
+
+
+# -- deepgen.gemm end to end on the fake GPU ------------------------------------------------------
+
+@pytest.fixture
+def fake_compiler_with_bias(tmp_path, monkeypatch):
+    """deepgen.compiler replaced by the reference kernel with a `bias` parameter appended (the
+    fake launch plan computes the spec's chain on the CPU through the pointers it gets)."""
+    import dataclasses
+    import sys
+    import types
+
+    from deepgen.runtime import cache
+    from deepgen.runtime.artifact import param_for
+    from deepgen.runtime.reference import reference_artifact
+    from runtime_fakes import pretend_kernels_run_on_cpu
+
+    specs = []
+
+    class Fake(types.ModuleType):
+        def compile_artifact(self, spec, config=None, target="sm_90a"):
+            specs.append(spec)
+            art = reference_artifact(spec, target=target)
+            extra = tuple(param_for(n, spec) for n in spec.epilogue.operands())
+            art.launches = [dataclasses.replace(l, params=tuple(l.params) + extra)
+                            for l in art.launches]
+            return art
+
+        def toolchain_versions(self):
+            return {"mlir": "test"}
+
+    fake = Fake("deepgen.compiler")
+    monkeypatch.setenv("DEEPGEN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setitem(sys.modules, "deepgen.compiler", fake)
+    monkeypatch.setattr(deepgen, "compiler", fake, raising=False)
+    monkeypatch.setattr(api, "_check_devices", lambda tensors: None)
+    monkeypatch.setattr(api, "target_of", lambda device: "sm_90a")
+    pretend_kernels_run_on_cpu(monkeypatch)
+    for t in (api._by_call, api._by_spec):
+        t.clear()
+    cache.clear_memory()
+    yield specs
+    for t in (api._by_call, api._by_spec):
+        t.clear()
+    cache.clear_memory()
+
+
+@pytest.mark.parametrize("bias_dim, activation", [("col", "gelu_tanh"), ("row", "silu"),
+                                                  ("col", None)])
+def test_gemm_with_bias_and_activation(fake_compiler_with_bias, bias_dim, activation):
+    a, b = torch.randn(6, 5), torch.randn(5, 8)
+    bias = torch.randn(8 if bias_dim == "col" else 6)
+    out = torch.randn(6, 8)
+    before = out.clone()
+    for _ in range(2):  # the second call takes the fast path
+        got = deepgen.gemm(a, b, out=out, alpha=1.5, beta=0.5, bias=bias,
+                           activation=activation, bias_dim=bias_dim)
+        spec = fake_compiler_with_bias[-1]
+        want = measure.reference(a, b, before, 1.5, 0.5, spec.epilogue, bias)
+        torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
+        out.copy_(before)
+    assert len(fake_compiler_with_bias) == 1  # compiled once
+    assert spec.epilogue.bias == bias_dim and spec.epilogue.activation == activation
+    # another activation is another kernel
+    deepgen.gemm(a, b, bias=bias, bias_dim=bias_dim, activation="relu")
+    assert len(fake_compiler_with_bias) == 2

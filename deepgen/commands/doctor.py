@@ -157,6 +157,31 @@ def _check_ld_lld(tc) -> Check:
                  tc.ADVICE["ld.lld"] if old else None, data=info.to_dict())
 
 
+def _check_device_libs(tc) -> list[Check]:
+    """Device math bitcode for epilogues with gelu/silu: libdevice (NVIDIA), ocml/ockl (AMD)."""
+    nv = tc.locate_libdevice()
+    if nv.found:
+        libdevice = Check("libdevice", "compile", True,
+                          f"{nv.path} ({nv.source}{', ' + nv.version if nv.version else ''})",
+                          data=nv.to_dict())
+    else:
+        libdevice = Check("libdevice", "compile", False,
+                          "not found (" + ("; ".join(nv.notes) or "no PyPI nvidia-nvvm") + "): "
+                          "gelu/silu epilogues link the libdevice embedded in the MLIR bindings",
+                          (), "pip install nvidia-nvvm (a dependency of nvidia-cuda-nvcc) or set "
+                              "DEEPGEN_LIBDEVICE=/path/to/libdevice.10.bc", data=nv.to_dict())
+    amd = tc.locate_amd_device_libs()
+    if amd.found:
+        ocml = Check("ocml/ockl", "amd", True, f"{amd.path} ({amd.source})", data=amd.to_dict())
+    else:
+        ocml = Check("ocml/ockl", "amd", False,
+                     "not found" + (f" ({'; '.join(amd.notes)})" if amd.notes else "")
+                     + ": no AMD kernels with gelu/silu epilogues", (),
+                     "install ROCm (amdgcn/bitcode), pip install triton (ships ocml.bc and "
+                     "ockl.bc), or set DEEPGEN_AMD_DEVICE_LIBS", data=amd.to_dict())
+    return [libdevice, ocml]
+
+
 def _check_cuobjdump(tc, smoke: dict) -> Check:
     info = tc.locate_cuobjdump()
     if not info.found:
@@ -283,6 +308,7 @@ def collect(require: str = "compile") -> dict:
         ptxas_checks, smoke = _check_ptxas(tc, work)
         checks += ptxas_checks + [_check_assembler(tc)]
     checks += [_check_ld_lld(tc), _check_cuobjdump(tc, smoke), _check_filecheck(tc)]
+    checks += _check_device_libs(tc)
     checks += _check_run(tc, goals, gpus)
 
     def missing(goal: str) -> list[str]:
