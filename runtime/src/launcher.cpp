@@ -314,6 +314,8 @@ class ContextScope {
 struct ParamRef {
   Kind kind;
   uint16_t slot;
+  uint8_t store = 0;    // ptr, f32, i64: which value array (0, 1, 2) ...
+  uint32_t offset = 0;  // ... and the byte offset of the value in it
 };
 
 // A TMA descriptor of a plan: what cuTensorMapEncodeTiled gets besides the pointer, in the
@@ -347,6 +349,7 @@ struct Step {
   std::array<unsigned, 3> grid{}, block{};
   unsigned shared_bytes = 0;
   std::vector<ParamRef> params;  // per kernel parameter, in order
+  bool simple = true;            // only ptr, f32 and i64 params: packed without branches
   bool has_cluster = false;
   std::array<unsigned, 3> cluster{1, 1, 1};
   std::array<int, 4> attributes{};  // registers, local bytes, static shared, max threads
@@ -486,6 +489,10 @@ class LaunchPlan {
         if (r.kind == kPtr) need_pointers_ = std::max<size_t>(need_pointers_, r.slot + 1);
         if (r.kind == kF32) need_f32_ = std::max<size_t>(need_f32_, r.slot + 1);
         if (r.kind == kI32 || r.kind == kI64) need_i64_ = std::max<size_t>(need_i64_, r.slot + 1);
+        if (r.kind == kPtr) r.store = 0, r.offset = r.slot * sizeof(uint64_t);
+        if (r.kind == kF32) r.store = 1, r.offset = r.slot * sizeof(float);
+        if (r.kind == kI64) r.store = 2, r.offset = r.slot * sizeof(int64_t);
+        if (r.kind == kI32 || r.kind == kTma) s.simple = false;
         s.params.push_back(r);
       }
       if (items.size() == 6 && !items[5].is_none()) {
@@ -588,38 +595,17 @@ class LaunchPlan {
   void run(uintptr_t stream, const uint64_t* pointers, const float* f32s,
            const int64_t* i64s) const {
     void* params[kMaxParams];
-    int32_t narrow[kMaxParams];
-    TensorMap maps[kMaxTmaPerStep];  // copies: the driver reads them during the launch call
     const Backend& be = *backend_;
     ContextScope scope(be, context_);
+    char* const stores[3] = {reinterpret_cast<char*>(const_cast<uint64_t*>(pointers)),
+                             reinterpret_cast<char*>(const_cast<float*>(f32s)),
+                             reinterpret_cast<char*>(const_cast<int64_t*>(i64s))};
     for (const Step& s : steps_) {
-      size_t tmas = 0;
-      for (size_t i = 0; i < s.params.size(); ++i) {
-        const ParamRef r = s.params[i];
-        switch (r.kind) {
-          case kPtr:
-            params[i] = const_cast<uint64_t*>(&pointers[r.slot]);
-            break;
-          case kF32:
-            params[i] = const_cast<float*>(&f32s[r.slot]);
-            break;
-          case kI64:
-            params[i] = const_cast<int64_t*>(&i64s[r.slot]);
-            break;
-          case kI32: {
-            int64_t v = i64s[r.slot];
-            if (v < INT32_MIN || v > INT32_MAX)
-              throw nb::value_error(join_error(s.entry, "i32 parameter " + std::to_string(i) +
-                                                            " gets " + std::to_string(v)).c_str());
-            narrow[i] = static_cast<int32_t>(v);
-            params[i] = &narrow[i];
-            break;
-          }
-          case kTma:
-            descriptor(r.slot, pointers[tma_[r.slot].pointer_slot], maps[tmas]);
-            params[i] = &maps[tmas++];
-            break;
-        }
+      if (s.simple) {
+        for (size_t i = 0; i < s.params.size(); ++i)
+          params[i] = stores[s.params[i].store] + s.params[i].offset;
+      } else {
+        pack(s, pointers, stores, params);
       }
       Handle h = reinterpret_cast<Handle>(stream);
       Result r;
@@ -636,6 +622,32 @@ class LaunchPlan {
         r = be.launch_kernel(s.function, s.grid[0], s.grid[1], s.grid[2], s.block[0],
                              s.block[1], s.block[2], s.shared_bytes, h, params, nullptr);
         if (r != 0) be.check(r, be.cuda ? "cuLaunchKernel" : "hipModuleLaunchKernel", s.entry);
+      }
+    }
+  }
+
+  // Fills `params` for a step with i32 or tma params. Their values live in this thread's
+  // buffers until the next step's packing (the driver copies them during the launch call);
+  // kept off run()'s stack so that the common path's frame stays small.
+  void pack(const Step& s, const uint64_t* pointers, char* const stores[3],
+            void** params) const {
+    static thread_local int32_t narrow[kMaxParams];
+    static thread_local TensorMap maps[kMaxTmaPerStep];
+    size_t tmas = 0;
+    for (size_t i = 0; i < s.params.size(); ++i) {
+      const ParamRef r = s.params[i];
+      if (r.kind == kI32) {
+        int64_t v = reinterpret_cast<const int64_t*>(stores[2])[r.slot];
+        if (v < INT32_MIN || v > INT32_MAX)
+          throw nb::value_error(join_error(s.entry, "i32 parameter " + std::to_string(i) +
+                                                        " gets " + std::to_string(v)).c_str());
+        narrow[i] = static_cast<int32_t>(v);
+        params[i] = &narrow[i];
+      } else if (r.kind == kTma) {
+        descriptor(r.slot, pointers[tma_[r.slot].pointer_slot], maps[tmas]);
+        params[i] = &maps[tmas++];
+      } else {
+        params[i] = stores[r.store] + r.offset;
       }
     }
   }

@@ -42,6 +42,9 @@ static void log_line(const char *fmt, ...) {
 
 const char *fake_log(void) { return log_buf; }
 void fake_clear(void) { log_len = 0; log_buf[0] = 0; }
+/* Quiet: launches check their arguments but log nothing (timing the launcher's own cost). */
+static int quiet;
+void fake_set_quiet(int q) { quiet = q; }
 
 CUresult cuInit(unsigned flags) { return flags == 0 ? 0 : 1; }
 CUresult cuDriverGetVersion(int *v) { *v = 12080; return 0; }
@@ -136,7 +139,7 @@ CUresult cuLaunchKernel(void *fn, unsigned gx, unsigned gy, unsigned gz, unsigne
                         void **params, void **extra) {
   Function *f = fn;
   CUresult r = check_launch(f, gx, shared, extra);
-  if (r) return r;
+  if (r || quiet) return r;
   char line[1024];  /* one log_line per launch: threads must not interleave */
   int n = snprintf(line, sizeof line, "launch %s grid=%u,%u,%u block=%u,%u,%u shared=%u "
                    "stream=%p ctx=%p args=", f->name, gx, gy, gz, bx, by, bz, shared, stream,
@@ -163,7 +166,7 @@ typedef struct {
 CUresult cuLaunchKernelEx(const LaunchConfig *config, void *fn, void **params, void **extra) {
   Function *f = fn;
   CUresult r = check_launch(f, config->grid[0], config->shared, extra);
-  if (r) return r;
+  if (r || quiet) return r;
   char line[1024];
   int n = snprintf(line, sizeof line, "launchex %s grid=%u,%u,%u block=%u,%u,%u shared=%u "
                    "stream=%p ctx=%p attrs=%u", f->name, config->grid[0], config->grid[1],
