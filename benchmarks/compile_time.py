@@ -4,6 +4,16 @@ median and max wall time, and the median time per stage (module build, each Deep
 upstream lowering, PTX, ptxas).
 
     python benchmarks/compile_time.py [--runs 7] [--out benchmarks/results/compile_time-<host>-<date>.json]
+    python benchmarks/compile_time.py --vs-triton [--runs 5] [--out ...]
+
+--vs-triton: DeepGen against Triton (the GEMM suite's matmul, benchmarks/triton_matmul.py,
+compiled for sm_90 by triton.compile with GPUTarget("cuda", 90, 32): no GPU needed), same tiles
+(TILES), side by side. Each compiler runs in its own long-lived worker process (so neither
+pays for imports or the other's libraries), warm: one discarded compile per tile first, then
+`--runs` rounds, interleaved (round r: every tile by both, the order of the two alternating),
+each compile from nothing: Triton with TRITON_CACHE_DIR a fresh empty directory, DeepGen's
+compile_artifact(keep_ir=False) directly (no kernel cache). Reported: every run's seconds, the
+median per tile and compiler, the ratio DeepGen/Triton of the medians, the load averages.
 
 Stages are timed by wrapping the compiler's own functions (gemm_module, run_pipeline, the
 DeepGen passes, to_ptx, assemble) for the duration of the measurement, so the numbers are those
@@ -51,9 +61,10 @@ def stage_timer():
     PTX, and PTX -> cubin (labelled "ptxas" whichever assembler ran)."""
     import dataclasses as dc
 
-    from deepgen.compiler import backend_nvidia, driver
+    from deepgen.compiler import backend_nvidia, driver, strategies
     from deepgen.compiler.passes import REGISTRY
 
+    getattr(strategies, "load_passes", lambda: None)()  # the strategies' passes, registered
     times: dict[str, float] = {}
     pipeline = {"s": 0.0}
 
@@ -93,6 +104,239 @@ def stage_timer():
         times["upstream lowering"] = max(0.0, pipeline["s"] - deepgen)
 
 
+# (label, spec, DeepGen config overrides, Triton (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages)):
+# the same tile, warps and stages on both sides. DeepGen's 16-row default splits K in 4 (a
+# second, reduction kernel); Triton's suite kernel has no split-K.
+TILES = [
+    ("bf16 4096^3 256x128x64", dict(M=4096, N=4096, K=4096, dtype="bf16"), None,
+     (256, 128, 64, 8, 4)),
+    ("bf16 4096^3 128x128x64", dict(M=4096, N=4096, K=4096, dtype="bf16"),
+     {"BM": 128, "warps_m": 2, "warps_n": 2}, (128, 128, 64, 4, 4)),
+    ("bf16 16x4096x4096 16x128x32", dict(M=16, N=4096, K=4096, dtype="bf16"), None,
+     (16, 128, 32, 4, 3)),
+    ("f32 4096^3 SIMT 128x128x8", dict(M=4096, N=4096, K=4096, dtype="f32"), None,
+     (128, 128, 8, 8, 2)),
+]
+
+
+class _DeepGenWorker:
+    name = "deepgen"
+
+    def __init__(self):
+        from deepgen.compiler import compile_artifact, default_config
+
+        self.compile_artifact = compile_artifact
+        self.cases = []
+        for _label, fields, overrides, _triton in TILES:
+            spec = GemmSpec(**fields)
+            cfg = default_config(spec, "sm_90a")
+            self.cases.append((spec, cfg.replace(**overrides) if overrides else cfg))
+
+    def compile(self, i: int) -> dict:
+        spec, cfg = self.cases[i]
+        t = time.perf_counter()
+        art = self.compile_artifact(spec, cfg, "sm_90a", keep_ir=False)
+        seconds = time.perf_counter() - t
+        return {"seconds": seconds, "config": cfg.to_dict(), "kernels": len(art.launches),
+                "resources": art.resources, "engine": _engine(art.assembly)}
+
+    @staticmethod
+    def versions() -> dict:
+        from deepgen.compiler import toolchain_versions
+        return toolchain_versions()
+
+
+class _TritonWorker:
+    """triton.compile of triton_matmul.matmul_kernel for sm_90, specialized as a launch on
+    row-major tensors of the spec's shape would specialize it (JITFunction's own binder)."""
+    name = "triton"
+
+    def __init__(self):
+        import tempfile
+
+        import torch
+        import triton
+        from triton.backends.compiler import GPUTarget
+        from triton.compiler import ASTSource, make_backend
+        from triton.runtime.jit import create_function_from_signature
+
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import triton_matmul as tm
+
+        self.tm, self.triton, self.ASTSource, self.tempfile = tm, triton, ASTSource, tempfile
+        self.target = GPUTarget("cuda", 90, 32)
+        self.backend = make_backend(self.target)
+        kern = tm.matmul_kernel
+        self.binder = create_function_from_signature(kern.signature, kern.params, self.backend)
+        dtypes = {"bf16": torch.bfloat16, "f16": torch.float16, "f32": torch.float32}
+        self.cases = []
+        for _label, fields, _overrides, cfg in TILES:
+            dt = dtypes[fields.get("dtype", "f32")]
+            m, n, k = fields["M"], fields["N"], fields["K"]
+            tensors = (torch.empty(m, k, dtype=dt), torch.empty(k, n, dtype=dt),
+                       torch.empty(m, n, dtype=dt))
+            self.cases.append((tensors, (m, n, k), cfg))
+
+    def _source(self, i: int):
+        from triton import knobs
+
+        (a, b, c), (m, n, k), (bm, bn, bk, warps, stages) = self.cases[i]
+        tm = self.tm
+        kwargs = dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, GROUP_M=tm.GROUP_M,
+                      PRECISION=tm.precision(a.dtype, False), num_warps=warps,
+                      num_stages=stages, debug=False,
+                      instrumentation_mode=knobs.compilation.instrumentation_mode,
+                      fpsan_homomorphic_casts=knobs.compilation.fpsan_homomorphic_casts)
+        bound, specialization, options = self.binder(a, b, c, m, n, k, *tm._3d(a), *tm._3d(b),
+                                                     *tm._3d(c), **kwargs)
+        options, signature, constexprs, attrs = tm.matmul_kernel._pack_args(
+            self.backend, kwargs, bound, specialization, options)
+        return self.ASTSource(tm.matmul_kernel, signature, constexprs, attrs), options
+
+    def compile(self, i: int) -> dict:
+        import shutil
+
+        cache = self.tempfile.mkdtemp(prefix="triton-cache-")
+        os.environ["TRITON_CACHE_DIR"] = cache  # a fresh, empty cache for every compile
+        try:
+            t = time.perf_counter()
+            src, options = self._source(i)
+            kernel = self.triton.compile(src, target=self.target, options=options.__dict__)
+            seconds = time.perf_counter() - t
+            cached = sum(len(f) for _, _, f in os.walk(cache))
+        finally:
+            shutil.rmtree(cache, ignore_errors=True)
+        md = kernel.metadata
+        return {"seconds": seconds, "cache_files_written": cached, "num_warps": md.num_warps,
+                "num_stages": md.num_stages, "shared": md.shared,
+                "engine": _engine(kernel.asm["ptx"])}
+
+    @staticmethod
+    def versions() -> dict:
+        import triton
+        from triton.backends.nvidia.compiler import get_ptxas
+
+        ptxas = get_ptxas(90)
+        return {"triton": triton.__version__, "ptxas": ptxas.version, "ptxas_path": ptxas.path}
+
+
+def _engine(ptx: str) -> str:
+    if re.search(r"\bwgmma", ptx):
+        return "wgmma"
+    return "mma.sync" if re.search(r"\bmma\.sync", ptx) else "SIMT"
+
+
+def worker_main(kind: str) -> int:
+    """A worker: JSON requests on stdin ({"tile": i} or {"versions": 1}), one JSON reply each."""
+    import warnings
+
+    os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # Triton 3.9's default, said aloud
+    warnings.simplefilter("ignore")
+    worker = (_DeepGenWorker if kind == "deepgen" else _TritonWorker)()
+    out = sys.stdout
+    sys.stdout = sys.stderr  # compilers' chatter stays off the reply channel
+    for line in sys.stdin:
+        req = json.loads(line)
+        try:
+            reply = worker.versions() if "versions" in req else worker.compile(req["tile"])
+        except Exception as e:  # noqa: BLE001 - reported to the parent
+            reply = {"error": f"{type(e).__name__}: {e}"}
+        out.write(json.dumps(reply) + "\n")
+        out.flush()
+    return 0
+
+
+class _Worker:
+    def __init__(self, kind: str):
+        import subprocess
+
+        self.kind = kind
+        self.proc = subprocess.Popen([sys.executable, __file__, "--worker", kind],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def ask(self, req: dict) -> dict:
+        self.proc.stdin.write(json.dumps(req) + "\n")
+        self.proc.stdin.flush()
+        reply = json.loads(self.proc.stdout.readline())
+        if "error" in reply:
+            raise RuntimeError(f"{self.kind}: {reply['error']}")
+        return reply
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def vs_triton(runs: int, out: Path | None, only: str | None = None) -> int:
+    chosen = [i for i, t in enumerate(TILES) if only is None or re.search(only, t[0])]
+    load_before = os.getloadavg()
+    workers = {kind: _Worker(kind) for kind in ("deepgen", "triton")}
+    try:
+        first = {k: {i: w.ask({"tile": i}) for i in chosen} for k, w in workers.items()}
+        rounds = []
+        for r in range(runs):
+            order = ("deepgen", "triton") if r % 2 == 0 else ("triton", "deepgen")
+            for i in chosen:
+                label = TILES[i][0]
+                for kind in order:
+                    reply = workers[kind].ask({"tile": i})
+                    rounds.append({"round": r, "tile": label, "compiler": kind,
+                                   "seconds": reply["seconds"]})
+            print(f"round {r + 1}/{runs}: " + ", ".join(
+                f"{x['compiler'][0]}{x['seconds']:.2f}" for x in rounds if x["round"] == r),
+                flush=True)
+        versions = {k: w.ask({"versions": 1}) for k, w in workers.items()}
+    finally:
+        for w in workers.values():
+            w.close()
+    load_after = os.getloadavg()
+    tiles = []
+    for i in chosen:
+        label, fields, _overrides, triton_cfg = TILES[i]
+        times = {k: [x["seconds"] for x in rounds if x["tile"] == label and x["compiler"] == k]
+                 for k in workers}
+        med = {k: statistics.median(v) for k, v in times.items()}
+        d, t = first["deepgen"][i], first["triton"][i]
+        tiles.append({
+            "tile": label, "spec": GemmSpec(**fields).to_dict(),
+            "deepgen_config": d["config"], "triton_config": dict(zip(
+                ("BLOCK_M", "BLOCK_N", "BLOCK_K", "num_warps", "num_stages"), triton_cfg)),
+            "deepgen_kernels": d["kernels"], "deepgen_engine": d["engine"],
+            "triton_engine": t["engine"], "deepgen_resources": d["resources"],
+            "triton_shared": t.get("shared"),
+            "triton_cache_files_written": t.get("cache_files_written"),
+            "first_compile_in_worker_s": {"deepgen": d["seconds"], "triton": t["seconds"]},
+            "runs_s": times, "median_s": med, "min_s": {k: min(v) for k, v in times.items()},
+            "ratio_median": med["deepgen"] / med["triton"],
+            "target_met": med["deepgen"] <= 0.5 * med["triton"]})
+    when = _dt.datetime.now()
+    host = re.sub(r"[^A-Za-z0-9]+", "-", platform.node()).strip("-") or "host"
+    out = out or RESULTS / f"compile_time-{host}-{when:%Y-%m-%d}.json"
+    doc = {"format": "deepgen-compile-time-vs-triton/1", "date": when.isoformat(timespec="seconds"),
+           "host": platform.node(), "cpu": _cpu_name(), "cpus": os.cpu_count(),
+           "python": platform.python_version(), "deepgen_toolchain": versions["deepgen"],
+           "triton": versions["triton"], "load_average_before": load_before,
+           "load_average_after": load_after,
+           "method": f"one worker process per compiler, warm (a discarded compile per tile "
+                     f"first), {runs} interleaved rounds (order alternating), fresh caches: "
+                     "Triton TRITON_CACHE_DIR a new empty directory per compile, DeepGen "
+                     "compile_artifact(keep_ir=False) (no kernel cache); target sm_90a "
+                     "(DeepGen) / GPUTarget('cuda', 90, 32) (Triton)",
+           "target": "DeepGen median <= 0.5 x Triton median, every tile",
+           "tiles": tiles, "runs": rounds}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"\nwrote {out}\n")
+    print(f"compile time, median of {runs} interleaved runs (s); load average before "
+          f"{load_before[0]:.2f}, after {load_after[0]:.2f}")
+    print(f"{'tile':30s} {'DeepGen':>8s} {'Triton':>8s} {'ratio':>6s}")
+    for row in tiles:
+        print(f"{row['tile']:30s} {row['median_s']['deepgen']:8.3f} "
+              f"{row['median_s']['triton']:8.3f} {row['ratio_median']:6.2f}"
+              + ("" if row["target_met"] else "  (> 0.5)"))
+    return 0
+
+
 def time_spec(spec: GemmSpec, overrides: dict | None = None, runs: int = 5,
               target: str = "sm_90a") -> dict:
     """min/median/max seconds of compile_artifact(spec) over `runs`, and the median per stage."""
@@ -125,7 +369,16 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=7)
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--vs-triton", action="store_true",
+                   help="DeepGen against Triton on TILES, side by side (see the module's doc)")
+    p.add_argument("--only", metavar="REGEX", help="--vs-triton: only the tiles whose label "
+                                                   "matches")
+    p.add_argument("--worker", choices=("deepgen", "triton"), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    if a.worker:
+        return worker_main(a.worker)
+    if a.vs_triton:
+        return vs_triton(a.runs if a.runs != p.get_default("runs") else 5, a.out, a.only)
     from deepgen.compiler import compile_artifact, toolchain_versions
 
     load_before = os.getloadavg()  # the CPU may be shared: say how busy it was

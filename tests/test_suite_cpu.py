@@ -439,3 +439,19 @@ def test_compile_time_reports_stages():
     assert driver.run_pipeline.__name__ == "run_pipeline"  # the wrappers are gone afterwards
     assert backend_nvidia.assemble.__name__ == "assemble"
     assert REGISTRY["deepgen-tile-gemm"].run.__name__ == "run"
+
+
+def test_compile_time_vs_triton_writes_every_run(tmp_path):
+    pytest.importorskip("triton")
+    out = tmp_path / "vs.json"
+    assert compile_time.main(["--vs-triton", "--runs", "2", "--only", "16x4096", "--out",
+                              str(out)]) == 0
+    doc = json.loads(out.read_text())
+    (tile,) = doc["tiles"]
+    assert tile["tile"].startswith("bf16 16x4096x4096")
+    assert len(tile["runs_s"]["deepgen"]) == len(tile["runs_s"]["triton"]) == 2
+    assert tile["ratio_median"] == tile["median_s"]["deepgen"] / tile["median_s"]["triton"]
+    assert tile["deepgen_engine"] == tile["triton_engine"] == "mma.sync"
+    assert tile["triton_config"]["BLOCK_M"] == 16 and tile["deepgen_config"]["BM"] == 16
+    assert doc["triton"]["triton"] and doc["deepgen_toolchain"]["assembler"] == "ptxas"
+    assert len(doc["load_average_before"]) == 3 and len(doc["runs"]) == 4
