@@ -239,8 +239,6 @@ class Kernel:
         seen before). `extra`: None for the plain A/B/C form, else (pointers of the extra
         operands, values of the extra f32 scalars) in signature order, as `_extras` returns
         them after checking the tensors."""
-        if extra is None and not self._plain:
-            self._extras(a, {})  # raises: names the missing operand
         dev = a.get_device()
         fresh = w = None
         if c is None:
@@ -255,6 +253,8 @@ class Kernel:
             _keep_for_stream(s, dev, fresh, w)
         plan = self._plans.get(dev) or self._plan(dev)
         if extra is None:
+            if not self._plain:
+                self._extras(a, {})  # raises: names the missing operand
             plan.launch(s, pa, pb, c.data_ptr(), 0 if w is None else w.data_ptr(), alpha, beta)
         else:
             plan.launch_args(s, (pa, pb, c.data_ptr(), 0 if w is None else w.data_ptr(),
