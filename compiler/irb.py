@@ -170,6 +170,10 @@ def set_attr(op, name: str, value) -> None:
     op.attributes[name] = value
 
 
+# Function-like ops: none of them is ever found in the body of another.
+FUNCTION_OPS = frozenset({"gpu.func", "func.func", "llvm.func"})
+
+
 def walk_ops(root, name: str | None = None) -> list:
     """All operations under `root` (pre-order), optionally only those called `name`."""
     found = []
@@ -179,6 +183,14 @@ def walk_ops(root, name: str | None = None) -> list:
         def visit(op):  # an ir.Operation
             append(op)
             return advance
+    elif name in FUNCTION_OPS:  # no need to walk the (large) function bodies
+        skip = ir.WalkResult.SKIP
+
+        def visit(op):
+            op_name = op.name
+            if op_name == name:
+                append(op)
+            return skip if op_name in FUNCTION_OPS else advance
     else:
         def visit(op):
             if op.name == name:
