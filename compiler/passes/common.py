@@ -16,7 +16,7 @@ from . import PassError
 SPEC = "deepgen.spec"
 TILE = "deepgen.tile"
 GRID = "deepgen.grid"  # DenseI64Array [x, y, z]
-ARGS = "deepgen.args"  # names from deepgen.runtime.artifact.ARG_NAMES, in parameter order
+ARGS = "deepgen.args"  # names of deepgen.runtime.artifact.ARGUMENT_KINDS, in parameter order
 ORDER = "deepgen.launch_order"  # launches run in increasing order
 SHARED = "deepgen.shared_bytes"  # dynamic shared memory the kernel needs
 # Markers on ops inside the kernel.
