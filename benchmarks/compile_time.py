@@ -220,6 +220,16 @@ class _TritonWorker:
         return {"triton": triton.__version__, "ptxas": ptxas.version, "ptxas_path": ptxas.path}
 
 
+def _git_commit() -> str | None:
+    """HEAD of the checkout measured ("+dirty" when the compiler's sources differ from it)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    try:
+        from gemm_suite import git_commit
+        return git_commit()
+    except Exception:  # noqa: BLE001 - a record without a commit is still a record
+        return None
+
+
 def _engine(ptx: str) -> str:
     if re.search(r"\bwgmma", ptx):
         return "wgmma"
@@ -314,7 +324,8 @@ def vs_triton(runs: int, out: Path | None, only: str | None = None) -> int:
     out = out or RESULTS / f"compile_time-{host}-{when:%Y-%m-%d}.json"
     doc = {"format": "deepgen-compile-time-vs-triton/1", "date": when.isoformat(timespec="seconds"),
            "host": platform.node(), "cpu": _cpu_name(), "cpus": os.cpu_count(),
-           "python": platform.python_version(), "deepgen_toolchain": versions["deepgen"],
+           "python": platform.python_version(), "git_commit": _git_commit(),
+           "deepgen_toolchain": versions["deepgen"],
            "triton": versions["triton"], "load_average_before": load_before,
            "load_average_after": load_after,
            "method": f"one worker process per compiler, warm (a discarded compile per tile "
