@@ -177,3 +177,25 @@ def test_run_stage_prints_its_input_only_when_asked():
             with pytest.raises(CompileError) as e:
                 driver.run_stage(module, TO_NVVM, keep_before=keep)
             assert ("gpu.func @f" in e.value.ir_before) == keep
+
+
+def test_invalid_ir_from_a_pass_is_caught_and_the_pass_named(monkeypatch):
+    """The stages run together without a verifier between passes; the IR is verified at the end
+    and, when invalid, the stages replay one by one (each verified) to name the culprit."""
+    from mlir import ir
+
+    from deepgen.compiler.passes import REGISTRY, PassInfo
+
+    def drop_returns(module):
+        for op in list(driver.irb.walk_ops(module, "func.return")):
+            op.erase()
+
+    monkeypatch.setitem(REGISTRY, "deepgen-test-drop-returns",
+                        PassInfo("deepgen-test-drop-returns", drop_returns, "test only"))
+    with driver.make_context(), ir.Location.unknown():
+        module = ir.Module.parse("func.func @f() { return }")
+        with pytest.raises(CompileError) as e:
+            driver.run_pipeline(module, ["canonicalize", "deepgen-test-drop-returns"])
+    assert e.value.stage == "deepgen-test-drop-returns"
+    assert "func.return" in e.value.ir_before or "return" in e.value.ir_before
+    assert "expect at least a terminator" in str(e.value)
