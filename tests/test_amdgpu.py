@@ -116,7 +116,7 @@ def test_default_configs_fill_a_64_lane_wavefront():
             for dtype in DTYPES:
                 spec = GemmSpec(M=M, N=N, K=K, dtype=dtype, layout="TN")
                 cfg = default_config(spec, target)  # validated for the target
-                assert cfg.lanes_m * cfg.lanes_n == 64 and cfg.mma == "none"
+                assert cfg.lanes_m * cfg.lanes_n == 64 and cfg.strategy == "simt"
             # SIMT f32: NVIDIA's block tile and thread count, in half as many warps
             spec = GemmSpec(M=M, N=N, K=K, layout="TN")
             cfg, nvidia = default_config(spec, target), default_config(spec, "sm_90a")

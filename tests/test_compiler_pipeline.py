@@ -225,7 +225,7 @@ def test_default_tensor_core_kernel_swizzles_prefetches_and_stores_c_in_16_bytes
     assert cfg["smem_swizzle"] and cfg["smem_pad"] == 0 and cfg["register_prefetch"]
     assert cfg["epilogue_smem"] and cfg["store_width"] == 8
     assert "arith.xori" in k.ir_stages["07-deepgen-vectorize"]
-    loop = next(line for line in k.ir_stages["05-deepgen-pipeline"].splitlines()
+    loop = next(line for line in k.ir_stages["05-deepgen-mma-sync-pipeline"].splitlines()
                 if "scf.for" in line and "deepgen.k_loop" not in line and "vector<4xi32>" in line)
     assert loop.count("vector<4xi32>") == 8  # 4 A + 4 B fragments of a 64 x 64 warp tile
     path = tmp_path / "k.cubin"
@@ -285,6 +285,6 @@ def test_tf32_path_rounds_to_tf32_and_uses_m16n8k8(layout, tmp_path):
 
 def test_f32_without_tf32_stays_on_cuda_cores():
     art = compile_artifact(GemmSpec(M=256, N=256, K=128), None, keep_ir=False)
-    assert art.config["mma"] == "none" and "mma.sync" not in art.assembly
+    assert art.config["strategy"] == "simt" and "mma.sync" not in art.assembly
     with pytest.raises(SpecError, match="^mma: m16n8k8 multiplies tf32"):
         compile_artifact(GemmSpec(M=256, N=256, K=128), TileConfig(mma="m16n8k8", smem_pad=4))

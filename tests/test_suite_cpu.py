@@ -361,7 +361,8 @@ def test_sweep_kernels_have_the_expected_launches_and_ptx(test_bundle):
         split = cfg["split_k"]
         assert len(art.launches) == (2 if split > 1 else 1), name
         main = art.launches[0]
-        threads = cfg["warps_m"] * cfg["warps_n"] * cfg["lanes_m"] * cfg["lanes_n"]
+        lanes = 32 if cfg["strategy"] == "mma_sync" else cfg["lanes_m"] * cfg["lanes_n"]
+        threads = cfg["warps_m"] * cfg["warps_n"] * lanes
         assert math.prod(main.block) == threads, name
         tiles = -(-spec.M // cfg["BM"]) * -(-spec.N // cfg["BN"]) * spec.batch * split
         assert math.prod(main.grid) >= tiles, name
