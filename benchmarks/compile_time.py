@@ -378,7 +378,8 @@ def time_spec(spec: GemmSpec, overrides: dict | None = None, runs: int = 5,
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--runs", type=int, default=7)
+    p.add_argument("--runs", type=int, default=None,
+                   help="runs per spec (default 7), or rounds with --vs-triton (default 5)")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--vs-triton", action="store_true",
                    help="DeepGen against Triton on TILES, side by side (see the module's doc)")
@@ -389,7 +390,8 @@ def main(argv=None) -> int:
     if a.worker:
         return worker_main(a.worker)
     if a.vs_triton:
-        return vs_triton(a.runs if a.runs != p.get_default("runs") else 5, a.out, a.only)
+        return vs_triton(a.runs or 5, a.out, a.only)
+    a.runs = a.runs or 7
     from deepgen.compiler import compile_artifact, toolchain_versions
 
     load_before = os.getloadavg()  # the CPU may be shared: say how busy it was
