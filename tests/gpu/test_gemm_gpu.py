@@ -42,7 +42,8 @@ def _guarded_c(spec: GemmSpec, beta: float):
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_sweep_case_matches_float64(case, kernels):
-    """C = alpha * op(A) @ op(B) + beta * C within DESIGN.md's tolerance, every element written,
+    """C = epilogue(op(A) @ op(B)) (alpha/beta with C, bias, activation) within DESIGN.md's
+    tolerance, every element written,
     nothing written outside C, no local memory (spills) in any launch."""
     import torch
 
@@ -56,9 +57,10 @@ def test_sweep_case_matches_float64(case, kernels):
         assert k.config[key] == value, key
     torch.manual_seed(zlib.crc32(name.encode()))
     a, b = measure.operand(spec, "A"), measure.operand(spec, "B")
+    extra = {n: measure.operand(spec, n) for n in spec.epilogue.operands()}  # bias, ...
     buf, c = _guarded_c(spec, beta)
-    ref = measure.reference(a, b, c, alpha, beta)
-    k(a, b, c, alpha=alpha, beta=beta)
+    ref = measure.reference(a, b, c, alpha, beta, spec.epilogue, extra.get("bias"))
+    k(a, b, c, alpha=alpha, beta=beta, **extra)
     torch.cuda.synchronize()
     nan = int(torch.isnan(c).sum())
     assert nan == 0, f"{nan} elements of C not written"
