@@ -28,6 +28,25 @@ from deepgen.spec import DTYPE_BYTES, GemmSpec, SpecError  # noqa: F401
 from .target import Target, get_target  # noqa: F401
 
 
+def check_fields(cls, d: dict, what: str) -> dict:
+    """`d` with its values typed per `cls`'s fields; SpecError naming an unknown or
+    mistyped field."""
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    out = {}
+    for key, value in d.items():
+        if key not in known:
+            raise SpecError(f"{key}: not a {what} field (fields: {list(known)})")
+        want = {"bool": bool, "str": str}.get(str(known[key].type), int)
+        if want is str and not isinstance(value, str):
+            raise SpecError(f"{key}: must be a string, got {value!r}")
+        if want is int and (isinstance(value, bool) or not isinstance(value, int)):
+            raise SpecError(f"{key}: must be an int, got {value!r}")
+        if want is bool and not isinstance(value, (bool, int)):
+            raise SpecError(f"{key}: must be a bool, got {value!r}")
+        out[key] = bool(value) if want is bool else value
+    return out
+
+
 @dataclass(frozen=True)
 class TileConfig:
     BM: int = 128  # block tile rows (M)
@@ -92,18 +111,7 @@ class TileConfig:
         if "strategy" in d:  # a strategy config's dict: its lowering parameters
             from .strategies import from_dict
             return from_dict(d).lowering()
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        for key, value in d.items():
-            if key not in known:
-                raise SpecError(f"{key}: not a TileConfig field (fields: {list(known)})")
-            want = {"bool": bool, "str": str}.get(str(known[key].type), int)
-            if want is str and not isinstance(value, str):
-                raise SpecError(f"{key}: must be a string, got {value!r}")
-            if want is int and (isinstance(value, bool) or not isinstance(value, int)):
-                raise SpecError(f"{key}: must be an int, got {value!r}")
-            if want is bool and not isinstance(value, (bool, int)):
-                raise SpecError(f"{key}: must be a bool, got {value!r}")
-        return cls(**{k: (bool(v) if known[k].type in ("bool", bool) else v) for k, v in d.items()})
+        return cls(**check_fields(cls, d, "TileConfig"))
 
     def replace(self, **changes) -> "TileConfig":
         return dataclasses.replace(self, **changes)

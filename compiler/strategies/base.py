@@ -26,27 +26,8 @@ from typing import ClassVar
 
 from deepgen.spec import GemmSpec, SpecError
 
-from ..config import TileConfig
+from ..config import TileConfig, check_fields
 from ..target import Target
-
-
-def check_fields(cls, d: dict, what: str) -> dict:
-    """`d` with its values typed per `cls`'s fields; SpecError naming an unknown or
-    mistyped field."""
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    out = {}
-    for key, value in d.items():
-        if key not in known:
-            raise SpecError(f"{key}: not a {what} field (fields: {list(known)})")
-        want = {"bool": bool, "str": str}.get(str(known[key].type), int)
-        if want is str and not isinstance(value, str):
-            raise SpecError(f"{key}: must be a string, got {value!r}")
-        if want is int and (isinstance(value, bool) or not isinstance(value, int)):
-            raise SpecError(f"{key}: must be an int, got {value!r}")
-        if want is bool and not isinstance(value, (bool, int)):
-            raise SpecError(f"{key}: must be a bool, got {value!r}")
-        out[key] = bool(value) if want is bool else value
-    return out
 
 
 @dataclass(frozen=True)
