@@ -4,7 +4,12 @@
 
 DIR/sweep/  the cases of benchmarks/correctness_sweep.py (one kernel bundle per case and an
             index.json that `correctness_sweep.py --run DIR/sweep` also reads);
-DIR/suite/  benchmarks/gemm_suite.py's "smoke" suite in every dtype (a gemm_suite bundle).
+DIR/suite/  benchmarks/gemm_suite.py's "smoke" suite in every dtype (a gemm_suite bundle);
+DIR/tma/    the TMA probe kernels of tests/gpu/tma_probe.py, one KernelArtifact per variant
+            (test_tma_gpu.py: by-value descriptors, mbarriers, clusters).
+
+`--only REGEX` selects sweep cases, suite points and probes (as "tma/<variant>") by name:
+`--only tma` builds the probes alone.
 
 Then, on the GPU host (no MLIR there):
 
@@ -42,6 +47,10 @@ def gemm_suite():
     return load_module("benchmarks/gemm_suite.py", "deepgen_bench_gemm_suite")
 
 
+def tma_probe():
+    return load_module("tests/gpu/tma_probe.py", "deepgen_tests_tma_probe")
+
+
 def compile_case(spec_fields: dict, overrides: dict | None, target: str = "sm_90a"):
     """The KernelArtifact of one sweep case: the default config with the case's overrides."""
     from deepgen.compiler import compile_artifact, default_config
@@ -55,7 +64,8 @@ def compile_case(spec_fields: dict, overrides: dict | None, target: str = "sm_90
 
 
 def make_bundle(directory: Path, only: str | None = None, log=print) -> dict:
-    """Write DIR/sweep and DIR/suite; returns {"sweep": [names], "suite": index}."""
+    """Write DIR/sweep, DIR/suite and DIR/tma; returns {"sweep": [names], "suite": index,
+    "tma": [variant names]}."""
     directory = Path(directory)
     sweep_dir = directory / "sweep"
     sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -72,7 +82,8 @@ def make_bundle(directory: Path, only: str | None = None, log=print) -> dict:
     points = [e for e in gs.entries(["smoke"]) if not only or re.search(only, e.name)]
     suite = gs.compile_bundle(directory / "suite", points,
                               log=lambda line: log(f"suite/{line}"))
-    return {"sweep": [e["name"] for e in index], "suite": suite}
+    tma = tma_probe().make_bundles(directory / "tma", only, log=log)
+    return {"sweep": [e["name"] for e in index], "suite": suite, "tma": tma}
 
 
 def main(argv=None) -> int:
@@ -84,8 +95,9 @@ def main(argv=None) -> int:
     t = time.perf_counter()
     made = make_bundle(a.directory, a.only)
     size = sum(f.stat().st_size for f in a.directory.rglob("*") if f.is_file())
-    print(f"{len(made['sweep'])} sweep kernels + {len(made['suite']['entries'])} suite points in "
-          f"{a.directory}: {size / 2**20:.1f} MiB, {time.perf_counter() - t:.0f} s")
+    print(f"{len(made['sweep'])} sweep kernels + {len(made['suite']['entries'])} suite points + "
+          f"{len(made['tma'])} TMA probes in {a.directory}: {size / 2**20:.1f} MiB, "
+          f"{time.perf_counter() - t:.0f} s")
     print(f"on the GPU host: DEEPGEN_TEST_BUNDLE={a.directory} python -m pytest tests/gpu -m gpu")
     return 1 if any(e["error"] for e in made["suite"]["entries"]) else 0
 
