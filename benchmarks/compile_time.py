@@ -134,11 +134,13 @@ class _DeepGenWorker:
 
     def compile(self, i: int) -> dict:
         spec, cfg = self.cases[i]
-        t = time.perf_counter()
-        art = self.compile_artifact(spec, cfg, "sm_90a", keep_ir=False)
-        seconds = time.perf_counter() - t
+        with stage_timer() as stages:  # wraps a few functions: microseconds per compile
+            t = time.perf_counter()
+            art = self.compile_artifact(spec, cfg, "sm_90a", keep_ir=False)
+            seconds = time.perf_counter() - t
         return {"seconds": seconds, "config": cfg.to_dict(), "kernels": len(art.launches),
-                "resources": art.resources, "engine": _engine(art.assembly)}
+                "resources": art.resources, "engine": _engine(art.assembly),
+                "stages": dict(stages)}
 
     @staticmethod
     def versions() -> dict:
@@ -220,6 +222,11 @@ class _TritonWorker:
         return {"triton": triton.__version__, "ptxas": ptxas.version, "ptxas_path": ptxas.path}
 
 
+def _stage_medians(runs: list[dict]) -> dict:
+    labels = list(dict.fromkeys(k for r in runs for k in r))
+    return {k: statistics.median(r.get(k, 0.0) for r in runs) for k in labels}
+
+
 def _git_commit() -> str | None:
     """HEAD of the checkout measured ("+dirty" when the compiler's sources differ from it)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -291,7 +298,8 @@ def vs_triton(runs: int, out: Path | None, only: str | None = None) -> int:
                 for kind in order:
                     reply = workers[kind].ask({"tile": i})
                     rounds.append({"round": r, "tile": label, "compiler": kind,
-                                   "seconds": reply["seconds"]})
+                                   "seconds": reply["seconds"],
+                                   **({"stages_s": reply["stages"]} if "stages" in reply else {})})
             print(f"round {r + 1}/{runs}: " + ", ".join(
                 f"{x['compiler'][0]}{x['seconds']:.2f}" for x in rounds if x["round"] == r),
                 flush=True)
@@ -318,6 +326,8 @@ def vs_triton(runs: int, out: Path | None, only: str | None = None) -> int:
             "first_compile_in_worker_s": {"deepgen": d["seconds"], "triton": t["seconds"]},
             "runs_s": times, "median_s": med, "min_s": {k: min(v) for k, v in times.items()},
             "ratio_median": med["deepgen"] / med["triton"],
+            "deepgen_stages_median_s": _stage_medians(
+                [x["stages_s"] for x in rounds if x["tile"] == label and "stages_s" in x]),
             "target_met": med["deepgen"] <= 0.5 * med["triton"]})
     when = _dt.datetime.now()
     host = re.sub(r"[^A-Za-z0-9]+", "-", platform.node()).strip("-") or "host"
@@ -340,10 +350,15 @@ def vs_triton(runs: int, out: Path | None, only: str | None = None) -> int:
     print(f"\nwrote {out}\n")
     print(f"compile time, median of {runs} interleaved runs (s); load average before "
           f"{load_before[0]:.2f}, after {load_after[0]:.2f}")
-    print(f"{'tile':30s} {'DeepGen':>8s} {'Triton':>8s} {'ratio':>6s}")
+    print(f"{'tile':30s} {'DeepGen':>8s} {'Triton':>8s} {'ratio':>6s}   DeepGen: passes, "
+          "lowering, to PTX, ptxas")
     for row in tiles:
+        st = row["deepgen_stages_median_s"]
+        passes = sum(v for k, v in st.items() if k.startswith("deepgen-") or k == "build module")
         print(f"{row['tile']:30s} {row['median_s']['deepgen']:8.3f} "
-              f"{row['median_s']['triton']:8.3f} {row['ratio_median']:6.2f}"
+              f"{row['median_s']['triton']:8.3f} {row['ratio_median']:6.2f}   "
+              f"{passes:.3f} {st.get('upstream lowering', 0):.3f} "
+              f"{st.get('to PTX (gpu-module-to-binary)', 0):.3f} {st.get('ptxas', 0):.3f}"
               + ("" if row["target_met"] else "  (> 0.5)"))
     return 0
 
