@@ -23,12 +23,14 @@ from deepgen.spec import GemmSpec, SpecError
 from ..config import TileConfig
 from ..target import Target, get_target
 from .base import Strategy, StrategyConfig
+from .gemv import STRATEGY as _GEMV
+from .gemv import GemvConfig
 from .mma_sync import STRATEGY as _MMA_SYNC
 from .mma_sync import MmaSyncConfig
 from .simt import STRATEGY as _SIMT
 from .simt import SimtConfig
 
-STRATEGIES: dict[str, Strategy] = {"simt": _SIMT, "mma_sync": _MMA_SYNC}
+STRATEGIES: dict[str, Strategy] = {"simt": _SIMT, "mma_sync": _MMA_SYNC, "gemv": _GEMV}
 # Flat (legacy) fields that only the tensor-core path has: setting one means mma_sync.
 TENSOR_CORE_FIELDS = ("async_copy", "smem_swizzle", "epilogue_smem")
 
@@ -130,6 +132,6 @@ def estimates(cfg, spec: GemmSpec) -> dict:
     return strategy_of(cfg).estimates(cfg, spec)
 
 
-__all__ = ["STRATEGIES", "Strategy", "StrategyConfig", "SimtConfig", "MmaSyncConfig", "get",
+__all__ = ["STRATEGIES", "Strategy", "StrategyConfig", "SimtConfig", "MmaSyncConfig", "GemvConfig", "get",
            "choose", "default_config", "resolve", "validate", "estimates", "from_dict",
            "from_flat", "legacy_strategy", "strategy_of", "load_passes"]

@@ -42,6 +42,23 @@ class Kernels:
                 self._cache[name] = Kernel(make_bundle.compile_case(spec_fields, overrides))
         return self._cache[name]
 
+    def gemv(self, name: str, spec_fields: dict, given: dict):
+        """A gemv case (tests/gpu/gemv_cases.py) from DIR/gemv, or compiled here."""
+        from deepgen.runtime import Kernel, load
+
+        key = ("gemv", name)
+        if key not in self._cache:
+            if self.bundle is not None:
+                path = self.bundle / "gemv" / name
+                if not (path / "kernel.json").exists():
+                    pytest.fail(f"{path}: not in the bundle: rebuild it with "
+                                f"`python tests/gpu/make_bundle.py {self.bundle}`")
+                self._cache[key] = load(path)
+            else:
+                self._cache[key] = Kernel(make_bundle.gemv_cases().compile_case(spec_fields,
+                                                                                given))
+        return self._cache[key]
+
     def suite_bundle(self) -> Path:
         if self._suite is None:
             if self.bundle is not None:

@@ -5,6 +5,7 @@
 DIR/sweep/  the cases of benchmarks/correctness_sweep.py (one kernel bundle per case and an
             index.json that `correctness_sweep.py --run DIR/sweep` also reads);
 DIR/suite/  benchmarks/gemm_suite.py's "smoke" suite in every dtype (a gemm_suite bundle);
+DIR/gemv/   the gemv strategy's cases of tests/gpu/gemv_cases.py (test_gemv_gpu.py);
 DIR/tma/    the TMA probe kernels of tests/gpu/tma_probe.py, one KernelArtifact per variant
             (test_tma_gpu.py: by-value descriptors, mbarriers, clusters).
 
@@ -47,6 +48,10 @@ def gemm_suite():
     return load_module("benchmarks/gemm_suite.py", "deepgen_bench_gemm_suite")
 
 
+def gemv_cases():
+    return load_module("tests/gpu/gemv_cases.py", "deepgen_tests_gemv_cases")
+
+
 def tma_probe():
     return load_module("tests/gpu/tma_probe.py", "deepgen_tests_tma_probe")
 
@@ -83,7 +88,22 @@ def make_bundle(directory: Path, only: str | None = None, log=print) -> dict:
     suite = gs.compile_bundle(directory / "suite", points,
                               log=lambda line: log(f"suite/{line}"))
     tma = tma_probe().make_bundles(directory / "tma", only, log=log)
-    return {"sweep": [e["name"] for e in index], "suite": suite, "tma": tma}
+    gemv = make_gemv(directory / "gemv", only, log)
+    return {"sweep": [e["name"] for e in index], "suite": suite, "tma": tma, "gemv": gemv}
+
+
+def make_gemv(directory: Path, only: str | None = None, log=print) -> list[str]:
+    """DIR/gemv/<name>: the gemv strategy's cases (tests/gpu/gemv_cases.py)."""
+    gc = gemv_cases()
+    names = []
+    for name, spec_fields, given, _alpha, _beta in gc.cases():
+        if only and not re.search(only, name):
+            continue
+        t = time.perf_counter()
+        gc.compile_case(spec_fields, given).save(directory / name)
+        names.append(name)
+        log(f"gemv/{name:32s} {time.perf_counter() - t:5.2f} s")
+    return names
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,131 @@
+"""The gemv strategy (decode-sized GEMMs) on the CPU: config validation (errors name field and
+limit), the default heuristic's choice, and the PTX of its kernels: 16-byte global loads,
+warp shuffles, no spills, every layout and dtype, split-K with the reduce kernel."""
+import re
+
+import pytest
+
+from deepgen.compiler import compile_artifact, strategies
+from deepgen.compiler.strategies.gemv import GemvConfig
+from deepgen.compiler.strategies.gemv import config as gemv_config
+from deepgen.compiler.target import get_target
+from deepgen.epilogue import EpilogueSpec
+from deepgen.spec import GemmSpec, SpecError
+
+H200 = get_target("sm_90a")
+NT = GemmSpec(M=1, N=4096, K=4096, dtype="bf16", layout="NT")
+V4_LOAD = re.compile(r"ld\.global(?:\.nc)?(?:\.L1::\w+)?(?:\.L2::\w+)?\.(?:v4\.(?:b|u|f)32|b128)")
+
+
+def _spec(**kw):
+    return GemmSpec(**{**dict(M=1, N=4096, K=4096, dtype="bf16", layout="NT"), **kw})
+
+
+def test_registered_and_round_trips():
+    s = strategies.get("gemv")
+    assert s.name == "gemv" == GemvConfig.strategy
+    cfg = s.default_config(NT, H200)
+    assert GemvConfig.from_dict(cfg.to_dict()) == cfg
+    assert s.pipeline(cfg) == ["deepgen-gemv"]
+    assert set(s.estimates(cfg, NT)) == {"shared_bytes", "registers"}
+    assert strategies.resolve({"strategy": "gemv", "rows": 1}, NT).rows == 1
+    assert strategies.resolve({"strategy": "gemv", "rows": 1}, NT).strategy == "gemv"
+
+
+@pytest.mark.parametrize("cfg, spec, field, words", [
+    (GemvConfig(vec=16), NT, "vec", "16-byte vector limit"),
+    (GemvConfig(vec=8), _spec(K=4100), "vec", "not a multiple of vec=8"),
+    (GemvConfig(vec=6), NT, "vec", "power of two"),
+    (GemvConfig(warps=3), NT, "warps", "power of two"),
+    (GemvConfig(warps=64), NT, "threads", "limit 1024"),
+    (GemvConfig(rows=0), NT, "rows", ">= 1"),
+    (GemvConfig(rows=8), _spec(M=16), "rows", "accumulators exceed 64"),
+    (GemvConfig(split_k=64), _spec(K=1024), "split_k", "exceed the 4 K pieces"),
+    (GemvConfig(), _spec(M=33), "M", "M <= 32"),
+    (GemvConfig(vec=4), _spec(dtype="f32", allow_tf32=True), "dtype", "no tf32"),
+    (GemvConfig(rows=4, unroll=16), _spec(M=8), "registers", "limit 255"),
+])
+def test_validation_names_field_and_limit(cfg, spec, field, words):
+    with pytest.raises(SpecError, match=rf"^{re.escape(field)}: .*{re.escape(words)}"):
+        strategies.get("gemv").validate(cfg, spec, H200)
+
+
+def test_amd_is_refused():
+    with pytest.raises(SpecError, match="NVIDIA"):
+        strategies.get("gemv").validate(GemvConfig(), NT, get_target("gfx942"))
+    assert not strategies.get("gemv").serves(NT, get_target("gfx942"))
+
+
+@pytest.mark.parametrize("spec", [_spec(M=m, N=n, K=k, layout=lay, dtype=dt)
+                                  for m in (1, 2, 4, 8, 16, 32) for (n, k) in
+                                  ((4096, 4096), (57344, 8192), (96, 2048), (203, 1000))
+                                  for lay in ("NT", "NN") for dt in ("bf16", "f32")])
+def test_default_config_validates(spec):
+    cfg = strategies.get("gemv").default_config(spec, H200)
+    strategies.get("gemv").validate(cfg, spec, H200)
+    blocks = cfg.grid(spec)[0] * cfg.split_k
+    assert cfg.split_k == 1 or blocks <= 2 * H200.multiprocessors
+
+
+def test_split_k_when_n_does_not_fill_the_gpu():
+    small = strategies.get("gemv").default_config(_spec(N=96, K=8192), H200)
+    assert small.split_k > 1
+    assert strategies.get("gemv").default_config(NT, H200).split_k == 1
+
+
+def _ptx_and_resources(spec, cfg=None):
+    art = compile_artifact(spec, {"strategy": "gemv", **(cfg or {})}, keep_ir=False)
+    return art, art.assembly
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "f16", "f32"])
+@pytest.mark.parametrize("layout", ["NT", "NN", "TN", "TT"])
+def test_every_layout_and_dtype_compiles_spill_free(dtype, layout):
+    spec = GemmSpec(M=3, N=203 if layout[1] == "T" else 256, K=1000, dtype=dtype, layout=layout)
+    art, ptx = _ptx_and_resources(spec)
+    for entry, res in art.resources.items():
+        assert res["spill_stores"] == 0 == res["spill_loads"], (entry, res)
+        assert res["stack_bytes"] == 0, (entry, res)
+    assert V4_LOAD.search(ptx), "no 16-byte global load"
+    if layout[1] == "T":  # K-contiguous B: a cross-lane reduction
+        assert "shfl.sync.bfly" in ptx
+
+
+def test_nt_kernel_streams_b_with_16_byte_loads_and_shuffles():
+    art, ptx = _ptx_and_resources(NT, {"rows": 2, "unroll": 4})
+    assert [l.entry for l in art.launches] == ["deepgen_gemv"]
+    assert art.launches[0].grid == (4096 // (4 * 2), 1, 1)
+    loop = ptx[ptx.index("$L__BB0_1"):]
+    loop = loop[:loop.index("bra.uni")] if "bra.uni" in loop else loop
+    # all 8 of a lane's B vectors (2 rows x 4) and A's 4 come before the first FMA
+    first_fma = loop.index("fma.rn.f32")
+    assert len(V4_LOAD.findall(loop[:first_fma])) >= 8
+    assert ptx.count("shfl.sync.bfly") == 2 * 5  # M x rows sums, 5 butterfly steps each
+    res = art.resources["deepgen_gemv"]
+    assert res["spill_stores"] == 0 and res["registers"] <= 64
+
+
+def test_split_k_adds_the_deterministic_reduce_and_the_epilogue():
+    spec = _spec(M=3, N=200, K=4096,
+                 epilogue=EpilogueSpec.of(bias="row", activation="silu"))
+    art, ptx = _ptx_and_resources(spec, {"split_k": 2})
+    assert [l.entry for l in art.launches] == ["deepgen_gemv", "deepgen_splitk_reduce"]
+    assert [p.name for p in art.launches[0].params] == ["A", "B", "W"]
+    assert [p.name for p in art.launches[1].params] == ["W", "C", "alpha", "beta", "bias"]
+    assert art.workspace_bytes == 2 * 3 * 200 * 4
+    assert art.launches[0].grid == (-(-200 // 8), 1, 2)
+    assert "ex2.approx" in ptx or "__nv_expf" in ptx or "ex2" in ptx
+
+
+def test_epilogue_without_split_in_the_kernel():
+    spec = _spec(M=2, N=512, K=1024, out_dtype="f32",
+                 epilogue=EpilogueSpec.of(bias="col", activation="gelu_tanh"))
+    art, _ = _ptx_and_resources(spec, {"split_k": 1})
+    assert [p.name for p in art.launches[0].params] == ["A", "B", "C", "alpha", "beta", "bias"]
+    assert art.workspace_bytes == 0
+
+
+def test_batch_uses_grid_z():
+    spec = _spec(M=2, N=64, K=256, batch=3)
+    art, _ = _ptx_and_resources(spec, {"split_k": 1})
+    assert art.launches[0].grid[2] == 3
