@@ -193,9 +193,16 @@ def parse_ptxas_resources(log: str) -> dict:
 
 
 def build_cubin(module: ir.Module, target: Target, log: StageLog | None,
-                start: int) -> tuple[bytes, dict, str]:
-    """The module after DeepGen's passes -> (cubin, resources per entry, PTX)."""
-    run_pipeline(module, NVVM_LOWERING, log, start=start)
+                start: int, extra=(), finish=None) -> tuple[bytes, dict, str]:
+    """The module after DeepGen's passes -> (cubin, resources per entry, PTX).
+
+    `extra`: stages after NVVM_LOWERING (a kernel builder's, e.g. convert-nvvm-to-llvm for
+    the mbarrier and wgmma ops that expand to inline PTX); `finish(module)`: an edit of the
+    lowered module before translation (e.g. by-value grid-constant TMA descriptors)."""
+    run_pipeline(module, NVVM_LOWERING + list(extra), log, start=start)
+    if finish is not None:
+        finish(module)
+        module.operation.verify()
     if log is not None and log.want_llvm_ir:
         log.llvm_ir = llvm_ir(module)
     ptx = to_ptx(module)

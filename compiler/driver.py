@@ -34,6 +34,7 @@ from .target import get_target
 # DeepGen's pipeline; the backends lower its output (backend_nvidia.NVVM_LOWERING, ...).
 DEEPGEN_PASSES = list(_simt.PASSES)  # the simt strategy's (each strategy has its own: pipeline())
 
+
 class CompileError(RuntimeError):
     """A stage of the pipeline failed; `stage` names it and `ir_before` is its input."""
 
@@ -51,6 +52,7 @@ def make_context() -> ir.Context:
 
 
 def gemm_module(spec: GemmSpec, cfg: TileConfig, target: str, epilogue=None) -> ir.Module:
+    # `cfg`: the flat lowering parameters (a strategy config's lowering())
     """The starting IR: one function holding one deepgen.gemm on static memrefs (and the bias
     memref when spec.epilogue has a bias; `epilogue`, legacy, replaces a default chain)."""
     from .epilogue import chain_text, with_epilogue
@@ -233,20 +235,31 @@ def compile_artifact(spec: GemmSpec, config: TileConfig | dict | None = None,
     cfg = strategies.resolve(config, spec, tgt)  # the strategy's config, validated
     if log is None and keep_ir:
         log = StageLog()
+    strategy = strategies.strategy_of(cfg)
+    builder = getattr(strategy, "builds_kernel", False)  # emits the kernel itself (wgmma)
     with make_context(), ir.Location.unknown():
-        module = gemm_module(spec, cfg.lowering(), target)
+        if builder:
+            module = strategy.build_module(spec, cfg, target)
+        else:
+            module = gemm_module(spec, cfg.lowering(), target)
         if log is not None:
             log.record(0, "input", str(module))
-        deepgen = passes if passes is not None else strategies.strategy_of(cfg).pipeline(cfg)
+        deepgen = passes if passes is not None else strategy.pipeline(cfg)
         run_pipeline(module, deepgen, log, start=1)
-        launches, workspace = collect_launches(module, spec)
+        if builder:
+            launches, workspace = strategy.launches(spec, cfg), 0
+        else:
+            launches, workspace = collect_launches(module, spec)
         if tgt.backend == "hip":  # AMDGPU: ROCDL -> LLVM IR -> llvmlite -> ld.lld
             from .backend_amdgpu import build_hsaco
             binary, resources, assembly = build_hsaco(module, tgt, launches, log,
                                                       start=1 + len(deepgen))
         else:  # NVIDIA: NVVM -> PTX -> ptxas (or nvJitLink)
             from .backend_nvidia import build_cubin
-            binary, resources, assembly = build_cubin(module, tgt, log, start=1 + len(deepgen))
+            binary, resources, assembly = build_cubin(
+                module, tgt, log, start=1 + len(deepgen),
+                extra=strategy.extra_lowering(cfg) if builder else (),
+                finish=(lambda m: strategy.finish_lowered(m, cfg)) if builder else None)
     from deepgen.toolchain import cached_toolchain_versions as toolchain_versions
     return KernelArtifact(backend=tgt.backend, target=target, binary=binary, launches=launches,
                           spec=spec.to_dict(), config=cfg.to_dict(), workspace_bytes=workspace,

@@ -29,8 +29,12 @@ from .mma_sync import STRATEGY as _MMA_SYNC
 from .mma_sync import MmaSyncConfig
 from .simt import STRATEGY as _SIMT
 from .simt import SimtConfig
+from .wgmma import STRATEGY as _WGMMA
+from .wgmma import WgmmaConfig
 
 STRATEGIES: dict[str, Strategy] = {"simt": _SIMT, "mma_sync": _MMA_SYNC, "gemv": _GEMV}
+# wgmma is never the default (choose): only an explicit {"strategy": "wgmma"} selects it.
+STRATEGIES["wgmma"] = _WGMMA
 # Flat (legacy) fields that only the tensor-core path has: setting one means mma_sync.
 TENSOR_CORE_FIELDS = ("async_copy", "smem_swizzle", "epilogue_smem")
 
@@ -132,6 +136,6 @@ def estimates(cfg, spec: GemmSpec) -> dict:
     return strategy_of(cfg).estimates(cfg, spec)
 
 
-__all__ = ["STRATEGIES", "Strategy", "StrategyConfig", "SimtConfig", "MmaSyncConfig", "GemvConfig", "get",
+__all__ = ["STRATEGIES", "Strategy", "StrategyConfig", "SimtConfig", "MmaSyncConfig", "GemvConfig", "WgmmaConfig", "get",
            "choose", "default_config", "resolve", "validate", "estimates", "from_dict",
            "from_flat", "legacy_strategy", "strategy_of", "load_passes"]

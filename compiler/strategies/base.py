@@ -13,6 +13,13 @@ A strategy (one folder under compiler/strategies/, one entry of STRATEGIES) prov
     pipeline(cfg)          the DeepGen pass names that lower it (or a builder, later ones)
     legacy_keys            legacy tuning-config keys -> its fields, where it has any
 
+A kernel builder (builds_kernel = True, e.g. wgmma) emits its kernel directly instead of
+lowering the deepgen.gemm op through passes; it provides instead of the flat lowering:
+    build_module(spec, cfg, target)   the module holding its gpu.module
+    launches(spec, cfg)               its launches with their typed signature (tma params)
+    extra_lowering(cfg)               stages after the backend's NVVM lowering
+    finish_lowered(module, cfg)       an edit of the lowered module (grid-constant params)
+
 As IREE puts one lowering-pipeline enum on a dispatch's translation info, the strategy is a
 field of the config (`strategy: "mma_sync"`), chosen by the default heuristic when none is
 given, and it alone decides the passes that run. The shared passes (compiler/passes/) read the
@@ -62,6 +69,7 @@ class Strategy:
     config_class: type = StrategyConfig
     summary: str = ""
     legacy_keys: dict = {}
+    builds_kernel: bool = False
 
     def serves(self, spec: GemmSpec, target: Target) -> bool:
         raise NotImplementedError

@@ -1,0 +1,139 @@
+"""The wgmma strategy (issue 14) on the GPU: correctness of a set of cases, then TFLOP/s at
+the timing points against cuBLAS (torch.matmul) and DeepGen's default (mma_sync), in
+interleaved rounds in one process.
+
+    python benchmarks/wgmma_bench.py --compile-only BUNDLE [--only REGEX]   # CPU, MLIR
+    python benchmarks/wgmma_bench.py --run BUNDLE [--rounds 5] [--out r.json]  # GPU, runtime
+
+--run checks every kernel against float64 with C poisoned (alpha/beta cases with C read),
+printing each case before it runs (an mbarrier phase bug hangs: run it under `timeout`), then
+times the points' variants and cuBLAS in `rounds` interleaved rounds (median per variant).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gemm_suite import add_bundle_modes, device_info, git_commit  # noqa: E402
+
+W = {"strategy": "wgmma"}
+BIG = dict(M=4096, N=4096, K=4096)
+# name -> (spec fields, config (None: DeepGen's default), alpha, beta, timed point or None)
+CASES = {
+    "bf16_NT_4096_128x128": (dict(BIG, dtype="bf16", layout="NT"), W, 1.0, 0.0, "bf16_NT_4096^3"),
+    "bf16_NT_4096_128x256_c2": (dict(BIG, dtype="bf16", layout="NT"),
+                                dict(W, BN=256, consumers=2, stages=4), 1.0, 0.0, "bf16_NT_4096^3"),
+    "bf16_NT_4096_256x128_c2": (dict(BIG, dtype="bf16", layout="NT"),
+                                dict(W, BM=256, consumers=2, stages=4), 1.0, 0.0, "bf16_NT_4096^3"),
+    "bf16_NT_4096_mma_sync": (dict(BIG, dtype="bf16", layout="NT"), None, 1.0, 0.0, "bf16_NT_4096^3"),
+    "f16_NT_4096_128x256_c2": (dict(BIG, dtype="f16", layout="NT"),
+                               dict(W, BN=256, consumers=2, stages=4), 1.0, 0.0, "f16_NT_4096^3"),
+    "bf16_NN_4096_128x256_c2": (dict(BIG, dtype="bf16", layout="NN"),
+                                dict(W, BN=256, consumers=2, stages=4), 1.0, 0.0, "bf16_NN_4096^3"),
+    "bf16_NN_4096_mma_sync": (dict(BIG, dtype="bf16", layout="NN"), None, 1.0, 0.0, "bf16_NN_4096^3"),
+    # correctness only: partial tiles, batch, K below one tile, alpha/beta, epilogue, outputs
+    "f16_NT_128x128": (dict(M=128, N=128, K=64, dtype="f16", layout="NT"), W, 1.0, 0.0, None),
+    "bf16_NT_partial": (dict(M=1000, N=1000, K=1000, dtype="bf16", layout="NT"), W, 1.0, 0.0, None),
+    "bf16_NT_odd_n": (dict(M=127, N=129, K=40, dtype="bf16", layout="NT"), W, 1.0, 0.0, None),
+    "f16_NT_batch3": (dict(M=200, N=136, K=520, batch=3, dtype="f16", layout="NT"), W, 1.0, 0.0, None),
+    "bf16_NT_alpha_beta": (dict(M=384, N=256, K=256, dtype="bf16", layout="NT"), W, 1.5, -0.5, None),
+    "bf16_NT_bias_gelu_c2": (dict(M=300, N=520, K=200, dtype="bf16", layout="NT",
+                                  epilogue={"steps": ["alpha_beta", "bias_col", "gelu_tanh"]}),
+                             dict(W, BN=256, consumers=2), 1.0, 0.0, None),
+    "f16_NT_f32out_256x128": (dict(M=512, N=384, K=1024, dtype="f16", out_dtype="f32",
+                                   layout="NT"), dict(W, BM=256, consumers=2), 1.0, 0.0, None),
+    "bf16_NN_partial": (dict(M=1000, N=1000, K=1000, dtype="bf16", layout="NN"), W, 1.0, 0.0, None),
+    "f16_NN_batch2_c2": (dict(M=256, N=512, K=192, batch=2, dtype="f16", layout="NN"),
+                         dict(W, BN=256, consumers=2), 2.0, 1.0, None),
+}
+
+
+def compile_all(bundle: Path, only: str | None) -> None:
+    from deepgen.compiler import compile_artifact
+    from deepgen.spec import GemmSpec
+
+    bundle.mkdir(parents=True, exist_ok=True)
+    index = []
+    for name, (fields, cfg, alpha, beta, point) in CASES.items():
+        if only and not re.search(only, name):
+            continue
+        t = time.perf_counter()
+        art = compile_artifact(GemmSpec(**fields), cfg, "sm_90a", keep_ir=False)
+        art.save(bundle / name)
+        index.append({"name": name, "alpha": alpha, "beta": beta, "point": point})
+        res = next(iter(art.resources.values()))
+        print(f"{name:28s} {time.perf_counter() - t:5.2f} s  regs {res['registers']} spills "
+              f"{res['spill_stores']} smem {art.launches[0].shared_bytes}", flush=True)
+    (bundle / "index.json").write_text(json.dumps(index, indent=1))
+
+
+def run_all(bundle: Path, rounds: int, out: Path | None) -> int:
+    import torch
+
+    from deepgen.runtime import load, measure
+
+    torch.manual_seed(0)
+    index = json.loads((bundle / "index.json").read_text())
+    index.sort(key=lambda e: e["point"] is not None)  # small correctness cases first
+    checks, points, failures = {}, {}, 0
+    for e in index:
+        print(f"check {e['name']} ...", end=" ", flush=True)
+        k = load(bundle / e["name"])
+        errs = [measure.check(k, k.spec, alpha=e["alpha"], beta=e["beta"]) for _ in range(2)]
+        ok = max(errs) <= measure.tolerance(k.spec)
+        failures += not ok
+        print(f"{'ok' if ok else 'FAIL'} rel_err {max(errs):.2e}", flush=True)
+        checks[e["name"]] = {"rel_err": errs, "ok": ok, "config": k.config, "spec": k.spec.to_dict()}
+        if e["point"] and ok:
+            points.setdefault(e["point"], {"spec": k.spec, "variants": {}})["variants"][e["name"]] = k
+    results = {}
+    for point, p in points.items():
+        spec = p["spec"]
+        sets = measure.input_sets(spec)
+        c = torch.empty(spec.M, spec.N, device="cuda", dtype=measure.TORCH_DTYPES[spec.out_dtype])
+        runners = {v: (lambda a, b, k=k: k(a, b, c)) for v, k in p["variants"].items()}
+        runners["cublas"] = measure.torch_baseline(spec)
+        ms = {v: [] for v in runners}
+        for _ in range(rounds):
+            for v, run_one in runners.items():
+                ms[v].append(measure.time_ms(run_one, sets))
+        cub = statistics.median(ms["cublas"])
+        results[point] = {v: {"tflops_median": measure.tflops(spec, statistics.median(x)),
+                              "tflops_rounds": [measure.tflops(spec, m) for m in x],
+                              "vs_cublas": cub / statistics.median(x)} for v, x in ms.items()}
+    report = {"benchmark": "wgmma_bench", "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+              "git_commit": git_commit(), **device_info(), "rounds": rounds, "checks": checks,
+              "points": results}
+    if out:
+        out.write_text(json.dumps(report, indent=1))
+    print(f"\n{'point':16s} {'variant':28s} {'TFLOP/s':>8s} {'min':>6s} {'max':>6s} {'vs cuBLAS':>9s}")
+    for point, rows in results.items():
+        for v, r in rows.items():
+            tf = r["tflops_rounds"]
+            print(f"{point:16s} {v:28s} {r['tflops_median']:8.1f} {min(tf):6.1f} {max(tf):6.1f} "
+                  f"{r['vs_cublas']:9.2f}")
+    print(f"checks: {sum(c['ok'] for c in checks.values())}/{len(checks)} passed")
+    return 1 if failures else 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_bundle_modes(p, required=True)
+    p.add_argument("--only", help="compile the cases whose name matches this regex")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--out", type=Path)
+    a = p.parse_args()
+    if a.compile_only:
+        compile_all(a.compile_only, a.only)
+        return 0
+    return run_all(a.run, a.rounds, a.out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

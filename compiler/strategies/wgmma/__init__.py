@@ -1,0 +1,66 @@
+"""wgmma: Hopper tensor cores (sm_90a) through a kernel builder rather than passes: TMA loads
+into 128-byte-swizzled shared tiles in an mbarrier ring, a producer warpgroup and consumer
+warpgroups (setmaxnreg), wgmma.mma_async with the accumulator in registers, the EpilogueSpec
+chain on the way out (./kernel.py; the builder layer in ./builders.py).
+
+Not chosen by the default heuristic: only an explicit {"strategy": "wgmma", ...} config
+selects it, until committed measurements say where it is faster."""
+from __future__ import annotations
+
+from deepgen.spec import GemmSpec
+
+from ...target import Target
+from ..base import Strategy
+from . import config as _c
+from .config import WgmmaConfig
+
+
+class Wgmma(Strategy):
+    name = "wgmma"
+    config_class = WgmmaConfig
+    summary = "Hopper: TMA + mbarrier ring, warp-specialized wgmma (sm_90a, f16/bf16)"
+    builds_kernel = True  # a kernel builder: build_module / launches / lowering hooks
+
+    def serves(self, spec: GemmSpec, target: Target) -> bool:
+        return (target.name == "sm_90a" and spec.dtype in ("f16", "bf16")
+                and spec.layout in _c.BUILT_LAYOUTS and _c.tma_problem(spec) is None)
+
+    def default_config(self, spec: GemmSpec, target: Target) -> WgmmaConfig:
+        cfg = _c.default_config(spec, target)
+        _c.validate(cfg, spec, target)
+        return cfg
+
+    def complete(self, given: dict, spec: GemmSpec, target: Target) -> WgmmaConfig:
+        return _c.default_config(spec, target).replace(**given)
+
+    def validate(self, cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
+        _c.validate(cfg, spec, target)
+
+    def estimates(self, cfg: WgmmaConfig, spec: GemmSpec) -> dict:
+        return _c.estimates(cfg, spec)
+
+    def pipeline(self, cfg: WgmmaConfig) -> list[str]:
+        return []  # no DeepGen passes: build_module emits the kernel
+
+    # -- the kernel builder's hooks (compiler/driver.py) ---------------------------------------
+
+    def build_module(self, spec: GemmSpec, cfg: WgmmaConfig, target: str):
+        from .kernel import build_module
+        return build_module(spec, cfg, target)
+
+    def launches(self, spec: GemmSpec, cfg: WgmmaConfig) -> list:
+        from .kernel import launches
+        return launches(cfg, spec)
+
+    def extra_lowering(self, cfg: WgmmaConfig) -> list[str]:
+        from .kernel import EXTRA_LOWERING
+        return list(EXTRA_LOWERING)
+
+    def finish_lowered(self, module, cfg: WgmmaConfig) -> None:
+        from .kernel import finish_lowered
+        finish_lowered(module, cfg)
+
+
+STRATEGY = Wgmma()
+
+__all__ = ["STRATEGY", "WgmmaConfig"]

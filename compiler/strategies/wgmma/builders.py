@@ -1,0 +1,247 @@
+"""A small builder layer for Hopper kernels on upstream MLIR's NVVM ops, so that the kernel
+reads like the algorithm (kernel.py). Every helper emits at the current insertion point.
+
+    SharedArena      the dynamic shared memory (one 1024-byte-aligned extern array): byte
+                     offsets -> pointers (address space 3) and 32-bit shared addresses
+    PipelineState    CuTe's (stage, phase) of a ring at a given iteration
+    MbarrierRing     full/empty mbarrier pairs per stage: init, producer_acquire /
+                     producer_commit (arrive.expect_tx), consumer_wait / consumer_release
+    tma_load         cp.async.bulk.tensor global -> shared, completing on an mbarrier
+    smem_descriptor  a wgmma matrix descriptor (128-byte swizzle, K- or MN-major)
+    Accumulator      the f32 accumulator of one m64nNk16 wgmma (an !llvm.struct of N/2 f32
+                     per thread) and where each of its registers lies in the 64 x N tile
+    wgmma            nvvm.wgmma.mma_async, zero-initialised (scale-d 0) when asked
+    if_, elect_one, warpgroup_role   control flow as context managers
+"""
+from __future__ import annotations
+
+import contextlib
+
+from mlir import ir
+from mlir.dialects import arith, llvm, nvvm, scf
+
+from ... import irb
+
+DESCRIPTOR_BYTES = 128
+SW128_LAYOUT = 1  # wgmma descriptor bits 62-63: 1 = 128-byte swizzle
+
+
+def i32_t():
+    return ir.IntegerType.get_signless(32)
+
+
+def i64_t():
+    return ir.IntegerType.get_signless(64)
+
+
+def to_i32(x) -> ir.Value:
+    x = irb.val(x)
+    if x.type == i32_t():
+        return x
+    return arith.index_cast(i32_t(), x)
+
+
+def to_i64(x) -> ir.Value:
+    x = irb.val(x)
+    return arith.index_cast(i64_t(), x)
+
+
+def const_i64(v: int) -> ir.Value:
+    return arith.constant(i64_t(), v)
+
+
+def gep(base, offset) -> ir.Value:
+    """`base` + `offset` bytes (an int or an index/i32 Value)."""
+    dynamic = -2**31  # GEPOp's marker of a dynamic index
+    if isinstance(offset, int):
+        if offset == 0:
+            return base
+        return llvm.getelementptr(base.type, base, [], [offset], ir.IntegerType.get_signless(8), 0)
+    return llvm.getelementptr(base.type, base, [to_i32(offset)], [dynamic],
+                              ir.IntegerType.get_signless(8), 0)
+
+
+@contextlib.contextmanager
+def if_(cond):
+    """`with if_(cond):` emits an scf.if without results; its body goes inside."""
+    op = scf.IfOp(cond)
+    with ir.InsertionPoint(op.then_block):
+        yield op
+        scf.yield_([])
+
+
+@contextlib.contextmanager
+def if_else(cond):
+    """`with if_else(cond) as (then, other):` then `with then:` / `with other:`."""
+    op = scf.IfOp(cond, [], has_else=True)
+
+    @contextlib.contextmanager
+    def branch(block):
+        with ir.InsertionPoint(block):
+            yield
+            scf.yield_([])
+
+    yield branch(op.then_block), branch(op.else_block)
+
+
+def eq(a, b) -> ir.Value:
+    return arith.cmpi(arith.CmpIPredicate.eq, irb.val(a), irb.val(b))
+
+
+def elect_one() -> ir.Value:
+    """elect.sync: true in one lane of the (converged) warp."""
+    return nvvm.elect_sync(ir.IntegerType.get_signless(1))
+
+
+def setmaxnreg(count: int, increase: bool) -> None:
+    action = nvvm.SetMaxRegisterAction.increase if increase else nvvm.SetMaxRegisterAction.decrease
+    nvvm.setmaxregister(count, action)
+
+
+# -- shared memory --------------------------------------------------------------------------
+
+class SharedArena:
+    """The kernel's dynamic shared memory: `extern .shared .align 1024 .b8 name[]`."""
+
+    def __init__(self, gm, name: str = "deepgen_smem", align: int = 1024):
+        self.name, self.align = name, align
+        with ir.InsertionPoint(gm.bodyRegion.blocks[0]):
+            llvm.GlobalOp(ir.Type.parse("!llvm.array<0 x i8>"), name,
+                          ir.Attribute.parse("#llvm.linkage<external>"), alignment=align,
+                          addr_space=3)
+        self._base = None
+
+    def base(self) -> ir.Value:
+        """The arena's pointer (emit once per function, at its entry)."""
+        if self._base is None:
+            self._base = llvm.AddressOfOp(llvm.PointerType.get(3), self.name).result
+            self._addr = llvm.ptrtoint(i32_t(), self._base)
+        return self._base
+
+    def ptr(self, offset) -> ir.Value:
+        return gep(self.base(), offset)
+
+    def addr32(self, offset=0) -> ir.Value:
+        """The 32-bit shared-window address of byte `offset`."""
+        self.base()
+        return self._addr if offset == 0 else arith.addi(self._addr, to_i32(offset))
+
+
+# -- the mbarrier ring ------------------------------------------------------------------------
+
+class PipelineState:
+    """(stage, phase) of iteration `i` of a ring of `stages`: stage = i mod stages, phase =
+    (i div stages) mod 2 (CuTe's PipelineState, recomputed from the iteration count)."""
+
+    def __init__(self, i, stages: int):
+        self.i, self.stages = i, stages
+        self.stage = irb.rem(i, stages)
+        self.phase = irb.rem(irb.div(i, stages), 2)
+
+
+class MbarrierRing:
+    """Per stage a `full` barrier (the producer's one arrival with the TMA bytes) and an
+    `empty` barrier (one arrival per consumer warpgroup once its wgmma read the stage)."""
+
+    def __init__(self, arena: SharedArena, offset: int, stages: int, consumers: int):
+        self.arena, self.offset, self.stages, self.consumers = arena, offset, stages, consumers
+
+    bytes_per_stage = 16
+
+    def full(self, stage) -> ir.Value:
+        return self.arena.ptr(irb.add(self.offset, irb.mul(stage, 8)))
+
+    def empty(self, stage) -> ir.Value:
+        return self.arena.ptr(irb.add(self.offset + 8 * self.stages, irb.mul(stage, 8)))
+
+    def init(self) -> None:
+        """Initialise every barrier (one thread), then make the init visible to the async
+        proxy (TMA) and the cluster."""
+        for s in range(self.stages):
+            nvvm.mbarrier_init(self.full(s), irb.const_i32(1))
+            nvvm.mbarrier_init(self.empty(s), irb.const_i32(self.consumers))
+        nvvm.fence_mbarrier_init()
+        nvvm.fence_proxy(nvvm.ProxyKind.async_shared, space=nvvm.SharedSpace.shared_cta)
+
+    @staticmethod
+    def _wait(bar, parity) -> None:
+        nvvm.mbarrier_try_wait_parity(bar, to_i32(parity), irb.const_i32(10_000_000))
+
+    def producer_acquire(self, st: PipelineState) -> None:
+        """Wait until the consumers released the stage (a fresh ring passes at once: the
+        producer waits on the opposite parity)."""
+        self._wait(self.empty(st.stage), irb.xor(st.phase, 1))
+
+    def producer_commit(self, st: PipelineState, tx_bytes: int) -> None:
+        """Arrive on `full` expecting `tx_bytes` from the TMA loads issued next."""
+        nvvm.mbarrier_arrive_expect_tx(None, self.full(st.stage), irb.const_i32(tx_bytes))
+
+    def consumer_wait(self, st: PipelineState) -> None:
+        self._wait(self.full(st.stage), st.phase)
+
+    def consumer_release(self, st: PipelineState) -> None:
+        nvvm.mbarrier_arrive(i64_t(), self.empty(st.stage))
+
+
+def tma_load(desc, dst: ir.Value, coords, bar: ir.Value) -> None:
+    """cp.async.bulk.tensor of the box at `coords` (innermost first) into shared `dst`."""
+    dst = llvm.AddrSpaceCastOp(llvm.PointerType.get(7), dst).result  # shared::cluster
+    nvvm.cp_async_bulk_tensor_shared_cluster_global(dst, desc, [to_i32(c) for c in coords],
+                                                    bar, [])
+
+
+# -- wgmma ------------------------------------------------------------------------------------
+
+def smem_descriptor(addr32: ir.Value, *, leading_bytes: int, stride_bytes: int) -> ir.Value:
+    """The 64-bit wgmma matrix descriptor of a 128-byte-swizzled tile at shared address
+    `addr32` (1024-byte-aligned atoms): start address >> 4 in bits 0-13, leading-dimension
+    byte offset >> 4 in bits 16-29, stride-dimension byte offset >> 4 in bits 32-45, the
+    swizzle mode in bits 62-63."""
+    hi = (SW128_LAYOUT << 62) | ((stride_bytes >> 4) << 32) | ((leading_bytes >> 4) << 16)
+    lo = arith.andi(arith.shrui(arith.extui(i64_t(), addr32), const_i64(4)),
+                    const_i64(0x3FFF))
+    return arith.ori(lo, const_i64(hi))
+
+
+def add_bytes(desc: ir.Value, nbytes: int) -> ir.Value:
+    """The descriptor of the tile `nbytes` further on (the start address field; it must not
+    carry out of its 14 bits, which holds for shared addresses below 256 KiB)."""
+    return desc if nbytes == 0 else arith.addi(desc, const_i64(nbytes >> 4))
+
+
+class Accumulator:
+    """The f32 accumulator of an m64nNk16 wgmma: N/2 registers per thread of the warpgroup.
+    Register j of lane l in warp w holds row 16 w + l / 4 + 8 ((j / 2) mod 2) and column
+    8 (j / 4) + 2 (l mod 4) + (j mod 2)."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.size = n // 2
+        self.type = ir.Type.parse("!llvm.struct<(" + ", ".join(["f32"] * self.size) + ")>")
+
+    def undef(self) -> ir.Value:
+        return llvm.UndefOp(self.type).result
+
+    def get(self, acc: ir.Value, j: int) -> ir.Value:
+        return llvm.extractvalue(ir.F32Type.get(), acc, [j])
+
+    def pairs(self):
+        """(register j, row within the warp's 16, column) of each pair of neighbouring
+        columns j, j + 1, the lane's part left out: row + l / 4, column + 2 (l mod 4)."""
+        for j in range(0, self.size, 2):
+            yield j, 8 * ((j // 2) % 2), 8 * (j // 4)
+
+
+def wgmma(acc: Accumulator, value: ir.Value, desc_a, desc_b, *, dtype: str, zero: bool,
+          b_mn_major: bool) -> ir.Value:
+    """One m64nNk16 wgmma.mma_async (A and B from shared memory, f32 accumulator).
+    zero: scale-d = 0, the product overwrites the accumulator (the first MMA of a tile)."""
+    a = ir.Attribute.parse
+    return nvvm.wgmma_mma_async(
+        acc.type, value, desc_a, desc_b,
+        a(f"#nvvm.shape<m = 64, n = {acc.n}, k = 16>"),
+        a(f"#nvvm.wgmma_type<{dtype}>"), a(f"#nvvm.wgmma_type<{dtype}>"),
+        a("#nvvm.wgmma_type<f32>"),
+        a(f"#nvvm.wgmma_scale_out<{'zero' if zero else 'one'}>"),
+        a("#nvvm.wgmma_scale_in<one>"), a("#nvvm.wgmma_scale_in<one>"),
+        a("#nvvm.mma_layout<row>"), a(f"#nvvm.mma_layout<{'row' if b_mn_major else 'col'}>"))

@@ -1,0 +1,165 @@
+"""WgmmaConfig: the wgmma strategy's fields, validation, estimates and default config
+(NVIDIA sm_90a, f16/bf16 inputs, f32 accumulation).
+
+A block is one producer warpgroup (warpgroup 0: one elected thread issues the TMA loads of A
+and B into a ring of `stages` 128-byte-swizzled shared tiles, tracked by mbarriers) and
+`consumers` consumer warpgroups (warpgroups 1..consumers), each owning BM/consumers rows of the
+BM x BN block tile and issuing m64nBNk16 wgmma for each 64-row slab of them, the accumulator
+in registers. With warp_specialized, the producer lowers its registers (setmaxnreg
+producer_registers) and the consumers raise theirs (consumer_registers).
+
+What is built (the rest is named by validate as not built yet): mode "cooperative" (all
+consumers on one tile), clusters 1x1, a non-persistent grid in grouped order (group_m), BK of
+one 128-byte swizzle span (64 16-bit elements), layouts NT (both operands K-major) and NN (B
+MN-major), split_k 1."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from deepgen.spec import DTYPE_BYTES, GemmSpec
+
+from ...target import Target
+from .. import common
+from ..base import StrategyConfig
+from ..common import check
+
+WARPGROUP = 128  # threads: 4 consecutive warps issue one wgmma together
+WGMMA_M = 64  # rows of one wgmma (per warpgroup)
+WGMMA_K = 16  # depth of one wgmma for 16-bit inputs
+MAX_WGMMA_N = 256
+SWIZZLE = 128  # bytes: the shared tiles' swizzle span (TMA and wgmma descriptors)
+TMA_MAX_BOX = 256  # elements per box dimension
+TMA_STRIDE_ALIGN = 16  # bytes: TMA needs every stride (row pitch) a multiple of 16 bytes
+MAX_STAGES = 8
+BARRIER_BYTES = 8
+REGISTER_FILE = 65536  # 32-bit registers per SM (one block per SM)
+MODES = ("cooperative", "pingpong")
+RASTERS = ("row",)
+BUILT_LAYOUTS = ("NT", "NN")
+
+
+@dataclass(frozen=True)
+class WgmmaConfig(StrategyConfig):
+    strategy: ClassVar[str] = "wgmma"
+    BM: int = 128  # block tile rows: consumers x (a multiple of 64)
+    BN: int = 128  # block tile columns: the wgmma N (multiple of 8 up to 256; 16 for NN)
+    BK: int = 64  # block tile depth: one 128-byte swizzle span of 16-bit elements
+    stages: int = 4  # shared-memory stages of the TMA ring
+    consumers: int = 1  # consumer warpgroups (each on BM/consumers rows)
+    mode: str = "cooperative"  # consumers on one tile; "pingpong" (one tile each) not built
+    warp_specialized: bool = True  # setmaxnreg: producer lowers, consumers raise registers
+    producer_registers: int = 40
+    consumer_registers: int = 232
+    cluster_m: int = 1  # thread-block cluster shape (only 1x1 built)
+    cluster_n: int = 1
+    persistent: bool = False  # one CTA per SM walking the tiles (not built yet)
+    raster: str = "row"  # tile order of the grid
+    group_m: int = 8  # grouped order: tiles of group_m block rows are walked column by column
+    split_k: int = 1  # (only 1 built)
+
+    @property
+    def threads(self) -> int:
+        return WARPGROUP * (1 + self.consumers)
+
+    @property
+    def rows_per_consumer(self) -> int:
+        return self.BM // self.consumers
+
+    @property
+    def slabs(self) -> int:
+        """64-row wgmma slabs per consumer warpgroup (accumulators per thread)."""
+        return self.rows_per_consumer // WGMMA_M
+
+    def lowering(self):
+        raise NotImplementedError("wgmma builds its kernel directly: no flat lowering")
+
+
+def tile_bytes(cfg: WgmmaConfig, spec: GemmSpec) -> tuple[int, int]:
+    """Bytes of one stage's A and B tiles."""
+    elt = DTYPE_BYTES[spec.dtype]
+    return cfg.BM * cfg.BK * elt, cfg.BN * cfg.BK * elt
+
+
+def estimates(cfg: WgmmaConfig, spec: GemmSpec) -> dict:
+    a, b = tile_bytes(cfg, spec)
+    shared = cfg.stages * (a + b) + 2 * cfg.stages * BARRIER_BYTES
+    acc = cfg.slabs * cfg.BN // 2  # f32 accumulator registers per consumer thread
+    return {"shared_bytes": shared, "registers": acc + 40, "accumulator_registers": acc}
+
+
+def tma_problem(spec: GemmSpec) -> str | None:
+    """Why TMA cannot load this spec's operands (None when it can)."""
+    elt = DTYPE_BYTES[spec.dtype]
+    for op in ("A", "B"):
+        rows, cols = spec.stored_shape(op)
+        if (cols * elt) % TMA_STRIDE_ALIGN:
+            return (f"TMA needs 16-byte-aligned row strides: rows of {op} (layout "
+                    f"{spec.layout}) hold {cols} {spec.dtype} elements = {cols * elt} bytes, not "
+                    f"a multiple of {TMA_STRIDE_ALIGN}")
+    return None
+
+
+def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
+    common.check_ints(cfg, zero_ok=())
+    check(target.name == "sm_90a", "strategy",
+          f"wgmma needs sm_90a (wgmma.mma_async, setmaxnreg), got target {target.name}")
+    check(spec.dtype in ("f16", "bf16"), "dtype",
+          f"the wgmma strategy multiplies f16 or bf16 (tf32 not built yet), got {spec.dtype}")
+    check(spec.layout in BUILT_LAYOUTS, "layout",
+          f"layouts {BUILT_LAYOUTS} are built (A row-major; TN/TT need A's transpose bit, not "
+          f"built yet), got {spec.layout}")
+    problem = tma_problem(spec)
+    check(problem is None, "layout", problem or "")
+    check(cfg.mode == "cooperative", "mode",
+          f"must be one of {MODES}; only 'cooperative' is built, got {cfg.mode!r}")
+    check(cfg.raster in RASTERS, "raster", f"must be one of {RASTERS}, got {cfg.raster!r}")
+    check(not cfg.persistent, "persistent", "the persistent scheduler is not built yet")
+    check((cfg.cluster_m, cfg.cluster_n) == (1, 1), "cluster_m",
+          f"only 1x1 clusters are built, got {cfg.cluster_m}x{cfg.cluster_n}")
+    check(cfg.split_k == 1, "split_k", f"only 1 is built, got {cfg.split_k}")
+    check(cfg.consumers in (1, 2), "consumers",
+          f"1 or 2 consumer warpgroups, got {cfg.consumers}")
+    check(cfg.BM % (cfg.consumers * WGMMA_M) == 0, "BM",
+          f"must be a multiple of consumers x {WGMMA_M} = {cfg.consumers * WGMMA_M} (a wgmma "
+          f"covers {WGMMA_M} rows per warpgroup), got {cfg.BM}")
+    check(cfg.BM <= TMA_MAX_BOX, "BM",
+          f"A's TMA box has BM rows: at most {TMA_MAX_BOX}, got {cfg.BM}")
+    # NN: B's tile is BK rows of BN columns, loaded as boxes of one 128-byte swizzle span
+    n_step = 8 if spec.b_transposed else SWIZZLE // DTYPE_BYTES[spec.dtype]
+    check(cfg.BN % n_step == 0 and n_step <= cfg.BN <= MAX_WGMMA_N, "BN",
+          f"the wgmma N: a multiple of {n_step} from {n_step} to {MAX_WGMMA_N}"
+          f"{' (layout NN: B MN-major, boxes of one swizzle span)' if n_step > 8 else ''}, "
+          f"got {cfg.BN}")
+    elt = DTYPE_BYTES[spec.dtype]
+    check(cfg.BK * elt == SWIZZLE, "BK",
+          f"one {SWIZZLE}-byte swizzle span: {SWIZZLE // elt} {spec.dtype} elements (the TMA "
+          f"box's inner dimension equals the 128-byte swizzle width), got {cfg.BK}")
+    check(2 <= cfg.stages <= MAX_STAGES, "stages", f"must be 2 to {MAX_STAGES}, got {cfg.stages}")
+    check(cfg.group_m >= 1, "group_m", f"must be >= 1, got {cfg.group_m}")
+    for field in ("producer_registers", "consumer_registers"):
+        v = getattr(cfg, field)
+        check(24 <= v <= 256 and v % 8 == 0, field,
+              f"setmaxnreg takes a multiple of 8 from 24 to 256, got {v}")
+    if cfg.warp_specialized:
+        total = WARPGROUP * (cfg.producer_registers + cfg.consumers * cfg.consumer_registers)
+        check(total <= REGISTER_FILE, "consumer_registers",
+              f"{WARPGROUP} x ({cfg.producer_registers} + {cfg.consumers} x "
+              f"{cfg.consumer_registers}) = {total} registers exceed the {REGISTER_FILE} of an SM")
+    est = estimates(cfg, spec)
+    check(est["shared_bytes"] <= target.max_shared_bytes_per_block, "stages",
+          f"{cfg.stages} stages of {sum(tile_bytes(cfg, spec))} bytes (+ barriers) = "
+          f"{est['shared_bytes']} bytes exceed the {target.max_shared_bytes_per_block} bytes of "
+          f"shared memory per block of {target.name}")
+    limit = cfg.consumer_registers if cfg.warp_specialized else REGISTER_FILE // cfg.threads
+    check(est["accumulator_registers"] + 24 <= min(limit, 255), "BN",
+          f"{cfg.slabs} slab(s) x BN/2 = {est['accumulator_registers']} accumulator registers "
+          f"per thread leave too few of the {min(limit, 255)} a consumer thread has")
+
+
+def default_config(spec: GemmSpec, target: Target) -> WgmmaConfig:
+    """128x128x64, one consumer warpgroup, 4 stages (step 1 of issue 14); smaller N tiles for
+    narrow problems."""
+    step = 8 if spec.b_transposed else 64
+    bn = 128 if spec.N >= 128 else max(step, -(-spec.N // step) * step)
+    return WgmmaConfig(BN=bn)

@@ -1,0 +1,277 @@
+"""The wgmma kernel builder: a warp-specialized TMA + mbarrier + wgmma GEMM, emitted directly
+as a gpu.func (no loop nest to rewrite), and its launch signature.
+
+Block of 128 x (1 + consumers) threads, dynamic shared memory
+[stage 0: A tile (BM x BK), B tile][stage 1: ...]...[full barriers][empty barriers]:
+
+    thread 0: init the ring (full: 1 arrival + TMA bytes; empty: one per consumer warpgroup)
+    barrier
+    warpgroup 0 (producer): setmaxnreg.dec producer_registers; one elected lane of warp 0:
+        for t in K tiles: acquire stage (empty, parity ^ 1); arrive.expect_tx(full, bytes);
+                          TMA A box (BM x BK) and B box(es) into the stage
+    warpgroups 1.. (consumers): setmaxnreg.inc consumer_registers
+        tile 0: wait full; wgmma.fence; BK/16 x slabs wgmma (the first with scale-d 0); commit
+        for t in 1..: wait full; fence; wgmma x ...; commit; wait_group 1 (tile t-1 read);
+                      release stage of t-1 (one arrival per warpgroup)
+        wait_group 0
+        epilogue: the EpilogueSpec chain on pairs of neighbouring columns, guarded stores to C
+
+Grid: (tiles_m * tiles_n, 1, batch) in grouped order (group_m block rows walked column by
+column). TMA descriptors of A (batch, rows, cols as stored; box 1 x BM x BK) and B (NT: box
+1 x BN x BK; NN: boxes of 1 x BK x 64) are by-value grid-constant parameters; out-of-bounds
+elements of partial tiles arrive as zeros.
+"""
+from __future__ import annotations
+
+from mlir import ir
+from mlir.dialects import arith, gpu, llvm, memref, nvvm, scf, vector
+
+from deepgen.runtime.artifact import Launch, Param, param_for, tma_param
+from deepgen.spec import DTYPE_BYTES, GemmSpec
+
+from ... import irb
+from ...epilogue import emit
+from ...passes.tile_gemm import kernel_module
+from . import builders as B
+from .config import WARPGROUP, WGMMA_K, WGMMA_M, WgmmaConfig, estimates, tile_bytes
+
+ENTRY = "deepgen_wgmma_gemm"
+# After the backend's NVVM lowering: mbarrier try_wait.parity and friends are inline-PTX ops
+# that LLVM translation rejects until convert-nvvm-to-llvm has expanded them.
+EXTRA_LOWERING = ["convert-nvvm-to-llvm", "reconcile-unrealized-casts"]
+TMA_PARAMS = (0, 1)  # the descriptors' positions among the kernel's parameters
+
+
+def grid(cfg: WgmmaConfig, spec: GemmSpec) -> tuple[int, int, int]:
+    tiles_m, tiles_n = -(-spec.M // cfg.BM), -(-spec.N // cfg.BN)
+    return tiles_m * tiles_n, 1, spec.batch
+
+
+def signature(cfg: WgmmaConfig, spec: GemmSpec) -> tuple:
+    elt = DTYPE_BYTES[spec.dtype]
+    b_box = (1, cfg.BN, cfg.BK) if spec.b_transposed else (1, cfg.BK, 128 // elt)
+    params = [tma_param("A", "A", spec, (1, cfg.BM, cfg.BK)),
+              tma_param("B", "B", spec, b_box),
+              param_for("C", spec), param_for("alpha", spec), param_for("beta", spec)]
+    if spec.epilogue.bias:
+        params.append(param_for("bias", spec))
+    return tuple(params)
+
+
+def launches(cfg: WgmmaConfig, spec: GemmSpec) -> list[Launch]:
+    return [Launch(entry=ENTRY, grid=grid(cfg, spec), block=(cfg.threads, 1, 1),
+                   shared_bytes=estimates(cfg, spec)["shared_bytes"],
+                   params=signature(cfg, spec))]
+
+
+def _grouped_tile(pid, tiles_m: int, tiles_n: int, group: int):
+    """(tile row, tile column) of linear block `pid` in grouped order."""
+    per_group = group * tiles_n
+    g = irb.div(pid, per_group)
+    first_m = irb.mul(g, group)
+    size = irb.min_(irb.sub(tiles_m, first_m), group) if tiles_m % group else group
+    local = irb.rem(pid, per_group)
+    return irb.add(first_m, irb.rem(local, size)), irb.div(local, size)
+
+
+def build_module(spec: GemmSpec, cfg: WgmmaConfig, target: str) -> ir.Module:
+    """The module holding the kernel's gpu.module (in the current context and location)."""
+    module = ir.Module.create()
+    gm = kernel_module(module.operation, target, math=spec.epilogue.needs_math)
+    build_kernel(gm, spec, cfg)
+    return module
+
+
+def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
+    elt = DTYPE_BYTES[spec.dtype]
+    in_t, out_t = irb.element_type(spec.dtype), irb.element_type(spec.out_dtype)
+    f32 = ir.F32Type.get()
+    ptr = llvm.PointerType.get()
+    c_t = ir.MemRefType.get([spec.batch, spec.M, spec.N], out_t)
+    types = [ptr, ptr, c_t, f32, f32]
+    if spec.epilogue.bias:
+        types.append(ir.MemRefType.get(list(spec.operand_shape("bias")),
+                                       irb.element_type(spec.operand_dtype("bias"))))
+    a_bytes, b_bytes = tile_bytes(cfg, spec)
+    stage_bytes = a_bytes + b_bytes
+    S = cfg.stages
+    arena = B.SharedArena(gm)
+    with ir.InsertionPoint(gm.bodyRegion.blocks[0]):
+        kernel = gpu.GPUFuncOp(ir.FunctionType.get(types, []), sym_name=ENTRY, kernel=True,
+                               known_block_size=[cfg.threads, 1, 1])
+        block = kernel.add_entry_block()
+    args = list(block.arguments)
+    desc_a, desc_b, c_mem, alpha, beta = args[:5]
+    bias = args[5] if len(args) > 5 else None
+    tiles_m, tiles_n = -(-spec.M // cfg.BM), -(-spec.N // cfg.BN)
+    k_tiles = -(-spec.K // cfg.BK)
+    b_boxes = 1 if spec.b_transposed else cfg.BN // (128 // elt)
+
+    with ir.InsertionPoint(block):
+        arena.base()
+        tid = gpu.thread_id(gpu.Dimension.x)
+        pid = gpu.block_id(gpu.Dimension.x)
+        bz = gpu.block_id(gpu.Dimension.z) if spec.batch > 1 else 0
+        tile_m, tile_n = _grouped_tile(pid, tiles_m, tiles_n, min(cfg.group_m, tiles_m))
+        m0, n0 = irb.mul(tile_m, cfg.BM), irb.mul(tile_n, cfg.BN)
+        wg = irb.div(tid, WARPGROUP)
+        ring = B.MbarrierRing(arena, S * stage_bytes, S, cfg.consumers)
+        with B.if_(B.eq(tid, 0)):
+            ring.init()
+        nvvm.barrier0()
+
+        with B.if_else(B.eq(wg, 0)) as (producer, consumer):
+            with producer:
+                if cfg.warp_specialized:
+                    B.setmaxnreg(cfg.producer_registers, increase=False)
+                with B.if_(B.eq(irb.div(tid, 32), 0)):
+                    with B.if_(B.elect_one()):
+                        _producer_loop(spec, cfg, ring, arena, desc_a, desc_b, m0, n0, bz,
+                                       k_tiles, a_bytes, stage_bytes, b_boxes)
+            with consumer:
+                if cfg.warp_specialized:
+                    B.setmaxnreg(cfg.consumer_registers, increase=True)
+                _consumer(spec, cfg, ring, arena, tid, wg, m0, n0, bz, k_tiles, a_bytes,
+                          stage_bytes, c_mem, alpha, beta, bias, out_t)
+        gpu.return_([])
+
+
+def _producer_loop(spec, cfg, ring, arena, desc_a, desc_b, m0, n0, bz, k_tiles, a_bytes,
+                   stage_bytes, b_boxes) -> None:
+    elt = DTYPE_BYTES[spec.dtype]
+    box_n = 128 // elt
+    loop = scf.ForOp(irb.const_index(0), irb.const_index(k_tiles), irb.const_index(1))
+    with ir.InsertionPoint(loop.body):
+        t = loop.induction_variable
+        st = B.PipelineState(t, cfg.stages)
+        ring.producer_acquire(st)
+        ring.producer_commit(st, stage_bytes)
+        full = ring.full(st.stage)
+        base = irb.mul(st.stage, stage_bytes)
+        k0 = irb.mul(t, cfg.BK)
+        # coordinates innermost first: (column, row, batch) of the stored matrices
+        B.tma_load(desc_a, arena.ptr(base), (k0, m0, bz), full)
+        if spec.b_transposed:  # B stored (N, K): one BN x BK box
+            B.tma_load(desc_b, arena.ptr(irb.add(base, a_bytes)), (k0, n0, bz), full)
+        else:  # B stored (K, N): BK x 64 boxes side by side
+            for j in range(b_boxes):
+                dst = arena.ptr(irb.add(base, a_bytes + j * cfg.BK * 128))
+                B.tma_load(desc_b, dst, (irb.add(n0, j * box_n), k0, bz), full)
+        scf.yield_([])
+
+
+def _consumer(spec, cfg, ring, arena, tid, wg, m0, n0, bz, k_tiles, a_bytes, stage_bytes,
+              c_mem, alpha, beta, bias, out_t) -> None:
+    acc = B.Accumulator(cfg.BN)
+    consumer = irb.sub(wg, 1)
+    row_base = irb.mul(consumer, cfg.rows_per_consumer)  # within the tile
+    mn_major_b = not spec.b_transposed
+    k_steps = cfg.BK // WGMMA_K
+    elt = DTYPE_BYTES[spec.dtype]
+
+    def descriptors(stage):
+        a_addr = arena.addr32(irb.add(irb.mul(stage, stage_bytes), irb.mul(row_base, cfg.BK * elt)))
+        b_addr = arena.addr32(irb.add(irb.mul(stage, stage_bytes), a_bytes))
+        da = B.smem_descriptor(a_addr, leading_bytes=16, stride_bytes=1024)
+        if mn_major_b:  # 64-column atoms BK * 128 bytes apart, 8-row groups 1024 apart
+            db = B.smem_descriptor(b_addr, leading_bytes=cfg.BK * 128, stride_bytes=1024)
+        else:
+            db = B.smem_descriptor(b_addr, leading_bytes=16, stride_bytes=1024)
+        return da, db
+
+    def mma_tile(stage, accs, first: bool):
+        da, db = descriptors(stage)
+        nvvm.wgmma_fence_aligned()
+        accs = list(accs)
+        for kk in range(k_steps):
+            b_k = kk * WGMMA_K * 128 if mn_major_b else kk * WGMMA_K * elt
+            for r in range(cfg.slabs):
+                a_off = r * WGMMA_M * cfg.BK * elt + kk * WGMMA_K * elt
+                accs[r] = B.wgmma(acc, accs[r], B.add_bytes(da, a_off), B.add_bytes(db, b_k),
+                                  dtype=spec.dtype, zero=first and kk == 0,
+                                  b_mn_major=mn_major_b)
+        nvvm.wgmma_commit_group_sync_aligned()
+        return accs
+
+    st0 = B.PipelineState(0, cfg.stages)
+    ring.consumer_wait(st0)
+    accs = mma_tile(st0.stage, [acc.undef() for _ in range(cfg.slabs)], first=True)
+    leader = B.eq(irb.rem(tid, WARPGROUP), 0)
+    if k_tiles > 1:
+        loop = scf.ForOp(irb.const_index(1), irb.const_index(k_tiles), irb.const_index(1), accs)
+        with ir.InsertionPoint(loop.body):
+            t = loop.induction_variable
+            st = B.PipelineState(t, cfg.stages)
+            ring.consumer_wait(st)
+            new = mma_tile(st.stage, list(loop.inner_iter_args), first=False)
+            nvvm.wgmma_wait_group_sync_aligned(1)  # tile t-1's wgmma have read their stage
+            with B.if_(leader):
+                ring.consumer_release(B.PipelineState(irb.sub(t, 1), cfg.stages))
+            scf.yield_(new)
+        accs = list(loop.results)
+    nvvm.wgmma_wait_group_sync_aligned(0)
+    _epilogue(spec, cfg, acc, accs, tid, m0, n0, row_base, bz, c_mem, alpha, beta, bias, out_t)
+
+
+def _epilogue(spec, cfg, acc, accs, tid, m0, n0, row_base, bz, c_mem, alpha, beta, bias,
+              out_t) -> None:
+    """Registers -> C through the epilogue chain: each pair of neighbouring columns as a
+    2-vector (one column at a time where N is odd), stores guarded by the bounds."""
+    lane = irb.rem(tid, 32)
+    warp = irb.rem(irb.div(tid, 32), 4)
+    row0 = irb.add(irb.add(m0, row_base), irb.add(irb.mul(warp, 16), irb.div(lane, 4)))
+    col0 = irb.add(n0, irb.mul(irb.rem(lane, 4), 2))
+    steps = spec.epilogue.steps
+    f32 = ir.F32Type.get()
+    width = 2 if spec.N % 2 == 0 else 1
+    out_bytes = DTYPE_BYTES[spec.out_dtype]
+    for r in range(cfg.slabs):
+        for j, drow, dcol in acc.pairs():
+            row = irb.add(row0, r * WGMMA_M + drow)
+            for half in range(2 // width):
+                col = irb.add(col0, dcol + half)
+                guard = arith.andi(irb.lt(row, spec.M), irb.lt(col, spec.N))
+                with B.if_(guard):
+                    idx = [irb.val(bz), irb.val(row), irb.val(col)]
+                    if width == 2:
+                        x = vector.from_elements(irb.vector_type(2, f32),
+                                                 [acc.get(accs[r], j), acc.get(accs[r], j + 1)])
+                        vt = irb.vector_type(2, out_t)
+                        load_c = lambda: vector.load(vt, c_mem, idx, alignment=2 * out_bytes)
+                    else:
+                        x = acc.get(accs[r], j + half)
+                        load_c = lambda: memref.load(c_mem, idx)
+                    y = emit(x, steps, alpha=alpha, beta=beta, load_c=load_c, bias=bias,
+                             row=row, col=col)
+                    y = irb.truncf(y, out_t)
+                    if width == 2:
+                        vector.store(y, c_mem, idx, alignment=2 * out_bytes)
+                    else:
+                        memref.store(y, c_mem, idx)
+
+
+def finish_lowered(module, cfg: WgmmaConfig) -> None:
+    """After the NVVM lowering, on the kernel's llvm.func: the TMA descriptors become
+    by-value 128-byte `__grid_constant__` parameters (a gpu.func cannot carry
+    nvvm.grid_constant and the lowering drops llvm.byval), and the kernel gets a register cap
+    at entry (maxntid with minctasm 1, __launch_bounds__(threads, 1)) so that setmaxnreg
+    applies."""
+    found = [f for f in irb.walk_ops(module, "llvm.func")
+             if ir.StringAttr(f.attributes["sym_name"]).value == ENTRY]
+    if len(found) != 1:
+        raise ValueError(f"{ENTRY}: {len(found)} llvm.func of that name after lowering")
+    f = found[0]
+    n = len(f.regions[0].blocks[0].arguments)
+    old = list(ir.ArrayAttr(f.attributes["arg_attrs"])) if "arg_attrs" in f.attributes else []
+    attrs = [ir.DictAttr(a) for a in old] + [ir.DictAttr.get({})] * (n - len(old))
+    for index in TMA_PARAMS:
+        entries = {a.name: a.attr for a in attrs[index]}
+        entries.update({
+            "llvm.byval": ir.TypeAttr.get(
+                ir.Type.parse(f"!llvm.array<{B.DESCRIPTOR_BYTES} x i8>")),
+            "llvm.align": irb.int_attr(64),
+            "nvvm.grid_constant": ir.UnitAttr.get(),
+        })
+        attrs[index] = ir.DictAttr.get(entries)
+    f.attributes["arg_attrs"] = ir.ArrayAttr.get(attrs)
+    f.attributes["nvvm.minctasm"] = ir.IntegerAttr.get(ir.IntegerType.get_signless(32), 1)
