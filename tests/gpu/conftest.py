@@ -59,6 +59,23 @@ class Kernels:
                                                                                 given))
         return self._cache[key]
 
+    def wgmma(self, name: str, spec_fields: dict, given: dict):
+        """A wgmma case (tests/gpu/wgmma_cases.py) from DIR/wgmma, or compiled here."""
+        from deepgen.runtime import Kernel, load
+
+        key = ("wgmma", name)
+        if key not in self._cache:
+            if self.bundle is not None:
+                path = self.bundle / "wgmma" / name
+                if not (path / "kernel.json").exists():
+                    pytest.fail(f"{path}: not in the bundle: rebuild it with "
+                                f"`python tests/gpu/make_bundle.py {self.bundle}`")
+                self._cache[key] = load(path)
+            else:
+                self._cache[key] = Kernel(make_bundle.wgmma_cases().compile_case(spec_fields,
+                                                                                 given))
+        return self._cache[key]
+
     def suite_bundle(self) -> Path:
         if self._suite is None:
             if self.bundle is not None:

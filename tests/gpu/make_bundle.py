@@ -6,6 +6,7 @@ DIR/sweep/  the cases of benchmarks/correctness_sweep.py (one kernel bundle per 
             index.json that `correctness_sweep.py --run DIR/sweep` also reads);
 DIR/suite/  benchmarks/gemm_suite.py's "smoke" suite in every dtype (a gemm_suite bundle);
 DIR/gemv/   the gemv strategy's cases of tests/gpu/gemv_cases.py (test_gemv_gpu.py);
+DIR/wgmma/  the wgmma strategy's cases of tests/gpu/wgmma_cases.py (test_wgmma_gpu.py);
 DIR/tma/    the TMA probe kernels of tests/gpu/tma_probe.py, one KernelArtifact per variant
             (test_tma_gpu.py: by-value descriptors, mbarriers, clusters).
 
@@ -52,6 +53,10 @@ def gemv_cases():
     return load_module("tests/gpu/gemv_cases.py", "deepgen_tests_gemv_cases")
 
 
+def wgmma_cases():
+    return load_module("tests/gpu/wgmma_cases.py", "deepgen_tests_wgmma_cases")
+
+
 def tma_probe():
     return load_module("tests/gpu/tma_probe.py", "deepgen_tests_tma_probe")
 
@@ -89,7 +94,9 @@ def make_bundle(directory: Path, only: str | None = None, log=print) -> dict:
                               log=lambda line: log(f"suite/{line}"))
     tma = tma_probe().make_bundles(directory / "tma", only, log=log)
     gemv = make_gemv(directory / "gemv", only, log)
-    return {"sweep": [e["name"] for e in index], "suite": suite, "tma": tma, "gemv": gemv}
+    wgmma = make_wgmma(directory / "wgmma", only, log)
+    return {"sweep": [e["name"] for e in index], "suite": suite, "tma": tma, "gemv": gemv,
+            "wgmma": wgmma}
 
 
 def make_gemv(directory: Path, only: str | None = None, log=print) -> list[str]:
@@ -103,6 +110,20 @@ def make_gemv(directory: Path, only: str | None = None, log=print) -> list[str]:
         gc.compile_case(spec_fields, given).save(directory / name)
         names.append(name)
         log(f"gemv/{name:32s} {time.perf_counter() - t:5.2f} s")
+    return names
+
+
+def make_wgmma(directory: Path, only: str | None = None, log=print) -> list[str]:
+    """DIR/wgmma/<name>: the wgmma strategy's cases (tests/gpu/wgmma_cases.py)."""
+    wc = wgmma_cases()
+    names = []
+    for name, spec_fields, given, _alpha, _beta in wc.cases():
+        if only and not re.search(only, name):
+            continue
+        t = time.perf_counter()
+        wc.compile_case(spec_fields, given).save(directory / name)
+        names.append(name)
+        log(f"wgmma/{name:32s} {time.perf_counter() - t:5.2f} s")
     return names
 
 

@@ -33,7 +33,9 @@ TMA_MAX_BOX = 256  # elements per box dimension
 TMA_STRIDE_ALIGN = 16  # bytes: TMA needs every stride (row pitch) a multiple of 16 bytes
 MAX_STAGES = 8
 BARRIER_BYTES = 8
-REGISTER_FILE = 65536  # 32-bit registers per SM (one block per SM)
+REGISTER_FILE = 65536  # 32-bit registers per SM
+SM_SHARED = 228 * 1024  # shared memory per SM, shared by its resident CTAs
+CTA_RESERVED_SHARED = 1024  # bytes the system reserves per resident CTA
 MODES = ("cooperative", "pingpong")
 RASTERS = ("row",)
 BUILT_LAYOUTS = ("NT", "NN")
@@ -57,6 +59,9 @@ class WgmmaConfig(StrategyConfig):
     raster: str = "row"  # tile order of the grid
     group_m: int = 8  # grouped order: tiles of group_m block rows are walked column by column
     split_k: int = 1  # (only 1 built)
+    # CTAs resident per SM (the kernel's minctasm): 2 lets one CTA's epilogue and ring fill
+    # run under the other's wgmma, when both fit in shared memory and the register file
+    ctas_per_sm: int = 1
 
     @property
     def threads(self) -> int:
@@ -141,17 +146,25 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
         v = getattr(cfg, field)
         check(24 <= v <= 256 and v % 8 == 0, field,
               f"setmaxnreg takes a multiple of 8 from 24 to 256, got {v}")
+    check(cfg.ctas_per_sm in (1, 2), "ctas_per_sm", f"1 or 2, got {cfg.ctas_per_sm}")
+    ctas = cfg.ctas_per_sm
     if cfg.warp_specialized:
-        total = WARPGROUP * (cfg.producer_registers + cfg.consumers * cfg.consumer_registers)
+        total = ctas * WARPGROUP * (cfg.producer_registers + cfg.consumers * cfg.consumer_registers)
         check(total <= REGISTER_FILE, "consumer_registers",
-              f"{WARPGROUP} x ({cfg.producer_registers} + {cfg.consumers} x "
+              f"{ctas} CTA(s) x {WARPGROUP} x ({cfg.producer_registers} + {cfg.consumers} x "
               f"{cfg.consumer_registers}) = {total} registers exceed the {REGISTER_FILE} of an SM")
     est = estimates(cfg, spec)
+    if ctas > 1:
+        need = ctas * (est["shared_bytes"] + CTA_RESERVED_SHARED)
+        check(need <= SM_SHARED, "ctas_per_sm",
+              f"{ctas} CTAs x ({est['shared_bytes']} + {CTA_RESERVED_SHARED}) = {need} bytes of "
+              f"shared memory exceed the {SM_SHARED} of an SM (fewer stages or a smaller tile)")
     check(est["shared_bytes"] <= target.max_shared_bytes_per_block, "stages",
           f"{cfg.stages} stages of {sum(tile_bytes(cfg, spec))} bytes (+ barriers) = "
           f"{est['shared_bytes']} bytes exceed the {target.max_shared_bytes_per_block} bytes of "
           f"shared memory per block of {target.name}")
-    limit = cfg.consumer_registers if cfg.warp_specialized else REGISTER_FILE // cfg.threads
+    limit = (cfg.consumer_registers if cfg.warp_specialized
+             else REGISTER_FILE // (cfg.threads * ctas) // 8 * 8)
     check(est["accumulator_registers"] + 24 <= min(limit, 255), "BN",
           f"{cfg.slabs} slab(s) x BN/2 = {est['accumulator_registers']} accumulator registers "
           f"per thread leave too few of the {min(limit, 255)} a consumer thread has")

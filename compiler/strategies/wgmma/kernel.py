@@ -254,8 +254,8 @@ def finish_lowered(module, cfg: WgmmaConfig) -> None:
     """After the NVVM lowering, on the kernel's llvm.func: the TMA descriptors become
     by-value 128-byte `__grid_constant__` parameters (a gpu.func cannot carry
     nvvm.grid_constant and the lowering drops llvm.byval), and the kernel gets a register cap
-    at entry (maxntid with minctasm 1, __launch_bounds__(threads, 1)) so that setmaxnreg
-    applies."""
+    at entry (maxntid with minctasm ctas_per_sm, __launch_bounds__(threads, ctas_per_sm)) so
+    that setmaxnreg applies."""
     found = [f for f in irb.walk_ops(module, "llvm.func")
              if ir.StringAttr(f.attributes["sym_name"]).value == ENTRY]
     if len(found) != 1:
@@ -274,4 +274,5 @@ def finish_lowered(module, cfg: WgmmaConfig) -> None:
         })
         attrs[index] = ir.DictAttr.get(entries)
     f.attributes["arg_attrs"] = ir.ArrayAttr.get(attrs)
-    f.attributes["nvvm.minctasm"] = ir.IntegerAttr.get(ir.IntegerType.get_signless(32), 1)
+    f.attributes["nvvm.minctasm"] = ir.IntegerAttr.get(ir.IntegerType.get_signless(32),
+                                                       cfg.ctas_per_sm)

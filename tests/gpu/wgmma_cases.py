@@ -1,0 +1,59 @@
+"""The wgmma strategy's GPU correctness cases (tests/gpu/test_wgmma_gpu.py; make_bundle.py
+compiles them into DIR/wgmma/<name>): NT and NN, f16 and bf16, one and two consumer
+warpgroups (128x128, 128x256, 256x128), whole and partial tiles (TMA zero fill, guarded
+stores), odd N, K below one tile, batch, alpha/beta with C read, bias and activations, f32
+output, 2 to 6 stages.
+
+Each case: (name, spec fields, wgmma config fields given (the rest completed by the
+strategy), alpha, beta)."""
+from __future__ import annotations
+
+C2_WIDE = {"BN": 256, "consumers": 2}
+C2_TALL = {"BM": 256, "consumers": 2}
+
+
+def _epi(bias=None, activation=None) -> dict:
+    from deepgen.epilogue import EpilogueSpec
+    return EpilogueSpec.of(bias=bias, activation=activation).to_dict()
+
+
+def cases() -> list:
+    out = []
+    for dtype in ("f16", "bf16"):
+        for layout in ("NT", "NN"):
+            for tag, given in (("128x128", {}), ("128x256c2", C2_WIDE), ("256x128c2", C2_TALL)):
+                out.append((f"wgmma-{dtype}-{layout}-{tag}-512",
+                            dict(M=512, N=512, K=512, dtype=dtype, layout=layout), given,
+                            1.0, 0.0))
+            out.append((f"wgmma-{dtype}-{layout}-partial",
+                        dict(M=1000, N=520, K=1000, dtype=dtype, layout=layout), {}, 1.0, 0.0))
+    nt = dict(dtype="bf16", layout="NT")
+    out += [
+        ("wgmma-NT-odd-n", dict(nt, M=127, N=129, K=40), {}, 1.0, 0.0),
+        ("wgmma-NT-k8", dict(nt, M=64, N=64, K=8), {"BN": 64}, 1.0, 0.0),
+        ("wgmma-NT-n8", dict(nt, M=300, N=8, K=200), {"BN": 8}, 1.0, 0.0),
+        ("wgmma-NT-batch3-f16", dict(M=200, N=136, K=520, batch=3, dtype="f16", layout="NT"),
+         {}, 1.0, 0.0),
+        ("wgmma-NN-batch2-c2-beta", dict(M=256, N=512, K=192, batch=2, dtype="f16",
+                                         layout="NN"), C2_WIDE, 2.0, 1.0),
+        ("wgmma-NT-alpha-beta", dict(nt, M=384, N=256, K=256), {}, 1.5, -0.5),
+        ("wgmma-NT-biascol-gelu-c2", dict(nt, M=300, N=520, K=200,
+                                          epilogue=_epi("col", "gelu_tanh")), C2_WIDE, 1.0, 0.0),
+        ("wgmma-NN-biasrow-silu", dict(M=130, N=192, K=96, dtype="f16", layout="NN",
+                                       epilogue=_epi("row", "silu")), {}, 1.0, 0.5),
+        ("wgmma-NT-f32out-c2", dict(nt, M=512, N=384, K=1024, out_dtype="f32"), C2_TALL,
+         1.0, 0.0),
+        ("wgmma-NT-stages2", dict(nt, M=256, N=256, K=1024), {"stages": 2}, 1.0, 0.0),
+        ("wgmma-NT-stages6-noreg", dict(nt, M=256, N=256, K=2048),
+         {"stages": 6, "warp_specialized": False}, 1.0, 0.0),
+        ("wgmma-NT-group1", dict(nt, M=1024, N=1024, K=256), {"group_m": 1}, 1.0, 0.0),
+    ]
+    return out
+
+
+def compile_case(spec_fields: dict, given: dict, target: str = "sm_90a"):
+    from deepgen.compiler import compile_artifact
+    from deepgen.spec import GemmSpec
+
+    return compile_artifact(GemmSpec(**spec_fields), {"strategy": "wgmma", **given}, target,
+                            keep_ir=False)

@@ -1,0 +1,156 @@
+"""The wgmma strategy on the CPU (its GPU counterpart: tests/gpu/test_wgmma_gpu.py):
+WgmmaConfig validation names the field and the limit; the strategy is registered but never
+the default; its kernels compile to PTX with wgmma.mma_async, cp.async.bulk.tensor, mbarriers,
+setmaxnreg, elect.sync and by-value grid-constant descriptors; ptxas assembles them without
+spills; the SASS has HGMMA, UTMALDG and SYNCS and no local memory (cuobjdump); the artifact's
+signature holds the TMA params the runtime encodes."""
+from __future__ import annotations
+
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from deepgen.compiler import compile_artifact, strategies
+from deepgen.compiler.strategies.wgmma import WgmmaConfig
+from deepgen.compiler.target import get_target
+from deepgen.spec import GemmSpec, SpecError
+
+H100 = get_target("sm_90a")
+NT = GemmSpec(M=512, N=512, K=512, dtype="bf16", layout="NT")
+NN = GemmSpec(M=512, N=512, K=512, dtype="f16", layout="NN")
+
+
+def _validate(spec=NT, target=H100, **fields):
+    strategies.resolve({"strategy": "wgmma", **fields}, spec, target)
+
+
+@pytest.mark.parametrize("fields,spec,target,message", [
+    ({"BM": 96}, NT, H100, r"^BM: must be a multiple of consumers x 64 = 64"),
+    ({"BM": 128, "consumers": 2, "BN": 64}, NT, H100, None),
+    ({"BM": 64, "consumers": 2}, NT, H100, r"^BM: .*consumers x 64 = 128"),
+    ({"BM": 512, "consumers": 2}, NT, H100, r"^BM: A's TMA box has BM rows: at most 256"),
+    ({"BN": 264}, NT, H100, r"^BN: the wgmma N: a multiple of 8 from 8 to 256"),
+    ({"BN": 100}, NT, H100, r"^BN: the wgmma N: a multiple of 8"),
+    ({"BN": 96}, NN, H100, r"^BN: .*multiple of 64 .*layout NN"),
+    ({"BK": 32}, NT, H100, r"^BK: one 128-byte swizzle span: 64 bf16 elements"),
+    ({"stages": 9}, NT, H100, r"^stages: must be 2 to 8"),
+    ({"BN": 256, "consumers": 2, "stages": 5}, NT, H100,
+     r"^stages: 5 stages of 49152 bytes .* exceed the 232448 bytes of shared memory"),
+    ({"consumers": 3, "BM": 192}, NT, H100, r"^consumers: 1 or 2"),
+    ({"consumer_registers": 236}, NT, H100, r"^consumer_registers: setmaxnreg takes a multiple of 8"),
+    ({"BN": 256, "consumers": 2, "consumer_registers": 248}, NT, H100,
+     r"^consumer_registers: .* exceed the 65536 of an SM"),
+    ({"ctas_per_sm": 2}, NT, H100, r"^consumer_registers: 2 CTA\(s\)"),
+    ({"ctas_per_sm": 2, "consumer_registers": 216}, NT, H100,
+     r"^ctas_per_sm: .* shared memory exceed the 233472 of an SM"),
+    ({"ctas_per_sm": 2, "consumer_registers": 216, "stages": 3}, NT, H100, None),
+    ({"mode": "pingpong"}, NT, H100, r"^mode: .*only 'cooperative' is built"),
+    ({"cluster_m": 2}, NT, H100, r"^cluster_m: only 1x1 clusters are built"),
+    ({"persistent": True}, NT, H100, r"^persistent: the persistent scheduler is not built"),
+    ({"split_k": 2}, NT, H100, r"^split_k: only 1 is built"),
+    ({}, NT, get_target("sm_90"), r"^strategy: wgmma needs sm_90a"),
+    ({}, GemmSpec(M=64, N=64, K=64, dtype="f32", allow_tf32=True, layout="NT"), H100,
+     r"^dtype: .*f16 or bf16 \(tf32 not built yet\), got f32"),
+    ({}, GemmSpec(M=64, N=64, K=64, dtype="bf16", layout="TN"), H100,
+     r"^layout: layouts \('NT', 'NN'\) are built"),
+    # TMA needs 16-byte row pitches: K = 33 bf16 in a K-major operand cannot be loaded
+    ({}, GemmSpec(M=64, N=64, K=33, dtype="bf16", layout="NT"), H100,
+     r"^layout: TMA needs 16-byte-aligned row strides: rows of A .* 33 bf16 elements = 66 "
+     r"bytes"),
+    ({}, GemmSpec(M=64, N=127, K=64, dtype="f16", layout="NN"), H100,
+     r"^layout: TMA needs 16-byte-aligned row strides: rows of B"),
+])
+def test_validation_names_the_field_and_the_limit(fields, spec, target, message):
+    if message is None:
+        _validate(spec, target, **fields)
+        return
+    with pytest.raises(SpecError, match=message):
+        _validate(spec, target, **fields)
+
+
+def test_registered_but_never_the_default():
+    assert strategies.get("wgmma").config_class is WgmmaConfig
+    for spec in (NT, NN, GemmSpec(M=4096, N=4096, K=4096, dtype="bf16")):
+        assert strategies.choose(spec, H100).name != "wgmma"
+        assert strategies.default_config(spec, H100).strategy != "wgmma"
+    cfg = strategies.resolve({"strategy": "wgmma", "BN": 256, "consumers": 2}, NT, H100)
+    assert cfg == WgmmaConfig(BN=256, consumers=2)
+    assert WgmmaConfig.from_dict(cfg.to_dict()) == cfg
+    assert strategies.get("wgmma").serves(NT, H100)
+    assert not strategies.get("wgmma").serves(NT, get_target("sm_80"))
+    with pytest.raises(SpecError, match="^stagez: not a wgmma config field"):
+        _validate(stagez=3)
+
+
+@pytest.fixture(scope="module")
+def artifacts():
+    return {
+        "nt": compile_artifact(NT, {"strategy": "wgmma"}, "sm_90a", keep_ir=False),
+        "nn_c2": compile_artifact(NN, {"strategy": "wgmma", "BN": 256, "consumers": 2},
+                                  "sm_90a", keep_ir=False),
+    }
+
+
+@pytest.mark.parametrize("name", ["nt", "nn_c2"])
+def test_ptx_has_wgmma_tma_mbarriers_and_grid_constant_descriptors(artifacts, name):
+    art = artifacts[name]
+    ptx = art.assembly
+    entry = art.launches[0].entry
+    for index in (0, 1):  # A's and B's descriptors: by-value 128-byte __grid_constant__
+        assert f".param .align 64 .b8 {entry}_param_{index}[128]" in ptx
+    n = 128 if name == "nt" else 256
+    dtype = "bf16" if name == "nt" else "f16"
+    mma = re.findall(rf"wgmma\.mma_async\.sync\.aligned\.m64n{n}k16\.f32\.{dtype}\.{dtype} "
+                     r"\{[^}]*\}, %rd\d+, %rd\d+, (p|\d), 1,\s*1, (\d),\s*(\d);", ptx)
+    slabs = 2 if name == "nt" else 1
+    assert len(mma) == 2 * 4 * slabs  # the peeled first K tile and the loop, 4 k-steps each
+    # transpose bits: A K-major; B K-major (NT) or MN-major (NN)
+    assert {(ta, tb) for _, ta, tb in mma} == {("0", "0" if name == "nt" else "1")}
+    for needle in ("wgmma.fence.sync.aligned", "wgmma.commit_group.sync.aligned",
+                   "wgmma.wait_group.sync.aligned \t1", "wgmma.wait_group.sync.aligned \t0",
+                   "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx",
+                   "mbarrier.init.shared.b64", "mbarrier.arrive.expect_tx.shared.b64",
+                   "mbarrier.try_wait.parity.shared.b64", "mbarrier.arrive.shared.b64",
+                   "setmaxnreg.dec.sync.aligned.u32 \t40", "setmaxnreg.inc.sync.aligned.u32 \t232",
+                   "elect.sync", ".extern .shared .align 1024 .b8", ".minnctapersm 1",
+                   "fence.proxy.async.shared::cta"):
+        assert needle in ptx, needle
+    threads = 256 if name == "nt" else 384
+    assert re.search(rf"\.(maxntid|reqntid) {threads}, 1, 1", ptx)
+    res = art.resources[entry]
+    assert res["spill_stores"] == res["spill_loads"] == res["stack_bytes"] == 0, res
+
+
+def test_signature_has_the_tma_params_the_runtime_encodes(artifacts):
+    nt, nn = artifacts["nt"].launches[0], artifacts["nn_c2"].launches[0]
+    assert [p.kind for p in nt.params] == ["tma", "tma", "ptr", "f32", "f32"]
+    a, b = nt.params[:2]
+    assert (a.operand, a.shape, a.box, a.swizzle) == ("A", ("batch", "M", "K"), (1, 128, 64), 128)
+    assert (b.operand, b.shape, b.box) == ("B", ("batch", "N", "K"), (1, 128, 64))
+    nb = nn.params[1]  # B stored (K, N): boxes of 64 k-rows by one 128-byte span of columns
+    assert (nb.shape, nb.box) == (("batch", "K", "N"), (1, 64, 64))
+    assert nt.block == (256, 1, 1) and nn.block == (384, 1, 1)
+    assert nt.grid == (16, 1, 1) and nn.grid == (8, 1, 1)
+    assert nt.shared_bytes == 4 * 32768 + 64 and nn.shared_bytes == 4 * 49152 + 64
+    assert artifacts["nt"].config["strategy"] == "wgmma"
+
+
+def test_sass_has_hgmma_utmaldg_syncs_and_no_local_memory(artifacts):
+    from deepgen.toolchain import cuobjdump_env, find_cuobjdump
+
+    exe = find_cuobjdump()
+    if exe is None:
+        pytest.skip("cuobjdump not found (pip install nvidia-cuda-cuobjdump "
+                    "nvidia-cuda-nvdisasm, or set DEEPGEN_CUOBJDUMP)")
+    for name, art in artifacts.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "k.cubin"
+            path.write_bytes(art.binary)
+            sass = subprocess.run([exe, "-sass", str(path)], capture_output=True, text=True,
+                                  env=cuobjdump_env(exe), check=True).stdout
+        assert re.search(r"HGMMA\.64x(128|256)x16\.F32\b", sass), name
+        assert "UTMALDG" in sass and "SYNCS" in sass, name
+        assert not re.search(r"\b(LDL|STL)\b", sass), f"{name}: local memory in the SASS"
