@@ -49,7 +49,7 @@ def _validate(spec=NT, target=H100, **fields):
     ({"ctas_per_sm": 2, "consumer_registers": 216, "stages": 3}, NT, H100, None),
     ({"mode": "pingpong"}, NT, H100, r"^mode: .*only 'cooperative' is built"),
     ({"cluster_m": 2}, NT, H100, r"^cluster_m: only 1x1 clusters are built"),
-    ({"persistent": True}, NT, H100, r"^persistent: the persistent scheduler is not built"),
+    ({"persistent": True}, NT, H100, None),
     ({"split_k": 2}, NT, H100, r"^split_k: only 1 is built"),
     ({}, NT, get_target("sm_90"), r"^strategy: wgmma needs sm_90a"),
     ({}, GemmSpec(M=64, N=64, K=64, dtype="f32", allow_tf32=True, layout="NT"), H100,

@@ -2,7 +2,7 @@
 compiles them into DIR/wgmma/<name>): NT and NN, f16 and bf16, one and two consumer
 warpgroups (128x128, 128x256, 256x128), whole and partial tiles (TMA zero fill, guarded
 stores), odd N, K below one tile, batch, alpha/beta with C read, bias and activations, f32
-output, 2 to 6 stages.
+output, 2 to 6 stages, persistent grids (one and two CTAs per SM).
 
 Each case: (name, spec fields, wgmma config fields given (the rest completed by the
 strategy), alpha, beta)."""
@@ -47,6 +47,14 @@ def cases() -> list:
         ("wgmma-NT-stages6-noreg", dict(nt, M=256, N=256, K=2048),
          {"stages": 6, "warp_specialized": False}, 1.0, 0.0),
         ("wgmma-NT-group1", dict(nt, M=1024, N=1024, K=256), {"group_m": 1}, 1.0, 0.0),
+        # persistent: more tiles than CTAs, so each CTA walks several (ring state carried)
+        ("wgmma-NT-persistent-batch2", dict(nt, M=2000, N=1000, K=200, batch=2),
+         {"persistent": True}, 1.0, 0.0),
+        ("wgmma-NN-persistent-c2-beta", dict(M=2048, N=2048, K=320, dtype="f16", layout="NN"),
+         {"persistent": True, **C2_WIDE}, 0.5, 2.0),
+        ("wgmma-NT-persistent-2cta", dict(nt, M=4096, N=2048, K=128),
+         {"persistent": True, "ctas_per_sm": 2, "stages": 3, "consumer_registers": 216},
+         1.0, 0.0),
     ]
     return out
 

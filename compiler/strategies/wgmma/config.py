@@ -9,7 +9,9 @@ in registers. With warp_specialized, the producer lowers its registers (setmaxnr
 producer_registers) and the consumers raise theirs (consumer_registers).
 
 What is built (the rest is named by validate as not built yet): mode "cooperative" (all
-consumers on one tile), clusters 1x1, a non-persistent grid in grouped order (group_m), BK of
+consumers on one tile), clusters 1x1, a grid in grouped order (group_m), non-persistent or
+persistent (one CTA per SM taking tiles pid, pid + grid, ...; the producer runs on into the
+next tile while the consumers store this one), BK of
 one 128-byte swizzle span (64 16-bit elements), layouts NT (both operands K-major) and NN (B
 MN-major), split_k 1."""
 from __future__ import annotations
@@ -55,7 +57,7 @@ class WgmmaConfig(StrategyConfig):
     consumer_registers: int = 232
     cluster_m: int = 1  # thread-block cluster shape (only 1x1 built)
     cluster_n: int = 1
-    persistent: bool = False  # one CTA per SM walking the tiles (not built yet)
+    persistent: bool = False  # one CTA per SM walking the tiles (static round robin)
     raster: str = "row"  # tile order of the grid
     group_m: int = 8  # grouped order: tiles of group_m block rows are walked column by column
     split_k: int = 1  # (only 1 built)
@@ -119,7 +121,6 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
     check(cfg.mode == "cooperative", "mode",
           f"must be one of {MODES}; only 'cooperative' is built, got {cfg.mode!r}")
     check(cfg.raster in RASTERS, "raster", f"must be one of {RASTERS}, got {cfg.raster!r}")
-    check(not cfg.persistent, "persistent", "the persistent scheduler is not built yet")
     check((cfg.cluster_m, cfg.cluster_n) == (1, 1), "cluster_m",
           f"only 1x1 clusters are built, got {cfg.cluster_m}x{cfg.cluster_n}")
     check(cfg.split_k == 1, "split_k", f"only 1 is built, got {cfg.split_k}")

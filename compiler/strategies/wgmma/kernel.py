@@ -40,10 +40,13 @@ ENTRY = "deepgen_wgmma_gemm"
 # that LLVM translation rejects until convert-nvvm-to-llvm has expanded them.
 EXTRA_LOWERING = ["convert-nvvm-to-llvm", "reconcile-unrealized-casts"]
 TMA_PARAMS = (0, 1)  # the descriptors' positions among the kernel's parameters
+SMS = 132  # multiprocessors of an H100 SXM / H200: the persistent grid's size
 
 
 def grid(cfg: WgmmaConfig, spec: GemmSpec) -> tuple[int, int, int]:
     tiles_m, tiles_n = -(-spec.M // cfg.BM), -(-spec.N // cfg.BN)
+    if cfg.persistent:  # one CTA per SM (ctas_per_sm per SM), each walking tiles
+        return min(tiles_m * tiles_n * spec.batch, SMS * cfg.ctas_per_sm), 1, 1
     return tiles_m * tiles_n, 1, spec.batch
 
 
@@ -111,9 +114,33 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
         arena.base()
         tid = gpu.thread_id(gpu.Dimension.x)
         pid = gpu.block_id(gpu.Dimension.x)
-        bz = gpu.block_id(gpu.Dimension.z) if spec.batch > 1 else 0
-        tile_m, tile_n = _grouped_tile(pid, tiles_m, tiles_n, min(cfg.group_m, tiles_m))
-        m0, n0 = irb.mul(tile_m, cfg.BM), irb.mul(tile_n, cfg.BN)
+        group = min(cfg.group_m, tiles_m)
+
+        def origin(linear, bz):
+            """(m0, n0, batch) of the tile `linear` (within its batch element if bz given)."""
+            if bz is None:
+                per_batch = tiles_m * tiles_n
+                bz = irb.div(linear, per_batch) if spec.batch > 1 else 0
+                linear = irb.rem(linear, per_batch) if spec.batch > 1 else linear
+            tile_m, tile_n = _grouped_tile(linear, tiles_m, tiles_n, group)
+            return irb.mul(tile_m, cfg.BM), irb.mul(tile_n, cfg.BN), bz
+
+        def for_tiles(body):
+            """body(m0, n0, bz, g0) for each tile of this CTA, g0 its first ring iteration:
+            one tile (the block's) or, persistent, tiles pid, pid + grid, ... ."""
+            if not cfg.persistent:
+                bz = gpu.block_id(gpu.Dimension.z) if spec.batch > 1 else 0
+                body(*origin(pid, bz), 0)
+                return
+            n_ctas = grid(cfg, spec)[0]
+            total = tiles_m * tiles_n * spec.batch
+            count = irb.div(irb.sub(total + n_ctas - 1, pid), n_ctas)
+            loop = scf.ForOp(irb.const_index(0), irb.val(count), irb.const_index(1))
+            with ir.InsertionPoint(loop.body):
+                i = loop.induction_variable
+                body(*origin(irb.add(pid, irb.mul(i, n_ctas)), None), irb.mul(i, k_tiles))
+                scf.yield_([])
+
         wg = irb.div(tid, WARPGROUP)
         ring = B.MbarrierRing(arena, S * stage_bytes, S, cfg.consumers)
         with B.if_(B.eq(tid, 0)):
@@ -126,24 +153,26 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
                     B.setmaxnreg(cfg.producer_registers, increase=False)
                 with B.if_(B.eq(irb.div(tid, 32), 0)):
                     with B.if_(B.elect_one()):
-                        _producer_loop(spec, cfg, ring, arena, desc_a, desc_b, m0, n0, bz,
-                                       k_tiles, a_bytes, stage_bytes, b_boxes)
+                        for_tiles(lambda m0, n0, bz, g0: _producer_loop(
+                            spec, cfg, ring, arena, desc_a, desc_b, m0, n0, bz, g0, k_tiles,
+                            a_bytes, stage_bytes, b_boxes))
             with consumer:
                 if cfg.warp_specialized:
                     B.setmaxnreg(cfg.consumer_registers, increase=True)
-                _consumer(spec, cfg, ring, arena, tid, wg, m0, n0, bz, k_tiles, a_bytes,
-                          stage_bytes, c_mem, alpha, beta, bias, out_t)
+                for_tiles(lambda m0, n0, bz, g0: _consumer(
+                    spec, cfg, ring, arena, tid, wg, m0, n0, bz, g0, k_tiles, a_bytes,
+                    stage_bytes, c_mem, alpha, beta, bias, out_t))
         gpu.return_([])
 
 
-def _producer_loop(spec, cfg, ring, arena, desc_a, desc_b, m0, n0, bz, k_tiles, a_bytes,
+def _producer_loop(spec, cfg, ring, arena, desc_a, desc_b, m0, n0, bz, g0, k_tiles, a_bytes,
                    stage_bytes, b_boxes) -> None:
     elt = DTYPE_BYTES[spec.dtype]
     box_n = 128 // elt
     loop = scf.ForOp(irb.const_index(0), irb.const_index(k_tiles), irb.const_index(1))
     with ir.InsertionPoint(loop.body):
         t = loop.induction_variable
-        st = B.PipelineState(t, cfg.stages)
+        st = B.PipelineState(irb.add(g0, t), cfg.stages)
         ring.producer_acquire(st)
         ring.producer_commit(st, stage_bytes)
         full = ring.full(st.stage)
@@ -160,7 +189,7 @@ def _producer_loop(spec, cfg, ring, arena, desc_a, desc_b, m0, n0, bz, k_tiles, 
         scf.yield_([])
 
 
-def _consumer(spec, cfg, ring, arena, tid, wg, m0, n0, bz, k_tiles, a_bytes, stage_bytes,
+def _consumer(spec, cfg, ring, arena, tid, wg, m0, n0, bz, g0, k_tiles, a_bytes, stage_bytes,
               c_mem, alpha, beta, bias, out_t) -> None:
     acc = B.Accumulator(cfg.BN)
     consumer = irb.sub(wg, 1)
@@ -193,14 +222,14 @@ def _consumer(spec, cfg, ring, arena, tid, wg, m0, n0, bz, k_tiles, a_bytes, sta
         nvvm.wgmma_commit_group_sync_aligned()
         return accs
 
-    st0 = B.PipelineState(0, cfg.stages)
+    st0 = B.PipelineState(g0, cfg.stages)
     ring.consumer_wait(st0)
     accs = mma_tile(st0.stage, [acc.undef() for _ in range(cfg.slabs)], first=True)
     leader = B.eq(irb.rem(tid, WARPGROUP), 0)
     if k_tiles > 1:
         loop = scf.ForOp(irb.const_index(1), irb.const_index(k_tiles), irb.const_index(1), accs)
         with ir.InsertionPoint(loop.body):
-            t = loop.induction_variable
+            t = irb.add(g0, loop.induction_variable)
             st = B.PipelineState(t, cfg.stages)
             ring.consumer_wait(st)
             new = mma_tile(st.stage, list(loop.inner_iter_args), first=False)
@@ -210,6 +239,9 @@ def _consumer(spec, cfg, ring, arena, tid, wg, m0, n0, bz, k_tiles, a_bytes, sta
             scf.yield_(new)
         accs = list(loop.results)
     nvvm.wgmma_wait_group_sync_aligned(0)
+    if cfg.persistent:  # the ring goes on into the next tile: release the last stage too
+        with B.if_(leader):
+            ring.consumer_release(B.PipelineState(irb.add(g0, k_tiles - 1), cfg.stages))
     _epilogue(spec, cfg, acc, accs, tid, m0, n0, row_base, bz, c_mem, alpha, beta, bias, out_t)
 
 
