@@ -181,8 +181,9 @@ def compile_bundle(bundle: Path, points: list[Entry], target: str = "sm_90a",
             art.save(bundle / e.name)
             row["kernel"] = e.name
             log(f"{e.name:32s} {row['compile_seconds']:5.2f} s  {row['engine']}, "
-                f"{row['config_source']} config BM={cfg['BM']} BN={cfg['BN']} BK={cfg['BK']} "
-                f"split_k={cfg['split_k']}, {len(art.binary) // 1024} KiB")
+                f"{row['config_source']} config {cfg.get('strategy', '')} BM={cfg.get('BM')} "
+                f"BN={cfg.get('BN')} BK={cfg.get('BK')} split_k={cfg.get('split_k')}, "
+                f"{len(art.binary) // 1024} KiB")
         rows.append(row)
     index = {"format": BUNDLE_FORMAT, "target": target,
              "created": _dt.datetime.now().isoformat(timespec="seconds"),

@@ -129,3 +129,22 @@ def test_batch_uses_grid_z():
     spec = _spec(M=2, N=64, K=256, batch=3)
     art, _ = _ptx_and_resources(spec, {"split_k": 1})
     assert art.launches[0].grid[2] == 3
+
+
+@pytest.mark.parametrize("spec, name", [
+    (_spec(M=1), "gemv"), (_spec(M=2, N=57344, K=8192), "gemv"),
+    (_spec(M=4, dtype="f16"), "gemv"), (_spec(M=1, N=1, K=1), "gemv"),
+    (_spec(M=8), "mma_sync"), (_spec(M=16), "mma_sync"),  # measured: mma_sync (or a tie)
+    (_spec(M=1, layout="NN"), "mma_sync"), (_spec(M=1, layout="TT"), "mma_sync"),  # unmeasured
+    (_spec(M=1, dtype="f32"), "simt"),
+])
+def test_default_heuristic_takes_gemv_where_measured_faster(spec, name):
+    assert strategies.choose(spec, H200).name == name
+    assert strategies.default_config(spec, H200).strategy == name
+    assert strategies.choose(spec, get_target("gfx942")).name == "simt"
+
+
+@pytest.mark.parametrize("m, rows, unroll", [(1, 1, 8), (2, 2, 4), (4, 2, 4), (8, 4, 2)])
+def test_default_rows_and_unroll_follow_the_measurements(m, rows, unroll):
+    cfg = strategies.get("gemv").default_config(_spec(M=m), H200)
+    assert (cfg.rows, cfg.unroll, cfg.vec, cfg.split_k) == (rows, unroll, 8, 1)

@@ -24,6 +24,10 @@ class Gemv(Strategy):
         return (target.is_nvidia and spec.M <= _c.MAX_M and not spec.allow_tf32
                 and spec.dtype in ("f16", "bf16", "f32"))
 
+    def preferred(self, spec: GemmSpec, target: Target) -> bool:
+        """Whether the default heuristic takes gemv for `spec` (config.preferred)."""
+        return self.serves(spec, target) and _c.preferred(spec, target)
+
     def default_config(self, spec: GemmSpec, target: Target) -> GemvConfig:
         cfg = _c.default(spec, target)
         _c.validate(cfg, spec, target)

@@ -127,6 +127,18 @@ def validate(cfg: GemvConfig, spec: GemmSpec, target: Target) -> None:
 
 # -- default heuristic ----------------------------------------------------------------------
 
+# The default heuristic (strategies.choose) takes gemv up to this M for f16/bf16 with layout
+# NT: measured on the H200 (2026-12, decode_suite, 8 Llama (N, K) each) gemv beat the
+# mma_sync default on all of them at M <= 4 (0.9-1.25x cuBLAS against 0.43-0.71x); at M = 8
+# it won 5 of 8 (geometric mean +10%), at M = 16 none. Other layouts and f32: not measured.
+DEFAULT_MAX_M = 4
+
+
+def preferred(spec: GemmSpec, target: Target) -> bool:
+    return (target.is_nvidia and spec.M <= DEFAULT_MAX_M and spec.layout == "NT"
+            and spec.dtype in ("f16", "bf16"))
+
+
 
 def default(spec: GemmSpec, target: Target) -> GemvConfig:
     """Widest aligned vectors; rows and unroll so that a lane keeps about 8 vectors of B in
@@ -135,7 +147,9 @@ def default(spec: GemmSpec, target: Target) -> GemvConfig:
     contig = spec.stored_shape("B")[1]
     vec = common.widest(contig, target.max_vector_bytes // elt)
     if k_contiguous(spec, "B"):  # 8 vectors of B per lane in flight
-        rows = 4 if spec.M <= 2 else 2
+        # H200, bf16 NT, 8 Llama shapes each (benchmarks/NOTES.md): rows 1 x unroll 8 best at
+        # M = 1, 2 x 4 at M = 2 and 4, 4 x 2 at M = 8 and 16
+        rows = 1 if spec.M == 1 else 2 if spec.M <= 4 else 4
         unroll = 8 // rows
     else:  # M x vec accumulators per lane: narrower vectors for the largest M
         rows, unroll = 1, 8 if spec.M <= 4 else 4
