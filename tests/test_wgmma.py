@@ -48,7 +48,10 @@ def _validate(spec=NT, target=H100, **fields):
      r"^ctas_per_sm: .* shared memory exceed the 233472 of an SM"),
     ({"ctas_per_sm": 2, "consumer_registers": 216, "stages": 3}, NT, H100, None),
     ({"mode": "pingpong"}, NT, H100, r"^mode: .*only 'cooperative' is built"),
-    ({"cluster_m": 2}, NT, H100, r"^cluster_m: only 1x1 clusters are built"),
+    ({"cluster_m": 2}, NT, H100, None),
+    ({"cluster_n": 2}, NT, H100, r"^cluster_m: 1x1 and 2x1 clusters are built, got 1x2"),
+    ({"cluster_m": 2, "persistent": True}, NT, H100, r"^persistent: clusters with the "),
+    ({"cluster_m": 2, "BN": 64}, NN, H100, r"^BN: a 2x1 cluster multicasts half of B"),
     ({"persistent": True}, NT, H100, None),
     ({"split_k": 2}, NT, H100, r"^split_k: only 1 is built"),
     ({}, NT, get_target("sm_90"), r"^strategy: wgmma needs sm_90a"),
@@ -136,6 +139,19 @@ def test_signature_has_the_tma_params_the_runtime_encodes(artifacts):
     assert nt.grid == (16, 1, 1) and nn.grid == (8, 1, 1)
     assert nt.shared_bytes == 4 * 32768 + 64 and nn.shared_bytes == 4 * 49152 + 64
     assert artifacts["nt"].config["strategy"] == "wgmma"
+
+
+def test_cluster_multicasts_half_of_b_and_releases_stages_in_both_ctas():
+    art = compile_artifact(NT, {"strategy": "wgmma", "BN": 256, "consumers": 2,
+                                "cluster_m": 2}, "sm_90a", keep_ir=False)
+    launch, ptx = art.launches[0], art.assembly
+    assert launch.cluster == (2, 1, 1) and launch.grid == (8, 1, 1)
+    assert launch.params[1].box == (1, 128, 64)  # half of BN = 256 rows of B per CTA
+    assert ptx.count(".multicast::cluster") == 1  # B's half; A is loaded alone
+    assert ptx.count("mapa.shared::cluster") == 2  # the release goes to both CTAs' barrier
+    assert "mbarrier.arrive.shared::cluster.b64" in ptx
+    assert ptx.count("barrier.cluster.arrive.aligned") == 2  # after init, before exit
+    assert art.resources[launch.entry]["spill_stores"] == 0
 
 
 def test_sass_has_hgmma_utmaldg_syncs_and_no_local_memory(artifacts):

@@ -2,7 +2,7 @@
 compiles them into DIR/wgmma/<name>): NT and NN, f16 and bf16, one and two consumer
 warpgroups (128x128, 128x256, 256x128), whole and partial tiles (TMA zero fill, guarded
 stores), odd N, K below one tile, batch, alpha/beta with C read, bias and activations, f32
-output, 2 to 6 stages, persistent grids (one and two CTAs per SM).
+output, 2 to 6 stages, persistent grids (one and two CTAs per SM), 2x1 clusters with multicast.
 
 Each case: (name, spec fields, wgmma config fields given (the rest completed by the
 strategy), alpha, beta)."""
@@ -47,6 +47,13 @@ def cases() -> list:
         ("wgmma-NT-stages6-noreg", dict(nt, M=256, N=256, K=2048),
          {"stages": 6, "warp_specialized": False}, 1.0, 0.0),
         ("wgmma-NT-group1", dict(nt, M=1024, N=1024, K=256), {"group_m": 1}, 1.0, 0.0),
+        # 2x1 clusters: B multicast from both CTAs of a pair (odd tile rows: a spare CTA)
+        ("wgmma-NT-cluster2-partial", dict(nt, M=1000, N=520, K=1000),
+         {"cluster_m": 2, **C2_WIDE}, 1.0, 0.0),
+        ("wgmma-NN-cluster2-odd-rows-batch2", dict(M=600, N=384, K=256, batch=2, dtype="f16",
+                                                   layout="NN"), {"cluster_m": 2}, 1.0, 0.5),
+        ("wgmma-NT-cluster2-tall", dict(nt, M=768, N=264, K=512), {"cluster_m": 2, **C2_TALL},
+         1.0, 0.0),
         # persistent: more tiles than CTAs, so each CTA walks several (ring state carried)
         ("wgmma-NT-persistent-batch2", dict(nt, M=2000, N=1000, K=200, batch=2),
          {"persistent": True}, 1.0, 0.0),

@@ -143,8 +143,12 @@ class MbarrierRing:
     """Per stage a `full` barrier (the producer's one arrival with the TMA bytes) and an
     `empty` barrier (one arrival per consumer warpgroup once its wgmma read the stage)."""
 
-    def __init__(self, arena: SharedArena, offset: int, stages: int, consumers: int):
+    def __init__(self, arena: SharedArena, offset: int, stages: int, consumers: int,
+                 cluster: int = 1):
         self.arena, self.offset, self.stages, self.consumers = arena, offset, stages, consumers
+        # with a cluster whose CTAs multicast into each other, a stage is free once the
+        # consumers of every CTA released it: each releases the stage in all of them
+        self.cluster = cluster
 
     bytes_per_stage = 16
 
@@ -159,7 +163,7 @@ class MbarrierRing:
         proxy (TMA) and the cluster."""
         for s in range(self.stages):
             nvvm.mbarrier_init(self.full(s), irb.const_i32(1))
-            nvvm.mbarrier_init(self.empty(s), irb.const_i32(self.consumers))
+            nvvm.mbarrier_init(self.empty(s), irb.const_i32(self.consumers * self.cluster))
         nvvm.fence_mbarrier_init()
         nvvm.fence_proxy(nvvm.ProxyKind.async_shared, space=nvvm.SharedSpace.shared_cta)
 
@@ -180,14 +184,29 @@ class MbarrierRing:
         self._wait(self.full(st.stage), st.phase)
 
     def consumer_release(self, st: PipelineState) -> None:
-        nvvm.mbarrier_arrive(i64_t(), self.empty(st.stage))
+        if self.cluster == 1:
+            nvvm.mbarrier_arrive(i64_t(), self.empty(st.stage))
+            return
+        for rank in range(self.cluster):  # mapa: the same barrier in CTA `rank`
+            remote = nvvm.mapa(llvm.PointerType.get(7), self.empty(st.stage),
+                               irb.const_i32(rank))
+            nvvm.mbarrier_arrive(None, remote)
 
 
-def tma_load(desc, dst: ir.Value, coords, bar: ir.Value) -> None:
-    """cp.async.bulk.tensor of the box at `coords` (innermost first) into shared `dst`."""
+def tma_load(desc, dst: ir.Value, coords, bar: ir.Value, multicast: int | None = None) -> None:
+    """cp.async.bulk.tensor of the box at `coords` (innermost first) into shared `dst`; with
+    `multicast` (a mask of cluster CTA ranks), into `dst` and `bar`'s offsets in each."""
     dst = llvm.AddrSpaceCastOp(llvm.PointerType.get(7), dst).result  # shared::cluster
+    mask = None if multicast is None else arith.constant(ir.IntegerType.get_signless(16),
+                                                         multicast)
     nvvm.cp_async_bulk_tensor_shared_cluster_global(dst, desc, [to_i32(c) for c in coords],
-                                                    bar, [])
+                                                    bar, [], multicast_mask=mask)
+
+
+def cluster_sync() -> None:
+    """barrier.cluster.arrive + wait (every thread of every CTA of the cluster)."""
+    nvvm.cluster_arrive(aligned=True)
+    nvvm.cluster_wait(aligned=True)
 
 
 # -- wgmma ------------------------------------------------------------------------------------

@@ -55,7 +55,9 @@ class WgmmaConfig(StrategyConfig):
     warp_specialized: bool = True  # setmaxnreg: producer lowers, consumers raise registers
     producer_registers: int = 40
     consumer_registers: int = 232
-    cluster_m: int = 1  # thread-block cluster shape (only 1x1 built)
+    # thread-block cluster: 2 CTAs on vertically adjacent tiles (2x1) share B, each loading
+    # half of it and multicasting it to both (1x2 not built)
+    cluster_m: int = 1
     cluster_n: int = 1
     persistent: bool = False  # one CTA per SM walking the tiles (static round robin)
     raster: str = "row"  # tile order of the grid
@@ -121,8 +123,14 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
     check(cfg.mode == "cooperative", "mode",
           f"must be one of {MODES}; only 'cooperative' is built, got {cfg.mode!r}")
     check(cfg.raster in RASTERS, "raster", f"must be one of {RASTERS}, got {cfg.raster!r}")
-    check((cfg.cluster_m, cfg.cluster_n) == (1, 1), "cluster_m",
-          f"only 1x1 clusters are built, got {cfg.cluster_m}x{cfg.cluster_n}")
+    check(cfg.cluster_m in (1, 2) and cfg.cluster_n == 1, "cluster_m",
+          f"1x1 and 2x1 clusters are built, got {cfg.cluster_m}x{cfg.cluster_n}")
+    if cfg.cluster_m == 2:
+        check(not cfg.persistent, "persistent", "clusters with the persistent grid: not built")
+        halves = cfg.BN // 2 if spec.b_transposed else cfg.BN // (SWIZZLE // DTYPE_BYTES[spec.dtype])
+        check(halves % (8 if spec.b_transposed else 2) == 0, "BN",
+              f"a 2x1 cluster multicasts half of B from each CTA: BN/2 must be a multiple of 8 "
+              f"(NT) or BN a multiple of 128 (NN), got {cfg.BN}")
     check(cfg.split_k == 1, "split_k", f"only 1 is built, got {cfg.split_k}")
     check(cfg.consumers in (1, 2), "consumers",
           f"1 or 2 consumer warpgroups, got {cfg.consumers}")

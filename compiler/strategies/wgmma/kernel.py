@@ -47,12 +47,15 @@ def grid(cfg: WgmmaConfig, spec: GemmSpec) -> tuple[int, int, int]:
     tiles_m, tiles_n = -(-spec.M // cfg.BM), -(-spec.N // cfg.BN)
     if cfg.persistent:  # one CTA per SM (ctas_per_sm per SM), each walking tiles
         return min(tiles_m * tiles_n * spec.batch, SMS * cfg.ctas_per_sm), 1, 1
+    if cfg.cluster_m == 2:  # pairs of vertically adjacent tiles (an odd last row: a spare CTA)
+        return -(-tiles_m // 2) * 2 * tiles_n, 1, spec.batch
     return tiles_m * tiles_n, 1, spec.batch
 
 
 def signature(cfg: WgmmaConfig, spec: GemmSpec) -> tuple:
     elt = DTYPE_BYTES[spec.dtype]
-    b_box = (1, cfg.BN, cfg.BK) if spec.b_transposed else (1, cfg.BK, 128 // elt)
+    b_rows = cfg.BN // cfg.cluster_m  # a cluster's CTAs each load their share of B
+    b_box = (1, b_rows, cfg.BK) if spec.b_transposed else (1, cfg.BK, 128 // elt)
     params = [tma_param("A", "A", spec, (1, cfg.BM, cfg.BK)),
               tma_param("B", "B", spec, b_box),
               param_for("C", spec), param_for("alpha", spec), param_for("beta", spec)]
@@ -64,7 +67,8 @@ def signature(cfg: WgmmaConfig, spec: GemmSpec) -> tuple:
 def launches(cfg: WgmmaConfig, spec: GemmSpec) -> list[Launch]:
     return [Launch(entry=ENTRY, grid=grid(cfg, spec), block=(cfg.threads, 1, 1),
                    shared_bytes=estimates(cfg, spec)["shared_bytes"],
-                   params=signature(cfg, spec))]
+                   params=signature(cfg, spec),
+                   cluster=(cfg.cluster_m, 1, 1) if cfg.cluster_m > 1 else None)]
 
 
 def _grouped_tile(pid, tiles_m: int, tiles_n: int, group: int):
@@ -128,6 +132,13 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
         def for_tiles(body):
             """body(m0, n0, bz, g0) for each tile of this CTA, g0 its first ring iteration:
             one tile (the block's) or, persistent, tiles pid, pid + grid, ... ."""
+            if cfg.cluster_m == 2:  # the pair's tile row, then this CTA's of the two
+                bz = gpu.block_id(gpu.Dimension.z) if spec.batch > 1 else 0
+                pair_m, tile_n = _grouped_tile(irb.div(pid, 2), -(-tiles_m // 2), tiles_n,
+                                               min(cfg.group_m, -(-tiles_m // 2)))
+                tile_m = irb.add(irb.mul(pair_m, 2), irb.rem(pid, 2))
+                body(irb.mul(tile_m, cfg.BM), irb.mul(tile_n, cfg.BN), bz, 0)
+                return
             if not cfg.persistent:
                 bz = gpu.block_id(gpu.Dimension.z) if spec.batch > 1 else 0
                 body(*origin(pid, bz), 0)
@@ -142,10 +153,12 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
                 scf.yield_([])
 
         wg = irb.div(tid, WARPGROUP)
-        ring = B.MbarrierRing(arena, S * stage_bytes, S, cfg.consumers)
+        ring = B.MbarrierRing(arena, S * stage_bytes, S, cfg.consumers, cluster=cfg.cluster_m)
         with B.if_(B.eq(tid, 0)):
             ring.init()
         nvvm.barrier0()
+        if cfg.cluster_m > 1:  # the peer's barriers are initialised before any remote use
+            B.cluster_sync()
 
         with B.if_else(B.eq(wg, 0)) as (producer, consumer):
             with producer:
@@ -162,6 +175,8 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
                 for_tiles(lambda m0, n0, bz, g0: _consumer(
                     spec, cfg, ring, arena, tid, wg, m0, n0, bz, g0, k_tiles, a_bytes,
                     stage_bytes, c_mem, alpha, beta, bias, out_t))
+        if cfg.cluster_m > 1:  # no CTA exits while its peer may still arrive on its barriers
+            B.cluster_sync()
         gpu.return_([])
 
 
@@ -180,12 +195,27 @@ def _producer_loop(spec, cfg, ring, arena, desc_a, desc_b, m0, n0, bz, g0, k_til
         k0 = irb.mul(t, cfg.BK)
         # coordinates innermost first: (column, row, batch) of the stored matrices
         B.tma_load(desc_a, arena.ptr(base), (k0, m0, bz), full)
-        if spec.b_transposed:  # B stored (N, K): one BN x BK box
-            B.tma_load(desc_b, arena.ptr(irb.add(base, a_bytes)), (k0, n0, bz), full)
-        else:  # B stored (K, N): BK x 64 boxes side by side
-            for j in range(b_boxes):
-                dst = arena.ptr(irb.add(base, a_bytes + j * cfg.BK * 128))
-                B.tma_load(desc_b, dst, (irb.add(n0, j * box_n), k0, bz), full)
+        if cfg.cluster_m == 1:
+            if spec.b_transposed:  # B stored (N, K): one BN x BK box
+                B.tma_load(desc_b, arena.ptr(irb.add(base, a_bytes)), (k0, n0, bz), full)
+            else:  # B stored (K, N): BK x 64 boxes side by side
+                for j in range(b_boxes):
+                    dst = arena.ptr(irb.add(base, a_bytes + j * cfg.BK * 128))
+                    B.tma_load(desc_b, dst, (irb.add(n0, j * box_n), k0, bz), full)
+        else:  # this CTA's half of B, multicast into both CTAs of the pair (same offsets)
+            rank = irb.rem(gpu.block_id(gpu.Dimension.x), 2)
+            if spec.b_transposed:
+                half = cfg.BN // 2
+                dst = arena.ptr(irb.add(base, irb.add(a_bytes, irb.mul(rank, half * cfg.BK * elt))))
+                B.tma_load(desc_b, dst, (k0, irb.add(n0, irb.mul(rank, half)), bz), full,
+                           multicast=0b11)
+            else:
+                per = b_boxes // 2
+                for jj in range(per):
+                    j = irb.add(irb.mul(rank, per), jj)
+                    dst = arena.ptr(irb.add(base, irb.add(a_bytes, irb.mul(j, cfg.BK * 128))))
+                    B.tma_load(desc_b, dst, (irb.add(n0, irb.mul(j, box_n)), k0, bz), full,
+                               multicast=0b11)
         scf.yield_([])
 
 
