@@ -9,7 +9,8 @@ in registers. With warp_specialized, the producer lowers its registers (setmaxnr
 producer_registers) and the consumers raise theirs (consumer_registers).
 
 What is built (the rest is named by validate as not built yet): mode "cooperative" (all
-consumers on one tile), clusters 1x1, a grid in grouped order (group_m), non-persistent or
+consumers on one tile), clusters 1x1 and 2x1 (B multicast), a grid in grouped order (group_m),
+non-persistent or
 persistent (one CTA per SM taking tiles pid, pid + grid, ...; the producer runs on into the
 next tile while the consumers store this one), BK of
 one 128-byte swizzle span (64 16-bit elements), layouts NT (both operands K-major) and NN (B
@@ -181,7 +182,8 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
 
 def default_config(spec: GemmSpec, target: Target) -> WgmmaConfig:
     """128x128x64, one consumer warpgroup, 4 stages (step 1 of issue 14); smaller N tiles for
-    narrow problems."""
+    narrow problems. (Measured faster on the H200 at 4096^3 and up: BN=256 with 2 consumers,
+    benchmarks/NOTES.md; the default moves with the heuristic, on committed measurements.)"""
     step = 8 if spec.b_transposed else 64
     bn = 128 if spec.N >= 128 else max(step, -(-spec.N // step) * step)
     return WgmmaConfig(BN=bn)

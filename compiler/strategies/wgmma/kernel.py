@@ -17,7 +17,10 @@ Block of 128 x (1 + consumers) threads, dynamic shared memory
         epilogue: the EpilogueSpec chain on pairs of neighbouring columns, guarded stores to C
 
 Grid: (tiles_m * tiles_n, 1, batch) in grouped order (group_m block rows walked column by
-column). TMA descriptors of A (batch, rows, cols as stored; box 1 x BM x BK) and B (NT: box
+column); persistent: min(tiles, SMs x ctas_per_sm) CTAs walking tiles pid, pid + grid, ...
+(the ring's (stage, phase) carried on); cluster_m 2: pairs of vertically adjacent tiles whose
+CTAs each load half of B and multicast it to both (their empty barriers count both CTAs'
+consumers). TMA descriptors of A (batch, rows, cols as stored; box 1 x BM x BK) and B (NT: box
 1 x BN x BK; NN: boxes of 1 x BK x 64) are by-value grid-constant parameters; out-of-bounds
 elements of partial tiles arrive as zeros.
 """
