@@ -33,7 +33,9 @@ def test_registry_and_what_a_strategy_provides():
 
 @pytest.mark.parametrize("spec, target, name", [
     (F32, "sm_90a", "simt"),
-    (BF16, "sm_90a", "mma_sync"),
+    (BF16, "sm_90a", "wgmma"),  # large: measured faster (wgmma/config.py preferred)
+    (GemmSpec(M=1024, N=4096, K=4096, dtype="bf16"), "sm_90a", "mma_sync"),
+    (BF16, "sm_80", "mma_sync"),
     (GemmSpec(M=64, N=64, K=64, dtype="f16"), "sm_80", "mma_sync"),
     (GemmSpec(M=64, N=64, K=64, allow_tf32=True), "sm_90a", "mma_sync"),
     (BF16, "gfx942", "simt"),  # AMD: the SIMT path
@@ -77,7 +79,7 @@ def test_legacy_flat_configs_map_to_their_strategy():
     flat_simt = TileConfig(BM=64, BN=64, BK=16, TM=4, TN=4).to_dict()
     cfg = strategies.resolve(flat_simt, F32)
     assert isinstance(cfg, SimtConfig) and cfg.lowering() == TileConfig.from_dict(flat_simt)
-    default_tc = strategies.default_config(BF16, H100)
+    default_tc = strategies.get("mma_sync").default_config(BF16, H100)
     flat_tc = default_tc.lowering().to_dict()  # a tuned entry / bundle of the old format
     assert "strategy" not in flat_tc and flat_tc["mma"] == "m16n8k16"
     assert strategies.resolve(flat_tc, BF16) == default_tc

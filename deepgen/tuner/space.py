@@ -204,7 +204,15 @@ class Space:
             if self.base_kind == "fixed":
                 cfg = TileConfig()
             else:
-                cfg = default_config(self.spec, self.target).lowering()
+                chosen = default_config(self.spec, self.target)
+                if chosen.strategy not in ("simt", "mma_sync"):
+                    # a kernel-building strategy (wgmma, gemv) has no flat fields to vary: the
+                    # flat spaces start from the pass-based strategy that serves the shape
+                    mma_sync = strategies.get("mma_sync")
+                    flat = mma_sync if mma_sync.serves(self.spec, self.target) else \
+                        strategies.get("simt")
+                    chosen = flat.default_config(self.spec, self.target)
+                cfg = chosen.lowering()
                 if mma == "none" and cfg.mma != "none":  # the SIMT strategy's pick for the shape
                     cfg = strategies.get("simt").default_config(self.spec, self.target).lowering()
             self.bases[mma] = cfg if mma is None or cfg.mma == mma else cfg.replace(mma=mma)

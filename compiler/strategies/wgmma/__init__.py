@@ -3,8 +3,9 @@ into 128-byte-swizzled shared tiles in an mbarrier ring, a producer warpgroup an
 warpgroups (setmaxnreg), wgmma.mma_async with the accumulator in registers, the EpilogueSpec
 chain on the way out (./kernel.py; the builder layer in ./builders.py).
 
-Not chosen by the default heuristic: only an explicit {"strategy": "wgmma", ...} config
-selects it, until committed measurements say where it is faster."""
+The default heuristic takes it where the H200 measured it faster than mma_sync: M and N of
+at least config.PREFERRED_MIN_MN (`preferred`); elsewhere an explicit {"strategy": "wgmma"}
+config selects it."""
 from __future__ import annotations
 
 from deepgen.spec import GemmSpec
@@ -24,6 +25,10 @@ class Wgmma(Strategy):
     def serves(self, spec: GemmSpec, target: Target) -> bool:
         return (target.name == "sm_90a" and spec.dtype in ("f16", "bf16")
                 and spec.layout in _c.BUILT_LAYOUTS and _c.tma_problem(spec) is None)
+
+    def preferred(self, spec: GemmSpec, target: Target) -> bool:
+        """Whether the default heuristic takes wgmma for `spec` (see config.preferred)."""
+        return self.serves(spec, target) and _c.preferred(spec)
 
     def default_config(self, spec: GemmSpec, target: Target) -> WgmmaConfig:
         cfg = _c.default_config(spec, target)

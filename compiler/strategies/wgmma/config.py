@@ -180,10 +180,22 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
           f"per thread leave too few of the {min(limit, 255)} a consumer thread has")
 
 
+# The default heuristic takes wgmma for problems at least this large in M and N (sm_90a,
+# f16/bf16, layouts it builds, TMA-alignable): measured on the H200 (benchmarks/NOTES.md,
+# results/wgmma_bench-h200-2026-12-01*.json) at 0.89-0.98x cuBLAS against mma_sync's 0.6x.
+PREFERRED_MIN_MN = 2048
+
+
+def preferred(spec: GemmSpec) -> bool:
+    return spec.M >= PREFERRED_MIN_MN and spec.N >= PREFERRED_MIN_MN
+
+
 def default_config(spec: GemmSpec, target: Target) -> WgmmaConfig:
-    """128x128x64, one consumer warpgroup, 4 stages (step 1 of issue 14); smaller N tiles for
-    narrow problems. (Measured faster on the H200 at 4096^3 and up: BN=256 with 2 consumers,
-    benchmarks/NOTES.md; the default moves with the heuristic, on committed measurements.)"""
+    """Large problems: 128x256x64 with two consumer warpgroups and 4 stages (the H200's best
+    at 4096^3, 8192^3 and 2048x4096x14336, benchmarks/NOTES.md); otherwise 128x128x64 with one
+    consumer (step 1 of issue 14), with smaller N tiles for narrow problems."""
+    if preferred(spec):
+        return WgmmaConfig(BN=256, consumers=2, stages=4)
     step = 8 if spec.b_transposed else 64
     bn = 128 if spec.N >= 128 else max(step, -(-spec.N // step) * step)
     return WgmmaConfig(BN=bn)
