@@ -97,6 +97,23 @@ CASES = {
                          dict(W, BN=256, consumers=2), 2.0, 1.0, None),
 }
 
+# Mid-sized shapes of the suite (layout NN, as gemm_suite runs them), where the default is
+# still mma_sync: wgmma variants against that default, to place the default heuristic's
+# boundary on measurements ("mid_" cases; run 4).
+_MID_SHAPES = {"1024^3": dict(M=1024, N=1024, K=1024), "128x4096x4096": dict(M=128, N=4096, K=4096),
+               "128x14336x4096": dict(M=128, N=14336, K=4096),
+               "64x512^3": dict(M=512, N=512, K=512, batch=64),
+               "1024x4096x4096": dict(M=1024, N=4096, K=4096)}
+_MID_VARIANTS = {"mma_sync": None, "128x128": W, "128x64": dict(W, BN=64),
+                 "64x128": dict(W, BM=64), "128x128_2cta": dict(W, stages=3,
+                                                                consumer_registers=216,
+                                                                ctas_per_sm=2),
+                 "128x256_c2": dict(W, BN=256, consumers=2)}
+for _shape, _fields in _MID_SHAPES.items():
+    for _variant, _cfg in _MID_VARIANTS.items():
+        CASES[f"mid_bf16_NN_{_shape}_{_variant}"] = (dict(_fields, dtype="bf16", layout="NN"),
+                                                     _cfg, 1.0, 0.0, f"bf16_NN_{_shape}")
+
 
 def compile_all(bundle: Path, only: str | None) -> None:
     from deepgen.compiler import compile_artifact
@@ -140,7 +157,8 @@ def run_all(bundle: Path, rounds: int, out: Path | None) -> int:
     for point, p in points.items():
         spec = p["spec"]
         sets = measure.input_sets(spec)
-        c = torch.empty(spec.M, spec.N, device="cuda", dtype=measure.TORCH_DTYPES[spec.out_dtype])
+        shape = (spec.M, spec.N) if spec.batch == 1 else (spec.batch, spec.M, spec.N)
+        c = torch.empty(shape, device="cuda", dtype=measure.TORCH_DTYPES[spec.out_dtype])
         runners = {v: (lambda a, b, k=k: k(a, b, c)) for v, k in p["variants"].items()}
         runners["cublas"] = measure.torch_baseline(spec)
         ms = {v: [] for v in runners}

@@ -1,6 +1,6 @@
 """The wgmma strategy on the CPU (its GPU counterpart: tests/gpu/test_wgmma_gpu.py):
 WgmmaConfig validation names the field and the limit; the default heuristic takes it only
-where it was measured faster (M and N >= 2048, f16/bf16, NT/NN, TMA-alignable); its kernels compile to PTX with wgmma.mma_async, cp.async.bulk.tensor, mbarriers,
+where it was measured faster (enough output tiles, M >= 128, f16/bf16, NT/NN, TMA-alignable); its kernels compile to PTX with wgmma.mma_async, cp.async.bulk.tensor, mbarriers,
 setmaxnreg, elect.sync and by-value grid-constant descriptors; ptxas assembles them without
 spills; the SASS has HGMMA, UTMALDG and SYNCS and no local memory (cuobjdump); the artifact's
 signature holds the TMA params the runtime encodes."""
@@ -77,7 +77,8 @@ def test_validation_names_the_field_and_the_limit(fields, spec, target, message)
 def test_the_default_only_where_measured_faster():
     assert strategies.get("wgmma").config_class is WgmmaConfig
     big = GemmSpec(M=4096, N=4096, K=4096, dtype="bf16")
-    for spec in (NT, NN, GemmSpec(M=1024, N=4096, K=4096, dtype="bf16"),
+    for spec in (NT, NN, GemmSpec(M=128, N=4096, K=4096, dtype="bf16"),  # few tiles: split-K
+                 GemmSpec(M=64, N=57344, K=8192, dtype="bf16", layout="NT"),  # M < 128
                  GemmSpec(M=4096, N=4096, K=4096, dtype="bf16", layout="TN"),  # not built
                  GemmSpec(M=4096, N=4100, K=4096, dtype="bf16", layout="NN"),  # TMA: N*2 % 16
                  GemmSpec(M=4096, N=4096, K=4096, dtype="f32")):
@@ -86,6 +87,10 @@ def test_the_default_only_where_measured_faster():
     for spec in (big, GemmSpec(M=2048, N=14336, K=4096, dtype="f16", layout="NT")):
         assert strategies.default_config(spec, H100) == WgmmaConfig(BN=256, consumers=2)
         assert strategies.default_config(spec, get_target("sm_80")).strategy == "mma_sync"
+    mid = {(1024, 1024): WgmmaConfig(BM=64, BN=128), (128, 14336): WgmmaConfig(),
+           (1024, 4096): WgmmaConfig(BN=256, consumers=2)}
+    for (m, n), want in mid.items():
+        assert strategies.default_config(GemmSpec(M=m, N=n, K=4096, dtype="bf16"), H100) == want
     cfg = strategies.resolve({"strategy": "wgmma", "BN": 256, "consumers": 2}, NT, H100)
     assert cfg == WgmmaConfig(BN=256, consumers=2)
     assert WgmmaConfig.from_dict(cfg.to_dict()) == cfg

@@ -55,8 +55,8 @@ def strategy_of(cfg: StrategyConfig) -> Strategy:
 
 def choose(spec: GemmSpec, target: Target | str = "sm_90a") -> Strategy:
     """The default heuristic: gemv for decode-sized f16/bf16 NT GEMMs (M <= 4, where the H200
-    measured it faster: gemv/config.py `preferred`), wgmma for large f16/bf16 GEMMs on sm_90a
-    (M and N >= 2048, layouts NT/NN, TMA-alignable: wgmma/config.py `preferred`), tensor cores (mma_sync) for f16/bf16/tf32
+    measured it faster: gemv/config.py `preferred`), wgmma for f16/bf16 GEMMs on sm_90a with
+    enough output tiles (M >= 128, layouts NT/NN, TMA-alignable: wgmma/config.py `preferred`), tensor cores (mma_sync) for f16/bf16/tf32
     on NVIDIA sm_80+, SIMT otherwise (f32, AMD, older GPUs)."""
     target = _target(target)
     if _GEMV.preferred(spec, target):

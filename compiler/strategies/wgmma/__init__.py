@@ -3,9 +3,9 @@ into 128-byte-swizzled shared tiles in an mbarrier ring, a producer warpgroup an
 warpgroups (setmaxnreg), wgmma.mma_async with the accumulator in registers, the EpilogueSpec
 chain on the way out (./kernel.py; the builder layer in ./builders.py).
 
-The default heuristic takes it where the H200 measured it faster than mma_sync: M and N of
-at least config.PREFERRED_MIN_MN (`preferred`); elsewhere an explicit {"strategy": "wgmma"}
-config selects it."""
+The default heuristic takes it where the H200 measured it faster than mma_sync: enough
+output tiles of a measured tile shape, M >= 128 (config.preferred_tile); elsewhere an
+explicit {"strategy": "wgmma"} config selects it."""
 from __future__ import annotations
 
 from deepgen.spec import GemmSpec

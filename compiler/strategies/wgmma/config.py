@@ -180,22 +180,45 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
           f"per thread leave too few of the {min(limit, 255)} a consumer thread has")
 
 
-# The default heuristic takes wgmma for problems at least this large in M and N (sm_90a,
-# f16/bf16, layouts it builds, TMA-alignable): measured on the H200 (benchmarks/NOTES.md,
-# results/wgmma_bench-h200-2026-12-01*.json) at 0.89-0.98x cuBLAS against mma_sync's 0.6x.
-PREFERRED_MIN_MN = 2048
+# Where the default heuristic takes wgmma (sm_90a, f16/bf16, layouts it builds,
+# TMA-alignable), by the output tiles a tile shape gives, measured on the H200
+# (benchmarks/NOTES.md; results/wgmma_bench-h200-2026-12-01*.json, run 4 for the mid sizes):
+#   >= 128 tiles of 128x256: 128x256, 2 consumers (4096^3 0.90x cuBLAS, 1024x4096^2 0.90x,
+#                            8192^3 1.04x; mma_sync 0.6x)
+#   >= 100 tiles of 128x128: 128x128, 1 consumer (128x14336x4096: 0.94x; mma_sync 0.72x)
+#   >= 128 tiles of 64x128:  64x128 (1024^3: 0.79x; mma_sync with split-K 0.38x)
+# and none below M = 128 or with fewer tiles (128x4096x4096: mma_sync's split-K 0.71x beats
+# wgmma's 0.64x; decode sizes are gemv's and mma_sync's).
+PREFERRED_MIN_M = 128
+_PREFERRED_TILES = ((128, 256, 2, 128), (128, 128, 1, 100), (64, 128, 1, 128))
+
+
+def _tiles(spec: GemmSpec, bm: int, bn: int) -> int:
+    return -(-spec.M // bm) * -(-spec.N // bn) * spec.batch
+
+
+def preferred_tile(spec: GemmSpec) -> tuple[int, int, int] | None:
+    """(BM, BN, consumers) the default heuristic takes for `spec`, or None (not wgmma)."""
+    if spec.M < PREFERRED_MIN_M:
+        return None
+    for bm, bn, consumers, min_tiles in _PREFERRED_TILES:
+        if _tiles(spec, bm, bn) >= min_tiles:
+            return bm, bn, consumers
+    return None
 
 
 def preferred(spec: GemmSpec) -> bool:
-    return spec.M >= PREFERRED_MIN_MN and spec.N >= PREFERRED_MIN_MN
+    return preferred_tile(spec) is not None
 
 
 def default_config(spec: GemmSpec, target: Target) -> WgmmaConfig:
-    """Large problems: 128x256x64 with two consumer warpgroups and 4 stages (the H200's best
-    at 4096^3, 8192^3 and 2048x4096x14336, benchmarks/NOTES.md); otherwise 128x128x64 with one
-    consumer (step 1 of issue 14), with smaller N tiles for narrow problems."""
-    if preferred(spec):
-        return WgmmaConfig(BN=256, consumers=2, stages=4)
+    """The measured tile of `preferred_tile` (128x256x64 with two consumer warpgroups for
+    large problems, 128x128 or 64x128 with one for mid sizes), 4 stages; otherwise 128x128x64
+    with one consumer (step 1 of issue 14), with smaller N tiles for narrow problems."""
+    tile = preferred_tile(spec)
+    if tile is not None:
+        bm, bn, consumers = tile
+        return WgmmaConfig(BM=bm, BN=bn, consumers=consumers, stages=4)
     step = 8 if spec.b_transposed else 64
     bn = 128 if spec.N >= 128 else max(step, -(-spec.N // step) * step)
     return WgmmaConfig(BN=bn)
