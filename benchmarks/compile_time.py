@@ -104,17 +104,21 @@ def stage_timer():
         times["upstream lowering"] = max(0.0, pipeline["s"] - deepgen)
 
 
-# (label, spec, DeepGen config overrides, Triton (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages)):
-# the same tile, warps and stages on both sides. DeepGen's 16-row default splits K in 4 (a
-# second, reduction kernel); Triton's suite kernel has no split-K.
+# (label, spec, DeepGen config: (strategy, overrides of its default for the shape), Triton
+# (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages)): the same tile and stages on both sides (the
+# same warps too, but for wgmma: 3 warpgroups there, Triton's 8 warps for 128x256). DeepGen's
+# 16-row default splits K in 4 (a second, reduction kernel); Triton's suite kernel has no
+# split-K.
 TILES = [
-    ("bf16 4096^3 256x128x64", dict(M=4096, N=4096, K=4096, dtype="bf16"), None,
+    ("bf16 4096^3 wgmma 128x256x64 (default)", dict(M=4096, N=4096, K=4096, dtype="bf16"),
+     ("wgmma", None), (128, 256, 64, 8, 4)),
+    ("bf16 4096^3 256x128x64", dict(M=4096, N=4096, K=4096, dtype="bf16"), ("mma_sync", None),
      (256, 128, 64, 8, 4)),
     ("bf16 4096^3 128x128x64", dict(M=4096, N=4096, K=4096, dtype="bf16"),
-     {"BM": 128, "warps_m": 2, "warps_n": 2}, (128, 128, 64, 4, 4)),
-    ("bf16 16x4096x4096 16x128x32", dict(M=16, N=4096, K=4096, dtype="bf16"), None,
-     (16, 128, 32, 4, 3)),
-    ("f32 4096^3 SIMT 128x128x8", dict(M=4096, N=4096, K=4096, dtype="f32"), None,
+     ("mma_sync", {"BM": 128, "warps_m": 2, "warps_n": 2}), (128, 128, 64, 4, 4)),
+    ("bf16 16x4096x4096 16x128x32", dict(M=16, N=4096, K=4096, dtype="bf16"),
+     ("mma_sync", None), (16, 128, 32, 4, 3)),
+    ("f32 4096^3 SIMT 128x128x8", dict(M=4096, N=4096, K=4096, dtype="f32"), ("simt", None),
      (128, 128, 8, 8, 2)),
 ]
 
@@ -123,13 +127,14 @@ class _DeepGenWorker:
     name = "deepgen"
 
     def __init__(self):
-        from deepgen.compiler import compile_artifact, default_config
+        from deepgen.compiler import compile_artifact, strategies
+        from deepgen.compiler.target import get_target
 
         self.compile_artifact = compile_artifact
         self.cases = []
-        for _label, fields, overrides, _triton in TILES:
+        for _label, fields, (strategy, overrides), _triton in TILES:
             spec = GemmSpec(**fields)
-            cfg = default_config(spec, "sm_90a")
+            cfg = strategies.get(strategy).default_config(spec, get_target("sm_90a"))
             self.cases.append((spec, cfg.replace(**overrides) if overrides else cfg))
 
     def compile(self, i: int) -> dict:
