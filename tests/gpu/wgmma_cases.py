@@ -10,6 +10,8 @@ from __future__ import annotations
 
 C2_WIDE = {"BN": 256, "consumers": 2}
 C2_TALL = {"BM": 256, "consumers": 2}
+# 128x128 with one consumer, spelled out: the default tile moves with the shape (preferred_tile)
+C1 = {"BM": 128, "BN": 128, "consumers": 1}
 
 
 def _epi(bias=None, activation=None) -> dict:
@@ -21,7 +23,7 @@ def cases() -> list:
     out = []
     for dtype in ("f16", "bf16"):
         for layout in ("NT", "NN"):
-            for tag, given in (("128x128", {}), ("128x256c2", C2_WIDE), ("256x128c2", C2_TALL)):
+            for tag, given in (("128x128", C1), ("128x256c2", C2_WIDE), ("256x128c2", C2_TALL)):
                 out.append((f"wgmma-{dtype}-{layout}-{tag}-512",
                             dict(M=512, N=512, K=512, dtype=dtype, layout=layout), given,
                             1.0, 0.0))
@@ -46,7 +48,7 @@ def cases() -> list:
         ("wgmma-NT-stages2", dict(nt, M=256, N=256, K=1024), {"stages": 2}, 1.0, 0.0),
         ("wgmma-NT-stages6-noreg", dict(nt, M=256, N=256, K=2048),
          {"stages": 6, "warp_specialized": False}, 1.0, 0.0),
-        ("wgmma-NT-group1", dict(nt, M=1024, N=1024, K=256), {"group_m": 1}, 1.0, 0.0),
+        ("wgmma-NT-group1", dict(nt, M=1024, N=1024, K=256), {"group_m": 1, **C1}, 1.0, 0.0),
         # 2x1 clusters: B multicast from both CTAs of a pair (odd tile rows: a spare CTA)
         ("wgmma-NT-cluster2-partial", dict(nt, M=1000, N=520, K=1000),
          {"cluster_m": 2, **C2_WIDE}, 1.0, 0.0),
@@ -56,11 +58,11 @@ def cases() -> list:
          1.0, 0.0),
         # persistent: more tiles than CTAs, so each CTA walks several (ring state carried)
         ("wgmma-NT-persistent-batch2", dict(nt, M=2000, N=1000, K=200, batch=2),
-         {"persistent": True}, 1.0, 0.0),
+         {"persistent": True, **C1}, 1.0, 0.0),
         ("wgmma-NN-persistent-c2-beta", dict(M=2048, N=2048, K=320, dtype="f16", layout="NN"),
          {"persistent": True, **C2_WIDE}, 0.5, 2.0),
         ("wgmma-NT-persistent-2cta", dict(nt, M=4096, N=2048, K=128),
-         {"persistent": True, "ctas_per_sm": 2, "stages": 3, "consumer_registers": 216},
+         {"persistent": True, "ctas_per_sm": 2, "stages": 3, "consumer_registers": 216, **C1},
          1.0, 0.0),
     ]
     return out
