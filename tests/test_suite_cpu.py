@@ -456,3 +456,19 @@ def test_compile_time_vs_triton_writes_every_run(tmp_path):
     assert tile["triton_config"]["BLOCK_M"] == 16 and tile["deepgen_config"]["BM"] == 16
     assert doc["triton"]["triton"] and doc["deepgen_toolchain"]["assembler"] == "ptxas"
     assert len(doc["load_average_before"]) == 3 and len(doc["runs"]) == 4
+
+
+@pytest.mark.parametrize("kind", ["gemv", "wgmma"])
+def test_every_gpu_case_config_resolves_for_its_spec(kind):
+    """The CPU side of tests/gpu/test_{gemv,wgmma}_gpu.py: every case's config (the given
+    fields over the strategy's default for the shape) validates, and keeps what it gives, so a
+    default that moves cannot turn a GPU case invalid unnoticed."""
+    from deepgen.compiler import strategies
+
+    cases = getattr(make_bundle, f"{kind}_cases")().cases()
+    assert cases
+    for name, fields, given, _alpha, _beta in cases:
+        cfg = strategies.resolve({"strategy": kind, **given}, GemmSpec(**fields), "sm_90a")
+        assert cfg.strategy == kind, name
+        for key, value in given.items():
+            assert getattr(cfg, key) == value, (name, key)
