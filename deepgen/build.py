@@ -58,12 +58,17 @@ def config_fits(config: dict, spec: GemmSpec, target: str | None) -> bool:
     """Whether `config` (a tuned database entry's, as stored) validates for `spec` on
     `target`; False when it does not, or when there is no compiler here to tell."""
     try:
-        from deepgen.compiler.config import TileConfig, validate
+        from deepgen.compiler import strategies
+        from deepgen.compiler.config import TileConfig
         from deepgen.compiler.target import get_target
     except ImportError:  # no compiler here: nothing could be compiled with it anyway
         return False
     try:
-        validate(TileConfig.from_dict(config), spec, get_target(target or "sm_90a"))
+        target = get_target(target or "sm_90a")
+        if "strategy" in config:  # a strategy config (wgmma, gemv have no flat lowering)
+            strategies.resolve(config, spec, target)
+        else:
+            strategies.validate(TileConfig.from_dict(config), spec, target)
     except (ValueError, TypeError):  # SpecError is a ValueError
         return False
     return True

@@ -99,12 +99,19 @@ def test_a_repeated_key_in_the_native_format_is_an_error(tmp_path):
 
 
 def test_schema_covers_every_tileconfig_field_with_its_type():
+    from deepgen.compiler.strategies import GemvConfig, WgmmaConfig
+
     space = configfile.schema()["properties"]["space"]["properties"]
     kinds = {"int": "ints", "bool": "bools", "str": "strings"}
-    want = {f.name: {"$ref": f"#/$defs/{kinds[f.type if isinstance(f.type, str) else f.type.__name__]}"}
-            for f in dataclasses.fields(TileConfig)}
-    want = {"strategy": {"$ref": "#/$defs/strings"}, **want}  # and the strategy itself
-    assert space == want
+    want = {}
+    # the flat fields, then the own fields of the strategies without a flat lowering
+    for cls in (TileConfig, WgmmaConfig, GemvConfig):
+        for f in dataclasses.fields(cls):
+            kind = kinds[f.type if isinstance(f.type, str) else f.type.__name__]
+            assert want.setdefault(f.name, kind) == kind, f"{f.name}: two types"
+    want = {"strategy": "strings", **want}  # and the strategy itself
+    assert {k: v["$ref"] for k, v in space.items()} == {k: f"#/$defs/{v}"
+                                                          for k, v in want.items()}
     assert (ROOT / "tuning_configs" / "schema.json").resolve() == configfile.SCHEMA_FILE
 
 
@@ -112,7 +119,7 @@ def test_shipped_configs_load():
     files = sorted((ROOT / "tuning_configs").glob("*.json"))
     names = {p.name for p in files}
     assert {"fp32_4096_full.json", "fp32_simt.json", "f16_bf16_simt.json",
-            "llm_shapes.json", "batched.json"} <= names
+            "llm_shapes.json", "batched.json", "wgmma_llm.json", "gemv_decode.json"} <= names
     for path in files:
         if path.name != "schema.json":
             cfg = configfile.load(path)

@@ -35,7 +35,7 @@ class TuningConfig:
     name: str
     target: str
     specs: list[GemmSpec]
-    space: dict[str, list]  # TileConfig field -> values, in file order, without repeats
+    space: dict[str, list]  # config field -> values, in file order, without repeats
     base: str = "heuristic"  # "heuristic" or "fixed": where absent fields come from
     max_candidates: int | None = None
     seed: int = 0
@@ -128,10 +128,14 @@ def _from_native(path: Path, data: dict, pairs_seen) -> TuningConfig:
 
 def _schema_reason(error) -> str:
     if error.validator == "additionalProperties" and error.json_path.endswith(".space"):
+        from deepgen.compiler import strategies
         from deepgen.compiler.config import TileConfig
 
+        own = "; ".join(f"with strategy [{n!r}]: "
+                        f"{', '.join(strategies.get(n).config_class.field_names())}"
+                        for n in ("wgmma", "gemv"))
         return (f"{error.message}; space fields are strategy and the strategies' config "
-                f"fields: {', '.join(f.name for f in dataclasses.fields(TileConfig))}")
+                f"fields: {', '.join(f.name for f in dataclasses.fields(TileConfig))}; {own}")
     if error.validator == "const" and error.json_path == "$.format":
         return f"{error.message}: this reader knows {FORMAT!r}"
     return error.message

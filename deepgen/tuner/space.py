@@ -27,6 +27,14 @@ The report counts each reason with its numbers; `lines()` groups them by rule (t
 numbers as N) and shows the most frequent real instances of each. Candidates come out as their
 strategy's config (SimtConfig or MmaSyncConfig, see compiler/strategies/); a space may list
 `strategy` ("simt", "mma_sync") as well as `mma`.
+
+A strategy with its own config fields and no flat lowering (wgmma, gemv: OWN_FIELDS) is
+searched on those fields instead: a space naming `"strategy": ["wgmma"]` lists values of
+WgmmaConfig's fields, and every point is that config, the given fields over the strategy's
+default for the shape (`base` "heuristic": strategies.from_dict({"strategy": ..., **point},
+spec, target), what resolve builds) or over the config class's defaults ("fixed"). Derived
+fields, pruning (tiles larger than the problem needs, no-effect duplicates, the strategy's
+validate) and the report are as above: see StrategySpace.
 """
 from __future__ import annotations
 
@@ -133,6 +141,12 @@ class Space:
     """Iterate the pruned candidates of one spec, each its strategy's config (SimtConfig,
     MmaSyncConfig); `report` fills as it goes. Points are built on the flat lowering
     parameters and validated by their strategy (compiler.strategies)."""
+
+    def __new__(cls, spec: GemmSpec, space: dict[str, list], target: str | Target = "sm_90a",
+                base: str = "heuristic"):
+        if cls is Space and own_strategy(space) is not None:  # wgmma, gemv: their own fields
+            return StrategySpace(spec, space, target, base)
+        return super().__new__(cls)
 
     def __init__(self, spec: GemmSpec, space: dict[str, list], target: str | Target = "sm_90a",
                  base: str = "heuristic"):
@@ -346,6 +360,149 @@ class Space:
             else:
                 combos.append(combo)
         return combos, pruned
+
+
+# -- strategies with their own config fields (no flat lowering) ---------------------------------
+
+# A space naming one of these lists that strategy's own config fields (its config class in
+# compiler/strategies/<name>/config.py) instead of the flat TileConfig fields.
+OWN_FIELDS = ("wgmma", "gemv")
+
+
+def own_strategy(space: dict) -> str | None:
+    """The own-field strategy a space names (None: a flat space); it must be named alone."""
+    names = list(space.get("strategy") or ())
+    own = [n for n in names if n in OWN_FIELDS]
+    if not own:
+        return None
+    if len(names) != 1:
+        raise SpecError(f"strategy: {own[0]!r} has its own config fields, so a space names it "
+                        f"alone (one file per strategy), got {names}")
+    return own[0]
+
+
+def _wgmma_derive(cfg, listed: dict, spec: GemmSpec, target: Target):
+    """consumer_registers not listed: the base's, lowered to what the register file holds with
+    ctas_per_sm resident CTAs (216 for one consumer at 2 CTAs per SM; 232 stays at 1)."""
+    from deepgen.compiler.strategies.wgmma import config as w
+
+    if "consumer_registers" in listed or not cfg.warp_specialized or cfg.consumers < 1 \
+            or cfg.ctas_per_sm < 1:
+        return cfg
+    per_thread = w.REGISTER_FILE // (cfg.ctas_per_sm * w.WARPGROUP)
+    fit = (per_thread - cfg.producer_registers) // cfg.consumers // 8 * 8
+    return cfg.replace(consumer_registers=fit) if 24 <= fit < cfg.consumer_registers else cfg
+
+
+def _wgmma_canonical(cfg, spec: GemmSpec) -> tuple[object, list[str]]:
+    """Fields without effect set to the value they then equal (see compiler/strategies/wgmma/
+    kernel.py): the grouped order takes min(group_m, tile rows) (cluster pairs' rows for 2x1
+    clusters); the register split only applies with warp specialization."""
+    from deepgen.compiler.strategies.wgmma import WgmmaConfig
+
+    same = []
+    if cfg.BM >= 1 and cfg.cluster_m >= 1:
+        rows = -(-(-(-spec.M // cfg.BM)) // cfg.cluster_m)
+        if cfg.group_m > rows:
+            cfg = cfg.replace(group_m=rows)
+            same.append(f"group_m above the {rows} tile rows of M={spec.M} walks the same "
+                        f"order as group_m={rows}")
+    if not cfg.warp_specialized:
+        fixed = {"producer_registers": WgmmaConfig.producer_registers,
+                 "consumer_registers": WgmmaConfig.consumer_registers}
+        if any(getattr(cfg, k) != v for k, v in fixed.items()):
+            cfg = cfg.replace(**fixed)
+            same.append("the register split does not apply without warp_specialized")
+    return cfg, same
+
+
+def _wgmma_idle(cfg, spec: GemmSpec) -> str | None:
+    """A 2x1 cluster on a problem of one tile row leaves one CTA of each pair without a tile."""
+    rows = -(-spec.M // cfg.BM) if cfg.BM >= 1 else 0
+    if cfg.cluster_m > 1 and rows < cfg.cluster_m:
+        return (f"cluster_m: {cfg.cluster_m} CTAs per cluster on the {rows} tile row(s) of "
+                f"M={spec.M} (idle CTAs)")
+    return None
+
+
+# name -> (derive(cfg, listed, spec, target), idle(cfg, spec) -> why or None,
+#          canonical(cfg, spec) -> (cfg, why list))
+OWN_RULES = {
+    "wgmma": (_wgmma_derive, _wgmma_idle, _wgmma_canonical),
+    "gemv": (lambda cfg, listed, spec, target: cfg, lambda cfg, spec: None,
+             lambda cfg, spec: (cfg, [])),
+}
+
+
+class StrategySpace:
+    """The pruned candidates of one spec in a space of one own-field strategy (wgmma, gemv):
+    each point is the strategy's config, the listed values over the base (the strategy's
+    default for the shape, what strategies.resolve completes a partial dict with, or the
+    config class's defaults with base "fixed"); then derived fields (wgmma: consumer_registers
+    fitted to ctas_per_sm when not listed); pruned, each point once, under the first of: tiles
+    larger than the problem needs (BM/M, BN/N; wgmma: a 2x1 cluster on one tile row), duplicates (no-effect fields, see OWN_RULES),
+    the strategy's validate."""
+
+    def __init__(self, spec: GemmSpec, space: dict[str, list], target: str | Target = "sm_90a",
+                 base: str = "heuristic"):
+        self.spec = spec
+        self.target = get_target(target) if isinstance(target, str) else target
+        self.name = own_strategy(space)
+        self.strategy = strategies.get(self.name)
+        cls = self.strategy.config_class
+        names = cls.field_names()
+        self.listed = {k: list(v) for k, v in space.items() if k != "strategy"}
+        unknown = [k for k in self.listed if k not in names]
+        if unknown:
+            raise SpecError(f"{unknown[0]}: not a field of strategy {self.name} "
+                            f"(fields: {names})")
+        for k, values in self.listed.items():
+            for v in values:
+                cls.from_dict({k: v})  # a wrong type: SpecError naming the field
+        self.base_kind = base
+        self.base = (self.strategy.complete({}, spec, self.target) if base == "heuristic"
+                     else cls())
+        self.derive, self.idle, self.canonical = OWN_RULES[self.name]
+        self.limits = {}
+        for tile, dim in (("BM", "M"), ("BN", "N")):
+            if tile in names:
+                offered = self.listed.get(tile, [getattr(self.base, tile)])
+                size = getattr(spec, dim)
+                self.limits[tile] = (dim, max(1 << (size - 1).bit_length(), min(offered)))
+        from .manifest import shape_key
+
+        self.report = SpaceReport(shape_key(spec), math.prod(len(v) for v in
+                                                             self.listed.values()))
+
+    def _config(self, given: dict):
+        if self.base_kind == "heuristic":
+            return self.strategy.complete(given, self.spec, self.target)
+        return self.base.replace(**given)
+
+    def __iter__(self):
+        report, spec = self.report, self.spec
+        seen: dict = {}  # canonical config -> the rules that made it so
+        for values in itertools.product(*self.listed.values()):
+            given = dict(zip(self.listed, values))
+            cfg = self.derive(self._config(given), self.listed, spec, self.target)
+            why = next((f"{tile}: {getattr(cfg, tile)} is larger than {dim}={getattr(spec, dim)} "
+                        f"needs (at most {limit}; idle threads)"
+                        for tile, (dim, limit) in self.limits.items()
+                        if getattr(cfg, tile) > limit), None) or self.idle(cfg, spec)
+            if why is None:
+                cfg, same = self.canonical(cfg, spec)
+                why = _duplicate(same or seen[cfg]) if cfg in seen else None
+                seen.setdefault(cfg, same)
+            if why is None:
+                try:
+                    self.strategy.validate(cfg, spec, self.target)
+                except SpecError as e:
+                    why = str(e)
+            if why:
+                report.prune(why)
+                continue
+            report.kept += 1
+            yield cfg
 
 
 def _canonical(cfg: TileConfig) -> tuple[TileConfig, list[str]]:
