@@ -285,7 +285,6 @@ def measure_point(row: dict, bundle: Path, stream_gbps: float, rounds: int) -> d
 
 def run_bundle(bundle: Path, out: Path | None, rounds: int = 5, budget_s: float | None = None,
                pattern: str | None = None) -> dict:
-    import torch
 
     index = json.loads((bundle / "index.json").read_text())
     assert index.get("format") == BUNDLE_FORMAT, f"{bundle}: not a decode bundle"

@@ -200,6 +200,7 @@ def default_config(spec: GemmSpec, target: Target | str = "sm_90a"):
     return pick(spec, target)
 
 
-# Legacy DeepGen tuning-config keys: the SIMT strategy's (compiler/strategies/simt/legacy.py).
-from .strategies.simt.legacy import (LEGACY_DTYPES, LEGACY_KEYS, LEGACY_SPEC_KEYS,  # noqa: E402
+# Legacy DeepGen tuning-config keys: the SIMT strategy's (compiler/strategies/simt/legacy.py),
+# re-exported under their old import path.
+from .strategies.simt.legacy import (LEGACY_DTYPES, LEGACY_KEYS, LEGACY_SPEC_KEYS,  # noqa: E402,F401
                                      from_legacy)

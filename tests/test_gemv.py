@@ -7,7 +7,6 @@ import pytest
 
 from deepgen.compiler import compile_artifact, strategies
 from deepgen.compiler.strategies.gemv import GemvConfig
-from deepgen.compiler.strategies.gemv import config as gemv_config
 from deepgen.compiler.target import get_target
 from deepgen.epilogue import EpilogueSpec
 from deepgen.spec import GemmSpec, SpecError

@@ -45,9 +45,7 @@ def test_sweep_case_matches_float64(case, kernels):
     """C = epilogue(op(A) @ op(B)) (alpha/beta with C, bias, activation) within DESIGN.md's
     tolerance, every element written,
     nothing written outside C, no local memory (spills) in any launch."""
-    import torch
 
-    from deepgen.runtime import measure
 
     name, spec_fields, overrides, alpha, beta = case
     spec = GemmSpec(**spec_fields)

@@ -265,27 +265,10 @@ def build_kernel(gm, v: Variant) -> None:
 
 def make_grid_constant(module, entry: str = ENTRY, index: int = 0) -> None:
     """Mark parameter `index` of the lowered kernel (an llvm.func) as a by-value 128-byte
-    `__grid_constant__` (the PTX `.param .align 64 .b8 entry_param_N[128]`)."""
-    from mlir import ir
+    `__grid_constant__`, with the wgmma strategy's builder."""
+    from deepgen.compiler.strategies.wgmma import builders
 
-    from deepgen.compiler import irb
-
-    found = [f for f in irb.walk_ops(module, "llvm.func")
-             if ir.StringAttr(f.attributes["sym_name"]).value == entry]
-    if len(found) != 1:
-        raise ValueError(f"{entry}: {len(found)} llvm.func of that name after lowering")
-    f = found[0]
-    n = len(f.regions[0].blocks[0].arguments)
-    old = list(ir.ArrayAttr(f.attributes["arg_attrs"])) if "arg_attrs" in f.attributes else []
-    attrs = [ir.DictAttr(a) for a in old] + [ir.DictAttr.get({})] * (n - len(old))
-    entries = {a.name: a.attr for a in attrs[index]}
-    entries.update({
-        "llvm.byval": ir.TypeAttr.get(ir.Type.parse(f"!llvm.array<{DESCRIPTOR_BYTES} x i8>")),
-        "llvm.align": irb.int_attr(64),
-        "nvvm.grid_constant": ir.UnitAttr.get(),
-    })
-    attrs[index] = ir.DictAttr.get(entries)
-    f.attributes["arg_attrs"] = ir.ArrayAttr.get(attrs)
+    builders.mark_grid_constants(builders.lowered_kernel(module, entry), [index])
 
 
 def probe_module(v: Variant, target: str = "sm_90a"):

@@ -26,6 +26,34 @@ DESCRIPTOR_BYTES = 128
 SW128_LAYOUT = 1  # wgmma descriptor bits 62-63: 1 = 128-byte swizzle
 
 
+def lowered_kernel(module, entry: str):
+    """The llvm.func `entry` of a lowered module (exactly one)."""
+    found = [f for f in irb.walk_ops(module, "llvm.func")
+             if ir.StringAttr(f.attributes["sym_name"]).value == entry]
+    if len(found) != 1:
+        raise ValueError(f"{entry}: {len(found)} llvm.func of that name after lowering")
+    return found[0]
+
+
+def mark_grid_constants(f, indices) -> None:
+    """Parameters `indices` of the lowered kernel `f` (an llvm.func) become by-value 128-byte
+    `__grid_constant__` TMA descriptors (PTX `.param .align 64 .b8 entry_param_N[128]`): a
+    gpu.func cannot carry nvvm.grid_constant and the NVVM lowering drops llvm.byval, so this
+    runs after it."""
+    n = len(f.regions[0].blocks[0].arguments)
+    old = list(ir.ArrayAttr(f.attributes["arg_attrs"])) if "arg_attrs" in f.attributes else []
+    attrs = [ir.DictAttr(a) for a in old] + [ir.DictAttr.get({})] * (n - len(old))
+    for index in indices:
+        entries = {a.name: a.attr for a in attrs[index]}
+        entries.update({
+            "llvm.byval": ir.TypeAttr.get(ir.Type.parse(f"!llvm.array<{DESCRIPTOR_BYTES} x i8>")),
+            "llvm.align": irb.int_attr(64),
+            "nvvm.grid_constant": ir.UnitAttr.get(),
+        })
+        attrs[index] = ir.DictAttr.get(entries)
+    f.attributes["arg_attrs"] = ir.ArrayAttr.get(attrs)
+
+
 def i32_t():
     return ir.IntegerType.get_signless(32)
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 from mlir import ir
 from mlir.dialects import arith, gpu, llvm, memref, nvvm, scf, vector
 
-from deepgen.runtime.artifact import Launch, Param, param_for, tma_param
+from deepgen.runtime.artifact import Launch, param_for, tma_param
 from deepgen.spec import DTYPE_BYTES, GemmSpec
 
 from ... import irb
@@ -94,7 +94,7 @@ def build_module(spec: GemmSpec, cfg: WgmmaConfig, target: str) -> ir.Module:
 
 def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
     elt = DTYPE_BYTES[spec.dtype]
-    in_t, out_t = irb.element_type(spec.dtype), irb.element_type(spec.out_dtype)
+    out_t = irb.element_type(spec.out_dtype)
     f32 = ir.F32Type.get()
     ptr = llvm.PointerType.get()
     c_t = ir.MemRefType.get([spec.batch, spec.M, spec.N], out_t)
@@ -321,23 +321,7 @@ def finish_lowered(module, cfg: WgmmaConfig) -> None:
     nvvm.grid_constant and the lowering drops llvm.byval), and the kernel gets a register cap
     at entry (maxntid with minctasm ctas_per_sm, __launch_bounds__(threads, ctas_per_sm)) so
     that setmaxnreg applies."""
-    found = [f for f in irb.walk_ops(module, "llvm.func")
-             if ir.StringAttr(f.attributes["sym_name"]).value == ENTRY]
-    if len(found) != 1:
-        raise ValueError(f"{ENTRY}: {len(found)} llvm.func of that name after lowering")
-    f = found[0]
-    n = len(f.regions[0].blocks[0].arguments)
-    old = list(ir.ArrayAttr(f.attributes["arg_attrs"])) if "arg_attrs" in f.attributes else []
-    attrs = [ir.DictAttr(a) for a in old] + [ir.DictAttr.get({})] * (n - len(old))
-    for index in TMA_PARAMS:
-        entries = {a.name: a.attr for a in attrs[index]}
-        entries.update({
-            "llvm.byval": ir.TypeAttr.get(
-                ir.Type.parse(f"!llvm.array<{B.DESCRIPTOR_BYTES} x i8>")),
-            "llvm.align": irb.int_attr(64),
-            "nvvm.grid_constant": ir.UnitAttr.get(),
-        })
-        attrs[index] = ir.DictAttr.get(entries)
-    f.attributes["arg_attrs"] = ir.ArrayAttr.get(attrs)
+    f = B.lowered_kernel(module, ENTRY)
+    B.mark_grid_constants(f, TMA_PARAMS)
     f.attributes["nvvm.minctasm"] = ir.IntegerAttr.get(ir.IntegerType.get_signless(32),
                                                        cfg.ctas_per_sm)
