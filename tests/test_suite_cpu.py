@@ -465,7 +465,7 @@ def test_every_gpu_case_config_resolves_for_its_spec(kind):
     default that moves cannot turn a GPU case invalid unnoticed."""
     from deepgen.compiler import strategies
 
-    cases = getattr(make_bundle, f"{kind}_cases")().cases()
+    cases = make_bundle.strategy_cases(kind).cases()
     assert cases
     for name, fields, given, _alpha, _beta in cases:
         cfg = strategies.resolve({"strategy": kind, **given}, GemmSpec(**fields), "sm_90a")

@@ -42,38 +42,22 @@ class Kernels:
                 self._cache[name] = Kernel(make_bundle.compile_case(spec_fields, overrides))
         return self._cache[name]
 
-    def gemv(self, name: str, spec_fields: dict, given: dict):
-        """A gemv case (tests/gpu/gemv_cases.py) from DIR/gemv, or compiled here."""
+    def strategy_case(self, kind: str, name: str, spec_fields: dict, given: dict):
+        """A case of a kernel-building strategy (tests/gpu/<kind>_cases.py, kind "gemv" or
+        "wgmma") from DIR/<kind>, or compiled here."""
         from deepgen.runtime import Kernel, load
 
-        key = ("gemv", name)
+        key = (kind, name)
         if key not in self._cache:
             if self.bundle is not None:
-                path = self.bundle / "gemv" / name
+                path = self.bundle / kind / name
                 if not (path / "kernel.json").exists():
                     pytest.fail(f"{path}: not in the bundle: rebuild it with "
                                 f"`python tests/gpu/make_bundle.py {self.bundle}`")
                 self._cache[key] = load(path)
             else:
-                self._cache[key] = Kernel(make_bundle.gemv_cases().compile_case(spec_fields,
-                                                                                given))
-        return self._cache[key]
-
-    def wgmma(self, name: str, spec_fields: dict, given: dict):
-        """A wgmma case (tests/gpu/wgmma_cases.py) from DIR/wgmma, or compiled here."""
-        from deepgen.runtime import Kernel, load
-
-        key = ("wgmma", name)
-        if key not in self._cache:
-            if self.bundle is not None:
-                path = self.bundle / "wgmma" / name
-                if not (path / "kernel.json").exists():
-                    pytest.fail(f"{path}: not in the bundle: rebuild it with "
-                                f"`python tests/gpu/make_bundle.py {self.bundle}`")
-                self._cache[key] = load(path)
-            else:
-                self._cache[key] = Kernel(make_bundle.wgmma_cases().compile_case(spec_fields,
-                                                                                 given))
+                cases = make_bundle.strategy_cases(kind)
+                self._cache[key] = Kernel(cases.compile_case(spec_fields, given))
         return self._cache[key]
 
     def suite_bundle(self) -> Path:

@@ -49,12 +49,9 @@ def gemm_suite():
     return load_module("benchmarks/gemm_suite.py", "deepgen_bench_gemm_suite")
 
 
-def gemv_cases():
-    return load_module("tests/gpu/gemv_cases.py", "deepgen_tests_gemv_cases")
-
-
-def wgmma_cases():
-    return load_module("tests/gpu/wgmma_cases.py", "deepgen_tests_wgmma_cases")
+def strategy_cases(kind: str):
+    """tests/gpu/<kind>_cases.py (kind "gemv" or "wgmma"): cases() and compile_case()."""
+    return load_module(f"tests/gpu/{kind}_cases.py", f"deepgen_tests_{kind}_cases")
 
 
 def tma_probe():
@@ -93,37 +90,23 @@ def make_bundle(directory: Path, only: str | None = None, log=print) -> dict:
     suite = gs.compile_bundle(directory / "suite", points,
                               log=lambda line: log(f"suite/{line}"))
     tma = tma_probe().make_bundles(directory / "tma", only, log=log)
-    gemv = make_gemv(directory / "gemv", only, log)
-    wgmma = make_wgmma(directory / "wgmma", only, log)
-    return {"sweep": [e["name"] for e in index], "suite": suite, "tma": tma, "gemv": gemv,
-            "wgmma": wgmma}
+    return {"sweep": [e["name"] for e in index], "suite": suite, "tma": tma,
+            **{kind: make_strategy_cases(kind, directory / kind, only, log)
+               for kind in ("gemv", "wgmma")}}
 
 
-def make_gemv(directory: Path, only: str | None = None, log=print) -> list[str]:
-    """DIR/gemv/<name>: the gemv strategy's cases (tests/gpu/gemv_cases.py)."""
-    gc = gemv_cases()
+def make_strategy_cases(kind: str, directory: Path, only: str | None = None,
+                        log=print) -> list[str]:
+    """DIR/<kind>/<name>: a kernel-building strategy's cases (tests/gpu/<kind>_cases.py)."""
+    cases = strategy_cases(kind)
     names = []
-    for name, spec_fields, given, _alpha, _beta in gc.cases():
+    for name, spec_fields, given, _alpha, _beta in cases.cases():
         if only and not re.search(only, name):
             continue
         t = time.perf_counter()
-        gc.compile_case(spec_fields, given).save(directory / name)
+        cases.compile_case(spec_fields, given).save(directory / name)
         names.append(name)
-        log(f"gemv/{name:32s} {time.perf_counter() - t:5.2f} s")
-    return names
-
-
-def make_wgmma(directory: Path, only: str | None = None, log=print) -> list[str]:
-    """DIR/wgmma/<name>: the wgmma strategy's cases (tests/gpu/wgmma_cases.py)."""
-    wc = wgmma_cases()
-    names = []
-    for name, spec_fields, given, _alpha, _beta in wc.cases():
-        if only and not re.search(only, name):
-            continue
-        t = time.perf_counter()
-        wc.compile_case(spec_fields, given).save(directory / name)
-        names.append(name)
-        log(f"wgmma/{name:32s} {time.perf_counter() - t:5.2f} s")
+        log(f"{kind}/{name:32s} {time.perf_counter() - t:5.2f} s")
     return names
 
 

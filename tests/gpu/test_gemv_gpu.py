@@ -13,14 +13,14 @@ from test_gemm_gpu import check_guarded
 
 pytestmark = pytest.mark.gpu
 
-CASES = make_bundle.gemv_cases().cases()
+CASES = make_bundle.strategy_cases("gemv").cases()
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_gemv_case_matches_float64(case, kernels):
     name, spec_fields, given, alpha, beta = case
     spec = GemmSpec(**spec_fields)
-    k = kernels.gemv(name, spec_fields, given)
+    k = kernels.strategy_case("gemv", name, spec_fields, given)
     assert k.spec == spec and k.config["strategy"] == "gemv"
     for key, value in given.items():
         assert k.config[key] == value, key

@@ -16,7 +16,7 @@ from test_gemm_gpu import check_guarded
 
 pytestmark = pytest.mark.gpu
 
-CASES = make_bundle.wgmma_cases().cases()
+CASES = make_bundle.strategy_cases("wgmma").cases()
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def hopper():
 def test_wgmma_case_matches_float64(case, kernels, hopper):
     name, spec_fields, given, alpha, beta = case
     spec = GemmSpec(**spec_fields)
-    k = kernels.wgmma(name, spec_fields, given)
+    k = kernels.strategy_case("wgmma", name, spec_fields, given)
     assert k.spec == spec and k.config["strategy"] == "wgmma"
     for key, value in given.items():
         assert k.config[key] == value, key
