@@ -48,7 +48,10 @@ def check_fields(cls, d: dict, what: str) -> dict:
 
 
 @dataclass(frozen=True)
-class TileConfig:
+class SimtFields:
+    """The SIMT tiling fields (see the thread arrangement above): the SIMT strategy's
+    config (SimtConfig) and the flat lowering record (TileConfig) both hold them."""
+
     BM: int = 128  # block tile rows (M)
     BN: int = 128  # block tile columns (N)
     BK: int = 8  # block tile depth (K) per main-loop step
@@ -74,18 +77,6 @@ class TileConfig:
     block_swizzle: int = 1  # group size of the grouped block order (L2 reuse); 1 = row order
     local_split_k: int = 1  # legacy LOCAL_SPLIT_U (intra-block K split); only 1 is built
     reduce_c_contiguous: bool = False  # legacy REDUCE_C_CONTINUOUS, used with local_split_k
-    # Tensor cores: "none" = SIMT FMAs; "m16n8k16" = mma.sync on f16/bf16 (warp tiles of
-    # BM/warps_m x BN/warps_n; TM, TN and the scatter fields then do not apply).
-    mma: str = "none"
-    # Tensor-core path: copy tiles global -> shared with cp.async in a ring of shared_stages
-    # (2 to 4) instead of staging them through registers.
-    async_copy: bool = False
-    # Tensor-core path, f16/bf16: shared tiles without padding, their 16-byte chunks XOR-swizzled
-    # by row (deepgen-vectorize's swizzle_col) so that ldmatrix and cp.async touch 8 different bank groups.
-    smem_swizzle: bool = False
-    # Tensor-core path: write C through shared memory, one 16-row slab of each warp tile at a
-    # time, so that the global stores are store_width-element vectors along whole rows.
-    epilogue_smem: bool = False
 
     @property
     def warp_tile(self) -> tuple[int, int]:
@@ -102,6 +93,22 @@ class TileConfig:
     @property
     def threads(self) -> int:
         return self.threads_m * self.threads_n
+
+
+@dataclass(frozen=True)
+class TileConfig(SimtFields):
+    # Tensor cores: "none" = SIMT FMAs; "m16n8k16" = mma.sync on f16/bf16 (warp tiles of
+    # BM/warps_m x BN/warps_n; TM, TN and the scatter fields then do not apply).
+    mma: str = "none"
+    # Tensor-core path: copy tiles global -> shared with cp.async in a ring of shared_stages
+    # (2 to 4) instead of staging them through registers.
+    async_copy: bool = False
+    # Tensor-core path, f16/bf16: shared tiles without padding, their 16-byte chunks XOR-swizzled
+    # by row (deepgen-vectorize's swizzle_col) so that ldmatrix and cp.async touch 8 different bank groups.
+    smem_swizzle: bool = False
+    # Tensor-core path: write C through shared memory, one 16-row slab of each warp tile at a
+    # time, so that the global stores are store_width-element vectors along whole rows.
+    epilogue_smem: bool = False
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

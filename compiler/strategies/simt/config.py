@@ -14,7 +14,7 @@ from typing import ClassVar
 
 from deepgen.spec import DTYPE_BYTES, GemmSpec
 
-from ...config import TileConfig
+from ...config import SimtFields, TileConfig
 from ...target import Target
 from .. import common
 from ..base import StrategyConfig
@@ -22,49 +22,8 @@ from ..common import check
 
 
 @dataclass(frozen=True)
-class SimtConfig(StrategyConfig):
+class SimtConfig(StrategyConfig, SimtFields):
     strategy: ClassVar[str] = "simt"
-    BM: int = 128  # block tile rows (M)
-    BN: int = 128  # block tile columns (N)
-    BK: int = 8  # block tile depth (K) per main-loop step
-    TM: int = 8  # thread tile rows
-    TN: int = 8  # thread tile columns
-    warps_m: int = 2  # warps per block along M
-    warps_n: int = 4
-    lanes_m: int = 8  # threads per warp along M
-    lanes_n: int = 4
-    warp_scatter_m: int = 4  # rows a warp covers per pass, per thread
-    warp_scatter_n: int = 4
-    thread_scatter_m: int = 4  # consecutive rows per thread = shared fragment vector width
-    thread_scatter_n: int = 4
-    load_width_a: int = 4  # elements per global vector load of A
-    load_width_b: int = 4
-    store_width: int = 4  # elements per global vector store of C
-    fetch_contiguous: bool = True  # neighbouring threads fetch neighbouring vectors
-    smem_pad: int = 0  # extra elements at the end of each shared-memory row
-    shared_stages: int = 2  # 1 = single buffer, 2 = double-buffered shared memory
-    register_prefetch: bool = False  # load fragments of step k+1 before the FMAs of step k
-    kk_unroll: int = 0  # unroll factor of the inner K loop; 0 = fully unrolled
-    split_k: int = 1  # number of K slices reduced after the main kernel
-    block_swizzle: int = 1  # group size of the grouped block order (L2 reuse); 1 = row order
-    local_split_k: int = 1  # legacy LOCAL_SPLIT_U (intra-block K split); only 1 is built
-    reduce_c_contiguous: bool = False  # legacy REDUCE_C_CONTINUOUS, used with local_split_k
-
-    @property
-    def threads_m(self) -> int:
-        return self.warps_m * self.lanes_m
-
-    @property
-    def threads_n(self) -> int:
-        return self.warps_n * self.lanes_n
-
-    @property
-    def threads(self) -> int:
-        return self.threads_m * self.threads_n
-
-    @property
-    def warp_tile(self) -> tuple[int, int]:
-        return self.BM // self.warps_m, self.BN // self.warps_n
 
     def lowering(self) -> TileConfig:
         return TileConfig(**{f: getattr(self, f) for f in self.field_names()}, mma="none")
