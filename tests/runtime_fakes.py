@@ -2,11 +2,21 @@
 from __future__ import annotations
 
 import ctypes
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import types
+from pathlib import Path
 
 import torch
 
+import deepgen
 from deepgen.runtime import kernel as km
 from deepgen.runtime.kernel import Facts, Kernel
+from deepgen.runtime.reference import reference_artifact
 
 CUDA0 = torch.device("cuda", 0)
 
@@ -111,3 +121,76 @@ def pretend_kernels_run_on_cpu(monkeypatch) -> list[ComputingPlan]:
 
     monkeypatch.setattr(Kernel, "_plan", plan)
     return plans
+
+
+class FakeCompiler(types.ModuleType):
+    """Stands in for deepgen.compiler: 'compiles' the reference kernel and records calls."""
+
+    TOOLS = {"mlir": "test", "ptxas": "test"}
+
+    def __init__(self):
+        super().__init__("deepgen.compiler")
+        self.calls = []
+
+    def compile_artifact(self, spec, config=None, target="sm_90a"):
+        self.calls.append((spec, config, target))
+        return reference_artifact(spec, target=target)
+
+    def toolchain_versions(self):
+        return dict(self.TOOLS)
+
+
+def install_fake_compiler(monkeypatch) -> FakeCompiler:
+    """A FakeCompiler as deepgen.compiler for the test (undone by monkeypatch)."""
+    fake = FakeCompiler()
+    monkeypatch.setitem(sys.modules, "deepgen.compiler", fake)
+    monkeypatch.setattr(deepgen, "compiler", fake, raising=False)
+    return fake
+
+
+# -- the fake CUDA driver (tests/fake_cuda/fake_libcuda.c) in child processes --------------------
+
+FAKE_CUDA_SOURCE = Path(__file__).parent / "fake_cuda" / "fake_libcuda.c"
+
+# What a child script that drives the launcher against the fake driver starts with: the
+# launcher, the fake's launch log and an error() that reports what a call raised.
+FAKE_DRIVER_PRELUDE = """
+import ctypes, json, sys
+from deepgen.runtime import _launcher
+from deepgen.runtime.errors import DriverError
+fake = ctypes.CDLL("libcuda.so.1")  # the same handle the launcher opened
+fake.fake_log.restype = ctypes.c_char_p
+def log():
+    return fake.fake_log().decode().splitlines()
+def error(fn, *args):
+    try:
+        fn(*args)
+    except DriverError as e:
+        return {"type": "DriverError", "message": str(e), "call": e.call, "name": e.name}
+    except Exception as e:
+        return {"type": type(e).__name__, "message": str(e)}
+    return None
+GEMM = ("k_PPPFF", (3, 2, 1), (16, 16, 1), 0, ["A", "B", "C", "alpha", "beta"])
+"""
+
+
+def build_fake_cuda(directory: Path, *flags: str) -> Path | None:
+    """The fake libcuda.so.1 compiled into `directory` (with extra cc `flags`); None when
+    there is no C compiler."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        return None
+    subprocess.run([cc, "-shared", "-fPIC", "-O1", *flags, "-o", str(directory / "libcuda.so.1"),
+                    str(FAKE_CUDA_SOURCE), "-lpthread"], check=True)
+    return directory
+
+
+def run_with_fake_driver(driver: Path, script: str):
+    """Run `script` (dedented) in a child process that loads the fake driver from `driver`;
+    return the JSON its last line printed."""
+    env = dict(os.environ, LD_LIBRARY_PATH=str(driver))
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], env=env,
+                          capture_output=True, text=True, timeout=120,
+                          cwd=str(Path(__file__).parent))
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])

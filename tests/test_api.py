@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import types
 
 import pytest
 import torch
@@ -18,22 +17,7 @@ from deepgen import api, build
 from deepgen.runtime import cache
 from deepgen.runtime.reference import reference_artifact
 from deepgen.spec import GemmSpec
-from runtime_fakes import pretend_kernels_run_on_cpu
-
-
-class FakeCompiler(types.ModuleType):
-    """Stands in for deepgen.compiler: 'compiles' the reference kernel and records calls."""
-
-    def __init__(self):
-        super().__init__("deepgen.compiler")
-        self.calls = []
-
-    def compile_artifact(self, spec, config=None, target="sm_90a"):
-        self.calls.append((spec, config, target))
-        return reference_artifact(spec, target=target)
-
-    def toolchain_versions(self):
-        return {"mlir": "test", "ptxas": "test"}
+from runtime_fakes import FakeCompiler, install_fake_compiler, pretend_kernels_run_on_cpu
 
 
 @pytest.fixture(autouse=True)
@@ -50,10 +34,7 @@ def fresh_state(tmp_path, monkeypatch):
 
 @pytest.fixture
 def compiler(monkeypatch) -> FakeCompiler:
-    fake = FakeCompiler()
-    monkeypatch.setitem(sys.modules, "deepgen.compiler", fake)
-    monkeypatch.setattr(deepgen, "compiler", fake, raising=False)
-    return fake
+    return install_fake_compiler(monkeypatch)
 
 
 @pytest.fixture

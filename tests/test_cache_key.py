@@ -7,35 +7,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import time
-import types
 
 import pytest
 
-import deepgen
 from deepgen import build, cli
 from deepgen.runtime import cache
 from deepgen.runtime.reference import reference_artifact
 from deepgen.spec import GemmSpec
+from runtime_fakes import FakeCompiler, install_fake_compiler
 
 SPEC = GemmSpec(M=32, N=16, K=8)
-TOOLS = {"mlir": "test", "ptxas": "test"}
-
-
-class FakeCompiler(types.ModuleType):
-    """Stands in for deepgen.compiler: 'compiles' the reference kernel, records calls."""
-
-    def __init__(self):
-        super().__init__("deepgen.compiler")
-        self.calls = []
-
-    def compile_artifact(self, spec, config=None, target="sm_90a"):
-        self.calls.append((spec, config, target))
-        return reference_artifact(spec, target=target)
-
-    def toolchain_versions(self):
-        return dict(TOOLS)
+TOOLS = FakeCompiler.TOOLS
 
 
 @pytest.fixture(autouse=True)
@@ -52,10 +35,7 @@ def cache_root(tmp_path, monkeypatch):
 
 @pytest.fixture
 def compiler(monkeypatch) -> FakeCompiler:
-    fake = FakeCompiler()
-    monkeypatch.setitem(sys.modules, "deepgen.compiler", fake)
-    monkeypatch.setattr(deepgen, "compiler", fake, raising=False)
-    return fake
+    return install_fake_compiler(monkeypatch)
 
 
 # -- what is hashed -----------------------------------------------------------------------------

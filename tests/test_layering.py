@@ -8,7 +8,6 @@ from __future__ import annotations
 import ast
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -18,6 +17,7 @@ import pytest
 
 from deepgen.runtime.reference import reference_artifact
 from deepgen.spec import GemmSpec
+from runtime_fakes import build_fake_cuda
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -201,13 +201,7 @@ sys.meta_path.insert(0, NoCompiler())
 
 @pytest.fixture(scope="module")
 def fake_driver_dir(tmp_path_factory) -> Path | None:
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        return None
-    d = tmp_path_factory.mktemp("fake_cuda")
-    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", str(d / "libcuda.so.1"),
-                    str(TESTS / "fake_cuda" / "fake_libcuda.c"), "-lpthread"], check=True)
-    return d
+    return build_fake_cuda(tmp_path_factory.mktemp("fake_cuda"))
 
 
 def _run_blocked(body: str, tmp_path: Path, env_extra: dict | None = None) -> dict:

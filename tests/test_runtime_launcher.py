@@ -5,50 +5,27 @@ driver once per process, and glibc reads LD_LIBRARY_PATH only at process start."
 from __future__ import annotations
 
 import ctypes
-import json
-import os
-import shutil
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
-FAKE_SOURCE = Path(__file__).parent / "fake_cuda" / "fake_libcuda.c"
+from runtime_fakes import FAKE_DRIVER_PRELUDE, build_fake_cuda, run_with_fake_driver
 
-PRELUDE = """
-import ctypes, json
-from deepgen.runtime import _launcher
-from deepgen.runtime.errors import DriverError
-fake = ctypes.CDLL("libcuda.so.1")  # the same handle the launcher opened
-fake.fake_log.restype = ctypes.c_char_p
-def log():
-    return fake.fake_log().decode().splitlines()
+
+PRELUDE = FAKE_DRIVER_PRELUDE + """
 def current():
     p = ctypes.c_void_p()
     fake.cuCtxGetCurrent(ctypes.byref(p))
     return p.value
-def error(fn, *args):
-    try:
-        fn(*args)
-    except DriverError as e:
-        return {"type": "DriverError", "message": str(e), "call": e.call, "name": e.name}
-    except Exception as e:
-        return {"type": type(e).__name__, "message": str(e)}
-    return None
-GEMM = ("k_PPPFF", (3, 2, 1), (16, 16, 1), 0, ["A", "B", "C", "alpha", "beta"])
 """
 
 
 @pytest.fixture(scope="module")
 def fake_driver_dir(tmp_path_factory) -> Path:
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
+    d = build_fake_cuda(tmp_path_factory.mktemp("fake_cuda"))
+    if d is None:
         pytest.skip("no C compiler to build the fake driver")
-    d = tmp_path_factory.mktemp("fake_cuda")
-    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", str(d / "libcuda.so.1"),
-                    str(FAKE_SOURCE), "-lpthread"], check=True)
     return d
 
 
@@ -56,11 +33,7 @@ def fake_driver_dir(tmp_path_factory) -> Path:
 def run_fake(fake_driver_dir):
     """Run `body` after PRELUDE in a child process; return what it printed as JSON."""
     def run(body: str):
-        env = dict(os.environ, LD_LIBRARY_PATH=str(fake_driver_dir))
-        proc = subprocess.run([sys.executable, "-c", PRELUDE + textwrap.dedent(body)],
-                              env=env, capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 0, proc.stderr
-        return json.loads(proc.stdout.strip().splitlines()[-1])
+        return run_with_fake_driver(fake_driver_dir, PRELUDE + textwrap.dedent(body))
     return run
 
 

@@ -4,10 +4,6 @@ and cluster launches against the fake driver (tests/fake_cuda), all on the CPU."
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -20,9 +16,9 @@ from deepgen.runtime.artifact import (FORMAT, ArtifactError, KernelArtifact, Lau
 from deepgen.runtime.kernel import Kernel
 from deepgen.runtime.reference import reference_artifact
 from deepgen.spec import GemmSpec
-from runtime_fakes import pretend_cpu_is_cuda
+from runtime_fakes import (FAKE_DRIVER_PRELUDE, build_fake_cuda, pretend_cpu_is_cuda,
+                           run_with_fake_driver)
 
-FAKE_SOURCE = Path(__file__).parent / "fake_cuda" / "fake_libcuda.c"
 SIZES = {"M": 300, "N": 64, "K": 128, "batch": 2}
 BIAS_SPEC = GemmSpec(M=256, N=64, K=128, dtype="bf16", epilogue=EpilogueSpec.of(bias="col"))
 
@@ -301,37 +297,18 @@ def test_run_without_the_required_operand_names_it(monkeypatch, bias_kernel):
 
 # -- the launcher against the fake driver --------------------------------------------------------
 
-PRELUDE = """
-import ctypes, json, sys
-from deepgen.runtime import _launcher
-from deepgen.runtime.errors import DriverError
-fake = ctypes.CDLL("libcuda.so.1")
-fake.fake_log.restype = ctypes.c_char_p
-def log():
-    return fake.fake_log().decode().splitlines()
-def error(fn, *args):
-    try:
-        fn(*args)
-    except DriverError as e:
-        return {"type": "DriverError", "message": str(e), "call": e.call, "name": e.name}
-    except Exception as e:
-        return {"type": type(e).__name__, "message": str(e)}
-    return None
+PRELUDE = FAKE_DRIVER_PRELUDE + """
 TMA = {"name": "A_tma", "pointer": 0, "dtype": "bf16", "dims": [1, 256, 128],
        "strides": [32768, 128, 1], "box": [1, 64, 64], "element_strides": [1, 1, 1],
        "swizzle": 128, "interleave": 0, "l2_promotion": 128, "oob_fill": "none"}
-GEMM = ("k_PPPFF", (3, 2, 1), (16, 16, 1), 0, ["A", "B", "C", "alpha", "beta"])
 """
 
 
 def _build_fake(tmp_path_factory, name: str, *flags: str) -> Path:
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        pytest.skip("no C compiler to build the fake driver")
     pytest.importorskip("deepgen.runtime._launcher", reason="launcher not built")
-    d = tmp_path_factory.mktemp(name)
-    subprocess.run([cc, "-shared", "-fPIC", "-O1", *flags, "-o", str(d / "libcuda.so.1"),
-                    str(FAKE_SOURCE), "-lpthread"], check=True)
+    d = build_fake_cuda(tmp_path_factory.mktemp(name), *flags)
+    if d is None:
+        pytest.skip("no C compiler to build the fake driver")
     return d
 
 
@@ -346,12 +323,7 @@ def old_driver(tmp_path_factory) -> Path:
 
 
 def run_child(driver: Path, body: str):
-    env = dict(os.environ, LD_LIBRARY_PATH=str(driver))
-    proc = subprocess.run([sys.executable, "-c", PRELUDE + textwrap.dedent(body)], env=env,
-                          capture_output=True, text=True, timeout=120,
-                          cwd=str(Path(__file__).parent))
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_with_fake_driver(driver, PRELUDE + textwrap.dedent(body))
 
 
 ENCODE = ("type=9 rank=3 addr=0x10000 dims=128,256,1 strides=256,65536 box=64,64,1 "
