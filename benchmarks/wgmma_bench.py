@@ -114,6 +114,21 @@ for _shape, _fields in _MID_SHAPES.items():
         CASES[f"mid_bf16_NN_{_shape}_{_variant}"] = (dict(_fields, dtype="bf16", layout="NN"),
                                                      _cfg, 1.0, 0.0, f"bf16_NN_{_shape}")
 
+# split-K (issue 14 step "split-K where output tiles are fewer than SMs"): M = 128 with N = 4096
+# gives 32 tiles of 128x128 on 132 SMs; slices of K along grid z fill the GPU, the shared
+# deepgen-split-k reduce applies the epilogue. Against the default (mma_sync with split-K 4).
+_SPLITK_SHAPES = {"128x4096x4096": dict(M=128, N=4096, K=4096),
+                  "128x4096x14336": dict(M=128, N=4096, K=14336)}
+_SPLITK_VARIANTS = {"default": None, "128x128_s4": dict(W, split_k=4),
+                    "128x256c2_s8": dict(W, BN=256, consumers=2, split_k=8),
+                    "64x128_s2": dict(W, BM=64, split_k=2)}
+for _layout in ("NT", "NN"):
+    for _shape, _fields in _SPLITK_SHAPES.items():
+        for _variant, _cfg in _SPLITK_VARIANTS.items():
+            CASES[f"splitk_bf16_{_layout}_{_shape}_{_variant}"] = (
+                dict(_fields, dtype="bf16", layout=_layout), _cfg, 1.0, 0.0,
+                f"bf16_{_layout}_{_shape}")
+
 
 def compile_all(bundle: Path, only: str | None) -> None:
     from deepgen.compiler import compile_artifact

@@ -247,7 +247,8 @@ def compile_artifact(spec: GemmSpec, config: TileConfig | dict | None = None,
         deepgen = passes if passes is not None else strategy.pipeline(cfg)
         run_pipeline(module, deepgen, log, start=1)
         if builder:
-            launches, workspace = strategy.launches(spec, cfg), 0
+            launches = strategy.launches(spec, cfg)
+            workspace = strategy.workspace_bytes(spec, cfg)
         else:
             launches, workspace = collect_launches(module, spec)
         if tgt.backend == "hip":  # AMDGPU: ROCDL -> LLVM IR -> llvmlite -> ld.lld

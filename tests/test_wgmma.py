@@ -53,7 +53,11 @@ def _validate(spec=NT, target=H100, **fields):
     ({"cluster_m": 2, "persistent": True}, NT, H100, r"^persistent: clusters with the "),
     ({"cluster_m": 2, "BN": 64}, NN, H100, r"^BN: a 2x1 cluster multicasts half of B"),
     ({"persistent": True}, NT, H100, None),
-    ({"split_k": 2}, NT, H100, r"^split_k: only 1 is built"),
+    ({"split_k": 8}, NT, H100, None),  # 8 slices of one K tile each
+    ({"split_k": 5}, NT, H100, r"^split_k: 5 slices of 2 K tiles leave the last one empty: "
+                               r"K=512 has 8 tiles of BK=64"),
+    ({"split_k": 2, "persistent": True}, NT, H100, r"^split_k: split_k 2 with the persistent"),
+    ({"split_k": 2, "cluster_m": 2}, NT, H100, r"^split_k: .* or clusters: not built"),
     ({}, NT, get_target("sm_90"), r"^strategy: wgmma needs sm_90a"),
     ({}, GemmSpec(M=64, N=64, K=64, dtype="f32", allow_tf32=True, layout="NT"), H100,
      r"^dtype: .*f16 or bf16 \(tf32 not built yet\), got f32"),
@@ -106,6 +110,8 @@ def artifacts():
         "nt": compile_artifact(NT, {"strategy": "wgmma"}, "sm_90a", keep_ir=False),
         "nn_c2": compile_artifact(NN, {"strategy": "wgmma", "BN": 256, "consumers": 2},
                                   "sm_90a", keep_ir=False),
+        "nt_split4": compile_artifact(NT, {"strategy": "wgmma", "split_k": 4}, "sm_90a",
+                                      keep_ir=False),
     }
 
 
@@ -151,6 +157,39 @@ def test_signature_has_the_tma_params_the_runtime_encodes(artifacts):
     assert nt.grid == (16, 1, 1) and nn.grid == (8, 1, 1)
     assert nt.shared_bytes == 4 * 32768 + 64 and nn.shared_bytes == 4 * 49152 + 64
     assert artifacts["nt"].config["strategy"] == "wgmma"
+
+
+def test_split_k_writes_partials_to_the_workspace_and_launches_the_shared_reduce():
+    """split_k: grid z = batch x slices, each CTA's K slice from its z; the main kernel takes
+    W instead of C/alpha/beta/bias; deepgen-split-k's reduce (the one mma_sync and gemv use)
+    is the second launch and applies the epilogue chain."""
+    from deepgen.compiler.passes import split_k as SK
+
+    spec = GemmSpec(M=130, N=192, K=1000, batch=2, dtype="f16", layout="NN",
+                    epilogue={"steps": ["alpha_beta", "bias_row", "silu"]})
+    art = compile_artifact(spec, {"strategy": "wgmma", "split_k": 3, "BN": 64}, "sm_90a",
+                           keep_ir=False)
+    main, red = art.launches
+    assert main.grid == (2 * 3, 1, 2 * 3) and main.entry == "deepgen_wgmma_gemm"
+    assert [p.kind for p in main.params] == ["tma", "tma", "workspace"]
+    assert red == SK.reduce_launch(spec) and red.entry == "deepgen_splitk_reduce"
+    assert [p.name for p in red.params] == ["W", "C", "alpha", "beta", "bias"]
+    assert art.workspace_bytes == 2 * 3 * 130 * 192 * 4
+    ptx = art.assembly
+    assert ".entry deepgen_wgmma_gemm" in ptx and ".entry deepgen_splitk_reduce" in ptx
+    main_ptx = ptx.split("deepgen_splitk_reduce")[0]
+    # three parameters: the two descriptors and W (no C, alpha, beta or bias)
+    assert "deepgen_wgmma_gemm_param_2" in main_ptx
+    assert "deepgen_wgmma_gemm_param_3" not in main_ptx
+    assert re.search(r"st\.global\.v2\.(f32|b32)", main_ptx)  # raw partial pairs into W
+    assert "ex2.approx" not in main_ptx  # silu (the epilogue) runs in the reduce only
+    assert "ex2.approx" in ptx.split("deepgen_splitk_reduce", 1)[1]
+    for entry, res in art.resources.items():
+        assert res["spill_stores"] == res["stack_bytes"] == 0, (entry, res)
+    # the 128 x 4096 x 4096 target: 32 tiles x 4 slices of 16 K tiles
+    big = compile_artifact(GemmSpec(M=128, N=4096, K=4096, dtype="bf16", layout="NT"),
+                           {"strategy": "wgmma", "split_k": 4}, "sm_90a", keep_ir=False)
+    assert big.launches[0].grid == (32, 1, 4) and big.workspace_bytes == 4 * 128 * 4096 * 4
 
 
 def test_cluster_multicasts_half_of_b_and_releases_stages_in_both_ctas():

@@ -14,6 +14,7 @@ from mlir import ir
 from mlir.dialects import arith, gpu, scf, vector
 
 from deepgen.dialects import ops
+from deepgen.runtime.artifact import Launch, param_for
 from deepgen.spec import DTYPE_BYTES
 
 from .. import irb
@@ -24,6 +25,7 @@ from ..epilogue import chain_of
 from .vectorize import apply_epilogue
 
 REDUCE_THREADS = 256
+REDUCE_ENTRY = "deepgen_splitk_reduce"
 WORKSPACE = "deepgen.workspace_bytes"
 
 
@@ -68,8 +70,35 @@ def split(kernel, spec, cfg) -> None:
         raise PassError(kernel, f"expected one epilogue kind on the stores, found {sorted(epilogues)}")
     irb.set_attr(kernel, GRID, [gx, gy, gz * s])
     set_args(kernel, args_of(kernel) + ["W"])
-    irb.set_attr(kernel, WORKSPACE, spec.batch * s * spec.M * spec.N * 4)
+    irb.set_attr(kernel, WORKSPACE, workspace_bytes(spec, s))
     build_reduce(kernel, spec, s, chain_of(epilogues.pop()))
+
+
+def workspace_bytes(spec, s: int) -> int:
+    """Bytes of W: the f32 partial tiles of `s` K slices of every batch element."""
+    return spec.batch * s * spec.M * spec.N * 4
+
+
+def _reduce_vec(spec) -> int:
+    """Elements per reduce thread: 4 where every vector stays in bounds (and, with a bias,
+    within one row of C), else 1."""
+    return 4 if (spec.N if spec.epilogue.bias else spec.M * spec.N) % 4 == 0 else 1
+
+
+def reduce_grid(spec) -> list[int]:
+    return [-(-spec.M * spec.N // (REDUCE_THREADS * _reduce_vec(spec))), spec.batch, 1]
+
+
+def reduce_args(spec) -> list[str]:
+    return ["W", "C", "alpha", "beta"] + (["bias"] if spec.epilogue.bias else [])
+
+
+def reduce_launch(spec):
+    """The Launch of build_reduce's kernel, for kernel builders (wgmma) whose launches are
+    not read from the module's attributes."""
+    return Launch(entry=REDUCE_ENTRY, grid=tuple(reduce_grid(spec)),
+                  block=(REDUCE_THREADS, 1, 1), shared_bytes=0,
+                  params=tuple(param_for(name, spec) for name in reduce_args(spec)))
 
 
 def build_reduce(kernel, spec, s: int, steps) -> None:
@@ -77,7 +106,7 @@ def build_reduce(kernel, spec, s: int, steps) -> None:
     elements per thread (with a bias: within one row)."""
     mn = spec.M * spec.N
     bias_kind = spec.epilogue.bias
-    vec = 4 if (spec.N if bias_kind else mn) % 4 == 0 else 1
+    vec = _reduce_vec(spec)
     f32 = ir.F32Type.get()
     out_t = irb.element_type(spec.out_dtype)
     w_t = ir.MemRefType.get([spec.batch, s, mn], f32)
@@ -85,14 +114,13 @@ def build_reduce(kernel, spec, s: int, steps) -> None:
     bias_t = ([ir.MemRefType.get(list(spec.operand_shape("bias")),
                                  irb.element_type(spec.operand_dtype("bias")))]
               if bias_kind else [])
-    grid = [-(-mn // (REDUCE_THREADS * vec)), spec.batch, 1]
     with ir.InsertionPoint.after(kernel), kernel.location:
         red = gpu.GPUFuncOp(ir.FunctionType.get([w_t, c_t, f32, f32] + bias_t, []),
-                            sym_name="deepgen_splitk_reduce", kernel=True,
+                            sym_name=REDUCE_ENTRY, kernel=True,
                             known_block_size=[REDUCE_THREADS, 1, 1])
-        irb.set_attr(red, GRID, grid)
+        irb.set_attr(red, GRID, reduce_grid(spec))
         irb.set_attr(red, ORDER, 1)
-        set_args(red, ["W", "C", "alpha", "beta"] + (["bias"] if bias_kind else []))
+        set_args(red, reduce_args(spec))
         block = red.add_entry_block()
     W, C, alpha, beta = list(block.arguments)[:4]
     bias = block.arguments[4] if bias_kind else None

@@ -17,6 +17,7 @@ A kernel builder (builds_kernel = True, e.g. wgmma) emits its kernel directly in
 lowering the deepgen.gemm op through passes; it provides instead of the flat lowering:
     build_module(spec, cfg, target)   the module holding its gpu.module
     launches(spec, cfg)               its launches with their typed signature (tma params)
+    workspace_bytes(spec, cfg)        the scratch buffer W its launches share (0: none)
     extra_lowering(cfg)               stages after the backend's NVVM lowering
     finish_lowered(module, cfg)       an edit of the lowered module (grid-constant params)
 
@@ -91,6 +92,10 @@ class Strategy:
 
     def load_passes(self) -> None:
         """Import the modules that register this strategy's own passes (none by default)."""
+
+    def workspace_bytes(self, spec: GemmSpec, cfg: StrategyConfig) -> int:
+        """Bytes of the workspace a kernel builder's launches take (split-K partials)."""
+        return 0
 
     def from_flat(self, tile: TileConfig) -> StrategyConfig:
         """This strategy's config from flat (legacy) lowering parameters."""

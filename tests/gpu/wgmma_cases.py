@@ -2,7 +2,8 @@
 compiles them into DIR/wgmma/<name>): NT and NN, f16 and bf16, one and two consumer
 warpgroups (128x128, 128x256, 256x128), whole and partial tiles (TMA zero fill, guarded
 stores), odd N, K below one tile, batch, alpha/beta with C read, bias and activations, f32
-output, 2 to 6 stages, persistent grids (one and two CTAs per SM), 2x1 clusters with multicast.
+output, 2 to 6 stages, persistent grids (one and two CTAs per SM), 2x1 clusters with multicast,
+split-K (uneven slices, batch, odd N, the epilogue chain in the shared reduce).
 
 Each case: (name, spec fields, wgmma config fields given (the rest completed by the
 strategy), alpha, beta)."""
@@ -64,6 +65,15 @@ def cases() -> list:
         ("wgmma-NT-persistent-2cta", dict(nt, M=4096, N=2048, K=128),
          {"persistent": True, "ctas_per_sm": 2, "stages": 3, "consumer_registers": 216, **C1},
          1.0, 0.0),
+        # split-K: partials to W, deepgen-split-k's reduce applies alpha/beta/C and the chain
+        ("wgmma-NT-splitk4", dict(nt, M=128, N=1024, K=1024), {"split_k": 4, **C1}, 1.0, 0.0),
+        ("wgmma-NN-splitk3-batch2-biasrow-silu",
+         dict(M=130, N=192, K=1000, batch=2, dtype="f16", layout="NN",
+              epilogue=_epi("row", "silu")), {"split_k": 3, "BN": 64}, 1.5, 0.5),
+        ("wgmma-NT-splitk6-odd-n", dict(nt, M=127, N=129, K=1000), {"split_k": 6}, 1.0, -1.0),
+        ("wgmma-NT-splitk2-c2-biascol-gelu-f32out",
+         dict(nt, M=256, N=512, K=2048, out_dtype="f32", epilogue=_epi("col", "gelu_tanh")),
+         {"split_k": 2, **C2_WIDE}, 1.0, 0.0),
     ]
     return out
 

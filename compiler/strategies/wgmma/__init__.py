@@ -57,6 +57,10 @@ class Wgmma(Strategy):
         from .kernel import launches
         return launches(cfg, spec)
 
+    def workspace_bytes(self, spec: GemmSpec, cfg: WgmmaConfig) -> int:
+        from .kernel import workspace_bytes
+        return workspace_bytes(cfg, spec)
+
     def extra_lowering(self, cfg: WgmmaConfig) -> list[str]:
         from .kernel import EXTRA_LOWERING
         return list(EXTRA_LOWERING)

@@ -14,7 +14,7 @@ non-persistent or
 persistent (one CTA per SM taking tiles pid, pid + grid, ...; the producer runs on into the
 next tile while the consumers store this one), BK of
 one 128-byte swizzle span (64 16-bit elements), layouts NT (both operands K-major) and NN (B
-MN-major), split_k 1."""
+MN-major), split_k slices of K along grid z (not with the persistent grid or clusters)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -63,7 +63,9 @@ class WgmmaConfig(StrategyConfig):
     persistent: bool = False  # one CTA per SM walking the tiles (static round robin)
     raster: str = "row"  # tile order of the grid
     group_m: int = 8  # grouped order: tiles of group_m block rows are walked column by column
-    split_k: int = 1  # (only 1 built)
+    # K slices over grid z (batch * split_k CTAs along z), each a contiguous run of K tiles;
+    # the f32 partials go to the workspace W and deepgen-split-k's reduce applies the epilogue
+    split_k: int = 1
     # CTAs resident per SM (the kernel's minctasm): 2 lets one CTA's epilogue and ring fill
     # run under the other's wgmma, when both fit in shared memory and the register file
     ctas_per_sm: int = 1
@@ -83,6 +85,15 @@ class WgmmaConfig(StrategyConfig):
 
     def lowering(self):
         raise NotImplementedError("wgmma builds its kernel directly: no flat lowering")
+
+
+def k_tiles(cfg: WgmmaConfig, spec: GemmSpec) -> int:
+    return -(-spec.K // cfg.BK)
+
+
+def slice_tiles(cfg: WgmmaConfig, spec: GemmSpec) -> int:
+    """K tiles per split-K slice (the last slice takes what is left)."""
+    return -(-k_tiles(cfg, spec) // cfg.split_k)
 
 
 def tile_bytes(cfg: WgmmaConfig, spec: GemmSpec) -> tuple[int, int]:
@@ -132,7 +143,15 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
         check(halves % (8 if spec.b_transposed else 2) == 0, "BN",
               f"a 2x1 cluster multicasts half of B from each CTA: BN/2 must be a multiple of 8 "
               f"(NT) or BN a multiple of 128 (NN), got {cfg.BN}")
-    check(cfg.split_k == 1, "split_k", f"only 1 is built, got {cfg.split_k}")
+    check(cfg.split_k >= 1, "split_k", f"must be >= 1, got {cfg.split_k}")
+    if cfg.split_k > 1:
+        tiles, per = k_tiles(cfg, spec), slice_tiles(cfg, spec)
+        check((cfg.split_k - 1) * per < tiles, "split_k",
+              f"{cfg.split_k} slices of {per} K tiles leave the last one empty: K={spec.K} has "
+              f"{tiles} tiles of BK={cfg.BK}")
+        check(not cfg.persistent and cfg.cluster_m == 1, "split_k",
+              f"split_k {cfg.split_k} with the persistent grid or clusters: not built (one "
+              f"K slice per CTA along grid z)")
     check(cfg.consumers in (1, 2), "consumers",
           f"1 or 2 consumer warpgroups, got {cfg.consumers}")
     check(cfg.BM % (cfg.consumers * WGMMA_M) == 0, "BM",

@@ -16,6 +16,11 @@ Block of 128 x (1 + consumers) threads, dynamic shared memory
         wait_group 0
         epilogue: the EpilogueSpec chain on pairs of neighbouring columns, guarded stores to C
 
+split_k > 1: grid z = batch x split_k, the CTA at z multiplies K slice z mod split_k (a
+contiguous run of K tiles, KSlice) and stores its raw f32 accumulator into the workspace W[z];
+deepgen-split-k's reduce kernel (the one mma_sync and gemv use) is the second launch: it sums
+the slices in a fixed order and applies alpha/beta/C and the epilogue chain.
+
 Grid: (tiles_m * tiles_n, 1, batch) in grouped order (group_m block rows walked column by
 column); persistent: min(tiles, SMs x ctas_per_sm) CTAs walking tiles pid, pid + grid, ...
 (the ring's (stage, phase) carried on); cluster_m 2: pairs of vertically adjacent tiles whose
@@ -34,9 +39,11 @@ from deepgen.spec import DTYPE_BYTES, GemmSpec
 
 from ... import irb
 from ...epilogue import emit
+from ...passes import split_k as SK
 from ...passes.tile_gemm import kernel_module
 from . import builders as B
-from .config import WARPGROUP, WGMMA_K, WGMMA_M, WgmmaConfig, estimates, tile_bytes
+from .config import (WARPGROUP, WGMMA_K, WGMMA_M, WgmmaConfig, estimates, k_tiles, slice_tiles,
+                     tile_bytes)
 
 ENTRY = "deepgen_wgmma_gemm"
 # After the backend's NVVM lowering: mbarrier try_wait.parity and friends are inline-PTX ops
@@ -52,7 +59,7 @@ def grid(cfg: WgmmaConfig, spec: GemmSpec) -> tuple[int, int, int]:
         return min(tiles_m * tiles_n * spec.batch, SMS * cfg.ctas_per_sm), 1, 1
     if cfg.cluster_m == 2:  # pairs of vertically adjacent tiles (an odd last row: a spare CTA)
         return -(-tiles_m // 2) * 2 * tiles_n, 1, spec.batch
-    return tiles_m * tiles_n, 1, spec.batch
+    return tiles_m * tiles_n, 1, spec.batch * cfg.split_k  # z: batch element x K slice
 
 
 def signature(cfg: WgmmaConfig, spec: GemmSpec) -> tuple:
@@ -60,18 +67,47 @@ def signature(cfg: WgmmaConfig, spec: GemmSpec) -> tuple:
     b_rows = cfg.BN // cfg.cluster_m  # a cluster's CTAs each load their share of B
     b_box = (1, b_rows, cfg.BK) if spec.b_transposed else (1, cfg.BK, 128 // elt)
     params = [tma_param("A", "A", spec, (1, cfg.BM, cfg.BK)),
-              tma_param("B", "B", spec, b_box),
-              param_for("C", spec), param_for("alpha", spec), param_for("beta", spec)]
+              tma_param("B", "B", spec, b_box)]
+    if cfg.split_k > 1:  # raw partials to W; the reduce launch reads C, alpha, beta, bias
+        return tuple(params + [param_for("W", spec)])
+    params += [param_for("C", spec), param_for("alpha", spec), param_for("beta", spec)]
     if spec.epilogue.bias:
         params.append(param_for("bias", spec))
     return tuple(params)
 
 
 def launches(cfg: WgmmaConfig, spec: GemmSpec) -> list[Launch]:
-    return [Launch(entry=ENTRY, grid=grid(cfg, spec), block=(cfg.threads, 1, 1),
-                   shared_bytes=estimates(cfg, spec)["shared_bytes"],
-                   params=signature(cfg, spec),
-                   cluster=(cfg.cluster_m, 1, 1) if cfg.cluster_m > 1 else None)]
+    main = Launch(entry=ENTRY, grid=grid(cfg, spec), block=(cfg.threads, 1, 1),
+                  shared_bytes=estimates(cfg, spec)["shared_bytes"],
+                  params=signature(cfg, spec),
+                  cluster=(cfg.cluster_m, 1, 1) if cfg.cluster_m > 1 else None)
+    return [main] + ([SK.reduce_launch(spec)] if cfg.split_k > 1 else [])
+
+
+def workspace_bytes(cfg: WgmmaConfig, spec: GemmSpec) -> int:
+    return SK.workspace_bytes(spec, cfg.split_k) if cfg.split_k > 1 else 0
+
+
+class KSlice:
+    """The K tiles a CTA multiplies: `count` tiles from tile `first` (all of K, or with
+    split_k one slice of slice_tiles, the last slice shorter), and `z`, the workspace index
+    of its partials (batch element x split_k + slice)."""
+
+    def __init__(self, first, count, z=None):
+        self.first, self.count, self.z = first, count, z
+
+    @classmethod
+    def whole(cls, cfg: WgmmaConfig, spec: GemmSpec) -> "KSlice":
+        return cls(0, k_tiles(cfg, spec))
+
+    @classmethod
+    def of_block(cls, cfg: WgmmaConfig, spec: GemmSpec, z) -> tuple:
+        """(batch element, slice) of the CTA at grid z."""
+        if cfg.split_k == 1:
+            return z, cls.whole(cfg, spec)
+        per, total = slice_tiles(cfg, spec), k_tiles(cfg, spec)
+        first = irb.mul(irb.rem(z, cfg.split_k), per)
+        return irb.div(z, cfg.split_k), cls(first, irb.min_(per, irb.sub(total, first)), z)
 
 
 def _grouped_tile(pid, tiles_m: int, tiles_n: int, group: int):
@@ -99,7 +135,9 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
     ptr = llvm.PointerType.get()
     c_t = ir.MemRefType.get([spec.batch, spec.M, spec.N], out_t)
     types = [ptr, ptr, c_t, f32, f32]
-    if spec.epilogue.bias:
+    if cfg.split_k > 1:  # W: the slices' f32 partials
+        types = [ptr, ptr, ir.MemRefType.get([spec.batch * cfg.split_k, spec.M, spec.N], f32)]
+    elif spec.epilogue.bias:
         types.append(ir.MemRefType.get(list(spec.operand_shape("bias")),
                                        irb.element_type(spec.operand_dtype("bias"))))
     a_bytes, b_bytes = tile_bytes(cfg, spec)
@@ -111,10 +149,11 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
                                known_block_size=[cfg.threads, 1, 1])
         block = kernel.add_entry_block()
     args = list(block.arguments)
-    desc_a, desc_b, c_mem, alpha, beta = args[:5]
+    desc_a, desc_b, c_mem = args[:3]  # c_mem: C, or W with split_k
+    alpha, beta = args[3:5] if len(args) > 3 else (None, None)
     bias = args[5] if len(args) > 5 else None
     tiles_m, tiles_n = -(-spec.M // cfg.BM), -(-spec.N // cfg.BN)
-    k_tiles = -(-spec.K // cfg.BK)
+    whole = KSlice.whole(cfg, spec)
     b_boxes = 1 if spec.b_transposed else cfg.BN // (128 // elt)
 
     with ir.InsertionPoint(block):
@@ -133,18 +172,19 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
             return irb.mul(tile_m, cfg.BM), irb.mul(tile_n, cfg.BN), bz
 
         def for_tiles(body):
-            """body(m0, n0, bz, g0) for each tile of this CTA, g0 its first ring iteration:
-            one tile (the block's) or, persistent, tiles pid, pid + grid, ... ."""
+            """body(m0, n0, bz, g0, ks) for each tile of this CTA, g0 its first ring iteration,
+            ks its K slice: one tile (the block's) or, persistent, tiles pid, pid + grid, ... ."""
             if cfg.cluster_m == 2:  # the pair's tile row, then this CTA's of the two
                 bz = gpu.block_id(gpu.Dimension.z) if spec.batch > 1 else 0
                 pair_m, tile_n = _grouped_tile(irb.div(pid, 2), -(-tiles_m // 2), tiles_n,
                                                min(cfg.group_m, -(-tiles_m // 2)))
                 tile_m = irb.add(irb.mul(pair_m, 2), irb.rem(pid, 2))
-                body(irb.mul(tile_m, cfg.BM), irb.mul(tile_n, cfg.BN), bz, 0)
+                body(irb.mul(tile_m, cfg.BM), irb.mul(tile_n, cfg.BN), bz, 0, whole)
                 return
             if not cfg.persistent:
-                bz = gpu.block_id(gpu.Dimension.z) if spec.batch > 1 else 0
-                body(*origin(pid, bz), 0)
+                z = gpu.block_id(gpu.Dimension.z) if spec.batch * cfg.split_k > 1 else 0
+                bz, ks = KSlice.of_block(cfg, spec, z)
+                body(*origin(pid, bz), 0, ks)
                 return
             n_ctas = grid(cfg, spec)[0]
             total = tiles_m * tiles_n * spec.batch
@@ -152,7 +192,8 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
             loop = scf.ForOp(irb.const_index(0), irb.val(count), irb.const_index(1))
             with ir.InsertionPoint(loop.body):
                 i = loop.induction_variable
-                body(*origin(irb.add(pid, irb.mul(i, n_ctas)), None), irb.mul(i, k_tiles))
+                body(*origin(irb.add(pid, irb.mul(i, n_ctas)), None), irb.mul(i, whole.count),
+                     whole)
                 scf.yield_([])
 
         wg = irb.div(tid, WARPGROUP)
@@ -169,25 +210,27 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
                     B.setmaxnreg(cfg.producer_registers, increase=False)
                 with B.if_(B.eq(irb.div(tid, 32), 0)):
                     with B.if_(B.elect_one()):
-                        for_tiles(lambda m0, n0, bz, g0: _producer_loop(
-                            spec, cfg, ring, arena, desc_a, desc_b, m0, n0, bz, g0, k_tiles,
+                        for_tiles(lambda m0, n0, bz, g0, ks: _producer_loop(
+                            spec, cfg, ring, arena, desc_a, desc_b, m0, n0, bz, g0, ks,
                             a_bytes, stage_bytes, b_boxes))
             with consumer:
                 if cfg.warp_specialized:
                     B.setmaxnreg(cfg.consumer_registers, increase=True)
-                for_tiles(lambda m0, n0, bz, g0: _consumer(
-                    spec, cfg, ring, arena, tid, wg, m0, n0, bz, g0, k_tiles, a_bytes,
+                for_tiles(lambda m0, n0, bz, g0, ks: _consumer(
+                    spec, cfg, ring, arena, tid, wg, m0, n0, bz, g0, ks, a_bytes,
                     stage_bytes, c_mem, alpha, beta, bias, out_t))
         if cfg.cluster_m > 1:  # no CTA exits while its peer may still arrive on its barriers
             B.cluster_sync()
         gpu.return_([])
+    if cfg.split_k > 1:  # the deterministic reduce of the partials, with the epilogue chain
+        SK.build_reduce(kernel, spec, cfg.split_k, spec.epilogue.steps)
 
 
-def _producer_loop(spec, cfg, ring, arena, desc_a, desc_b, m0, n0, bz, g0, k_tiles, a_bytes,
+def _producer_loop(spec, cfg, ring, arena, desc_a, desc_b, m0, n0, bz, g0, ks, a_bytes,
                    stage_bytes, b_boxes) -> None:
     elt = DTYPE_BYTES[spec.dtype]
     box_n = 128 // elt
-    loop = scf.ForOp(irb.const_index(0), irb.const_index(k_tiles), irb.const_index(1))
+    loop = scf.ForOp(irb.const_index(0), irb.val(ks.count), irb.const_index(1))
     with ir.InsertionPoint(loop.body):
         t = loop.induction_variable
         st = B.PipelineState(irb.add(g0, t), cfg.stages)
@@ -195,7 +238,7 @@ def _producer_loop(spec, cfg, ring, arena, desc_a, desc_b, m0, n0, bz, g0, k_til
         ring.producer_commit(st, stage_bytes)
         full = ring.full(st.stage)
         base = irb.mul(st.stage, stage_bytes)
-        k0 = irb.mul(t, cfg.BK)
+        k0 = irb.mul(irb.add(ks.first, t), cfg.BK)
         # coordinates innermost first: (column, row, batch) of the stored matrices
         B.tma_load(desc_a, arena.ptr(base), (k0, m0, bz), full)
         if cfg.cluster_m == 1:
@@ -222,7 +265,7 @@ def _producer_loop(spec, cfg, ring, arena, desc_a, desc_b, m0, n0, bz, g0, k_til
         scf.yield_([])
 
 
-def _consumer(spec, cfg, ring, arena, tid, wg, m0, n0, bz, g0, k_tiles, a_bytes, stage_bytes,
+def _consumer(spec, cfg, ring, arena, tid, wg, m0, n0, bz, g0, ks, a_bytes, stage_bytes,
               c_mem, alpha, beta, bias, out_t) -> None:
     acc = B.Accumulator(cfg.BN)
     consumer = irb.sub(wg, 1)
@@ -259,8 +302,8 @@ def _consumer(spec, cfg, ring, arena, tid, wg, m0, n0, bz, g0, k_tiles, a_bytes,
     ring.consumer_wait(st0)
     accs = mma_tile(st0.stage, [acc.undef() for _ in range(cfg.slabs)], first=True)
     leader = B.eq(irb.rem(tid, WARPGROUP), 0)
-    if k_tiles > 1:
-        loop = scf.ForOp(irb.const_index(1), irb.const_index(k_tiles), irb.const_index(1), accs)
+    if not isinstance(ks.count, int) or ks.count > 1:
+        loop = scf.ForOp(irb.const_index(1), irb.val(ks.count), irb.const_index(1), accs)
         with ir.InsertionPoint(loop.body):
             t = irb.add(g0, loop.induction_variable)
             st = B.PipelineState(t, cfg.stages)
@@ -274,7 +317,11 @@ def _consumer(spec, cfg, ring, arena, tid, wg, m0, n0, bz, g0, k_tiles, a_bytes,
     nvvm.wgmma_wait_group_sync_aligned(0)
     if cfg.persistent:  # the ring goes on into the next tile: release the last stage too
         with B.if_(leader):
-            ring.consumer_release(B.PipelineState(irb.add(g0, k_tiles - 1), cfg.stages))
+            ring.consumer_release(B.PipelineState(irb.add(g0, irb.sub(ks.count, 1)),
+                                                  cfg.stages))
+    if cfg.split_k > 1:
+        _store_partials(spec, cfg, acc, accs, tid, m0, n0, row_base, ks.z, c_mem)
+        return
     _epilogue(spec, cfg, acc, accs, tid, m0, n0, row_base, bz, c_mem, alpha, beta, bias, out_t)
 
 
@@ -313,6 +360,37 @@ def _epilogue(spec, cfg, acc, accs, tid, m0, n0, row_base, bz, c_mem, alpha, bet
                         vector.store(y, c_mem, idx, alignment=2 * out_bytes)
                     else:
                         memref.store(y, c_mem, idx)
+
+
+def _fragment_origin(cfg, tid, m0, n0, row_base):
+    """(row, column) of a consumer thread's first accumulator register in C: the rows of
+    its warp's 16 (lane / 4), the column pair of its lane (2 (lane mod 4))."""
+    lane = irb.rem(tid, 32)
+    warp = irb.rem(irb.div(tid, 32), 4)
+    row0 = irb.add(irb.add(m0, row_base), irb.add(irb.mul(warp, 16), irb.div(lane, 4)))
+    return row0, irb.add(n0, irb.mul(irb.rem(lane, 4), 2))
+
+
+def _store_partials(spec, cfg, acc, accs, tid, m0, n0, row_base, z, w_mem) -> None:
+    """split_k: the raw f32 accumulator into the workspace W[z] (z = batch element x
+    split_k + slice), pairs of neighbouring columns as 2-vectors (one column at a time where
+    N is odd), guarded by the bounds; deepgen-split-k's reduce applies the epilogue."""
+    row0, col0 = _fragment_origin(cfg, tid, m0, n0, row_base)
+    width = 2 if spec.N % 2 == 0 else 1
+    f32 = ir.F32Type.get()
+    for r in range(cfg.slabs):
+        for j, drow, dcol in acc.pairs():
+            row = irb.add(row0, r * WGMMA_M + drow)
+            for half in range(2 // width):
+                col = irb.add(col0, dcol + half)
+                with B.if_(arith.andi(irb.lt(row, spec.M), irb.lt(col, spec.N))):
+                    idx = [irb.val(z), irb.val(row), irb.val(col)]
+                    if width == 2:
+                        x = vector.from_elements(irb.vector_type(2, f32),
+                                                 [acc.get(accs[r], j), acc.get(accs[r], j + 1)])
+                        vector.store(x, w_mem, idx, alignment=8)
+                    else:
+                        memref.store(acc.get(accs[r], j + half), w_mem, idx)
 
 
 def finish_lowered(module, cfg: WgmmaConfig) -> None:
