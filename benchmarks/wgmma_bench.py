@@ -129,6 +129,30 @@ for _layout in ("NT", "NN"):
                 dict(_fields, dtype="bf16", layout=_layout), _cfg, 1.0, 0.0,
                 f"bf16_{_layout}_{_shape}")
 
+# swap_ab (issue 15): decode shapes, M = 8..128 by the (N, K) of Llama-3 projections, layout
+# NT (B as nn.Linear stores it): C^T = B^T A^T with N on wgmma's 64-row M and split-K fitted
+# to the SMs, one CTA per SM or two; against the default (mma_sync at these M).
+DECODE_MS = (8, 16, 32, 64, 128)
+DECODE_NK = ((4096, 4096), (14336, 4096), (4096, 14336), (28672, 4096), (8192, 8192))
+_SWAP_VARIANTS = {"default": None, "swap": dict(W, swap_ab=True),
+                  "swap_2cta": dict(W, swap_ab=True, ctas_per_sm=2)}
+
+
+def _decode_cases(layouts=("NT",)) -> None:
+    for layout in layouts:
+        for m in DECODE_MS:
+            for n, k in DECODE_NK:
+                point = f"bf16_{layout}_{m}x{n}x{k}"
+                for variant, cfg in _SWAP_VARIANTS.items():
+                    name = f"decode_bf16_{layout}_{m}x{n}x{k}_{variant}"
+                    if cfg is None and f"splitk_{point}_default" in CASES:
+                        continue  # the point's default is timed once (its splitk_ case)
+                    CASES[name] = (dict(M=m, N=n, K=k, dtype="bf16", layout=layout), cfg,
+                                   1.0, 0.0, point)
+
+
+_decode_cases()
+
 
 def compile_all(bundle: Path, only: str | None) -> None:
     from deepgen.compiler import compile_artifact
@@ -149,7 +173,8 @@ def compile_all(bundle: Path, only: str | None) -> None:
     (bundle / "index.json").write_text(json.dumps(index, indent=1))
 
 
-def run_all(bundle: Path, rounds: int, out: Path | None) -> int:
+def run_all(bundle: Path, rounds: int, out: Path | None, warmup_ms: float = 25,
+            rep_ms: float = 100) -> int:
     import torch
 
     from deepgen.runtime import load, measure
@@ -179,13 +204,15 @@ def run_all(bundle: Path, rounds: int, out: Path | None) -> int:
         ms = {v: [] for v in runners}
         for _ in range(rounds):
             for v, run_one in runners.items():
-                ms[v].append(measure.time_ms(run_one, sets))
+                ms[v].append(measure.time_ms(run_one, sets, warmup_ms=warmup_ms,
+                                             rep_ms=rep_ms))
         cub = statistics.median(ms["cublas"])
         results[point] = {v: {"tflops_median": measure.tflops(spec, statistics.median(x)),
                               "tflops_rounds": [measure.tflops(spec, m) for m in x],
                               "vs_cublas": cub / statistics.median(x)} for v, x in ms.items()}
     report = {"benchmark": "wgmma_bench", "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-              "git_commit": git_commit(), **device_info(), "rounds": rounds, "checks": checks,
+              "git_commit": git_commit(), **device_info(), "rounds": rounds, "warmup_ms": warmup_ms,
+              "rep_ms": rep_ms, "checks": checks,
               "points": results}
     if out:
         out.write_text(json.dumps(report, indent=1))
@@ -205,11 +232,13 @@ def main() -> int:
     p.add_argument("--only", help="compile the cases whose name matches this regex")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--out", type=Path)
+    p.add_argument("--warmup-ms", type=float, default=25, help="per timing (do_bench warmup)")
+    p.add_argument("--rep-ms", type=float, default=100, help="per timing (do_bench rep)")
     a = p.parse_args()
     if a.compile_only:
         compile_all(a.compile_only, a.only)
         return 0
-    return run_all(a.run, a.rounds, a.out)
+    return run_all(a.run, a.rounds, a.out, a.warmup_ms, a.rep_ms)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from deepgen.spec import GemmSpec, SpecError
 H100 = get_target("sm_90a")
 NT = GemmSpec(M=512, N=512, K=512, dtype="bf16", layout="NT")
 NN = GemmSpec(M=512, N=512, K=512, dtype="f16", layout="NN")
+SWAP16 = GemmSpec(M=16, N=4096, K=4096, dtype="bf16", layout="NT")  # a decode shape
 
 
 def _validate(spec=NT, target=H100, **fields):
@@ -58,6 +59,13 @@ def _validate(spec=NT, target=H100, **fields):
                                r"K=512 has 8 tiles of BK=64"),
     ({"split_k": 2, "persistent": True}, NT, H100, r"^split_k: split_k 2 with the persistent"),
     ({"split_k": 2, "cluster_m": 2}, NT, H100, r"^split_k: .* or clusters: not built"),
+    ({"swap_ab": True, "BN": 16}, NT, H100, None),
+    ({"swap_ab": True}, NN, H100, r"^swap_ab: layout NN swapped puts B \(stored K x N, "
+                                  r"MN-major\) into wgmma's A operand"),
+    ({"swap_ab": True, "BN": 12}, NT, H100,
+     r"^BN: the wgmma N: a multiple of 8 from 8 to 256 \(swap_ab: BN runs over M\), got 12"),
+    ({"swap_ab": True, "BN": 32}, GemmSpec(M=32, N=64, K=64, dtype="bf16", layout="TT"), H100,
+     r"^BN: the wgmma N: a multiple of 64 .*layout TT: B MN-major"),
     ({}, NT, get_target("sm_90"), r"^strategy: wgmma needs sm_90a"),
     ({}, GemmSpec(M=64, N=64, K=64, dtype="f32", allow_tf32=True, layout="NT"), H100,
      r"^dtype: .*f16 or bf16 \(tf32 not built yet\), got f32"),
@@ -112,6 +120,8 @@ def artifacts():
                                   "sm_90a", keep_ir=False),
         "nt_split4": compile_artifact(NT, {"strategy": "wgmma", "split_k": 4}, "sm_90a",
                                       keep_ir=False),
+        "swap_m16_split4": compile_artifact(SWAP16, {"strategy": "wgmma", "swap_ab": True,
+                                                     "split_k": 4}, "sm_90a", keep_ir=False),
     }
 
 
@@ -192,6 +202,56 @@ def test_split_k_writes_partials_to_the_workspace_and_launches_the_shared_reduce
     assert big.launches[0].grid == (32, 1, 4) and big.workspace_bytes == 4 * 128 * 4096 * 4
 
 
+def test_swap_ab_puts_n_on_wgmma_m_and_m_on_its_n(artifacts):
+    """swap_ab at M = 16: descriptor 0 (wgmma's A) is B's, 128 rows of N by BK; descriptor 1
+    is A's, 16 rows of M (the TMA box may pass M: zero fill); m64n16k16 with both operands
+    K-major; 32 tiles of N x 4 K slices; the transposed partials go to W one element per
+    store (neighbouring accumulator columns are neighbouring rows of C)."""
+    art = artifacts["swap_m16_split4"]
+    main, red = art.launches
+    a, b = main.params[:2]
+    assert (a.operand, a.shape, a.box) == ("B", ("batch", "N", "K"), (1, 128, 64))
+    assert (b.operand, b.shape, b.box) == ("A", ("batch", "M", "K"), (1, 16, 64))
+    assert main.grid == (32, 1, 4) and red.entry == "deepgen_splitk_reduce"
+    assert art.config["swap_ab"] and art.config["BN"] == 16
+    main_ptx = art.assembly.split("deepgen_splitk_reduce")[0]
+    mma = re.findall(r"wgmma\.mma_async\.sync\.aligned\.m64n(\d+)k16\.f32\.bf16\.bf16 "
+                     r"\{[^}]*\}, %rd\d+, %rd\d+, (?:p|\d), 1,\s*1, (\d),\s*(\d);", main_ptx)
+    assert mma and {m for m in mma} == {("16", "0", "0")}
+    assert re.search(r"st\.global\.(f32|b32)", main_ptx)
+    assert not re.search(r"st\.global\.v2", main_ptx)
+    # every decode shape gets a tile of its M and a split that fills the SMs, validated
+    cfg = strategies.resolve({"strategy": "wgmma", "swap_ab": True}, SWAP16, H100)
+    assert (cfg.BM, cfg.BN, cfg.split_k) == (128, 16, 4)
+    two = strategies.resolve({"strategy": "wgmma", "swap_ab": True, "ctas_per_sm": 2},
+                             GemmSpec(M=64, N=14336, K=4096, dtype="bf16", layout="NT"), H100)
+    assert (two.BN, two.split_k, two.consumer_registers) == (64, 2, 216)
+
+
+def test_swap_ab_epilogue_maps_the_bias_and_stores_transposed():
+    """Without split-K the swapped kernel applies the chain itself: a bias per column of C
+    is read at the accumulator's row (n); C is read with beta (layout TT: A, wgmma's B, is
+    MN-major: its transpose bit set, boxes of 64 columns of M)."""
+    spec = GemmSpec(M=100, N=520, K=256, dtype="bf16", layout="NT",
+                    epilogue={"steps": ["alpha_beta", "bias_col", "gelu_tanh"]})
+    art = compile_artifact(spec, {"strategy": "wgmma", "swap_ab": True, "split_k": 1},
+                           "sm_90a", keep_ir=False)
+    (main,) = art.launches
+    assert [p.name for p in main.params] == ["B", "A", "C", "alpha", "beta", "bias"]
+    assert main.grid == (5, 1, 1) and art.config["BN"] == 104
+    assert "m64n104k16" in art.assembly and art.workspace_bytes == 0
+    tt = compile_artifact(GemmSpec(M=136, N=300, K=200, dtype="f16", layout="TT"),
+                          {"strategy": "wgmma", "swap_ab": True}, "sm_90a", keep_ir=False)
+    (launch,) = tt.launches
+    assert launch.params[1].box == (1, 64, 64) and tt.config["BN"] == 192
+    bits = set(re.findall(r"m64n192k16\.f32\.f16\.f16 \{[^}]*\}, %rd\d+, %rd\d+, "
+                          r"(?:p|\d), 1,\s*1, (\d),\s*(\d);", tt.assembly))
+    assert bits == {("0", "1")}
+    for a in (art, tt):
+        res = a.resources[launch.entry]
+        assert res["spill_stores"] == res["stack_bytes"] == 0, res
+
+
 def test_cluster_multicasts_half_of_b_and_releases_stages_in_both_ctas():
     art = compile_artifact(NT, {"strategy": "wgmma", "BN": 256, "consumers": 2,
                                 "cluster_m": 2}, "sm_90a", keep_ir=False)
@@ -218,6 +278,6 @@ def test_sass_has_hgmma_utmaldg_syncs_and_no_local_memory(artifacts):
             path.write_bytes(art.binary)
             sass = subprocess.run([exe, "-sass", str(path)], capture_output=True, text=True,
                                   env=cuobjdump_env(exe), check=True).stdout
-        assert re.search(r"HGMMA\.64x(128|256)x16\.F32\b", sass), name
+        assert re.search(r"HGMMA\.64x(16|128|256)x16\.F32\b", sass), name
         assert "UTMALDG" in sass and "SYNCS" in sass, name
         assert not re.search(r"\b(LDL|STL)\b", sass), f"{name}: local memory in the SASS"

@@ -3,7 +3,8 @@ compiles them into DIR/wgmma/<name>): NT and NN, f16 and bf16, one and two consu
 warpgroups (128x128, 128x256, 256x128), whole and partial tiles (TMA zero fill, guarded
 stores), odd N, K below one tile, batch, alpha/beta with C read, bias and activations, f32
 output, 2 to 6 stages, persistent grids (one and two CTAs per SM), 2x1 clusters with multicast,
-split-K (uneven slices, batch, odd N, the epilogue chain in the shared reduce).
+split-K (uneven slices, batch, odd N, the epilogue chain in the shared reduce), swap_ab (small
+M as wgmma's N, with and without split-K, bias of either kind, TT through B MN-major).
 
 Each case: (name, spec fields, wgmma config fields given (the rest completed by the
 strategy), alpha, beta)."""
@@ -74,6 +75,22 @@ def cases() -> list:
         ("wgmma-NT-splitk2-c2-biascol-gelu-f32out",
          dict(nt, M=256, N=512, K=2048, out_dtype="f32", epilogue=_epi("col", "gelu_tanh")),
          {"split_k": 2, **C2_WIDE}, 1.0, 0.0),
+        # swap_ab: C^T = B^T A^T, N over wgmma's 64-row M, M as its N (M below BN: TMA zero
+        # fill), the transposed accumulator stored into row-major C (bias row/col of C)
+        ("wgmma-NT-swap-m16-splitk4", dict(nt, M=16, N=1024, K=1024),
+         {"swap_ab": True, "split_k": 4}, 1.0, 0.0),
+        ("wgmma-NT-swap-m5-partial-beta", dict(nt, M=5, N=300, K=200), {"swap_ab": True},
+         1.5, -0.5),
+        ("wgmma-NT-swap-m100-biascol-gelu", dict(nt, M=100, N=520, K=256,
+                                                 epilogue=_epi("col", "gelu_tanh")),
+         {"swap_ab": True, "split_k": 1}, 1.0, 0.0),
+        ("wgmma-NT-swap-m64-biasrow-batch2-splitk3-f32out",
+         dict(nt, M=64, N=384, K=1000, batch=2, out_dtype="f32", epilogue=_epi("row", "relu")),
+         {"swap_ab": True, "split_k": 3}, 1.0, 0.5),
+        ("wgmma-NT-swap-m24-odd-n-2cta", dict(M=24, N=129, K=520, dtype="f16", layout="NT"),
+         {"swap_ab": True, "ctas_per_sm": 2}, 1.0, 0.0),
+        ("wgmma-TT-swap-m136", dict(M=136, N=300, K=200, dtype="f16", layout="TT"),
+         {"swap_ab": True}, 1.0, 0.0),
     ]
     return out
 

@@ -69,6 +69,10 @@ class WgmmaConfig(StrategyConfig):
     # CTAs resident per SM (the kernel's minctasm): 2 lets one CTA's epilogue and ring fill
     # run under the other's wgmma, when both fit in shared memory and the register file
     ctas_per_sm: int = 1
+    # C^T = B^T A^T: B feeds wgmma's A operand (the BM rows of a tile run over N) and A its B
+    # operand (the BN columns run over M): a small M becomes wgmma's N (n8..n256) while N
+    # fills wgmma's 64-row M; the epilogue stores the transposed accumulator into C
+    swap_ab: bool = False
 
     @property
     def threads(self) -> int:
@@ -85,6 +89,25 @@ class WgmmaConfig(StrategyConfig):
 
     def lowering(self):
         raise NotImplementedError("wgmma builds its kernel directly: no flat lowering")
+
+
+@dataclass(frozen=True)
+class Operands:
+    """Which of the spec's operands feeds wgmma's A operand (the tile's BM rows) and which its
+    B operand (BN columns), the problem's extent along each, and whether each is K-major in
+    memory (a K-major A stored (rows, K); B stored (cols, K))."""
+    a: str
+    b: str
+    rows: int
+    cols: int
+    a_k_major: bool
+    b_k_major: bool
+
+
+def operands(cfg: WgmmaConfig, spec: GemmSpec) -> Operands:
+    if cfg.swap_ab:  # wgmma A = B^T (N x K: K-major when B is stored (N, K)), wgmma B = A^T
+        return Operands("B", "A", spec.N, spec.M, spec.b_transposed, not spec.a_transposed)
+    return Operands("A", "B", spec.M, spec.N, not spec.a_transposed, spec.b_transposed)
 
 
 def k_tiles(cfg: WgmmaConfig, spec: GemmSpec) -> int:
@@ -127,9 +150,15 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
           f"wgmma needs sm_90a (wgmma.mma_async, setmaxnreg), got target {target.name}")
     check(spec.dtype in ("f16", "bf16"), "dtype",
           f"the wgmma strategy multiplies f16 or bf16 (tf32 not built yet), got {spec.dtype}")
-    check(spec.layout in BUILT_LAYOUTS, "layout",
-          f"layouts {BUILT_LAYOUTS} are built (A row-major; TN/TT need A's transpose bit, not "
-          f"built yet), got {spec.layout}")
+    ops = operands(cfg, spec)
+    if cfg.swap_ab:
+        check(ops.a_k_major, "swap_ab",
+              f"layout {spec.layout} swapped puts B (stored K x N, MN-major) into wgmma's A "
+              f"operand: A's transpose bit is not built yet (swap_ab builds NT and TT)")
+    else:
+        check(spec.layout in BUILT_LAYOUTS, "layout",
+              f"layouts {BUILT_LAYOUTS} are built (A row-major; TN/TT need A's transpose bit, "
+              f"not built yet; TT runs with swap_ab), got {spec.layout}")
     problem = tma_problem(spec)
     check(problem is None, "layout", problem or "")
     check(cfg.mode == "cooperative", "mode",
@@ -139,8 +168,8 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
           f"1x1 and 2x1 clusters are built, got {cfg.cluster_m}x{cfg.cluster_n}")
     if cfg.cluster_m == 2:
         check(not cfg.persistent, "persistent", "clusters with the persistent grid: not built")
-        halves = cfg.BN // 2 if spec.b_transposed else cfg.BN // (SWIZZLE // DTYPE_BYTES[spec.dtype])
-        check(halves % (8 if spec.b_transposed else 2) == 0, "BN",
+        halves = cfg.BN // 2 if ops.b_k_major else cfg.BN // (SWIZZLE // DTYPE_BYTES[spec.dtype])
+        check(halves % (8 if ops.b_k_major else 2) == 0, "BN",
               f"a 2x1 cluster multicasts half of B from each CTA: BN/2 must be a multiple of 8 "
               f"(NT) or BN a multiple of 128 (NN), got {cfg.BN}")
     check(cfg.split_k >= 1, "split_k", f"must be >= 1, got {cfg.split_k}")
@@ -160,11 +189,11 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
     check(cfg.BM <= TMA_MAX_BOX, "BM",
           f"A's TMA box has BM rows: at most {TMA_MAX_BOX}, got {cfg.BM}")
     # NN: B's tile is BK rows of BN columns, loaded as boxes of one 128-byte swizzle span
-    n_step = 8 if spec.b_transposed else SWIZZLE // DTYPE_BYTES[spec.dtype]
+    n_step = 8 if ops.b_k_major else SWIZZLE // DTYPE_BYTES[spec.dtype]
     check(cfg.BN % n_step == 0 and n_step <= cfg.BN <= MAX_WGMMA_N, "BN",
           f"the wgmma N: a multiple of {n_step} from {n_step} to {MAX_WGMMA_N}"
-          f"{' (layout NN: B MN-major, boxes of one swizzle span)' if n_step > 8 else ''}, "
-          f"got {cfg.BN}")
+          f"{f' (layout {spec.layout}: B MN-major, boxes of one swizzle span)' if n_step > 8 else ''}"
+          f"{' (swap_ab: BN runs over M)' if cfg.swap_ab else ''}, got {cfg.BN}")
     elt = DTYPE_BYTES[spec.dtype]
     check(cfg.BK * elt == SWIZZLE, "BK",
           f"one {SWIZZLE}-byte swizzle span: {SWIZZLE // elt} {spec.dtype} elements (the TMA "
@@ -241,3 +270,39 @@ def default_config(spec: GemmSpec, target: Target) -> WgmmaConfig:
     step = 8 if spec.b_transposed else 64
     bn = 128 if spec.N >= 128 else max(step, -(-spec.N // step) * step)
     return WgmmaConfig(BN=bn)
+
+
+# swap_ab rings: stages of one BM x BK tile of B and one BN x BK tile of A, as many as fit in
+# this many bytes (a decode GEMM streams B: the bytes in flight per SM are what it runs on)
+SWAP_RING_BYTES = 160 * 1024
+
+
+def swap_config(spec: GemmSpec, target: Target, bm: int = 128,
+                ctas_per_sm: int = 1) -> WgmmaConfig:
+    """swap_ab for a small M: BM rows of N per tile (one consumer), BN = M rounded up to the
+    wgmma N step (8; 64 where A, wgmma's B operand, is MN-major), the deepest ring within
+    SWAP_RING_BYTES (or the CTA's share of the SM's shared memory with ctas_per_sm 2, its
+    consumers then at 216 registers), split_k fitted to the SMs (fit_split_k)."""
+    step = 8 if not spec.a_transposed else SWIZZLE // DTYPE_BYTES[spec.dtype]
+    bn = min(MAX_WGMMA_N, max(step, -(-spec.M // step) * step))
+    cfg = WgmmaConfig(BM=bm, BN=bn, consumers=1, swap_ab=True, ctas_per_sm=ctas_per_sm)
+    if ctas_per_sm > 1:
+        cfg = cfg.replace(consumer_registers=216)
+    budget = min(SWAP_RING_BYTES, SM_SHARED // ctas_per_sm - CTA_RESERVED_SHARED
+                 - 2 * MAX_STAGES * BARRIER_BYTES)
+    cfg = cfg.replace(stages=max(2, min(MAX_STAGES, budget // sum(tile_bytes(cfg, spec)))))
+    return fit_split_k(cfg, spec, target)
+
+
+def fit_split_k(cfg: WgmmaConfig, spec: GemmSpec, target: Target,
+                min_slice_tiles: int = 4) -> WgmmaConfig:
+    """The largest split_k that keeps the grid within one wave (tiles x split_k <= SMs x
+    ctas_per_sm), slices of at least `min_slice_tiles` K tiles and no empty last slice."""
+    ops = operands(cfg, spec)
+    tiles = -(-ops.rows // cfg.BM) * -(-ops.cols // cfg.BN) * spec.batch
+    total = k_tiles(cfg, spec)
+    wave = target.multiprocessors * cfg.ctas_per_sm
+    split = max(1, min(wave // tiles, total // min_slice_tiles))
+    while split > 1 and (split - 1) * -(-total // split) >= total:
+        split -= 1
+    return cfg.replace(split_k=split)

@@ -42,8 +42,8 @@ from ...epilogue import emit
 from ...passes import split_k as SK
 from ...passes.tile_gemm import kernel_module
 from . import builders as B
-from .config import (WARPGROUP, WGMMA_K, WGMMA_M, WgmmaConfig, estimates, k_tiles, slice_tiles,
-                     tile_bytes)
+from .config import (WARPGROUP, WGMMA_K, WGMMA_M, WgmmaConfig, estimates, k_tiles, operands,
+                     slice_tiles, tile_bytes)
 
 ENTRY = "deepgen_wgmma_gemm"
 # After the backend's NVVM lowering: mbarrier try_wait.parity and friends are inline-PTX ops
@@ -54,7 +54,8 @@ SMS = 132  # multiprocessors of an H100 SXM / H200: the persistent grid's size
 
 
 def grid(cfg: WgmmaConfig, spec: GemmSpec) -> tuple[int, int, int]:
-    tiles_m, tiles_n = -(-spec.M // cfg.BM), -(-spec.N // cfg.BN)
+    ops = operands(cfg, spec)  # swap_ab: tile rows over N, columns over M
+    tiles_m, tiles_n = -(-ops.rows // cfg.BM), -(-ops.cols // cfg.BN)
     if cfg.persistent:  # one CTA per SM (ctas_per_sm per SM), each walking tiles
         return min(tiles_m * tiles_n * spec.batch, SMS * cfg.ctas_per_sm), 1, 1
     if cfg.cluster_m == 2:  # pairs of vertically adjacent tiles (an odd last row: a spare CTA)
@@ -65,9 +66,10 @@ def grid(cfg: WgmmaConfig, spec: GemmSpec) -> tuple[int, int, int]:
 def signature(cfg: WgmmaConfig, spec: GemmSpec) -> tuple:
     elt = DTYPE_BYTES[spec.dtype]
     b_rows = cfg.BN // cfg.cluster_m  # a cluster's CTAs each load their share of B
-    b_box = (1, b_rows, cfg.BK) if spec.b_transposed else (1, cfg.BK, 128 // elt)
-    params = [tma_param("A", "A", spec, (1, cfg.BM, cfg.BK)),
-              tma_param("B", "B", spec, b_box)]
+    ops = operands(cfg, spec)  # the descriptors of wgmma's A and B operands, in that order
+    b_box = (1, b_rows, cfg.BK) if ops.b_k_major else (1, cfg.BK, 128 // elt)
+    params = [tma_param(ops.a, ops.a, spec, (1, cfg.BM, cfg.BK)),
+              tma_param(ops.b, ops.b, spec, b_box)]
     if cfg.split_k > 1:  # raw partials to W; the reduce launch reads C, alpha, beta, bias
         return tuple(params + [param_for("W", spec)])
     params += [param_for("C", spec), param_for("alpha", spec), param_for("beta", spec)]
@@ -152,9 +154,10 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
     desc_a, desc_b, c_mem = args[:3]  # c_mem: C, or W with split_k
     alpha, beta = args[3:5] if len(args) > 3 else (None, None)
     bias = args[5] if len(args) > 5 else None
-    tiles_m, tiles_n = -(-spec.M // cfg.BM), -(-spec.N // cfg.BN)
+    ops = operands(cfg, spec)
+    tiles_m, tiles_n = -(-ops.rows // cfg.BM), -(-ops.cols // cfg.BN)
     whole = KSlice.whole(cfg, spec)
-    b_boxes = 1 if spec.b_transposed else cfg.BN // (128 // elt)
+    b_boxes = 1 if ops.b_k_major else cfg.BN // (128 // elt)
 
     with ir.InsertionPoint(block):
         arena.base()
@@ -230,6 +233,7 @@ def _producer_loop(spec, cfg, ring, arena, desc_a, desc_b, m0, n0, bz, g0, ks, a
                    stage_bytes, b_boxes) -> None:
     elt = DTYPE_BYTES[spec.dtype]
     box_n = 128 // elt
+    b_k_major = operands(cfg, spec).b_k_major
     loop = scf.ForOp(irb.const_index(0), irb.val(ks.count), irb.const_index(1))
     with ir.InsertionPoint(loop.body):
         t = loop.induction_variable
@@ -242,7 +246,7 @@ def _producer_loop(spec, cfg, ring, arena, desc_a, desc_b, m0, n0, bz, g0, ks, a
         # coordinates innermost first: (column, row, batch) of the stored matrices
         B.tma_load(desc_a, arena.ptr(base), (k0, m0, bz), full)
         if cfg.cluster_m == 1:
-            if spec.b_transposed:  # B stored (N, K): one BN x BK box
+            if b_k_major:  # B stored (N, K): one BN x BK box
                 B.tma_load(desc_b, arena.ptr(irb.add(base, a_bytes)), (k0, n0, bz), full)
             else:  # B stored (K, N): BK x 64 boxes side by side
                 for j in range(b_boxes):
@@ -250,7 +254,7 @@ def _producer_loop(spec, cfg, ring, arena, desc_a, desc_b, m0, n0, bz, g0, ks, a
                     B.tma_load(desc_b, dst, (irb.add(n0, j * box_n), k0, bz), full)
         else:  # this CTA's half of B, multicast into both CTAs of the pair (same offsets)
             rank = irb.rem(gpu.block_id(gpu.Dimension.x), 2)
-            if spec.b_transposed:
+            if b_k_major:
                 half = cfg.BN // 2
                 dst = arena.ptr(irb.add(base, irb.add(a_bytes, irb.mul(rank, half * cfg.BK * elt))))
                 B.tma_load(desc_b, dst, (k0, irb.add(n0, irb.mul(rank, half)), bz), full,
@@ -270,7 +274,7 @@ def _consumer(spec, cfg, ring, arena, tid, wg, m0, n0, bz, g0, ks, a_bytes, stag
     acc = B.Accumulator(cfg.BN)
     consumer = irb.sub(wg, 1)
     row_base = irb.mul(consumer, cfg.rows_per_consumer)  # within the tile
-    mn_major_b = not spec.b_transposed
+    mn_major_b = not operands(cfg, spec).b_k_major
     k_steps = cfg.BK // WGMMA_K
     elt = DTYPE_BYTES[spec.dtype]
 
@@ -319,6 +323,10 @@ def _consumer(spec, cfg, ring, arena, tid, wg, m0, n0, bz, g0, ks, a_bytes, stag
         with B.if_(leader):
             ring.consumer_release(B.PipelineState(irb.add(g0, irb.sub(ks.count, 1)),
                                                   cfg.stages))
+    if cfg.swap_ab:
+        _store_transposed(spec, cfg, acc, accs, tid, m0, n0, row_base, bz, ks, c_mem, alpha,
+                          beta, bias, out_t)
+        return
     if cfg.split_k > 1:
         _store_partials(spec, cfg, acc, accs, tid, m0, n0, row_base, ks.z, c_mem)
         return
@@ -391,6 +399,31 @@ def _store_partials(spec, cfg, acc, accs, tid, m0, n0, row_base, z, w_mem) -> No
                         vector.store(x, w_mem, idx, alignment=8)
                     else:
                         memref.store(acc.get(accs[r], j + half), w_mem, idx)
+
+
+def _store_transposed(spec, cfg, acc, accs, tid, n0, m0, row_base, bz, ks, out, alpha, beta,
+                      bias, out_t) -> None:
+    """swap_ab: the accumulator holds a tile of C^T (rows over N from n0, columns over M from
+    m0); each register goes to C[m, n] (neighbouring registers lie in neighbouring rows of C,
+    so one element per store), guarded by the bounds: the raw f32 partial into W[z] with
+    split_k, else through the epilogue chain with C's own (row, column), so a bias per column
+    of C is indexed by n, the accumulator's row."""
+    n_first, m_first = _fragment_origin(cfg, tid, n0, m0, row_base)
+    for r in range(cfg.slabs):
+        for j, drow, dcol in acc.pairs():
+            n = irb.add(n_first, r * WGMMA_M + drow)
+            for half in range(2):
+                m = irb.add(m_first, dcol + half)
+                with B.if_(arith.andi(irb.lt(m, spec.M), irb.lt(n, spec.N))):
+                    x = acc.get(accs[r], j + half)
+                    if cfg.split_k > 1:
+                        memref.store(x, out, [irb.val(ks.z), irb.val(m), irb.val(n)])
+                        continue
+                    idx = [irb.val(bz), irb.val(m), irb.val(n)]
+                    y = emit(x, spec.epilogue.steps, alpha=alpha, beta=beta,
+                             load_c=lambda idx=idx: memref.load(out, idx), bias=bias,
+                             row=m, col=n)
+                    memref.store(irb.truncf(y, out_t), out, idx)
 
 
 def finish_lowered(module, cfg: WgmmaConfig) -> None:
