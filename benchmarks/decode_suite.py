@@ -1,12 +1,14 @@
 """Decode-sized GEMMs (issue 15): M in 1..128 tokens against the Llama-3 8B/70B projection
-weights, layout NT (B stored (N, K) as nn.Linear stores it), bf16 and f16.
+weights, layout NT (B stored (N, K) as nn.Linear stores it; `--layouts` adds others), bf16
+and f16.
 
     python benchmarks/decode_suite.py --compile-only DIR [--ms 1,2,4] [--dtypes bf16]  # CPU
     python benchmarks/decode_suite.py --run DIR [--out r.json] [--budget-s 200]        # GPU
 
 Per point: DeepGen's default kernel and, where they apply, alternatives (the other strategy's
 default; gemv variants of rows/unroll, bf16 M <= 16: what the default heuristic was decided
-from), and torch.matmul (cuBLAS) timed in the same process. TFLOP/s, GB/s (A and B read once,
+from), torch.matmul (cuBLAS) and the Triton tutorial matmul (benchmarks/triton_matmul.py, its
+best config for the point) timed in the same process. TFLOP/s, GB/s (A and B read once,
 C written once), and the fraction of the streaming-read bandwidth measured in the same run
 (torch.sum over 1 GiB).
 
@@ -31,7 +33,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gemm_suite import add_bundle_modes, device_info, git_commit, write_json  # noqa: E402
+from gemm_suite import (  # noqa: E402
+    _load_triton, add_bundle_modes, device_info, git_commit, write_json)
 
 from deepgen.spec import DTYPE_BYTES, GemmSpec  # noqa: E402
 
@@ -50,16 +53,19 @@ GEMV_VARIANTS = ((4, 2), (2, 4), (1, 8), (4, 4))
 VARIANT_MAX_M = 16
 
 
-def points(ms=MS, dtypes=DTYPES, nk=NK) -> list[dict]:
+def points(ms=MS, dtypes=DTYPES, nk=NK, layouts=("NT",)) -> list[dict]:
     """The suite's points, M <= 32 first (bf16, then f16), then the larger M: a run cut
-    short by its time budget keeps the points that decide the default heuristic."""
-    pts = [{"name": f"{dt}-{m}x{n}x{k}", "M": m, "N": n, "K": k, "dtype": dt}
-           for dt in dtypes for (n, k) in nk for m in ms]
+    short by its time budget keeps the points that decide the default heuristic. Layout NT
+    (B as nn.Linear stores it) is the suite; other layouts get the layout in their name."""
+    pts = [{"name": f"{dt}-{m}x{n}x{k}" + ("" if lay == "NT" else f"-{lay}"), "M": m, "N": n,
+            "K": k, "dtype": dt, "layout": lay}
+           for lay in layouts for dt in dtypes for (n, k) in nk for m in ms]
     return sorted(pts, key=lambda p: (p["M"] > 32, dtypes.index(p["dtype"])))
 
 
 def spec_of(p: dict) -> GemmSpec:
-    return GemmSpec(M=p["M"], N=p["N"], K=p["K"], dtype=p["dtype"], layout="NT")
+    return GemmSpec(M=p["M"], N=p["N"], K=p["K"], dtype=p["dtype"],
+                    layout=p.get("layout", "NT"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,6 +254,7 @@ def measure_point(row: dict, bundle: Path, stream_gbps: float, rounds: int) -> d
     err = measure.rel_error(c, ref)
     res["runners"]["cublas"] = {"rel_err": err, "check": "ok" if err <= res["tolerance"]
                                 else f"FAIL rel_err {err:.2e}"}
+    triton_run = _checked_triton(res, a, b, c, ref)
     del ref, b
     # timing: copies of B past the L2, one graph per runner, interleaved rounds
     bs = [measure.operand(spec, "B") for _ in range(copies)]
@@ -258,6 +265,8 @@ def measure_point(row: dict, bundle: Path, stream_gbps: float, rounds: int) -> d
             runners.append(Runner(vname, lambda bb, k=k, cv=cv: k(a, bb, cv), bs, launches))
         ct = torch.empty_like(c)
         runners.append(Runner("cublas", lambda bb: torch.matmul(a, bb, out=ct), bs, launches))
+        if triton_run is not None:
+            runners.append(Runner("triton", lambda bb: triton_run(a, bb), bs, launches))
         times = {r.name: [] for r in runners}
         for _ in range(rounds):
             for r in runners:
@@ -274,13 +283,53 @@ def measure_point(row: dict, bundle: Path, stream_gbps: float, rounds: int) -> d
     for name, r in res["runners"].items():
         if cub and r.get("ms"):
             r["vs_cublas"] = cub / r["ms"]
-    timed = {n: r for n, r in res["runners"].items() if n != "cublas" and r.get("ms")}
+    timed = {n: r for n, r in res["runners"].items()
+             if n not in ("cublas", "triton") and r.get("ms")}
     if timed:
         best = min(timed, key=lambda n: timed[n]["ms"])
         res["best"] = best
     del runners, bs
     torch.cuda.empty_cache()
     return res
+
+
+def _checked_triton(res: dict, a, b, c, ref):
+    """The Triton tutorial matmul (benchmarks/triton_matmul.py) with its best config for this
+    point, checked like the others (C poisoned); run(a, b) or None where Triton is missing or
+    fails (recorded in res["runners"]["triton"])."""
+    import torch
+
+    from deepgen.runtime import measure
+
+    tm = _load_triton()
+    if tm is None:
+        return None
+    r = res["runners"]["triton"] = {}
+    out = torch.empty_like(c)
+
+    def bench(fn):
+        fn()
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record()
+        for _ in range(20):
+            fn()
+        e.record()
+        torch.cuda.synchronize()
+        return s.elapsed_time(e) / 20
+
+    try:
+        cfg, tried = tm.tune(a, b, out, False, bench)
+        r.update(config=list(cfg), tried=tried)
+        out.fill_(float("nan"))
+        tm.matmul(a, b, out, cfg)
+        torch.cuda.synchronize()
+        err = measure.rel_error(out, ref)
+        r["rel_err"] = err
+        r["check"] = "ok" if err <= res["tolerance"] else f"FAIL rel_err {err:.2e}"
+    except Exception as ex:  # a missing or failing baseline is recorded, not fatal
+        r["check"] = f"error: {type(ex).__name__}: {ex}"[:500]
+        return None
+    return lambda aa, bb: tm.matmul(aa, bb, out, cfg)
 
 
 def run_bundle(bundle: Path, out: Path | None, rounds: int = 5, budget_s: float | None = None,
@@ -334,7 +383,7 @@ def format_table(doc: dict, runner: str = "default") -> str:
     lines = [f"decode suite, {doc.get('device')}; stream read {stream:.0f} GB/s; "
              f"runner '{runner}' vs cuBLAS (median of {doc['method']['rounds']} rounds)",
              f"{'point':22s} {'strategy':8s} {'TFLOP/s':>8s} {'GB/s':>6s} {'frac':>5s} "
-             f"{'cuBLAS':>7s} {'cuB GB/s':>8s} {'ratio':>6s}  best"]
+             f"{'cuBLAS':>7s} {'cuB GB/s':>8s} {'Triton':>7s} {'ratio':>6s}  best"]
     groups = {"M<=16": [], "32<=M<=128": []}
     for r in doc["results"]:
         if r.get("skipped"):
@@ -346,6 +395,7 @@ def format_table(doc: dict, runner: str = "default") -> str:
         lines.append(f"{r['name']:22s} {str(d.get('strategy')):8s} {_f(d.get('tflops')):>8s} "
                      f"{_f(d.get('gbps'), 0):>6s} {_f(d.get('frac_stream'), 2):>5s} "
                      f"{_f(cb.get('tflops')):>7s} {_f(cb.get('gbps'), 0):>8s} "
+                     f"{_f(r['runners'].get('triton', {}).get('tflops')):>7s} "
                      f"{_f(d.get('vs_cublas'), 2):>6s}  {best} {_f(bv, 2)}"
                      + ("" if d.get("check") == "ok" else f"  [{d.get('check')}]"))
         if d.get("vs_cublas") and d.get("check") == "ok":
@@ -363,6 +413,9 @@ def main(argv=None) -> int:
     add_bundle_modes(p, required=True)
     p.add_argument("--ms", default=",".join(map(str, MS)))
     p.add_argument("--dtypes", default=",".join(DTYPES))
+    p.add_argument("--layouts", default="NT", help="comma-separated (the suite: NT)")
+    p.add_argument("--nk", default=None, metavar="NxK,...",
+                   help="(N, K) pairs instead of the Llama-3 projections, e.g. 14336x4096")
     p.add_argument("--only", default=None, metavar="REGEX")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--rounds", type=int, default=5)
@@ -377,7 +430,9 @@ def main(argv=None) -> int:
         bad = [r["name"] for r in doc["results"] for n, x in r.get("runners", {}).items()
                if x.get("check") not in (None, "ok")]
         return 1 if bad else 0
-    pts = points([int(x) for x in a.ms.split(",")], a.dtypes.split(","))
+    nk = [tuple(int(v) for v in x.split("x")) for x in a.nk.split(",")] if a.nk else NK
+    pts = points([int(x) for x in a.ms.split(",")], a.dtypes.split(","), nk,
+                 layouts=a.layouts.split(","))
     if a.only:
         pts = [q for q in pts if re.search(a.only, q["name"])]
     t = time.perf_counter()

@@ -16,7 +16,9 @@ TF32 shape is "n/a" for DeepGen until its kernel really uses TF32 tensor cores (
 in the PTX); torch is still timed with TF32 on.
 
 Method (DESIGN.md, runtime/measure.py): one process; CUDA events through triton's do_bench
-(median, warm-up, L2 flushed between calls) over input sets rotated past the L2 size; every
+(median, warm-up, L2 flushed between calls) over input sets rotated past the L2 size, in
+`--rounds` interleaved rounds of all runners (each figure: the median of its rounds);
+`--max-autotune REGEX` adds torch.compile's max-autotune on the matching points; every
 DeepGen result checked against a float64 reference on fresh random data with C poisoned (NaN);
 torch and Triton checked the same way once. `--run` imports neither MLIR nor deepgen.compiler.
 """
@@ -261,9 +263,26 @@ def _check_output(run_one, spec: GemmSpec, poison=None) -> float:
     return measure.rel_error(out, ref)
 
 
+def compiled_max_autotune(spec: GemmSpec):
+    """run_one(a, b) for torch.compile(mode="max-autotune-no-cudagraphs") of the matmul: what a
+    PyTorch user reaches for (Inductor autotunes its Triton GEMM templates against cuBLAS and
+    keeps the faster). Without CUDA graphs: the same GEMM choice as "max-autotune", but each
+    call runs on the rotated inputs as the other runners do, not on copies into a graph."""
+    import torch
+
+    from deepgen.runtime import measure
+
+    out_dt = measure.TORCH_DTYPES[spec.out_dtype]
+    return torch.compile(lambda a, b: torch.matmul(a, b).to(out_dt),
+                         mode="max-autotune-no-cudagraphs", dynamic=False)
+
+
 def measure_entry(row: dict, kernel, tm, warmup_ms: float, rep_ms: float,
-                  tune_rep_ms: float) -> dict:
-    """Check and time DeepGen, torch and Triton on one point; every failure is recorded."""
+                  tune_rep_ms: float, rounds: int = 5, max_autotune: bool = False) -> dict:
+    """Check DeepGen, torch (cuBLAS), Triton and optionally torch.compile max-autotune on one
+    point, then time them in `rounds` interleaved rounds (median per runner: clocks drift
+    under sustained load, so a ratio compares runners timed side by side); every failure is
+    recorded."""
     import torch
 
     from deepgen.runtime import measure
@@ -277,14 +296,14 @@ def measure_entry(row: dict, kernel, tm, warmup_ms: float, rep_ms: float,
     torch.manual_seed(0)
     sets = measure.input_sets(spec)
     out_shape = (spec.M, spec.N) if spec.batch == 1 else (spec.batch, spec.M, spec.N)
+    runs = {}  # key -> run_one(a, b), the runners that were checked (timed below)
 
-    def timed(key: str, run_one, check):
+    def checked(key: str, run_one, check):
         try:
             err = check()
             res[f"{key}_rel_err"] = err
             res[f"{key}_check"] = "ok" if err <= tol else f"FAIL rel_err {err:.2e} > {tol:.0e}"
-            ms = measure.time_ms(run_one, sets, warmup_ms, rep_ms)
-            res[f"{key}_ms"], res[f"{key}_tflops"] = ms, measure.tflops(spec, ms)
+            runs[key] = run_one
         except Exception as ex:  # keep going: one broken point must not end the suite
             res[f"{key}_check"] = f"error: {type(ex).__name__}: {ex}"[:500]
             res.setdefault(f"{key}_tflops", None)
@@ -296,33 +315,60 @@ def measure_entry(row: dict, kernel, tm, warmup_ms: float, rep_ms: float,
         res["deepgen_check"], res["deepgen_na"] = "n/a", row["na"]
     else:
         c = torch.empty(out_shape, device="cuda", dtype=measure.TORCH_DTYPES[spec.out_dtype])
-        timed("deepgen", lambda a, b: kernel(a, b, c), lambda: measure.check(kernel, spec))
+        checked("deepgen", lambda a, b: kernel(a, b, c), lambda: measure.check(kernel, spec))
         try:
             res["deepgen_local_bytes"] = max(d.get("local_bytes", 0)
                                              for d in kernel.driver_attributes())
         except Exception:  # informative only
             pass
-    # torch (cuBLAS); TF32 on exactly when the spec allows it
+    # torch (cuBLAS); TF32 on exactly when the spec allows it (set again before the timing)
     run_torch = measure.torch_baseline(spec)
-    timed("torch", run_torch, lambda: _check_output(run_torch, spec))
-    torch.backends.cuda.matmul.allow_tf32 = False
+    checked("torch", run_torch, lambda: _check_output(run_torch, spec))
     # Triton
     if tm is not None:
         ct = torch.empty(out_shape, device="cuda", dtype=measure.TORCH_DTYPES[spec.out_dtype])
         try:
-            a0, b0 = sets[0]
+            first = sets[:1]
+            a0, b0 = first[0]
             cfg, tried = tm.tune(a0, b0, ct, spec.allow_tf32,
-                                 lambda fn: measure.time_ms(lambda a, b: fn(), sets[:1],
+                                 lambda fn: measure.time_ms(lambda a, b: fn(), first,
                                                             warmup_ms=5, rep_ms=tune_rep_ms))
             res["triton_config"], res["triton_tried"] = list(cfg), tried
             run_tr = lambda a, b: tm.matmul(a, b, ct, cfg, spec.allow_tf32)
-            timed("triton", run_tr, lambda: _check_output(run_tr, spec, poison=ct))
+            checked("triton", run_tr, lambda: _check_output(run_tr, spec, poison=ct))
         except Exception as ex:
             res["triton_check"] = f"error: {type(ex).__name__}: {ex}"[:500]
     else:
         res["triton_check"] = "n/a (triton not importable)"
+    if max_autotune:
+        t = time.monotonic()
+        try:
+            torch.backends.cuda.matmul.allow_tf32 = bool(spec.allow_tf32)
+            run_ma = compiled_max_autotune(spec)
+            checked("max_autotune", run_ma, lambda: _check_output(run_ma, spec))
+        except Exception as ex:
+            res["max_autotune_check"] = f"error: {type(ex).__name__}: {ex}"[:500]
+        res["max_autotune_compile_s"] = round(time.monotonic() - t, 1)
+    # interleaved rounds
+    torch.backends.cuda.matmul.allow_tf32 = bool(spec.allow_tf32)
+    per_round = {key: [] for key in runs}
+    for _ in range(rounds):
+        for key in list(runs):
+            try:
+                per_round[key].append(measure.time_ms(runs[key], sets, warmup_ms, rep_ms))
+            except Exception as ex:
+                res[f"{key}_check"] = f"error: {type(ex).__name__}: {ex}"[:500]
+                del runs[key]
+    torch.backends.cuda.matmul.allow_tf32 = False
+    for key, ts in per_round.items():
+        if ts:
+            ms = sorted(ts)[len(ts) // 2]
+            res[f"{key}_ms"], res[f"{key}_tflops"] = ms, measure.tflops(spec, ms)
+            res[f"{key}_rounds_ms"] = ts
     if res.get("deepgen_tflops") and res.get("torch_tflops"):
         res["ratio_vs_cublas"] = res["deepgen_tflops"] / res["torch_tflops"]
+    if res.get("deepgen_tflops") and res.get("max_autotune_tflops"):
+        res["ratio_vs_max_autotune"] = res["deepgen_tflops"] / res["max_autotune_tflops"]
     del sets
     torch.cuda.empty_cache()
     return res
@@ -438,7 +484,9 @@ def format_table(results: list[dict], title: str = "") -> str:
                 cfg_text += f" [{key} {_short(r[f'{key}_check'])}]"
         lines.append(f"{r['shape']:24s} {r['dtype']:5s} {dg_text} {_fmt(r.get('torch_tflops'))} "
                      f"{_fmt(r.get('triton_tflops'))} {_fmt(ratio, 9, 3)}  {check_text:8s} "
-                     f"{cfg_text}".rstrip())
+                     f"{cfg_text}".rstrip()
+                     + (f"  max-autotune {r['max_autotune_tflops']:.1f}"
+                        if r.get("max_autotune_tflops") else ""))
     lines.append("-" * len(head))
     if ratios:
         import math
@@ -498,8 +546,9 @@ def plot(results: list[dict], path: Path, title: str) -> Path | None:
 
 def run_bundle(bundle: Path, out: Path | None = None, *, suites=None, dtypes=None,
                pattern: str | None = None, triton: bool = True, warmup_ms: float = 25,
-               rep_ms: float = 100, tune_rep_ms: float = 20, budget_s: float | None = None,
-               want_plot: bool = False, print_table: bool = True) -> dict:
+               rep_ms: float = 40, tune_rep_ms: float = 20, budget_s: float | None = None,
+               want_plot: bool = False, print_table: bool = True, rounds: int = 5,
+               max_autotune: str | None = None) -> dict:
     """Measure every selected point of `bundle`; write the JSON (and PNG); return the doc."""
     import torch
 
@@ -516,6 +565,10 @@ def run_bundle(bundle: Path, out: Path | None = None, *, suites=None, dtypes=Non
            "git_commit": git_commit(), "bundle": {k: v for k, v in index.items() if k != "entries"},
            "method": {"timer": "triton.testing.do_bench median (CUDA events)" if _has_do_bench()
                       else "CUDA events median", "warmup_ms": warmup_ms, "rep_ms": rep_ms,
+                      "rounds": rounds, "ratio": "median of the interleaved rounds per runner",
+                      "max_autotune": max_autotune and ("torch.compile(mode='max-autotune-"
+                                                        f"no-cudagraphs') on points matching "
+                                                        f"{max_autotune!r}"),
                       "l2_rotation": "input sets > 2 x 50 MiB", "triton_tune_rep_ms": tune_rep_ms,
                       "check": "float64 reference, relative Frobenius error, C poisoned"},
            "results": []}
@@ -525,8 +578,9 @@ def run_bundle(bundle: Path, out: Path | None = None, *, suites=None, dtypes=Non
         write_json(out, doc)
 
     t0 = time.monotonic()
-    results = run_points(rows, lambda r: measure_entry(r, kernels.get(r["name"]), tm, warmup_ms,
-                                                       rep_ms, tune_rep_ms),
+    results = run_points(rows, lambda r: measure_entry(
+        r, kernels.get(r["name"]), tm, warmup_ms, rep_ms, tune_rep_ms, rounds,
+        bool(max_autotune) and re.search(max_autotune, r["name"]) is not None),
                          budget_s, on_result=save)
     doc["wall_s"] = round(time.monotonic() - t0, 1)
     save(results)
@@ -573,7 +627,13 @@ def main(argv=None) -> int:
     p.add_argument("--plot", action="store_true", help="also write a PNG beside the JSON")
     p.add_argument("--no-triton", action="store_true", help="skip the Triton baseline")
     p.add_argument("--warmup-ms", type=float, default=25)
-    p.add_argument("--rep-ms", type=float, default=100, help="do_bench rep per measurement")
+    p.add_argument("--rep-ms", type=float, default=40,
+                   help="do_bench rep per runner and round")
+    p.add_argument("--rounds", type=int, default=5,
+                   help="interleaved timing rounds per point (median per runner)")
+    p.add_argument("--max-autotune", metavar="REGEX", default=None,
+                   help="also time torch.compile(mode='max-autotune-no-cudagraphs') on the "
+                        "points whose name matches (each compiles and autotunes: ~30 s)")
     p.add_argument("--tune-rep-ms", type=float, default=20,
                    help="do_bench rep per Triton candidate config")
     p.add_argument("--budget-s", type=float, default=None,
@@ -582,7 +642,8 @@ def main(argv=None) -> int:
     suites = parse_list(a.suites, [*SUITES, "all"], "suites") if a.suites else None
     dtypes = parse_list(a.dtypes, list(DTYPES), "dtypes") if a.dtypes else None
     run_kw = dict(triton=not a.no_triton, warmup_ms=a.warmup_ms, rep_ms=a.rep_ms,
-                  tune_rep_ms=a.tune_rep_ms, budget_s=a.budget_s, want_plot=a.plot)
+                  tune_rep_ms=a.tune_rep_ms, budget_s=a.budget_s, want_plot=a.plot,
+                  rounds=a.rounds, max_autotune=a.max_autotune)
     if a.run:
         doc = run_bundle(a.run, a.out, suites=suites, dtypes=dtypes, pattern=a.only, **run_kw)
         return 1 if any(_failed(r) for r in doc["results"]) else 0

@@ -59,18 +59,23 @@ def ptx_hash(point: tuple[str, dict, dict | None]) -> tuple[str, str, float]:
     return name, digest, time.perf_counter() - t
 
 
+def compile_points(fn, todo: list, jobs: int) -> list:
+    """fn(point) for every point, in `jobs` processes, with an empty tuned database: the
+    guards check the default heuristic's kernels, not one developer's tuning."""
+    os.environ["DEEPGEN_CACHE_DIR"] = tempfile.mkdtemp(prefix="deepgen-guard-")
+    with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return list(pool.map(fn, todo, chunksize=4))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--record", action="store_true", help="write the hashes instead of checking")
     p.add_argument("--only", metavar="REGEX", help="only points whose name matches")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     a = p.parse_args(argv)
-    # An empty tuned database: the guard checks the defaults, not one developer's tuning.
-    os.environ["DEEPGEN_CACHE_DIR"] = tempfile.mkdtemp(prefix="deepgen-ptx-hashes-")
     todo = [pt for pt in points() if not a.only or re.search(a.only, pt[0])]
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=max(1, a.jobs)) as pool:
-        got = {name: digest for name, digest, _ in pool.map(ptx_hash, todo, chunksize=4)}
+    got = {name: digest for name, digest, _ in compile_points(ptx_hash, todo, a.jobs)}
     print(f"{len(got)} kernels compiled in {time.perf_counter() - t0:.1f} s")
     old = json.loads(RECORD.read_text())["hashes"] if RECORD.exists() else {}
     if a.record:

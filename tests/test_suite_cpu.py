@@ -472,3 +472,80 @@ def test_every_gpu_case_config_resolves_for_its_spec(kind):
         assert cfg.strategy == kind, name
         for key, value in given.items():
             assert getattr(cfg, key) == value, (name, key)
+
+
+# -- interleaved rounds, max-autotune, the decode suite's layouts and Triton column ----------
+
+decode = make_bundle.load_module("benchmarks/decode_suite.py", "deepgen_bench_decode_suite")
+spill_guard = make_bundle.load_module("benchmarks/spill_guard.py", "deepgen_bench_spill_guard")
+
+
+def test_format_table_reports_max_autotune_where_it_was_timed():
+    with_ma = dict(_result("bf16-4096x4096x4096", "bf16", 650.0, 700.0, 620.0),
+                   max_autotune_tflops=710.25)
+    table = gs.format_table([with_ma, _result("bf16-1024x1024x1024", "bf16", 1.0, 2.0, 3.0)])
+    line = next(l for l in table.splitlines() if l.startswith("4096x4096x4096"))
+    assert line.endswith("max-autotune 710.2") or line.endswith("max-autotune 710.3")
+    assert "max-autotune" not in next(l for l in table.splitlines()
+                                      if l.startswith("1024x1024x1024"))
+
+
+def test_suite_cli_takes_rounds_and_a_max_autotune_pattern(monkeypatch, tmp_path):
+    seen = {}
+    monkeypatch.setattr(gs, "run_bundle", lambda bundle, out, **kw: seen.update(kw) or
+                        {"results": []})
+    assert gs.main(["--run", str(tmp_path), "--rounds", "7", "--max-autotune", "4096"]) == 0
+    assert seen["rounds"] == 7 and seen["max_autotune"] == "4096"
+
+
+def test_decode_points_name_other_layouts_and_take_nk_pairs():
+    pts = decode.points(ms=(1, 16), dtypes=("bf16",), nk=[(14336, 4096)], layouts=("NT", "NN"))
+    names = sorted(p["name"] for p in pts)
+    assert names == ["bf16-16x14336x4096", "bf16-16x14336x4096-NN", "bf16-1x14336x4096",
+                     "bf16-1x14336x4096-NN"]
+    nn = next(p for p in pts if p["name"] == "bf16-1x14336x4096-NN")
+    spec = decode.spec_of(nn)
+    assert (spec.M, spec.N, spec.K, spec.layout) == (1, 14336, 4096, "NN")
+    assert decode.spec_of({"M": 2, "N": 8, "K": 8, "dtype": "f16"}).layout == "NT"
+    assert len(decode.points()) == len(decode.MS) * len(decode.NK) * len(decode.DTYPES)
+
+
+def test_decode_table_has_the_triton_column():
+    runner = {"strategy": "gemv", "tflops": 3.0, "gbps": 3000.0, "frac_stream": 0.75,
+              "vs_cublas": 1.2, "check": "ok"}
+    doc = {"stream_read": {"gbps": 4000.0}, "method": {"rounds": 5}, "device": "H200",
+           "results": [{"name": "bf16-1x4096x4096", "M": 1, "best": "default",
+                        "runners": {"default": runner, "cublas": {"tflops": 2.5, "gbps": 2500.0},
+                                    "triton": {"tflops": 2.25}}}]}
+    lines = decode.format_table(doc).splitlines()
+    assert lines[1].split()[-3:] == ["Triton", "ratio", "best"]
+    assert lines[2].split()[7:9] == ["2.2", "1.20"] or lines[2].split()[7:9] == ["2.3", "1.20"]
+    assert "M<=16: geometric mean vs cuBLAS 1.200 over 1 points" in lines[-1]
+
+
+def test_spill_guard_covers_every_suite_shape_in_every_layout():
+    pts = spill_guard.points()
+    names = {n for n, _, _ in pts}
+    specs = {tuple(sorted(s.items())) for _, s, _ in pts}
+    assert len(specs) == len(pts)  # each spec once
+    for e in gs.entries(("all",)):
+        for layout in spill_guard.LAYOUTS:
+            want = dict(e.spec.to_dict(), layout=layout)
+            assert tuple(sorted(want.items())) in specs, (e.name, layout)
+    for p in decode.points():
+        for layout in spill_guard.LAYOUTS:
+            want = dict(decode.spec_of(p).to_dict(), layout=layout)
+            assert tuple(sorted(want.items())) in specs, (p["name"], layout)
+    assert "decode/bf16-128x57344x8192-TT" in names
+
+
+def test_spill_guard_reports_local_memory_of_a_spilling_config(no_tuned_db):
+    """The guard must be able to fail: 128 accumulators and a register-prefetched K step per
+    thread (the mma_sync default of bf16 128x4096x14336 NT until 2026-12-02) spill."""
+    spec = dict(M=256, N=256, K=1024, dtype="bf16", layout="NT")
+    spilling = {"strategy": "mma_sync", "BM": 128, "BN": 128, "BK": 64, "warps_m": 2,
+                "warps_n": 2, "mma": "m16n8k16", "shared_stages": 3, "register_prefetch": True,
+                "split_k": 4}
+    name, strategy, local = spill_guard.local_memory(("x", spec, spilling))
+    assert strategy == "mma_sync" and isinstance(local, dict) and local, local
+    assert spill_guard.local_memory(("y", spec, None))[2] == {}
