@@ -152,6 +152,22 @@ def _decode_cases(layouts=("NT",)) -> None:
 
 
 _decode_cases()
+# NN (the suite's layout): B stored K x N is MN-major as wgmma's A operand once swapped
+DECODE_NK_NN = DECODE_NK[:3]
+for _m in DECODE_MS:
+    for _n, _k in DECODE_NK_NN:
+        _point = f"bf16_NN_{_m}x{_n}x{_k}"
+        for _variant, _cfg in _SWAP_VARIANTS.items():
+            if _cfg is None and f"splitk_{_point}_default" in CASES:
+                continue
+            CASES[f"decode_bf16_NN_{_m}x{_n}x{_k}_{_variant}"] = (
+                dict(M=_m, N=_n, K=_k, dtype="bf16", layout="NN"), _cfg, 1.0, 0.0, _point)
+# layouts TN and TT (wgmma's A operand MN-major: its transpose bit) against the default
+for _layout in ("TN", "TT"):
+    for _variant, _cfg in {"default": None, "128x256c2": dict(W, BN=256, consumers=2),
+                           "128x128": dict(W, BN=128)}.items():
+        CASES[f"tn_bf16_{_layout}_4096_{_variant}"] = (dict(BIG, dtype="bf16", layout=_layout),
+                                                       _cfg, 1.0, 0.0, f"bf16_{_layout}_4096^3")
 
 
 def compile_all(bundle: Path, only: str | None) -> None:
@@ -194,6 +210,15 @@ def run_all(bundle: Path, rounds: int, out: Path | None, warmup_ms: float = 25,
         if e["point"] and ok:
             points.setdefault(e["point"], {"spec": k.spec, "variants": {}})["variants"][e["name"]] = k
     results = {}
+
+    def save() -> None:  # after every point: a run cut short by its timeout keeps what it has
+        report = {"benchmark": "wgmma_bench", "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+                  "git_commit": git_commit(), **device_info(), "rounds": rounds,
+                  "warmup_ms": warmup_ms, "rep_ms": rep_ms, "checks": checks, "points": results}
+        if out:
+            out.write_text(json.dumps(report, indent=1))
+
+    save()
     for point, p in points.items():
         spec = p["spec"]
         sets = measure.input_sets(spec)
@@ -209,13 +234,9 @@ def run_all(bundle: Path, rounds: int, out: Path | None, warmup_ms: float = 25,
         cub = statistics.median(ms["cublas"])
         results[point] = {v: {"tflops_median": measure.tflops(spec, statistics.median(x)),
                               "tflops_rounds": [measure.tflops(spec, m) for m in x],
+                              "ms_median": statistics.median(x),
                               "vs_cublas": cub / statistics.median(x)} for v, x in ms.items()}
-    report = {"benchmark": "wgmma_bench", "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-              "git_commit": git_commit(), **device_info(), "rounds": rounds, "warmup_ms": warmup_ms,
-              "rep_ms": rep_ms, "checks": checks,
-              "points": results}
-    if out:
-        out.write_text(json.dumps(report, indent=1))
+        save()
     print(f"\n{'point':16s} {'variant':28s} {'TFLOP/s':>8s} {'min':>6s} {'max':>6s} {'vs cuBLAS':>9s}")
     for point, rows in results.items():
         for v, r in rows.items():

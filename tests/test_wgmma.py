@@ -60,8 +60,7 @@ def _validate(spec=NT, target=H100, **fields):
     ({"split_k": 2, "persistent": True}, NT, H100, r"^split_k: split_k 2 with the persistent"),
     ({"split_k": 2, "cluster_m": 2}, NT, H100, r"^split_k: .* or clusters: not built"),
     ({"swap_ab": True, "BN": 16}, NT, H100, None),
-    ({"swap_ab": True}, NN, H100, r"^swap_ab: layout NN swapped puts B \(stored K x N, "
-                                  r"MN-major\) into wgmma's A operand"),
+    ({"swap_ab": True}, NN, H100, None),  # B MN-major as wgmma's A: its transpose bit
     ({"swap_ab": True, "BN": 12}, NT, H100,
      r"^BN: the wgmma N: a multiple of 8 from 8 to 256 \(swap_ab: BN runs over M\), got 12"),
     ({"swap_ab": True, "BN": 32}, GemmSpec(M=32, N=64, K=64, dtype="bf16", layout="TT"), H100,
@@ -69,8 +68,9 @@ def _validate(spec=NT, target=H100, **fields):
     ({}, NT, get_target("sm_90"), r"^strategy: wgmma needs sm_90a"),
     ({}, GemmSpec(M=64, N=64, K=64, dtype="f32", allow_tf32=True, layout="NT"), H100,
      r"^dtype: .*f16 or bf16 \(tf32 not built yet\), got f32"),
-    ({}, GemmSpec(M=64, N=64, K=64, dtype="bf16", layout="TN"), H100,
-     r"^layout: layouts \('NT', 'NN'\) are built"),
+    ({}, GemmSpec(M=64, N=64, K=64, dtype="bf16", layout="TN"), H100, None),
+    ({"BN": 96}, GemmSpec(M=64, N=64, K=64, dtype="bf16", layout="TN"), H100,
+     r"^BN: the wgmma N: a multiple of 64 .*layout TN: B MN-major"),
     # TMA needs 16-byte row pitches: K = 33 bf16 in a K-major operand cannot be loaded
     ({}, GemmSpec(M=64, N=64, K=33, dtype="bf16", layout="NT"), H100,
      r"^layout: TMA needs 16-byte-aligned row strides: rows of A .* 33 bf16 elements = 66 "
@@ -91,7 +91,7 @@ def test_the_default_only_where_measured_faster():
     big = GemmSpec(M=4096, N=4096, K=4096, dtype="bf16")
     for spec in (NT, NN, GemmSpec(M=128, N=4096, K=4096, dtype="bf16"),  # few tiles: split-K
                  GemmSpec(M=64, N=57344, K=8192, dtype="bf16", layout="NT"),  # M < 128
-                 GemmSpec(M=4096, N=4096, K=4096, dtype="bf16", layout="TN"),  # not built
+                 GemmSpec(M=4096, N=4096, K=4096, dtype="bf16", layout="TN"),  # not measured
                  GemmSpec(M=4096, N=4100, K=4096, dtype="bf16", layout="NN"),  # TMA: N*2 % 16
                  GemmSpec(M=4096, N=4096, K=4096, dtype="f32")):
         assert strategies.choose(spec, H100).name != "wgmma", spec
@@ -243,13 +243,46 @@ def test_swap_ab_epilogue_maps_the_bias_and_stores_transposed():
     tt = compile_artifact(GemmSpec(M=136, N=300, K=200, dtype="f16", layout="TT"),
                           {"strategy": "wgmma", "swap_ab": True}, "sm_90a", keep_ir=False)
     (launch,) = tt.launches
-    assert launch.params[1].box == (1, 64, 64) and tt.config["BN"] == 192
-    bits = set(re.findall(r"m64n192k16\.f32\.f16\.f16 \{[^}]*\}, %rd\d+, %rd\d+, "
+    # BN at most 128 (two slabs' accumulators): M = 136 takes two tiles of columns
+    assert launch.params[1].box == (1, 64, 64) and tt.config["BN"] == 128
+    assert launch.grid == (3 * 2, 1, 1)
+    bits = set(re.findall(r"m64n128k16\.f32\.f16\.f16 \{[^}]*\}, %rd\d+, %rd\d+, "
                           r"(?:p|\d), 1,\s*1, (\d),\s*(\d);", tt.assembly))
     assert bits == {("0", "1")}
     for a in (art, tt):
         res = a.resources[launch.entry]
         assert res["spill_stores"] == res["stack_bytes"] == 0, res
+
+
+@pytest.mark.parametrize("layout,given,bits,a_box", [
+    ("TN", {"BN": 256, "consumers": 2}, ("1", "1"), (1, 64, 64)),  # both MN-major
+    ("TT", {}, ("1", "0"), (1, 64, 64)),
+    ("NN", {"swap_ab": True}, ("1", "0"), (1, 64, 64)),  # B (K x N) as wgmma's A
+    ("TN", {"swap_ab": True}, ("1", "1"), (1, 64, 64)),
+])
+def test_a_mn_major_sets_the_transpose_bit_and_loads_64_wide_boxes(layout, given, bits, a_box):
+    """wgmma's A operand MN-major (A stored K x M, or B stored K x N with swap_ab): its
+    transpose bit set, TMA boxes of BK rows by one 128-byte span (one 64-row slab each),
+    BM/64 of them per stage; no spills."""
+    spec = GemmSpec(M=128 if given.get("swap_ab") and layout == "TN" else 512, N=512, K=512,
+                    dtype="bf16", layout=layout)
+    art = compile_artifact(spec, {"strategy": "wgmma", **given}, "sm_90a")
+    main = art.launches[0]
+    assert main.params[0].box == a_box
+    assert main.params[0].operand == ("B" if given.get("swap_ab") else "A")
+    ptx = art.assembly.split("deepgen_splitk_reduce")[0]
+    found = set(re.findall(r"wgmma\.mma_async\S+ \{[^}]*\}, %rd\d+, %rd\d+, (?:p|\d), "
+                           r"1,\s*1, (\d),\s*(\d);", ptx))
+    assert found == {bits}
+    cfg = strategies.resolve({"strategy": "wgmma", **given}, spec, H100)
+    built = next(iter(art.ir_stages.values()))  # the builder's module, before lowering
+    tma_loads = built.count("nvvm.cp.async.bulk.tensor.shared.cluster.global")
+    a_boxes = cfg.BM // 64
+    b_boxes = 1 if (cfg.swap_ab or layout[1] == "T") and not (cfg.swap_ab and layout[0] == "T") \
+        else cfg.BN // 64
+    assert tma_loads == a_boxes + b_boxes, (tma_loads, a_boxes, b_boxes)
+    res = art.resources[main.entry]
+    assert res["spill_stores"] == res["stack_bytes"] == 0, res
 
 
 def test_cluster_multicasts_half_of_b_and_releases_stages_in_both_ctas():

@@ -1,10 +1,11 @@
 """The wgmma strategy's GPU correctness cases (tests/gpu/test_wgmma_gpu.py; make_bundle.py
-compiles them into DIR/wgmma/<name>): NT and NN, f16 and bf16, one and two consumer
+compiles them into DIR/wgmma/<name>): NT, NN, TN and TT, f16 and bf16, one and two consumer
 warpgroups (128x128, 128x256, 256x128), whole and partial tiles (TMA zero fill, guarded
 stores), odd N, K below one tile, batch, alpha/beta with C read, bias and activations, f32
 output, 2 to 6 stages, persistent grids (one and two CTAs per SM), 2x1 clusters with multicast,
 split-K (uneven slices, batch, odd N, the epilogue chain in the shared reduce), swap_ab (small
-M as wgmma's N, with and without split-K, bias of either kind, TT through B MN-major).
+M as wgmma's N, with and without split-K, bias of either kind, TT through B MN-major), wgmma's A
+operand MN-major (layouts TN and TT, NN and TN swapped: its transpose bit).
 
 Each case: (name, spec fields, wgmma config fields given (the rest completed by the
 strategy), alpha, beta)."""
@@ -24,7 +25,7 @@ def _epi(bias=None, activation=None) -> dict:
 def cases() -> list:
     out = []
     for dtype in ("f16", "bf16"):
-        for layout in ("NT", "NN"):
+        for layout in ("NT", "NN", "TN", "TT"):
             for tag, given in (("128x128", C1), ("128x256c2", C2_WIDE), ("256x128c2", C2_TALL)):
                 out.append((f"wgmma-{dtype}-{layout}-{tag}-512",
                             dict(M=512, N=512, K=512, dtype=dtype, layout=layout), given,
@@ -91,6 +92,19 @@ def cases() -> list:
          {"swap_ab": True, "ctas_per_sm": 2}, 1.0, 0.0),
         ("wgmma-TT-swap-m136", dict(M=136, N=300, K=200, dtype="f16", layout="TT"),
          {"swap_ab": True}, 1.0, 0.0),
+        # wgmma's A operand MN-major (transpose bit): TN/TT, NN and TN swapped
+        ("wgmma-TN-batch2-biasrow-beta", dict(M=256, N=192, K=320, batch=2, dtype="bf16",
+                                              layout="TN", epilogue=_epi("row", "silu")),
+         {}, 1.0, 0.5),
+        ("wgmma-TT-c2-tall-odd-n", dict(M=520, N=129, K=200, dtype="f16", layout="TT"),
+         C2_TALL, 1.0, 0.0),
+        ("wgmma-NN-swap-m16-splitk4", dict(M=16, N=1024, K=1024, dtype="bf16", layout="NN"),
+         {"swap_ab": True, "split_k": 4}, 1.0, 0.0),
+        ("wgmma-NN-swap-m100-biascol-gelu", dict(M=100, N=520, K=256, dtype="bf16", layout="NN",
+                                                 epilogue=_epi("col", "gelu_tanh")),
+         {"swap_ab": True, "split_k": 1}, 1.0, -1.0),
+        ("wgmma-TN-swap-m64-splitk2-2cta", dict(M=64, N=640, K=1000, dtype="f16", layout="TN"),
+         {"swap_ab": True, "split_k": 2, "ctas_per_sm": 2}, 1.0, 0.0),
     ]
     return out
 

@@ -280,9 +280,11 @@ class Accumulator:
 
 
 def wgmma(acc: Accumulator, value: ir.Value, desc_a, desc_b, *, dtype: str, zero: bool,
-          b_mn_major: bool) -> ir.Value:
+          b_mn_major: bool, a_mn_major: bool = False) -> ir.Value:
     """One m64nNk16 wgmma.mma_async (A and B from shared memory, f32 accumulator).
-    zero: scale-d = 0, the product overwrites the accumulator (the first MMA of a tile)."""
+    zero: scale-d = 0, the product overwrites the accumulator (the first MMA of a tile).
+    a_mn_major / b_mn_major: the operand's transpose bit (16-bit types), its tile stored
+    with M (N) contiguous rather than K."""
     a = ir.Attribute.parse
     return nvvm.wgmma_mma_async(
         acc.type, value, desc_a, desc_b,
@@ -291,4 +293,5 @@ def wgmma(acc: Accumulator, value: ir.Value, desc_a, desc_b, *, dtype: str, zero
         a("#nvvm.wgmma_type<f32>"),
         a(f"#nvvm.wgmma_scale_out<{'zero' if zero else 'one'}>"),
         a("#nvvm.wgmma_scale_in<one>"), a("#nvvm.wgmma_scale_in<one>"),
-        a("#nvvm.mma_layout<row>"), a(f"#nvvm.mma_layout<{'row' if b_mn_major else 'col'}>"))
+        a(f"#nvvm.mma_layout<{'col' if a_mn_major else 'row'}>"),
+        a(f"#nvvm.mma_layout<{'row' if b_mn_major else 'col'}>"))

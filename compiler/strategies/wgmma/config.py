@@ -41,7 +41,8 @@ SM_SHARED = 228 * 1024  # shared memory per SM, shared by its resident CTAs
 CTA_RESERVED_SHARED = 1024  # bytes the system reserves per resident CTA
 MODES = ("cooperative", "pingpong")
 RASTERS = ("row",)
-BUILT_LAYOUTS = ("NT", "NN")
+BUILT_LAYOUTS = ("NT", "NN", "TN", "TT")  # A or B MN-major: wgmma's transpose bits (16-bit)
+PREFERRED_LAYOUTS = ("NT", "NN")  # where the default heuristic takes wgmma (measured)
 
 
 @dataclass(frozen=True)
@@ -151,14 +152,8 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
     check(spec.dtype in ("f16", "bf16"), "dtype",
           f"the wgmma strategy multiplies f16 or bf16 (tf32 not built yet), got {spec.dtype}")
     ops = operands(cfg, spec)
-    if cfg.swap_ab:
-        check(ops.a_k_major, "swap_ab",
-              f"layout {spec.layout} swapped puts B (stored K x N, MN-major) into wgmma's A "
-              f"operand: A's transpose bit is not built yet (swap_ab builds NT and TT)")
-    else:
-        check(spec.layout in BUILT_LAYOUTS, "layout",
-              f"layouts {BUILT_LAYOUTS} are built (A row-major; TN/TT need A's transpose bit, "
-              f"not built yet; TT runs with swap_ab), got {spec.layout}")
+    check(spec.layout in BUILT_LAYOUTS, "layout",
+          f"must be one of {BUILT_LAYOUTS}, got {spec.layout}")
     problem = tma_problem(spec)
     check(problem is None, "layout", problem or "")
     check(cfg.mode == "cooperative", "mode",
@@ -247,7 +242,7 @@ def _tiles(spec: GemmSpec, bm: int, bn: int) -> int:
 
 def preferred_tile(spec: GemmSpec) -> tuple[int, int, int] | None:
     """(BM, BN, consumers) the default heuristic takes for `spec`, or None (not wgmma)."""
-    if spec.M < PREFERRED_MIN_M:
+    if spec.M < PREFERRED_MIN_M or spec.layout not in PREFERRED_LAYOUTS:
         return None
     for bm, bn, consumers, min_tiles in _PREFERRED_TILES:
         if _tiles(spec, bm, bn) >= min_tiles:
@@ -280,11 +275,12 @@ SWAP_RING_BYTES = 160 * 1024
 def swap_config(spec: GemmSpec, target: Target, bm: int = 128,
                 ctas_per_sm: int = 1) -> WgmmaConfig:
     """swap_ab for a small M: BM rows of N per tile (one consumer), BN = M rounded up to the
-    wgmma N step (8; 64 where A, wgmma's B operand, is MN-major), the deepest ring within
+    wgmma N step (8; 64 where A, wgmma's B operand, is MN-major; at most 128), the deepest ring within
     SWAP_RING_BYTES (or the CTA's share of the SM's shared memory with ctas_per_sm 2, its
     consumers then at 216 registers), split_k fitted to the SMs (fit_split_k)."""
     step = 8 if not spec.a_transposed else SWIZZLE // DTYPE_BYTES[spec.dtype]
-    bn = min(MAX_WGMMA_N, max(step, -(-spec.M // step) * step))
+    # at most 128 columns: two 64-row slabs of n128 are 128 accumulator registers per thread
+    bn = min(128, max(step, -(-spec.M // step) * step))
     cfg = WgmmaConfig(BM=bm, BN=bn, consumers=1, swap_ab=True, ctas_per_sm=ctas_per_sm)
     if ctas_per_sm > 1:
         cfg = cfg.replace(consumer_registers=216)

@@ -68,7 +68,9 @@ def signature(cfg: WgmmaConfig, spec: GemmSpec) -> tuple:
     b_rows = cfg.BN // cfg.cluster_m  # a cluster's CTAs each load their share of B
     ops = operands(cfg, spec)  # the descriptors of wgmma's A and B operands, in that order
     b_box = (1, b_rows, cfg.BK) if ops.b_k_major else (1, cfg.BK, 128 // elt)
-    params = [tma_param(ops.a, ops.a, spec, (1, cfg.BM, cfg.BK)),
+    # an MN-major operand: boxes of BK rows of K by one 128-byte span (64 elements) of M or N
+    a_box = (1, cfg.BM, cfg.BK) if ops.a_k_major else (1, cfg.BK, 128 // elt)
+    params = [tma_param(ops.a, ops.a, spec, a_box),
               tma_param(ops.b, ops.b, spec, b_box)]
     if cfg.split_k > 1:  # raw partials to W; the reduce launch reads C, alpha, beta, bias
         return tuple(params + [param_for("W", spec)])
@@ -244,7 +246,7 @@ def _producer_loop(spec, cfg, ring, arena, desc_a, desc_b, m0, n0, bz, g0, ks, a
         base = irb.mul(st.stage, stage_bytes)
         k0 = irb.mul(irb.add(ks.first, t), cfg.BK)
         # coordinates innermost first: (column, row, batch) of the stored matrices
-        B.tma_load(desc_a, arena.ptr(base), (k0, m0, bz), full)
+        _load_a(spec, cfg, desc_a, arena, base, m0, k0, bz, full)
         if cfg.cluster_m == 1:
             if b_k_major:  # B stored (N, K): one BN x BK box
                 B.tma_load(desc_b, arena.ptr(irb.add(base, a_bytes)), (k0, n0, bz), full)
@@ -269,19 +271,36 @@ def _producer_loop(spec, cfg, ring, arena, desc_a, desc_b, m0, n0, bz, g0, ks, a
         scf.yield_([])
 
 
+def _load_a(spec, cfg, desc_a, arena, base, m0, k0, bz, full) -> None:
+    """The stage's tile of wgmma's A operand: one BM x BK box (K-major), or (MN-major: A
+    stored K x M, or B stored K x N with swap_ab) BM/64 boxes of BK x 64, each one 64-row
+    wgmma slab, side by side."""
+    if operands(cfg, spec).a_k_major:
+        B.tma_load(desc_a, arena.ptr(base), (k0, m0, bz), full)
+        return
+    box = 128 // DTYPE_BYTES[spec.dtype]
+    for j in range(cfg.BM // box):
+        B.tma_load(desc_a, arena.ptr(irb.add(base, j * cfg.BK * 128)),
+                   (irb.add(m0, j * box), k0, bz), full)
+
+
 def _consumer(spec, cfg, ring, arena, tid, wg, m0, n0, bz, g0, ks, a_bytes, stage_bytes,
               c_mem, alpha, beta, bias, out_t) -> None:
     acc = B.Accumulator(cfg.BN)
     consumer = irb.sub(wg, 1)
     row_base = irb.mul(consumer, cfg.rows_per_consumer)  # within the tile
     mn_major_b = not operands(cfg, spec).b_k_major
+    mn_major_a = not operands(cfg, spec).a_k_major
     k_steps = cfg.BK // WGMMA_K
     elt = DTYPE_BYTES[spec.dtype]
 
     def descriptors(stage):
         a_addr = arena.addr32(irb.add(irb.mul(stage, stage_bytes), irb.mul(row_base, cfg.BK * elt)))
         b_addr = arena.addr32(irb.add(irb.mul(stage, stage_bytes), a_bytes))
-        da = B.smem_descriptor(a_addr, leading_bytes=16, stride_bytes=1024)
+        if mn_major_a:  # one 64-row atom per slab (BK * 128 bytes), 8-row K groups 1024 apart
+            da = B.smem_descriptor(a_addr, leading_bytes=cfg.BK * 128, stride_bytes=1024)
+        else:
+            da = B.smem_descriptor(a_addr, leading_bytes=16, stride_bytes=1024)
         if mn_major_b:  # 64-column atoms BK * 128 bytes apart, 8-row groups 1024 apart
             db = B.smem_descriptor(b_addr, leading_bytes=cfg.BK * 128, stride_bytes=1024)
         else:
@@ -294,11 +313,13 @@ def _consumer(spec, cfg, ring, arena, tid, wg, m0, n0, bz, g0, ks, a_bytes, stag
         accs = list(accs)
         for kk in range(k_steps):
             b_k = kk * WGMMA_K * 128 if mn_major_b else kk * WGMMA_K * elt
+            # a slab is 64 x BK either way (K-major rows, or one MN-major atom): 8 KiB apart
+            a_k = kk * WGMMA_K * 128 if mn_major_a else kk * WGMMA_K * elt
             for r in range(cfg.slabs):
-                a_off = r * WGMMA_M * cfg.BK * elt + kk * WGMMA_K * elt
+                a_off = r * WGMMA_M * cfg.BK * elt + a_k
                 accs[r] = B.wgmma(acc, accs[r], B.add_bytes(da, a_off), B.add_bytes(db, b_k),
                                   dtype=spec.dtype, zero=first and kk == 0,
-                                  b_mn_major=mn_major_b)
+                                  b_mn_major=mn_major_b, a_mn_major=mn_major_a)
         nvvm.wgmma_commit_group_sync_aligned()
         return accs
 
