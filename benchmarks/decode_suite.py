@@ -50,6 +50,8 @@ DTYPES = ("bf16", "f16")
 L2_BYTES = 50 * 2**20
 # gemv variants (rows, unroll) compiled beside the default for bf16 M <= 16
 GEMV_VARIANTS = ((4, 2), (2, 4), (1, 8), (4, 4))
+# and for N-contiguous B (layouts NN, TN): (warps, k_warps, unroll), split_k fitted
+GEMV_NN_VARIANTS = ((8, 8, 16), (16, 16, 8), (16, 16, 16), (32, 32, 8), (16, 8, 16))
 VARIANT_MAX_M = 16
 
 
@@ -87,9 +89,14 @@ def variants(spec: GemmSpec, target: str = "sm_90a") -> dict:
     if spec.dtype == "bf16" and spec.M <= VARIANT_MAX_M:
         gemv = strategies.get("gemv")
         seen = {json.dumps(c, sort_keys=True) for c in out.values()}
-        for rows, unroll in GEMV_VARIANTS:
+        if spec.b_transposed:  # K-contiguous B
+            given = {f"gemv_r{r}u{u}": {"rows": r, "unroll": u} for r, u in GEMV_VARIANTS}
+        else:
+            given = {f"gemv_w{w}k{kw}u{u}": {"rows": 1, "warps": w, "k_warps": kw, "unroll": u}
+                     for w, kw, u in GEMV_NN_VARIANTS}
+        for vname, fields in given.items():
             try:
-                cfg = gemv.complete({"rows": rows, "unroll": unroll}, spec, tgt)
+                cfg = gemv.complete(fields, spec, tgt)
                 gemv.validate(cfg, spec, tgt)
             except Exception:
                 continue
@@ -97,7 +104,7 @@ def variants(spec: GemmSpec, target: str = "sm_90a") -> dict:
             key = json.dumps(d, sort_keys=True)
             if key not in seen:
                 seen.add(key)
-                out[f"gemv_r{rows}u{unroll}"] = d
+                out[vname] = d
     return out
 
 

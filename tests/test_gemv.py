@@ -43,6 +43,10 @@ def test_registered_and_round_trips():
     (GemvConfig(), _spec(M=33), "M", "M <= 32"),
     (GemvConfig(vec=4), _spec(dtype="f32", allow_tf32=True), "dtype", "no tf32"),
     (GemvConfig(rows=4, unroll=16), _spec(M=8), "registers", "limit 255"),
+    (GemvConfig(warps=8, k_warps=3), _spec(layout="NN"), "k_warps", "must divide warps=8"),
+    (GemvConfig(warps=8, k_warps=8), NT, "k_warps", "N-contiguous B"),
+    (GemvConfig(rows=1, warps=32, k_warps=32, vec=4, unroll=1), _spec(M=32, layout="NN"),
+     "shared memory", "exceed the limit"),
 ])
 def test_validation_names_field_and_limit(cfg, spec, field, words):
     with pytest.raises(SpecError, match=rf"^{re.escape(field)}: .*{re.escape(words)}"):
@@ -130,20 +134,53 @@ def test_batch_uses_grid_z():
     assert art.launches[0].grid[2] == 3
 
 
-@pytest.mark.parametrize("spec, name", [
-    (_spec(M=1), "gemv"), (_spec(M=2, N=57344, K=8192), "gemv"),
-    (_spec(M=4, dtype="f16"), "gemv"), (_spec(M=1, N=1, K=1), "gemv"),
-    (_spec(M=8), "mma_sync"), (_spec(M=16), "mma_sync"),  # measured: mma_sync (or a tie)
-    (_spec(M=1, layout="NN"), "mma_sync"), (_spec(M=1, layout="TT"), "mma_sync"),  # unmeasured
-    (_spec(M=1, dtype="f32"), "simt"),
+TENSOR_CORES = ("mma_sync", "wgmma")
+
+
+@pytest.mark.parametrize("spec, names", [
+    (_spec(M=1), ("gemv",)), (_spec(M=2, N=57344, K=8192), ("gemv",)),
+    (_spec(M=4, dtype="f16"), ("gemv",)), (_spec(M=1, N=1, K=1), ("gemv",)),
+    (_spec(M=1, layout="NN"), ("gemv",)), (_spec(M=4, N=14336, layout="NN"), ("gemv",)),
+    (_spec(M=8), TENSOR_CORES), (_spec(M=16), TENSOR_CORES),  # measured: tensor cores
+    (_spec(M=8, layout="NN"), TENSOR_CORES),
+    (_spec(M=1, layout="TT"), TENSOR_CORES), (_spec(M=1, layout="TN"), TENSOR_CORES),  # unmeasured
+    (_spec(M=1, dtype="f32"), ("simt",)),
 ])
-def test_default_heuristic_takes_gemv_where_measured_faster(spec, name):
-    assert strategies.choose(spec, H200).name == name
-    assert strategies.default_config(spec, H200).strategy == name
+def test_default_heuristic_takes_gemv_where_measured_faster(spec, names):
+    assert strategies.choose(spec, H200).name in names
+    assert strategies.default_config(spec, H200).strategy in names
     assert strategies.choose(spec, get_target("gfx942")).name == "simt"
 
 
 @pytest.mark.parametrize("m, rows, unroll", [(1, 1, 8), (2, 2, 4), (4, 2, 4), (8, 4, 2)])
 def test_default_rows_and_unroll_follow_the_measurements(m, rows, unroll):
     cfg = strategies.get("gemv").default_config(_spec(M=m), H200)
-    assert (cfg.rows, cfg.unroll, cfg.vec, cfg.split_k) == (rows, unroll, 8, 1)
+    assert (cfg.rows, cfg.unroll, cfg.vec, cfg.split_k, cfg.k_warps) == (rows, unroll, 8, 1, 1)
+
+
+@pytest.mark.parametrize("m, warps, unroll", [(1, 16, 16), (2, 16, 8), (4, 8, 16)])
+def test_n_contiguous_default_follows_the_measurements(m, warps, unroll):
+    """NN (H200, 2026-12-02): every warp of a block on one column block, K split among them."""
+    spec = _spec(M=m, N=14336, layout="NN")
+    cfg = strategies.get("gemv").default_config(spec, H200)
+    assert (cfg.rows, cfg.warps, cfg.k_warps, cfg.unroll, cfg.vec) == (1, warps, warps, unroll, 8)
+    blocks = cfg.grid(spec)[0] * cfg.split_k
+    assert H200.multiprocessors <= blocks <= 4 * H200.multiprocessors
+
+
+def test_k_warps_sum_through_shared_memory_in_one_kernel():
+    """N-contiguous B with k_warps = 8: one column block per 256 columns, the warps' sums meet
+    in dynamic shared memory behind one barrier; a deeper K slice per block needs fewer grid
+    slices (split_k) than one warp per column block does."""
+    spec = _spec(layout="NN")
+    g = strategies.get("gemv")
+    kw = g.complete({"warps": 8, "k_warps": 8, "unroll": 8}, spec, H200)
+    plain = g.complete({"warps": 4, "k_warps": 1, "unroll": 8}, spec, H200)
+    assert kw.grid(spec)[0] == 4096 // 256 and kw.split_k < plain.split_k
+    assert g.estimates(kw, spec)["shared_bytes"] == 7 * 1 * 32 * 8 * 4
+    art = compile_artifact(spec, kw, keep_ir=False)
+    ptx = art.assembly.split("deepgen_splitk_reduce")[0]  # the gemv kernel comes first
+    assert ptx.count("bar.sync") == 1
+    assert re.search(r"st\.shared\.v4\.(b|f)32", ptx) and re.search(r"ld\.shared\.v4", ptx)
+    assert art.launches[0].shared_bytes == 7 * 32 * 8 * 4
+    assert art.resources["deepgen_gemv"]["spill_stores"] == 0

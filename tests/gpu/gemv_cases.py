@@ -47,6 +47,19 @@ def cases() -> list:
          1.0, 0.0),
         ("gemv-rows4-warps8-TT", dict(M=2, N=777, K=2048, dtype="f16", layout="TT"),
          {"rows": 4, "warps": 8}, 1.0, 0.0),
+        # k_warps: warps sharing columns split the K slice (sums through shared memory);
+        # K tails that leave the last warps' parts short or empty, ragged N, split-K, epilogue
+        ("gemv-kwarps8-NN", dict(M=1, N=4096, K=4096, dtype="bf16", layout="NN"),
+         {"warps": 8, "k_warps": 8, "unroll": 8}, 1.0, 0.0),
+        ("gemv-kwarps8-tail-NN", dict(M=3, N=1000, K=1001, dtype="bf16", layout="NN"),
+         {"warps": 8, "k_warps": 8, "unroll": 8, "split_k": 3}, 1.0, 0.0),
+        ("gemv-kwarps4-beta-bias-TN-f16", dict(M=4, N=520, K=700, dtype="f16", layout="TN",
+                                                epilogue=_epi("col", "silu")),
+         {"warps": 8, "k_warps": 4, "unroll": 4, "split_k": 1}, 0.5, 1.5),
+        ("gemv-kwarps16-f32-NN", dict(M=2, N=2048, K=3000, dtype="f32", layout="NN"),
+         {"warps": 16, "k_warps": 16, "unroll": 8}, 1.0, 0.0),
+        ("gemv-kwarps8-batch2-NN", dict(M=2, N=256, K=5000, batch=2, dtype="bf16", layout="NN"),
+         {"warps": 8, "k_warps": 8, "unroll": 16}, 1.0, 0.0),
     ]
     return out
 

@@ -9,7 +9,10 @@ The kernel (./kernel.py) streams B once with 16-byte loads on CUDA cores, for th
   stay in f32 registers and are reduced across the lanes with xor shuffles at the end.
 - N-contiguous B (NN, TN): each lane owns `rows` vectors of `vec` consecutive columns (at a
   stride of 32 * vec), a warp 32 * vec * rows columns; it walks `unroll` rows of B (K) per
-  step; A[m, k] is one broadcast load per warp. No cross-lane reduction.
+  step; A[m, k] is one broadcast load per warp. No cross-lane reduction. `k_warps` of the
+  block's warps share columns and split the block's K slice; their sums meet in shared
+  memory (in a fixed order), so a block streams a deep K slice and fewer slices (split_k)
+  are needed to fill the GPU.
 
 `split_k` slices K over grid z (batch * split_k blocks along z); the slices' f32 partials go
 to the workspace W and the deterministic reduce kernel of deepgen-split-k applies the
@@ -41,6 +44,7 @@ class GemvConfig(StrategyConfig):
     split_k: int = 1  # K slices over grid z, reduced deterministically by a second kernel
     vec: int = 8  # elements per global load of B (16 bytes for f16/bf16 at 8)
     unroll: int = 4  # K-contiguous: vectors per row and lane per step; else rows of K per step
+    k_warps: int = 1  # N-contiguous B: warps on the same columns, each on part of the K slice
 
     @property
     def threads(self) -> int:
@@ -54,7 +58,8 @@ class GemvConfig(StrategyConfig):
         """Columns n of C one block covers."""
         if k_contiguous(spec, "B"):
             return self.warps * self.rows
-        return self.warps * WARP * self.vec * self.rows
+        # (max: an invalid k_warps is named by validate, not a division by zero here)
+        return max(1, self.warps // self.k_warps) * WARP * self.vec * self.rows
 
     def k_step(self, spec: GemmSpec) -> int:
         """K elements one warp consumes per step of its loop."""
@@ -64,9 +69,13 @@ class GemvConfig(StrategyConfig):
 
     def k_chunk(self, spec: GemmSpec) -> int:
         """K elements per slice: a multiple of the whole-vector step (see kernel.py)."""
-        unit = WARP * self.vec if k_contiguous(spec, "B") else self.unroll
+        unit = WARP * self.vec if k_contiguous(spec, "B") else self.unroll * self.k_warps
         per = -(-spec.K // self.split_k)
         return -(-per // unit) * unit
+
+    def warp_k_chunk(self, spec: GemmSpec) -> int:
+        """K elements of a slice each of the k_warps warps takes (whole steps)."""
+        return self.k_chunk(spec) // self.k_warps
 
     def grid(self, spec: GemmSpec) -> list[int]:
         return [-(-spec.N // self.outputs_per_block(spec)), 1, spec.batch * self.split_k]
@@ -85,7 +94,15 @@ def estimates(cfg: GemvConfig, spec: GemmSpec) -> dict:
         acc = spec.M * cfg.rows * cfg.vec
         loads = cfg.unroll * (cfg.rows * words + spec.M)
         convert = cfg.rows * cfg.vec if elt < 4 else 0
-    return {"shared_bytes": 0, "registers": acc + loads + min(convert, 32) + 24}
+    return {"shared_bytes": k_warp_sums_bytes(cfg, spec),
+            "registers": acc + loads + min(convert, 32) + 24}
+
+
+def k_warp_sums_bytes(cfg: GemvConfig, spec: GemmSpec) -> int:
+    """Shared memory for the f32 sums of the k_warps - 1 warps that hand theirs to the first."""
+    if cfg.k_warps == 1:
+        return 0
+    return (cfg.k_warps - 1) * cfg.warps // cfg.k_warps * spec.M * cfg.rows * WARP * cfg.vec * 4
 
 
 def validate(cfg: GemvConfig, spec: GemmSpec, target: Target) -> None:
@@ -114,7 +131,13 @@ def validate(cfg: GemvConfig, spec: GemmSpec, target: Target) -> None:
         check(spec.M * cfg.rows * cfg.vec <= 2 * MAX_ACCUMULATORS, "rows",
               f"M x rows x vec = {spec.M} x {cfg.rows} x {cfg.vec} accumulators exceed "
               f"{2 * MAX_ACCUMULATORS} per thread; use fewer rows or a narrower vec")
-    unit = WARP * cfg.vec if k_contiguous(spec, "B") else cfg.unroll
+    check(cfg.warps % cfg.k_warps == 0, "k_warps",
+          f"must divide warps={cfg.warps}, got {cfg.k_warps}")
+    check(cfg.k_warps == 1 or not k_contiguous(spec, "B"), "k_warps",
+          f"splitting K among a block's warps is built for N-contiguous B (layouts NN, TN); "
+          f"with K-contiguous B (layout {spec.layout}) lanes split K already: use 1, got "
+          f"{cfg.k_warps}")
+    unit = WARP * cfg.vec if k_contiguous(spec, "B") else cfg.unroll * cfg.k_warps
     slices = -(-spec.K // unit)
     check(cfg.split_k <= slices, "split_k",
           f"{cfg.split_k} slices exceed the {slices} K pieces of {unit} elements of K={spec.K}")
@@ -127,15 +150,21 @@ def validate(cfg: GemvConfig, spec: GemmSpec, target: Target) -> None:
 
 # -- default heuristic ----------------------------------------------------------------------
 
-# The default heuristic (strategies.choose) takes gemv up to this M for f16/bf16 with layout
-# NT: measured on the H200 (2026-12, decode_suite, 8 Llama (N, K) each) gemv beat the
-# mma_sync default on all of them at M <= 4 (0.9-1.25x cuBLAS against 0.43-0.71x); at M = 8
-# it won 5 of 8 (geometric mean +10%), at M = 16 none. Other layouts and f32: not measured.
+# The default heuristic (strategies.choose) takes gemv up to this M for f16/bf16 with layouts
+# NT and NN, measured on the H200 (decode_suite):
+# - NT (2026-12-01, 8 Llama (N, K) each): gemv beat the mma_sync default on all of them at
+#   M <= 4 (0.9-1.25x cuBLAS against 0.43-0.71x); at M = 8 it won 5 of 8 (geometric mean
+#   +10%), at M = 16 none.
+# - NN (2026-12-02, results/decode_suite-h200-2026-12-02-nn-kwarps.json, (N, K) of the
+#   suite's LLM shapes): gemv with k_warps beat mma_sync at M <= 4 (M = 1: 0.99-1.10x
+#   cuBLAS against 0.65-0.86x; M = 4: 0.79-0.92x against 0.62-0.82x).
+# TN, TT and f32: not measured.
 DEFAULT_MAX_M = 4
+DEFAULT_LAYOUTS = ("NT", "NN")
 
 
 def preferred(spec: GemmSpec, target: Target) -> bool:
-    return (target.is_nvidia and spec.M <= DEFAULT_MAX_M and spec.layout == "NT"
+    return (target.is_nvidia and spec.M <= DEFAULT_MAX_M and spec.layout in DEFAULT_LAYOUTS
             and spec.dtype in ("f16", "bf16"))
 
 
@@ -151,11 +180,17 @@ def default(spec: GemmSpec, target: Target) -> GemvConfig:
         # M = 1, 2 x 4 at M = 2 and 4, 4 x 2 at M = 8 and 16
         rows = 1 if spec.M == 1 else 2 if spec.M <= 4 else 4
         unroll = 8 // rows
+        warps, k_warps = 4, 1
     else:  # M x vec accumulators per lane: narrower vectors for the largest M
-        rows, unroll = 1, 8 if spec.M <= 4 else 4
+        # H200, bf16 NN (benchmarks/NOTES.md): all of a block's warps on one column block,
+        # splitting its K slice: 16 warps x unroll 16 best at M = 1, 16 x 8 at M = 2,
+        # 8 x 16 at M = 4
+        rows = 1
+        warps = k_warps = 16 if spec.M <= 2 else 8
+        unroll = 8 if spec.M == 2 else 16 if spec.M <= 4 else 4
         while spec.M * vec > 2 * MAX_ACCUMULATORS:
             vec //= 2
-    cfg = GemvConfig(rows=rows, warps=4, split_k=1, vec=vec, unroll=unroll)
+    cfg = GemvConfig(rows=rows, warps=warps, split_k=1, vec=vec, unroll=unroll, k_warps=k_warps)
     while estimates(cfg, spec)["registers"] > 192 and cfg.rows * cfg.unroll > 1:
         cfg = cfg.replace(**({"rows": cfg.rows // 2} if cfg.rows > 1
                              else {"unroll": cfg.unroll // 2}))

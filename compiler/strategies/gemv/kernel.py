@@ -23,7 +23,8 @@ from ... import irb
 from ...config import k_contiguous
 from ...epilogue import emit
 from ...passes import PassError, register
-from ...passes.common import GRID, ORDER, SPEC, set_args, spec_attr
+from ...passes.common import (GRID, ORDER, SPEC, dynamic_shared, record_shared_bytes,
+                              set_args, shared_view, spec_attr)
 from ...passes.split_k import WORKSPACE, build_reduce
 from ...passes.tile_gemm import kernel_module, module_target
 from ...passes.vectorize import apply_epilogue
@@ -212,27 +213,52 @@ def _lane_guard(guard, offset: int, lane_off):
     return guard(irb.add(lane_off, offset))
 
 
-def _n_contiguous_body(c: _Ctx) -> None:
+def _n_contiguous_body(c: _Ctx, kernel) -> None:
     """Lane l of warp w owns the vec columns at n_w + (j * 32 + l) * vec, j < rows, of B
-    (stored (K, N)); each step walks `unroll` rows of K; A[m, k] is a broadcast load."""
+    (stored (K, N)); each step walks `unroll` rows of K; A[m, k] is a broadcast load. With
+    k_warps > 1, warps (wn, wk) share the columns of wn and take part wk of the K slice."""
     spec, cfg = c.spec, c.cfg
     V, R, U, M, N = cfg.vec, cfg.rows, cfg.unroll, spec.M, spec.N
+    KW = cfg.k_warps
+    WN = cfg.warps // KW
     f32 = ir.F32Type.get()
     vt, acc_t = irb.vector_type(V, c.in_t), irb.vector_type(V, f32)
-    base = irb.mul(irb.add(irb.mul(c.bx, cfg.warps), c.warp), R * WARP * V)
+    wn, wk = (irb.rem(c.warp, WN), irb.div(c.warp, WN)) if KW > 1 else (c.warp, 0)
+    if KW > 1:  # this warp's part of the slice (the last parts may be short or empty)
+        part = cfg.warp_k_chunk(spec)
+        begin = irb.add(c.k_begin, irb.mul(wk, part))
+        c.k_begin = irb.min_(begin, c.k_end)
+        c.k_end = irb.min_(irb.add(begin, part), c.k_end)
+    base = irb.mul(irb.add(irb.mul(c.bx, WN), wn), R * WARP * V)
     cols = [irb.add(base, irb.mul(irb.add(c.lane, j * WARP), V)) for j in range(R)]
     ragged = N % (cfg.warps * R * WARP * V) != 0
     cols_ld = [irb.min_(n, N - V) for n in cols] if ragged else cols
     elt = DTYPE_BYTES[spec.dtype]
+
+    # A's row-major rows give U consecutive k of a step in vectors (AV elements each), where
+    # every step's start is a multiple of AV: far fewer load instructions than U scalars
+    AV = min(U, 16 // elt)
+    a_vectors = not spec.a_transposed and U % AV == 0 and spec.K % AV == 0 and AV > 1
+
+    def a_step(k, guard) -> list:
+        """av[u][m] = A[m, k + u] (0 past the slice where guarded)."""
+        if a_vectors and guard(0) is None:
+            avt = irb.vector_type(AV, c.in_t)
+            vecs = [[vector.load(avt, c.A, _a_index(spec, m, irb.add(k, g * AV)),
+                                 alignment=AV * elt) for g in range(U // AV)]
+                    for m in range(M)]
+            return [[vector.extract(vecs[m][u // AV], [], [u % AV]) for m in range(M)]
+                    for u in range(U)]
+        return [[_guarded(guard(u), lambda u=u, m=m: memref.load(
+            c.A, _a_index(spec, m, irb.add(k, u))), c.in_t) for m in range(M)]
+            for u in range(U)]
 
     def body(accs, k, guard):
         ks = [irb.add(k, u) for u in range(U)]
         bv = [[_guarded(guard(u), lambda u=u, j=j: vector.load(
             vt, c.B, [irb.val(ks[u]), irb.val(cols_ld[j])], alignment=V * elt), vt)
             for j in range(R)] for u in range(U)]
-        av = [[_guarded(guard(u), lambda u=u, m=m: memref.load(c.A, _a_index(spec, m, ks[u])),
-                        c.in_t)
-               for m in range(M)] for u in range(U)]
+        av = a_step(k, guard)
         for u in range(U):
             bf = [irb.extf(bv[u][j], f32) for j in range(R)]
             for m in range(M):
@@ -242,10 +268,39 @@ def _n_contiguous_body(c: _Ctx) -> None:
         return accs
 
     accs = c.k_loop(U, [irb.zeros(acc_t)] * (M * R), body)
+    first = None
+    if KW > 1:
+        accs = _sum_k_warps(kernel, cfg, accs, wn, wk, c.lane, V)
+        first = _eq(wk, 0)
     for i, acc in enumerate(accs):
         m, j = divmod(i, R)
-        cond = irb.lt(cols[j], N) if ragged else None
+        cond = irb.and_(first, irb.lt(cols[j], N) if ragged else None)
         _if(cond, lambda acc=acc, m=m, j=j: c.store(acc, m, cols[j]))
+
+
+def _sum_k_warps(kernel, cfg: GemvConfig, accs: list, wn, wk, lane, V: int) -> list:
+    """The sums of the k_warps warps on the same columns, valid in warp wk = 0: warps
+    1..k_warps-1 put theirs in shared memory, warp 0 adds them in that order (deterministic)."""
+    f32 = ir.F32Type.get()
+    KW, WN, n = cfg.k_warps, cfg.warps // cfg.k_warps, len(accs)
+    sums = shared_view(dynamic_shared(kernel), 0, [KW - 1, WN, n, WARP, V], f32)
+    record_shared_bytes(kernel, (KW - 1) * WN * n * WARP * V * 4)
+    acc_t = irb.vector_type(V, f32)
+
+    def at(w, i):
+        return [irb.val(w), irb.val(wn), irb.const_index(i), irb.val(lane), irb.const_index(0)]
+
+    def put():
+        for i, acc in enumerate(accs):
+            vector.store(acc, sums, at(irb.sub(wk, 1), i), alignment=16)
+
+    _if(irb.lt(0, wk) if not isinstance(wk, int) else None, put)
+    gpu.barrier()
+    out = list(accs)
+    for w in range(1, KW):  # every warp reads (cheap); only warp 0's result is stored
+        for i in range(n):
+            out[i] = arith.addf(out[i], vector.load(acc_t, sums, at(w - 1, i), alignment=16))
+    return out
 
 
 def build(module, op, spec, cfg: GemvConfig, target) -> None:
@@ -280,7 +335,7 @@ def build(module, op, spec, cfg: GemvConfig, target) -> None:
         if k_contiguous(spec, "B"):
             _k_contiguous_body(ctx)
         else:
-            _n_contiguous_body(ctx)
+            _n_contiguous_body(ctx, kernel)
         gpu.return_([])
     if S > 1:
         build_reduce(kernel, spec, S, spec.epilogue.steps)
