@@ -162,6 +162,46 @@ for _m in DECODE_MS:
                 continue
             CASES[f"decode_bf16_NN_{_m}x{_n}x{_k}_{_variant}"] = (
                 dict(M=_m, N=_n, K=_k, dtype="bf16", layout="NN"), _cfg, 1.0, 0.0, _point)
+
+
+def before_swap(spec):
+    """The default heuristic's config before swap_ab became the decode default (2026-12-02):
+    wgmma's measured tiles where preferred_tile takes them, else mma_sync's default."""
+    from deepgen.compiler import strategies
+    from deepgen.compiler.strategies.wgmma import config as wc
+    from deepgen.compiler.target import get_target
+
+    tile = wc.preferred_tile(spec)
+    if tile is not None:
+        return wc.WgmmaConfig(BM=tile[0], BN=tile[1], consumers=tile[2], stages=4)
+    return strategies.get("mma_sync").default_config(spec, get_target("sm_90a"))
+
+
+# The swap_ab default (run 2): the decode suite's other Llama (N, K) against the default before
+# it and cuBLAS; f16 where the suite's default changed; variants at the weakest points.
+FINAL_NK = ((6144, 4096), (10240, 8192), (57344, 8192), (8192, 28672))
+for _m in DECODE_MS:
+    for _n, _k in FINAL_NK:
+        for _variant, _cfg in {"default": None, "before": before_swap}.items():
+            CASES[f"final_bf16_NT_{_m}x{_n}x{_k}_{_variant}"] = (
+                dict(M=_m, N=_n, K=_k, dtype="bf16", layout="NT"), _cfg, 1.0, 0.0,
+                f"bf16_NT_{_m}x{_n}x{_k}")
+for _m, _n, _k in ((16, 4096, 4096), (16, 14336, 4096), (16, 4096, 14336), (128, 4096, 4096),
+                   (128, 4096, 14336), (128, 14336, 4096)):
+    for _variant, _cfg in {"default": None, "before": before_swap}.items():
+        CASES[f"final_f16_NN_{_m}x{_n}x{_k}_{_variant}"] = (
+            dict(M=_m, N=_n, K=_k, dtype="f16", layout="NN"), _cfg, 1.0, 0.0,
+            f"f16_NN_{_m}x{_n}x{_k}")
+for _layout, _m, _n, _k in (("NT", 64, 4096, 4096), ("NT", 128, 4096, 4096),
+                            ("NT", 128, 8192, 8192), ("NN", 64, 4096, 4096),
+                            ("NT", 8, 14336, 4096), ("NT", 32, 14336, 4096),
+                            ("NT", 128, 14336, 4096)):
+    for _variant, _cfg in {"default": None, "swap_c2": dict(W, swap_ab=True, consumers=2),
+                           "swap_bm64": dict(W, swap_ab=True, BM=64)}.items():
+        CASES[f"final_bf16_{_layout}_{_m}x{_n}x{_k}_{_variant}"] = (
+            dict(M=_m, N=_n, K=_k, dtype="bf16", layout=_layout), _cfg, 1.0, 0.0,
+            f"bf16_{_layout}_{_m}x{_n}x{_k}")
+
 # layouts TN and TT (wgmma's A operand MN-major: its transpose bit) against the default
 for _layout in ("TN", "TT"):
     for _variant, _cfg in {"default": None, "128x256c2": dict(W, BN=256, consumers=2),
@@ -180,6 +220,8 @@ def compile_all(bundle: Path, only: str | None) -> None:
         if only and not re.search(only, name):
             continue
         t = time.perf_counter()
+        if callable(cfg):  # a config computed from the spec (e.g. before_swap)
+            cfg = cfg(GemmSpec(**fields))
         art = compile_artifact(GemmSpec(**fields), cfg, "sm_90a", keep_ir=False)
         art.save(bundle / name)
         index.append({"name": name, "alpha": alpha, "beta": beta, "point": point})

@@ -89,20 +89,40 @@ def test_validation_names_the_field_and_the_limit(fields, spec, target, message)
 def test_the_default_only_where_measured_faster():
     assert strategies.get("wgmma").config_class is WgmmaConfig
     big = GemmSpec(M=4096, N=4096, K=4096, dtype="bf16")
-    for spec in (NT, NN, GemmSpec(M=128, N=4096, K=4096, dtype="bf16"),  # few tiles: split-K
-                 GemmSpec(M=64, N=57344, K=8192, dtype="bf16", layout="NT"),  # M < 128
-                 GemmSpec(M=4096, N=4096, K=4096, dtype="bf16", layout="TN"),  # not measured
+    for spec in (NT, NN, GemmSpec(M=512, N=4096, K=4096, dtype="bf16", layout="TN"),  # tiles
+                 GemmSpec(M=16, N=4096, K=4096, dtype="bf16", layout="TN"),  # swap: not measured
+                 GemmSpec(M=16, N=2048, K=4096, dtype="bf16", layout="NT"),  # N < 4096
+                 GemmSpec(M=16, N=4096, K=4096, batch=2, dtype="bf16"),  # batched decode
+                 GemmSpec(M=4, N=4096, K=4096, dtype="bf16", layout="NN"),  # M < 8
                  GemmSpec(M=4096, N=4100, K=4096, dtype="bf16", layout="NN"),  # TMA: N*2 % 16
                  GemmSpec(M=4096, N=4096, K=4096, dtype="f32")):
         assert strategies.choose(spec, H100).name != "wgmma", spec
         assert strategies.default_config(spec, H100).strategy != "wgmma", spec
-    for spec in (big, GemmSpec(M=2048, N=14336, K=4096, dtype="f16", layout="NT")):
+    for spec in (big, GemmSpec(M=2048, N=14336, K=4096, dtype="f16", layout="NT"),
+                 GemmSpec(M=4096, N=4096, K=4096, dtype="bf16", layout="TN"),  # A MN-major
+                 GemmSpec(M=8192, N=8192, K=8192, dtype="f16", layout="TT")):
         assert strategies.default_config(spec, H100) == WgmmaConfig(BN=256, consumers=2)
         assert strategies.default_config(spec, get_target("sm_80")).strategy == "mma_sync"
-    mid = {(1024, 1024): WgmmaConfig(BM=64, BN=128), (128, 14336): WgmmaConfig(),
+    mid = {(1024, 1024): WgmmaConfig(BM=64, BN=128), (256, 14336): WgmmaConfig(),
            (1024, 4096): WgmmaConfig(BN=256, consumers=2)}
     for (m, n), want in mid.items():
         assert strategies.default_config(GemmSpec(M=m, N=n, K=4096, dtype="bf16"), H100) == want
+    # decode sizes, M = 8..128 against N, K >= 4096 (NT and NN): swap_ab with split-K to a wave
+    swap = {(16, 4096, 4096, "NT"): (16, 8, 4), (8, 14336, 4096, "NN"): (8, 8, 1),
+            (128, 4096, 4096, "NN"): (128, 5, 4), (64, 8192, 8192, "NT"): (64, 6, 2),
+            (128, 28672, 4096, "NT"): (128, 5, 1), (100, 4096, 14336, "NT"): (104, 5, 4)}
+    for (m, n, k, layout), (bn, stages, split) in swap.items():
+        spec = GemmSpec(M=m, N=n, K=k, dtype="bf16", layout=layout)
+        assert strategies.choose(spec, H100).name == "wgmma", spec
+        want = WgmmaConfig(BM=128, BN=bn, stages=stages, split_k=split, swap_ab=True)
+        assert strategies.default_config(spec, H100) == want, spec
+    # enough 128x256 tiles at M = 128: the first tile rule stays (measured 1.02x vs 0.98x)
+    assert strategies.default_config(GemmSpec(M=128, N=57344, K=8192, dtype="bf16",
+                                              layout="NT"), H100) == WgmmaConfig(BN=256,
+                                                                                 consumers=2)
+    # gemv keeps M <= 4 in NT
+    assert strategies.choose(GemmSpec(M=4, N=4096, K=4096, dtype="bf16", layout="NT"),
+                             H100).name == "gemv"
     cfg = strategies.resolve({"strategy": "wgmma", "BN": 256, "consumers": 2}, NT, H100)
     assert cfg == WgmmaConfig(BN=256, consumers=2)
     assert WgmmaConfig.from_dict(cfg.to_dict()) == cfg

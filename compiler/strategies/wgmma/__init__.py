@@ -4,8 +4,9 @@ warpgroups (setmaxnreg), wgmma.mma_async with the accumulator in registers, the 
 chain on the way out (./kernel.py; the builder layer in ./builders.py).
 
 The default heuristic takes it where the H200 measured it faster than mma_sync: enough
-output tiles of a measured tile shape, M >= 128 (config.preferred_tile); elsewhere an
-explicit {"strategy": "wgmma"} config selects it."""
+output tiles of a measured tile shape, M >= 128 (config.preferred_tile), and decode sizes
+(8 <= M <= 128 against N, K >= 4096) with swap_ab and split-K (config.preferred_swap);
+elsewhere an explicit {"strategy": "wgmma"} config selects it."""
 from __future__ import annotations
 
 from deepgen.spec import GemmSpec

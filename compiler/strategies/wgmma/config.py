@@ -13,8 +13,9 @@ consumers on one tile), clusters 1x1 and 2x1 (B multicast), a grid in grouped or
 non-persistent or
 persistent (one CTA per SM taking tiles pid, pid + grid, ...; the producer runs on into the
 next tile while the consumers store this one), BK of
-one 128-byte swizzle span (64 16-bit elements), layouts NT (both operands K-major) and NN (B
-MN-major), split_k slices of K along grid z (not with the persistent grid or clusters)."""
+one 128-byte swizzle span (64 16-bit elements), every layout (an MN-major operand, A stored
+K x M or B stored K x N, takes wgmma's transpose bit), split_k slices of K along grid z (not
+with the persistent grid or clusters), swap_ab (C^T = B^T A^T for small M)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ CTA_RESERVED_SHARED = 1024  # bytes the system reserves per resident CTA
 MODES = ("cooperative", "pingpong")
 RASTERS = ("row",)
 BUILT_LAYOUTS = ("NT", "NN", "TN", "TT")  # A or B MN-major: wgmma's transpose bits (16-bit)
-PREFERRED_LAYOUTS = ("NT", "NN")  # where the default heuristic takes wgmma (measured)
+PREFERRED_LAYOUTS = ("NT", "NN")  # where the default heuristic takes every measured rule
 
 
 @dataclass(frozen=True)
@@ -231,9 +232,22 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
 #   >= 100 tiles of 128x128: 128x128, 1 consumer (128x14336x4096: 0.94x; mma_sync 0.72x)
 #   >= 128 tiles of 64x128:  64x128 (1024^3: 0.79x; mma_sync with split-K 0.38x)
 # and none below M = 128 or with fewer tiles (128x4096x4096: mma_sync's split-K 0.71x beats
-# wgmma's 0.64x; decode sizes are gemv's and mma_sync's).
+# wgmma's 0.64x without split-K). Layouts TN and TT (A MN-major, 2026-12-02 run 1: 4096^3
+# 128x256 c2 0.94x / 0.92x cuBLAS, mma_sync 0.58x) take the first rule only (the one measured).
 PREFERRED_MIN_M = 128
 _PREFERRED_TILES = ((128, 256, 2, 128), (128, 128, 1, 100), (64, 128, 1, 128))
+MN_MAJOR_A_TILES = _PREFERRED_TILES[:1]
+# swap_ab (swap_config: BM 128, BN = M, one CTA per SM, split_k to one wave) at decode sizes,
+# measured on the H200 2026-12-02 (results/wgmma_bench-h200-2026-12-02-swap.json, run 1):
+# M = 8..128 by (N, K) in (4096, 4096), (14336, 4096), (4096, 14336), (28672, 4096),
+# (8192, 8192), NT and NN: 0.84-1.03x cuBLAS (geomean about 0.98x) where the default ran
+# 0.53-0.92x (mma_sync; wgmma tiles at M = 128 with N >= 8192); two CTAs per SM were slower
+# (0.77-1.02x), and at M = 128 with N = 4096 swap_ab beat split-K without it (0.88x vs 0.85x).
+# Run 2 (results/wgmma_bench-h200-2026-12-02-defaults.json): the decode suite's other (N, K)
+# 0.85-1.13x where the default before ran 0.41-0.96x, except where the first tile rule already
+# applies (128 x 57344 x 8192: 128x256 c2 1.02x, swap_ab 0.98x): that rule stays first.
+SWAP_M = (8, 128)
+SWAP_MIN_NK = 4096
 
 
 def _tiles(spec: GemmSpec, bm: int, bn: int) -> int:
@@ -242,22 +256,34 @@ def _tiles(spec: GemmSpec, bm: int, bn: int) -> int:
 
 def preferred_tile(spec: GemmSpec) -> tuple[int, int, int] | None:
     """(BM, BN, consumers) the default heuristic takes for `spec`, or None (not wgmma)."""
-    if spec.M < PREFERRED_MIN_M or spec.layout not in PREFERRED_LAYOUTS:
+    if spec.M < PREFERRED_MIN_M:
         return None
-    for bm, bn, consumers, min_tiles in _PREFERRED_TILES:
+    rules = _PREFERRED_TILES if spec.layout in PREFERRED_LAYOUTS else MN_MAJOR_A_TILES
+    for bm, bn, consumers, min_tiles in rules:
         if _tiles(spec, bm, bn) >= min_tiles:
             return bm, bn, consumers
     return None
 
 
+def preferred_swap(spec: GemmSpec) -> bool:
+    """Whether the default takes swap_ab (swap_config): a decode-sized M against a large
+    weight matrix, in the layouts and sizes measured."""
+    return (SWAP_M[0] <= spec.M <= SWAP_M[1] and spec.N >= SWAP_MIN_NK
+            and spec.K >= SWAP_MIN_NK and spec.batch == 1 and spec.layout in PREFERRED_LAYOUTS
+            and preferred_tile(spec) != _PREFERRED_TILES[0][:3])
+
+
 def preferred(spec: GemmSpec) -> bool:
-    return preferred_tile(spec) is not None
+    return preferred_swap(spec) or preferred_tile(spec) is not None
 
 
 def default_config(spec: GemmSpec, target: Target) -> WgmmaConfig:
-    """The measured tile of `preferred_tile` (128x256x64 with two consumer warpgroups for
-    large problems, 128x128 or 64x128 with one for mid sizes), 4 stages; otherwise 128x128x64
+    """swap_config where `preferred_swap`; the measured tile of `preferred_tile` (128x256x64
+    with two consumer warpgroups for large problems, 128x128 or 64x128 with one for mid
+    sizes), 4 stages; otherwise 128x128x64
     with one consumer (step 1 of issue 14), with smaller N tiles for narrow problems."""
+    if preferred_swap(spec):
+        return swap_config(spec, target)
     tile = preferred_tile(spec)
     if tile is not None:
         bm, bn, consumers = tile
