@@ -17,7 +17,16 @@ median per tile and compiler, the ratio DeepGen/Triton of the medians, the load 
 
 Stages are timed by wrapping the compiler's own functions (gemm_module, run_pipeline, the
 DeepGen passes, to_ptx, assemble) for the duration of the measurement, so the numbers are those
-of the real compile_artifact.
+of the real compile_artifact; Triton's the same way (its backend's make_ttir .. make_cubin).
+
+    python benchmarks/compile_time.py --vs-triton --mma-sync-ptxas-opt 2 [--out ...]
+    python benchmarks/compile_time.py --ptxas-ab BUNDLE
+
+--mma-sync-ptxas-opt N: the comparison with the mma_sync kernels assembled at ptxas -O<N>
+instead of the strategy's level (compiler/strategies/mma_sync PTXAS_OPT_LEVEL). --ptxas-ab:
+a GPU bundle of the mma_sync kernels of AB_POINTS assembled at -O3 and at -O2 (the same PTX),
+in benchmarks/tensor_core_goal.py's bundle format, so that the GPU host checks and times both
+against cuBLAS in interleaved rounds: `python benchmarks/tensor_core_goal.py --run BUNDLE`.
 """
 from __future__ import annotations
 
@@ -128,7 +137,12 @@ class _DeepGenWorker:
 
     def __init__(self):
         from deepgen.compiler import compile_artifact, strategies
+        from deepgen.compiler.strategies import mma_sync
         from deepgen.compiler.target import get_target
+
+        if os.environ.get(_PTXAS_OPT_ENV):  # --mma-sync-ptxas-opt
+            mma_sync.PTXAS_OPT_LEVEL = int(os.environ[_PTXAS_OPT_ENV])
+        self.mma_sync_ptxas_opt = mma_sync.PTXAS_OPT_LEVEL
 
         self.compile_artifact = compile_artifact
         self.cases = []
@@ -147,10 +161,9 @@ class _DeepGenWorker:
                 "resources": art.resources, "engine": _engine(art.assembly),
                 "stages": dict(stages)}
 
-    @staticmethod
-    def versions() -> dict:
+    def versions(self) -> dict:
         from deepgen.compiler import toolchain_versions
-        return toolchain_versions()
+        return {**toolchain_versions(), "mma_sync_ptxas_opt": self.mma_sync_ptxas_opt}
 
 
 class _TritonWorker:
@@ -171,6 +184,7 @@ class _TritonWorker:
         import triton_matmul as tm
 
         self.tm, self.triton, self.ASTSource, self.tempfile = tm, triton, ASTSource, tempfile
+        self.resources_seen = set()  # tiles whose cubin's resources were read (the first compile)
         self.target = GPUTarget("cuda", 90, 32)
         self.backend = make_backend(self.target)
         kern = tm.matmul_kernel
@@ -206,17 +220,51 @@ class _TritonWorker:
         cache = self.tempfile.mkdtemp(prefix="triton-cache-")
         os.environ["TRITON_CACHE_DIR"] = cache  # a fresh, empty cache for every compile
         try:
-            t = time.perf_counter()
-            src, options = self._source(i)
-            kernel = self.triton.compile(src, target=self.target, options=options.__dict__)
-            seconds = time.perf_counter() - t
+            with self._stage_timer() as stages:
+                t = time.perf_counter()
+                src, options = self._source(i)
+                kernel = self.triton.compile(src, target=self.target, options=options.__dict__)
+                seconds = time.perf_counter() - t
             cached = sum(len(f) for _, _, f in os.walk(cache))
         finally:
             shutil.rmtree(cache, ignore_errors=True)
         md = kernel.metadata
+        extra = {}
+        if i not in self.resources_seen:  # once per tile (a cuobjdump run, outside the timing)
+            self.resources_seen.add(i)
+            extra["resources"] = _cubin_resources(kernel.asm.get("cubin"))
         return {"seconds": seconds, "cache_files_written": cached, "num_warps": md.num_warps,
                 "num_stages": md.num_stages, "shared": md.shared,
-                "engine": _engine(kernel.asm["ptx"])}
+                "engine": _engine(kernel.asm["ptx"]), "stages": stages, **extra}
+
+    @contextlib.contextmanager
+    def _stage_timer(self):
+        """Seconds per stage of Triton's NVIDIA backend: make_ttir, make_ttgir, make_llir
+        (TTGIR -> LLVM IR), make_ptx (LLVM's NVPTX back end), make_cubin (ptxas)."""
+        from triton.backends.nvidia.compiler import CUDABackend
+
+        times: dict[str, float] = {}
+        names = ("make_ttir", "make_ttgir", "make_llir", "make_ptx", "make_cubin")
+        originals = {n: CUDABackend.__dict__[n] for n in names if n in CUDABackend.__dict__}
+
+        def timed(name, fn):
+            def wrapper(*args, **kwargs):
+                t = time.perf_counter()
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    times[name] = times.get(name, 0.0) + time.perf_counter() - t
+            return wrapper
+
+        for name, attr in originals.items():
+            static = isinstance(attr, staticmethod)
+            wrapped = timed(name, attr.__func__ if static else attr)
+            setattr(CUDABackend, name, staticmethod(wrapped) if static else wrapped)
+        try:
+            yield times
+        finally:
+            for name, attr in originals.items():
+                setattr(CUDABackend, name, attr)
 
     @staticmethod
     def versions() -> dict:
@@ -239,6 +287,26 @@ def _git_commit() -> str | None:
         from gemm_suite import git_commit
         return git_commit()
     except Exception:  # noqa: BLE001 - a record without a commit is still a record
+        return None
+
+
+def _cubin_resources(cubin: bytes | None) -> dict | None:
+    """{"registers", "local_bytes"} of a cubin's kernel, by the cuobjdump Triton ships
+    (`-res-usage`); None when it cannot be read."""
+    import subprocess
+    import tempfile
+
+    try:
+        from triton.backends.nvidia.compiler import get_ptxas
+        tool = Path(get_ptxas(90).path).parent / "cuobjdump"
+        with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+            f.write(cubin)
+            f.flush()
+            out = subprocess.run([str(tool), "-res-usage", f.name], capture_output=True,
+                                 text=True, check=True).stdout
+        m = re.search(r"REG:(\d+) STACK:(\d+) SHARED:\d+ LOCAL:(\d+)", out)
+        return {"registers": int(m[1]), "stack_bytes": int(m[2]), "local_bytes": int(m[3])}
+    except Exception:  # noqa: BLE001 - a figure beside the timing, never a failure
         return None
 
 
@@ -268,13 +336,17 @@ def worker_main(kind: str) -> int:
     return 0
 
 
+_PTXAS_OPT_ENV = "DEEPGEN_BENCH_MMA_SYNC_PTXAS_OPT"  # the DeepGen worker's --mma-sync-ptxas-opt
+
+
 class _Worker:
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, env: dict | None = None):
         import subprocess
 
         self.kind = kind
         self.proc = subprocess.Popen([sys.executable, __file__, "--worker", kind],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     env={**os.environ, **(env or {})})
 
     def ask(self, req: dict) -> dict:
         self.proc.stdin.write(json.dumps(req) + "\n")
@@ -289,10 +361,13 @@ class _Worker:
         self.proc.wait()
 
 
-def vs_triton(runs: int, out: Path | None, only: str | None = None) -> int:
+def vs_triton(runs: int, out: Path | None, only: str | None = None,
+              mma_sync_ptxas_opt: int | None = None) -> int:
     chosen = [i for i, t in enumerate(TILES) if only is None or re.search(only, t[0])]
     load_before = os.getloadavg()
-    workers = {kind: _Worker(kind) for kind in ("deepgen", "triton")}
+    env = {_PTXAS_OPT_ENV: str(mma_sync_ptxas_opt)} if mma_sync_ptxas_opt is not None else {}
+    workers = {kind: _Worker(kind, env if kind == "deepgen" else None)
+               for kind in ("deepgen", "triton")}
     try:
         first = {k: {i: w.ask({"tile": i}) for i in chosen} for k, w in workers.items()}
         rounds = []
@@ -303,8 +378,8 @@ def vs_triton(runs: int, out: Path | None, only: str | None = None) -> int:
                 for kind in order:
                     reply = workers[kind].ask({"tile": i})
                     rounds.append({"round": r, "tile": label, "compiler": kind,
-                                   "seconds": reply["seconds"],
-                                   **({"stages_s": reply["stages"]} if "stages" in reply else {})})
+                                   "seconds": reply["seconds"], "stages_s": reply["stages"],
+                                   "load_average_1min": os.getloadavg()[0]})
             print(f"round {r + 1}/{runs}: " + ", ".join(
                 f"{x['compiler'][0]}{x['seconds']:.2f}" for x in rounds if x["round"] == r),
                 flush=True)
@@ -326,13 +401,18 @@ def vs_triton(runs: int, out: Path | None, only: str | None = None) -> int:
                 ("BLOCK_M", "BLOCK_N", "BLOCK_K", "num_warps", "num_stages"), triton_cfg)),
             "deepgen_kernels": d["kernels"], "deepgen_engine": d["engine"],
             "triton_engine": t["engine"], "deepgen_resources": d["resources"],
+            "triton_resources": t.get("resources"),
             "triton_shared": t.get("shared"),
             "triton_cache_files_written": t.get("cache_files_written"),
             "first_compile_in_worker_s": {"deepgen": d["seconds"], "triton": t["seconds"]},
             "runs_s": times, "median_s": med, "min_s": {k: min(v) for k, v in times.items()},
             "ratio_median": med["deepgen"] / med["triton"],
+            # the same round's two compiles (back to back): the spread says how noisy it was
+            "ratio_rounds": [d_ / t_ for d_, t_ in zip(times["deepgen"], times["triton"])],
             "deepgen_stages_median_s": _stage_medians(
-                [x["stages_s"] for x in rounds if x["tile"] == label and "stages_s" in x]),
+                [x["stages_s"] for x in rounds if x["tile"] == label and x["compiler"] == "deepgen"]),
+            "triton_stages_median_s": _stage_medians(
+                [x["stages_s"] for x in rounds if x["tile"] == label and x["compiler"] == "triton"]),
             "target_met": med["deepgen"] <= 0.5 * med["triton"]})
     when = _dt.datetime.now()
     host = re.sub(r"[^A-Za-z0-9]+", "-", platform.node()).strip("-") or "host"
@@ -349,22 +429,95 @@ def vs_triton(runs: int, out: Path | None, only: str | None = None) -> int:
                      "compile_artifact(keep_ir=False) (no kernel cache); target sm_90a "
                      "(DeepGen) / GPUTarget('cuda', 90, 32) (Triton)",
            "target": "DeepGen median <= 0.5 x Triton median, every tile",
+           "mma_sync_ptxas_opt": versions["deepgen"].get("mma_sync_ptxas_opt"),
            "tiles": tiles, "runs": rounds}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1) + "\n")
     print(f"\nwrote {out}\n")
     print(f"compile time, median of {runs} interleaved runs (s); load average before "
           f"{load_before[0]:.2f}, after {load_after[0]:.2f}")
-    print(f"{'tile':30s} {'DeepGen':>8s} {'Triton':>8s} {'ratio':>6s}   DeepGen: passes, "
-          "lowering, to PTX, ptxas")
+    print(f"{'tile':40s} {'DeepGen':>8s} {'Triton':>8s} {'ratio':>6s} {'rounds':>11s}   "
+          "DeepGen: passes, lowering, to PTX, ptxas | Triton: ttir+ttgir, llir, ptx, cubin")
     for row in tiles:
-        st = row["deepgen_stages_median_s"]
+        st, tt = row["deepgen_stages_median_s"], row["triton_stages_median_s"]
         passes = sum(v for k, v in st.items() if k.startswith("deepgen-") or k == "build module")
-        print(f"{row['tile']:30s} {row['median_s']['deepgen']:8.3f} "
-              f"{row['median_s']['triton']:8.3f} {row['ratio_median']:6.2f}   "
+        spread = f"{min(row['ratio_rounds']):.2f}-{max(row['ratio_rounds']):.2f}"
+        print(f"{row['tile']:40s} {row['median_s']['deepgen']:8.3f} "
+              f"{row['median_s']['triton']:8.3f} {row['ratio_median']:6.2f} {spread:>11s}   "
               f"{passes:.3f} {st.get('upstream lowering', 0):.3f} "
-              f"{st.get('to PTX (gpu-module-to-binary)', 0):.3f} {st.get('ptxas', 0):.3f}"
-              + ("" if row["target_met"] else "  (> 0.5)"))
+              f"{st.get('to PTX (gpu-module-to-binary)', 0):.3f} {st.get('ptxas', 0):.3f} | "
+              f"{tt.get('make_ttir', 0) + tt.get('make_ttgir', 0):.3f} "
+              f"{tt.get('make_llir', 0):.3f} {tt.get('make_ptx', 0):.3f} "
+              f"{tt.get('make_cubin', 0):.3f}" + ("" if row["target_met"] else "  (> 0.5)"))
+    return 0
+
+
+# --ptxas-ab: mma_sync kernels (the strategy's default for the shape, with overrides) whose
+# SASS at ptxas -O2 is compared on the GPU with -O3's: the two tiles of TILES, the f16 and
+# long-K twins, and the suite's kinds of mma_sync defaults (split-K, 16-row, odd, tf32).
+AB_POINTS = [
+    ("bf16_4096^3_256x128x64", dict(M=4096, N=4096, K=4096, dtype="bf16"), None),
+    ("bf16_4096^3_128x128x64", dict(M=4096, N=4096, K=4096, dtype="bf16"),
+     {"BM": 128, "warps_m": 2, "warps_n": 2}),
+    ("f16_4096^3_256x128x64", dict(M=4096, N=4096, K=4096, dtype="f16"), None),
+    ("f16_4096^3_128x128x64", dict(M=4096, N=4096, K=4096, dtype="f16"),
+     {"BM": 128, "warps_m": 2, "warps_n": 2}),
+    ("bf16_2048x4096x14336_256x128x64", dict(M=2048, N=4096, K=14336, dtype="bf16"), None),
+    ("bf16_128x4096x4096", dict(M=128, N=4096, K=4096, dtype="bf16"), None),
+    ("bf16_16x4096x4096", dict(M=16, N=4096, K=4096, dtype="bf16"), None),
+    ("bf16_1000x1234x777_TN", dict(M=1000, N=1234, K=777, dtype="bf16", layout="TN"), None),
+    ("bf16_4097x33x1000", dict(M=4097, N=33, K=1000, dtype="bf16"), None),
+    ("f16_127x4097x33_NT", dict(M=127, N=4097, K=33, dtype="f16", layout="NT"), None),
+    ("tf32_4096^3", dict(M=4096, N=4096, K=4096, dtype="f32", allow_tf32=True), None),
+]
+AB_LEVELS = (3, 2)
+
+
+def ptxas_ab_bundle(bundle: Path, only: str | None = None) -> int:
+    """Compile AB_POINTS with the mma_sync kernels assembled at each of AB_LEVELS (the same
+    PTX) into `bundle`, in tensor_core_goal.py's format (variant "ptxas-O<n>"); ab.json
+    beside it: per variant the resources, the ptxas seconds and the SASS's sha256."""
+    import hashlib
+
+    from deepgen.compiler import compile_artifact, strategies
+    from deepgen.compiler.strategies import mma_sync
+    from deepgen.compiler.target import get_target
+
+    bundle.mkdir(parents=True, exist_ok=True)
+    index, summary = [], []
+    saved = mma_sync.PTXAS_OPT_LEVEL
+    try:
+        for name, fields, overrides in AB_POINTS:
+            if only and not re.search(only, name):
+                continue
+            spec = GemmSpec(**fields)
+            cfg = strategies.get("mma_sync").default_config(spec, get_target("sm_90a"))
+            cfg = cfg.replace(**overrides) if overrides else cfg
+            ptx = None
+            for level in AB_LEVELS:
+                mma_sync.PTXAS_OPT_LEVEL = level
+                with stage_timer() as stages:
+                    art = compile_artifact(spec, cfg, "sm_90a", keep_ir=False)
+                if ptx is not None and art.assembly != ptx:
+                    raise RuntimeError(f"{name}: the PTX differs between ptxas levels")
+                ptx = art.assembly
+                variant = f"ptxas-O{level}"
+                art.save(bundle / f"{name}-{variant}")
+                index.append({"point": name, "variant": variant, "dir": f"{name}-{variant}"})
+                row = {"point": name, "variant": variant, "config": cfg.to_dict(),
+                       "resources": art.resources, "ptxas_s": stages.get("ptxas"),
+                       "cubin_sha256": hashlib.sha256(art.binary).hexdigest()}
+                summary.append(row)
+                print(f"{name:34s} {variant:9s} ptxas {row['ptxas_s']:.2f} s "
+                      f"{ {k: v['registers'] for k, v in art.resources.items()} } spills "
+                      f"{ {k: v['spill_stores'] for k, v in art.resources.items()} }", flush=True)
+    finally:
+        mma_sync.PTXAS_OPT_LEVEL = saved
+    (bundle / "index.json").write_text(json.dumps(index, indent=1))
+    (bundle / "ab.json").write_text(json.dumps({"git_commit": _git_commit(), "variants": summary},
+                                               indent=1))
+    print(f"\n{len(index)} kernels in {bundle}; on the GPU host: "
+          f"python benchmarks/tensor_core_goal.py --run {bundle} --rounds 7")
     return 0
 
 
@@ -404,13 +557,20 @@ def main(argv=None) -> int:
     p.add_argument("--vs-triton", action="store_true",
                    help="DeepGen against Triton on TILES, side by side (see the module's doc)")
     p.add_argument("--only", metavar="REGEX", help="--vs-triton: only the tiles whose label "
-                                                   "matches")
+                                                   "matches (--ptxas-ab: the points)")
+    p.add_argument("--mma-sync-ptxas-opt", type=int, choices=(0, 1, 2, 3), default=None,
+                   help="--vs-triton: assemble the mma_sync kernels at ptxas -O<N> instead of "
+                        "the strategy's level")
+    p.add_argument("--ptxas-ab", type=Path, metavar="BUNDLE",
+                   help="write a GPU bundle of AB_POINTS at ptxas -O3 and -O2 (--only filters)")
     p.add_argument("--worker", choices=("deepgen", "triton"), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.worker:
         return worker_main(a.worker)
+    if a.ptxas_ab:
+        return ptxas_ab_bundle(a.ptxas_ab, a.only)
     if a.vs_triton:
-        return vs_triton(a.runs or 5, a.out, a.only)
+        return vs_triton(a.runs or 5, a.out, a.only, a.mma_sync_ptxas_opt)
     a.runs = a.runs or 7
     from deepgen.compiler import compile_artifact, toolchain_versions
 

@@ -46,7 +46,7 @@ NVVM_LOWERING = [
     "gpu.module(canonicalize{top-down=false},cse)",
 ]
 
-PTXAS_FLAGS = ("-O3", "-v")
+PTXAS_FLAGS = ("-O3", "-v")  # -O<n> is replaced by the strategy's opt_level (see assemble)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -79,8 +79,9 @@ def to_ptx(module: ir.Module) -> str:
 # PTX -> cubin
 
 
-def ptxas(ptx: str, target: Target) -> tuple[bytes, dict]:
-    """Assemble PTX to a cubin; returns (cubin, resources per entry from `ptxas -v`)."""
+def ptxas(ptx: str, target: Target, opt_level: int = 3) -> tuple[bytes, dict]:
+    """Assemble PTX to a cubin at `ptxas -O<opt_level>`; returns (cubin, resources per entry
+    from `ptxas -v`)."""
     from deepgen.toolchain import find_ptxas
 
     exe = find_ptxas()
@@ -90,8 +91,8 @@ def ptxas(ptx: str, target: Target) -> tuple[bytes, dict]:
     with tempfile.TemporaryDirectory(prefix="deepgen-ptxas-") as tmp:
         src, out = Path(tmp) / "k.ptx", Path(tmp) / "k.cubin"
         src.write_text(ptx)
-        proc = subprocess.run([str(exe), f"-arch={target.name}", *PTXAS_FLAGS, str(src),
-                               "-o", str(out)], capture_output=True, text=True)
+        proc = subprocess.run([str(exe), f"-arch={target.name}", *ptxas_flags(opt_level),
+                               str(src), "-o", str(out)], capture_output=True, text=True)
         if proc.returncode != 0:
             raise CompileError("ptxas", proc.stderr.strip()[-4000:])
         cubin = out.read_bytes()
@@ -115,14 +116,21 @@ def nvjitlink_version() -> str | None:
     return ".".join(map(str, nvj.version())) if nvj is not None else None
 
 
-def nvjitlink(ptx: str, target: Target) -> tuple[bytes, dict]:
+def ptxas_flags(opt_level: int = 3) -> tuple[str, ...]:
+    """PTXAS_FLAGS with the optimization level `opt_level` (0 to 3; ptxas's default is 3)."""
+    if opt_level not in (0, 1, 2, 3):
+        raise CompileError("ptxas", f"ptxas optimization level must be 0 to 3, got {opt_level!r}")
+    return tuple(f"-O{opt_level}" if f.startswith("-O") else f for f in PTXAS_FLAGS)
+
+
+def nvjitlink(ptx: str, target: Target, opt_level: int = 3) -> tuple[bytes, dict]:
     """PTX -> cubin in process through nvJitLink (relocatable code, see the module's note);
     returns (cubin, resources per entry from the ptxas info log, as `ptxas -v` prints it)."""
     nvj = nvjitlink_module()
     if nvj is None:
         raise CompileError("nvjitlink", "nvJitLink not available: pip install nvidia-nvjitlink "
                                         "cuda-bindings")
-    options = [f"-arch={target.name}", "-O3", "-Xptxas=-v"]
+    options = [f"-arch={target.name}", ptxas_flags(opt_level)[0], "-Xptxas=-v"]
     handle = nvj.create(len(options), options)
     try:
         data = ptx.encode()
@@ -158,9 +166,11 @@ def assembler() -> str:
     return "ptxas"
 
 
-def assemble(ptx: str, target: Target) -> tuple[bytes, dict]:
-    """PTX -> (cubin, resources per entry) through `assembler()`."""
-    return (nvjitlink if assembler() == "nvjitlink" else ptxas)(ptx, target)
+def assemble(ptx: str, target: Target, opt_level: int = 3) -> tuple[bytes, dict]:
+    """PTX -> (cubin, resources per entry) through `assembler()`, at -O<opt_level> (a
+    strategy's Strategy.ptxas_opt_level: the assembler's time grows with the optimization
+    level on kernels near the register limit, see compiler/strategies/mma_sync)."""
+    return (nvjitlink if assembler() == "nvjitlink" else ptxas)(ptx, target, opt_level=opt_level)
 
 
 def parse_ptxas_resources(log: str) -> dict:
@@ -193,12 +203,13 @@ def parse_ptxas_resources(log: str) -> dict:
 
 
 def build_cubin(module: ir.Module, target: Target, log: StageLog | None,
-                start: int, extra=(), finish=None) -> tuple[bytes, dict, str]:
+                start: int, extra=(), finish=None, ptxas_opt: int = 3) -> tuple[bytes, dict, str]:
     """The module after DeepGen's passes -> (cubin, resources per entry, PTX).
 
     `extra`: stages after NVVM_LOWERING (a kernel builder's, e.g. convert-nvvm-to-llvm for
     the mbarrier and wgmma ops that expand to inline PTX); `finish(module)`: an edit of the
-    lowered module before translation (e.g. by-value grid-constant TMA descriptors)."""
+    lowered module before translation (e.g. by-value grid-constant TMA descriptors);
+    `ptxas_opt`: the assembler's optimization level."""
     run_pipeline(module, NVVM_LOWERING + list(extra), log, start=start)
     if finish is not None:
         finish(module)
@@ -206,5 +217,5 @@ def build_cubin(module: ir.Module, target: Target, log: StageLog | None,
     if log is not None and log.want_llvm_ir:
         log.llvm_ir = llvm_ir(module)
     ptx = to_ptx(module)
-    cubin, resources = assemble(ptx, target)
+    cubin, resources = assemble(ptx, target, opt_level=ptxas_opt)
     return cubin, resources, ptx

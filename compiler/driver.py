@@ -10,6 +10,7 @@ in: without kept IR, the stages run again one by one on a copy of their input to
 from __future__ import annotations
 
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -49,6 +50,23 @@ def make_context() -> ir.Context:
     ctx = ir.Context()
     dialects.load_into(ctx)
     return ctx
+
+
+# compile_artifact's contexts: creating one (every upstream dialect registered, the deepgen
+# dialect loaded from IRDL) took 10-25 ms of each compile. A thread reuses its context for
+# CONTEXT_REUSE compiles, then starts a fresh one (attributes and types stay uniqued in a
+# context for its lifetime, so a tuner's long-lived worker must not grow without bound).
+CONTEXT_REUSE = 32
+_compile_contexts = threading.local()
+
+
+def compile_context() -> ir.Context:
+    """The calling thread's context for compile_artifact (see CONTEXT_REUSE)."""
+    state = _compile_contexts
+    if getattr(state, "uses", CONTEXT_REUSE) >= CONTEXT_REUSE:
+        state.context, state.uses = make_context(), 0
+    state.uses += 1
+    return state.context
 
 
 def gemm_module(spec: GemmSpec, cfg: TileConfig, target: str, epilogue=None) -> ir.Module:
@@ -237,7 +255,7 @@ def compile_artifact(spec: GemmSpec, config: TileConfig | dict | None = None,
         log = StageLog()
     strategy = strategies.strategy_of(cfg)
     builder = getattr(strategy, "builds_kernel", False)  # emits the kernel itself (wgmma)
-    with make_context(), ir.Location.unknown():
+    with compile_context(), ir.Location.unknown():
         if builder:
             module = strategy.build_module(spec, cfg, target)
         else:
@@ -260,7 +278,8 @@ def compile_artifact(spec: GemmSpec, config: TileConfig | dict | None = None,
             binary, resources, assembly = build_cubin(
                 module, tgt, log, start=1 + len(deepgen),
                 extra=strategy.extra_lowering(cfg) if builder else (),
-                finish=(lambda m: strategy.finish_lowered(m, cfg)) if builder else None)
+                finish=(lambda m: strategy.finish_lowered(m, cfg)) if builder else None,
+                ptxas_opt=strategy.ptxas_opt_level(cfg))
     from deepgen.toolchain import cached_toolchain_versions as toolchain_versions
     return KernelArtifact(backend=tgt.backend, target=target, binary=binary, launches=launches,
                           spec=spec.to_dict(), config=cfg.to_dict(), workspace_bytes=workspace,

@@ -86,7 +86,7 @@ def test_falls_back_to_ptxas_when_nvjitlink_does_not_load(env):
     env.setattr(bn, "nvjitlink_module", lambda: None)  # installed, but the library fails
     assert bn.assembler() == "ptxas"
     called = []
-    env.setattr(bn, "ptxas", lambda ptx, target: called.append(target.name) or (b"", {}))
+    env.setattr(bn, "ptxas", lambda ptx, target, opt_level=3: called.append(target.name) or (b"", {}))
     bn.assemble(tc._SMOKE_PTX, SM90A)
     assert called == ["sm_90a"]
     with pytest.raises(CompileError, match="nvJitLink not available"):
@@ -199,3 +199,74 @@ def test_invalid_ir_from_a_pass_is_caught_and_the_pass_named(monkeypatch):
     assert e.value.stage == "deepgen-test-drop-returns"
     assert "func.return" in e.value.ir_before or "return" in e.value.ir_before
     assert "expect at least a terminator" in str(e.value)
+
+
+# -- compile time: the assembler's optimization level, reused contexts, parsed attributes ------
+
+
+def test_ptxas_flags_carry_the_optimization_level():
+    assert bn.ptxas_flags() == bn.PTXAS_FLAGS and "-O3" in bn.PTXAS_FLAGS
+    assert "-O2" in bn.ptxas_flags(2) and "-O3" not in bn.ptxas_flags(2)
+    with pytest.raises(CompileError, match="0 to 3"):
+        bn.ptxas_flags(4)
+
+
+def test_each_strategy_assembles_at_its_ptxas_level(monkeypatch):
+    from deepgen.compiler.strategies import mma_sync
+
+    levels = []
+    real = bn.assemble
+
+    def spy(ptx, target, opt_level=3):
+        levels.append(opt_level)
+        return real(ptx, target, opt_level=opt_level)
+
+    monkeypatch.setattr(bn, "assemble", spy)
+    monkeypatch.setattr(mma_sync, "PTXAS_OPT_LEVEL", 2)
+    spec = GemmSpec(M=64, N=64, K=64, dtype="bf16")
+    art = compile_artifact(spec, {"strategy": "mma_sync", "BM": 64, "BN": 64, "BK": 32},
+                           keep_ir=False)
+    compile_artifact(GemmSpec(M=64, N=64, K=64), {"strategy": "simt"}, keep_ir=False)
+    assert levels == [2, 3] and "mma.sync" in art.assembly
+
+
+def test_a_reused_context_gives_the_same_ptx_as_a_fresh_one(monkeypatch):
+    monkeypatch.setattr(driver, "_compile_contexts", __import__("threading").local())
+    spec = GemmSpec(M=64, N=64, K=64, dtype="bf16")
+    first = compile_artifact(spec, None, keep_ir=False)
+    ctx = driver.compile_context()
+    compile_artifact(GemmSpec(M=96, N=40, K=72), None, keep_ir=False)  # other IR in between
+    again = compile_artifact(spec, None, keep_ir=False)
+    assert driver.compile_context() is ctx  # reused, not rebuilt
+    assert again.assembly == first.assembly
+
+
+def test_compile_contexts_are_renewed_after_context_reuse_compiles(monkeypatch):
+    monkeypatch.setattr(driver, "_compile_contexts", __import__("threading").local())
+    monkeypatch.setattr(driver, "CONTEXT_REUSE", 2)
+    a, b = driver.compile_context(), driver.compile_context()
+    c = driver.compile_context()
+    assert a is b and c is not a
+
+
+def test_spec_and_tile_of_each_kernel_are_its_own():
+    """spec_of/tile_of share one parsed object per attribute text; ops with other attributes
+    (a split-K GEMM's main kernel and its reduction) still read their own."""
+    from mlir import ir
+
+    from deepgen.compiler.config import TileConfig
+    from deepgen.compiler.passes.common import SPEC, TILE, spec_attr, spec_of, tile_of
+    from deepgen.dialects.ops import dict_attr
+
+    specs = GemmSpec(M=64, N=64, K=64), GemmSpec(M=64, N=64, K=64, dtype="bf16")
+    tiles = TileConfig(BM=32, BN=32), TileConfig(BM=64, BN=64)
+    with driver.make_context(), ir.Location.unknown():
+        ops = [ir.Module.create().operation for _ in specs]
+        for op, spec, tile in zip(ops, specs, tiles):
+            op.attributes[SPEC] = spec_attr(spec)
+            op.attributes[TILE] = dict_attr(tile.to_dict())
+        got = [(spec_of(op), tile_of(op)) for op in ops]
+        assert got == list(zip(specs, tiles))
+        assert tile_of(ops[0]) is got[0][1]  # parsed once
+        ops[0].attributes[TILE] = ops[1].attributes[TILE]
+        assert tile_of(ops[0]) == tiles[1] and spec_of(ops[0]) == specs[0]

@@ -446,7 +446,7 @@ def test_compile_time_vs_triton_writes_every_run(tmp_path):
     pytest.importorskip("triton")
     out = tmp_path / "vs.json"
     assert compile_time.main(["--vs-triton", "--runs", "2", "--only", "16x4096", "--out",
-                              str(out)]) == 0
+                              str(out), "--mma-sync-ptxas-opt", "2"]) == 0
     doc = json.loads(out.read_text())
     (tile,) = doc["tiles"]
     assert tile["tile"].startswith("bf16 16x4096x4096")
@@ -456,6 +456,23 @@ def test_compile_time_vs_triton_writes_every_run(tmp_path):
     assert tile["triton_config"]["BLOCK_M"] == 16 and tile["deepgen_config"]["BM"] == 16
     assert doc["triton"]["triton"] and doc["deepgen_toolchain"]["assembler"] == "ptxas"
     assert len(doc["load_average_before"]) == 3 and len(doc["runs"]) == 4
+    assert doc["mma_sync_ptxas_opt"] == 2  # reached the DeepGen worker
+    assert len(tile["ratio_rounds"]) == 2
+    assert {"make_ttgir", "make_llir", "make_ptx", "make_cubin"} <= set(tile["triton_stages_median_s"])
+    assert "ptxas" in tile["deepgen_stages_median_s"]
+    assert tile["triton_resources"] is None or tile["triton_resources"]["registers"] > 0
+
+
+def test_ptxas_ab_bundle_holds_both_levels_of_the_same_ptx(tmp_path):
+    bundle = tmp_path / "ab"
+    assert compile_time.main(["--ptxas-ab", str(bundle), "--only", "^bf16_16x4096x4096$"]) == 0
+    index = json.loads((bundle / "index.json").read_text())
+    assert [e["variant"] for e in index] == ["ptxas-O3", "ptxas-O2"]
+    ptx = {e["variant"]: (bundle / e["dir"]).glob("*.ptx") for e in index}
+    texts = {v: [f.read_text() for f in sorted(fs)] for v, fs in ptx.items()}
+    assert texts["ptxas-O3"] and texts["ptxas-O3"] == texts["ptxas-O2"]
+    ab = json.loads((bundle / "ab.json").read_text())["variants"]
+    assert ab[0]["cubin_sha256"] != ab[1]["cubin_sha256"]  # -O2 and -O3 give other SASS here
 
 
 @pytest.mark.parametrize("kind", ["gemv", "wgmma"])

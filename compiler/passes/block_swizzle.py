@@ -21,13 +21,20 @@ from . import PassError, register
 from .common import gemm_kernel, grid_of, tile_of
 
 
-def block_id_ops(kernel, dim: str) -> list:
-    return [op for op in irb.walk_ops(kernel, "gpu.block_id") if str(op.attributes["dimension"]).endswith(dim + ">")]
+def block_id_ops(kernel, dims=("x", "y")) -> dict:
+    """{dim: the gpu.block_id ops of that dimension} (one walk of the kernel)."""
+    found = {d: [] for d in dims}
+    for op in irb.walk_ops(kernel, "gpu.block_id"):
+        dim = str(op.attributes["dimension"])[-2]  # "#gpu<dim x>"
+        if dim in found:
+            found[dim].append(op)
+    return found
 
 
 def swizzle(kernel, group: int) -> None:
     gx, gy, _ = grid_of(kernel)
-    xs, ys = block_id_ops(kernel, "x"), block_id_ops(kernel, "y")
+    ids = block_id_ops(kernel)
+    xs, ys = ids["x"], ids["y"]
     if len(xs) != 1 or len(ys) != 1:
         raise PassError(kernel, f"expected one gpu.block_id x and y, found {len(xs)} and {len(ys)}")
     entry = kernel.regions[0].blocks[0]

@@ -28,11 +28,27 @@ KERNEL_MODULE = "deepgen_kernels"
 
 
 def spec_of(op) -> GemmSpec:
-    return GemmSpec.from_dict(dict_of(op.attributes[SPEC]))
+    return _parsed(op.attributes[SPEC], GemmSpec.from_dict)
 
 
 def tile_of(op) -> TileConfig:
-    return TileConfig.from_dict(dict_of(op.attributes[TILE]))
+    return _parsed(op.attributes[TILE], TileConfig.from_dict)
+
+
+# The passes read a kernel's spec and tile a few hundred times per compile (deepgen-vectorize
+# once per tile op); converting the attribute and validating the config cost ~10x printing
+# it. Both results are frozen dataclasses, so one per attribute text is shared.
+_PARSED: dict = {}
+
+
+def _parsed(attr: ir.Attribute, from_dict):
+    key = (from_dict, str(attr))
+    got = _PARSED.get(key)
+    if got is None:
+        if len(_PARSED) >= 512:
+            _PARSED.clear()
+        got = _PARSED[key] = from_dict(dict_of(attr))
+    return got
 
 
 def spec_attr(spec: GemmSpec) -> ir.DictAttr:
@@ -56,7 +72,16 @@ def gemm_kernel(module):
 
 
 def k_loop(kernel):
-    loops = [op for op in walk_ops(kernel, "scf.for") if K_LOOP in op.attributes]
+    loops = []
+    advance, skip = ir.WalkResult.ADVANCE, ir.WalkResult.SKIP
+
+    def visit(op):  # the K loop's (unrolled) body is not walked: no K loop nests in another
+        if op.name == "scf.for" and K_LOOP in op.attributes:
+            loops.append(op)
+            return skip
+        return advance
+
+    (kernel.operation if hasattr(kernel, "operation") else kernel).walk(visit, ir.WalkOrder.PRE_ORDER)
     if len(loops) != 1:
         raise PassError(kernel, f"expected one main K loop marked {K_LOOP}, found {len(loops)}")
     return loops[0]

@@ -97,19 +97,18 @@ def _move_compute(body, nb, old_views, current) -> None:
     """Move the old body's compute into the new loop body; drop its copies and barriers."""
     for old_arg, new_arg in zip(body.arguments, nb.arguments):
         old_arg.replace_all_uses_with(new_arg)
-    for op in list(body.operations):
-        op = op.operation
-        if op.name in ("deepgen.tile_stash", "gpu.barrier"):
+    fetches = []  # erased last: the stashes use their results
+    for op in [op.operation for op in body.operations]:  # one pass: the body is unrolled
+        name = op.name
+        if name in ("deepgen.tile_stash", "gpu.barrier"):
             op.erase()
-    for op in list(body.operations):
-        op = op.operation
-        if op.name == "deepgen.tile_fetch":
-            op.erase()
-    for op in list(body.operations):
-        op = op.operation
-        if op.name != "scf.yield":
+        elif name == "deepgen.tile_fetch":
+            fetches.append(op)
+        elif name != "scf.yield":
             op.detach_from_parent()
             nb.append(op)
+    for op in fetches:
+        op.erase()
     for o, v in old_views.items():
         v.replace_all_uses_with(current[o])
 

@@ -44,11 +44,18 @@ def tile_views(kernel, spec, cfg, stages: int | None) -> dict:
     return views
 
 
-def find_role(kernel, role: str) -> ir.Value:
+def find_roles(kernel, roles) -> dict:
+    """{role: the result of the first op marked ROLE = role} for each of `roles` (one walk)."""
+    found = {}
     for op in irb.walk_ops(kernel):
-        if ROLE in op.attributes and str_attr(op, ROLE) == role:
-            return op.results[0]
-    raise PassError(kernel, f"no op marked {ROLE} = {role!r} (run deepgen-tile-gemm first)")
+        if ROLE in op.attributes:
+            role = str_attr(op, ROLE)
+            if role in roles and role not in found:
+                found[role] = op.results[0]
+    for role in roles:
+        if role not in found:
+            raise PassError(kernel, f"no op marked {ROLE} = {role!r} (run deepgen-tile-gemm first)")
+    return found
 
 
 def distribution(cfg, spec, operand: str) -> dict:
@@ -84,22 +91,24 @@ def copy_tile(src, origin, k0, dst, operand, dist) -> None:
     ops.tile_stash(regs, dst, operand=operand, distribution=dist)
 
 
-def frag_loads(loop, operand: str) -> list:
-    return [op for op in irb.walk_ops(loop, "deepgen.load_frag") if str_attr(op, "operand") == operand]
-
-
 def promote(kernel) -> None:
     spec, cfg = spec_of(kernel), tile_of(kernel)
     loop = k_loop(kernel)
-    if any(op.name == "deepgen.tile_fetch" for op in irb.walk_ops(loop)):
-        raise PassError(loop, "the main loop already stages tiles in shared memory")
+    loads = {"A": [], "B": []}  # the fragment loads of each operand (one walk of the loop)
+    for op in irb.walk_ops(loop):
+        name = op.name
+        if name == "deepgen.tile_fetch":
+            raise PassError(loop, "the main loop already stages tiles in shared memory")
+        if name == "deepgen.load_frag":
+            loads.setdefault(str_attr(op, "operand"), []).append(op)
     views = tile_views(kernel, spec, cfg, None)
-    origins = {"A": find_role(kernel, "m0"), "B": find_role(kernel, "n0")}
+    roles = find_roles(kernel, ("m0", "n0"))
+    origins = {"A": roles["m0"], "B": roles["n0"]}
     body = loop.regions[0].blocks[0]
     k0 = body.arguments[0]
     with ir.InsertionPoint.at_block_begin(body), loop.location:
         for operand in ("A", "B"):
-            frags = frag_loads(loop, operand)
+            frags = loads[operand]
             if not frags:
                 raise PassError(loop, f"no fragment loads of {operand} in the main loop")
             src = frags[0].operands[0]
@@ -109,7 +118,7 @@ def promote(kernel) -> None:
                       distribution(cfg, spec, operand))
         gpu.barrier()
     for operand in ("A", "B"):
-        for f in frag_loads(loop, operand):
+        for f in loads[operand]:
             with ir.InsertionPoint(f), f.location:
                 mn = offset_from(f.operands[1], origins[operand])
                 k = offset_from(f.operands[2], k0)

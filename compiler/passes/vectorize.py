@@ -323,16 +323,19 @@ def lower_tile_stash(op, cfg) -> None:
 
 @register("deepgen-vectorize", "lower deepgen tile ops to vector loads/stores with guards")
 def run(module) -> None:
+    kernel, spec, cfg = None, None, None
     for op in irb.walk_ops(module):
         name = op.name
         if name not in ("deepgen.load_frag", "deepgen.store_frag", "deepgen.tile_fetch",
                         "deepgen.tile_stash", "deepgen.tile_copy_async"):
             continue
-        kernel = enclosing_kernel(op)
-        spec = spec_of(kernel) if "deepgen.spec" in kernel.attributes else None
-        if spec is None:
-            raise PassError(kernel, "kernel has no deepgen.spec attribute")
-        cfg = tile_of(kernel)
+        k = enclosing_kernel(op)
+        if kernel is None or k != kernel:  # one kernel's ops come one after the other
+            kernel = k
+            spec = spec_of(kernel) if "deepgen.spec" in kernel.attributes else None
+            if spec is None:
+                raise PassError(kernel, "kernel has no deepgen.spec attribute")
+            cfg = tile_of(kernel)
         if name == "deepgen.load_frag":
             lower_load_frag(op, spec, cfg)
         elif name == "deepgen.store_frag":

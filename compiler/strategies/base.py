@@ -93,6 +93,10 @@ class Strategy:
     def load_passes(self) -> None:
         """Import the modules that register this strategy's own passes (none by default)."""
 
+    def ptxas_opt_level(self, cfg: StrategyConfig) -> int:
+        """The optimization level PTX -> cubin runs at (ptxas -O<n>; NVIDIA only)."""
+        return 3
+
     def workspace_bytes(self, spec: GemmSpec, cfg: StrategyConfig) -> int:
         """Bytes of the workspace a kernel builder's launches take (split-K partials)."""
         return 0

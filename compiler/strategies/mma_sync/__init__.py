@@ -23,6 +23,13 @@ PASSES = [
     "deepgen-block-swizzle",
     "deepgen-vectorize",
 ]
+# ptxas -O<n> for this strategy's kernels. Warp tiles of 64x64 hold 128 f32 accumulators per
+# thread and reach ptxas's 255-register limit, where -O3 takes ~0.55 s of a ~1 s compile (bf16
+# 4096^3, 256x128x64) and -O2 ~0.3 s for the same PTX (as many SASS instructions, 248
+# registers; at 128x128x64 with 2x2 warps -O3 spills 8 bytes in the main loop, -O2 nothing).
+# -O3 until the GPU says -O2's SASS is as fast: benchmarks/compile_time.py --ptxas-ab builds
+# both (this name is read at each compile, so the benchmark can switch it).
+PTXAS_OPT_LEVEL = 3
 # Flat lowering parameters of the SIMT thread tile: they do not apply to mma_sync.
 FOREIGN = ("TM", "TN", "lanes_m", "lanes_n", "warp_scatter_m", "warp_scatter_n",
            "thread_scatter_m", "thread_scatter_n", "kk_unroll", "local_split_k",
@@ -54,6 +61,9 @@ class MmaSync(Strategy):
 
     def pipeline(self, cfg: MmaSyncConfig) -> list[str]:
         return list(PASSES)
+
+    def ptxas_opt_level(self, cfg: MmaSyncConfig) -> int:
+        return PTXAS_OPT_LEVEL
 
     def load_passes(self) -> None:
         from . import ring  # noqa: F401  (registers deepgen-mma-sync-pipeline)
