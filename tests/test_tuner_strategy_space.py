@@ -114,6 +114,7 @@ def test_fixed_base_starts_from_the_config_class_defaults():
 
 
 @pytest.mark.parametrize("name, strategy", [("wgmma_llm.json", "wgmma"),
+                                            ("wgmma_decode.json", "wgmma"),
                                             ("gemv_decode.json", "gemv")])
 def test_shipped_strategy_files_dry_run(name, strategy, capsys):
     path = ROOT / "tuning_configs" / name
