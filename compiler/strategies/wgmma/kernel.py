@@ -21,12 +21,19 @@ contiguous run of K tiles, KSlice) and stores its raw f32 accumulator into the w
 deepgen-split-k's reduce kernel (the one mma_sync and gemv use) is the second launch: it sums
 the slices in a fixed order and applies alpha/beta/C and the epilogue chain.
 
+swap_ab: the kernel computes C^T = B^T A^T, so "wgmma's A" below is the spec's B (its BM rows
+run over N) and "wgmma's B" the spec's A (BN columns over M; config.operands); the epilogue
+stores the transposed accumulator (_store_transposed). An MN-major operand (A stored K x M,
+B stored K x N) sets its wgmma transpose bit and loads as BK x 64 boxes, one per 64 rows or
+columns (_load_a; B as below).
+
 Grid: (tiles_m * tiles_n, 1, batch) in grouped order (group_m block rows walked column by
 column); persistent: min(tiles, SMs x ctas_per_sm) CTAs walking tiles pid, pid + grid, ...
 (the ring's (stage, phase) carried on); cluster_m 2: pairs of vertically adjacent tiles whose
 CTAs each load half of B and multicast it to both (their empty barriers count both CTAs'
-consumers). TMA descriptors of A (batch, rows, cols as stored; box 1 x BM x BK) and B (NT: box
-1 x BN x BK; NN: boxes of 1 x BK x 64) are by-value grid-constant parameters; out-of-bounds
+consumers). TMA descriptors of wgmma's A (batch, rows, cols as stored; K-major: box 1 x BM x
+BK, MN-major: boxes of 1 x BK x 64) and B (K-major: box 1 x BN x BK; MN-major: boxes of
+1 x BK x 64) are by-value grid-constant parameters; out-of-bounds
 elements of partial tiles arrive as zeros.
 """
 from __future__ import annotations
