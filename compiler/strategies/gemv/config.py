@@ -183,15 +183,17 @@ def default(spec: GemmSpec, target: Target) -> GemvConfig:
         warps, k_warps = 4, 1
     else:  # M x vec accumulators per lane: narrower vectors for the largest M
         # H200, bf16 NN (benchmarks/NOTES.md): all of a block's warps on one column block,
-        # splitting its K slice: 16 warps x unroll 16 best at M = 1, 16 x 8 at M = 2,
+        # splitting its K slice: 16 warps x unroll 8 best at M = 1 and 2 (unroll 16 within
+        # 2% at M = 1, but 512 threads leave 128 registers: a K tail's guarded step spills),
         # 8 x 16 at M = 4
         rows = 1
         warps = k_warps = 16 if spec.M <= 2 else 8
-        unroll = 8 if spec.M == 2 else 16 if spec.M <= 4 else 4
+        unroll = 8 if spec.M <= 2 else 16 if spec.M <= 4 else 4
         while spec.M * vec > 2 * MAX_ACCUMULATORS:
             vec //= 2
     cfg = GemvConfig(rows=rows, warps=warps, split_k=1, vec=vec, unroll=unroll, k_warps=k_warps)
-    while estimates(cfg, spec)["registers"] > 192 and cfg.rows * cfg.unroll > 1:
+    budget = min(192, target.registers_per_sm // cfg.threads - 16)  # headroom for a K tail
+    while estimates(cfg, spec)["registers"] > budget and cfg.rows * cfg.unroll > 1:
         cfg = cfg.replace(**({"rows": cfg.rows // 2} if cfg.rows > 1
                              else {"unroll": cfg.unroll // 2}))
     return fit_split(cfg, spec, target)
