@@ -60,8 +60,9 @@ def test_default_config_is_valid_for_every_shape_layout_dtype():
 
 
 def test_default_config_uses_wide_loads_when_aligned_and_split_k_when_few_blocks():
-    cfg = default_config(GemmSpec(M=16, N=4096, K=4096, dtype="bf16"))
-    assert cfg.load_width_b == 8  # 16 bytes of bf16
+    # layout TN: mma_sync's (wgmma with swapped operands takes NN/NT at this size)
+    cfg = default_config(GemmSpec(M=16, N=4096, K=4096, dtype="bf16", layout="TN"))
+    assert cfg.strategy == "mma_sync" and cfg.load_width_b == 8  # 16 bytes of bf16
     assert cfg.split_k > 1  # 32 blocks cannot fill 132 SMs
     assert default_config(GemmSpec(M=4096, N=4096, K=4096)).split_k == 1
 
@@ -96,3 +97,26 @@ def test_spec_errors_name_field(fields, field):
     with pytest.raises(SpecError) as e:
         GemmSpec(**fields)
     assert str(e.value).startswith(field + ":")
+
+
+@pytest.mark.parametrize("m, n, k, layout, tile", [
+    (1000, 1234, 777, "TN", (128, 64, 2, 2, True)),   # 40 tiles of 256 x 128: 128 x 64
+    (1000, 1234, 777, "NN", (64, 64, 4, 2, False)),   # 1234-wide rows: register-staged
+    (127, 4097, 33, "NT", (64, 64, 4, 2, False)),
+    (4097, 33, 1000, "TN", (64, 64, 4, 2, False)),
+])
+def test_default_tile_follows_the_odd_shape_measurements(m, n, k, layout, tile):
+    """mma_sync's default (H200, tuning_configs/odd_shapes.json): smaller tiles where the large
+    ones leave SMs idle; 8 warps on 64 x 64 where copies go through registers."""
+    cfg = default_config(GemmSpec(M=m, N=n, K=k, layout=layout, dtype="bf16"))
+    assert cfg.strategy == "mma_sync"
+    assert (cfg.BM, cfg.BN, cfg.warps_m, cfg.warps_n, cfg.async_copy) == tile
+
+
+def test_large_tiles_stay_where_they_fill_the_gpu():
+    from deepgen.compiler.strategies.mma_sync import config as mma
+    spec = GemmSpec(M=4096, N=4096, K=4096, dtype="bf16", layout="TN")
+    assert (mma.base_tiles(spec, 132)[0].BM, mma.base_tiles(spec, 132)[0].BN) == (256, 128)
+    few = GemmSpec(M=1000, N=1234, K=777, dtype="bf16", layout="TN")
+    assert mma.base_tiles(few, None)[0].BM == 256  # without a target: the old order
+    assert mma.base_tiles(few, 132)[0] == mma.FEW_TILES

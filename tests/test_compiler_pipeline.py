@@ -219,8 +219,12 @@ def test_tensor_core_path_has_ldmatrix_and_mma_in_sass(dtype, layout, tmp_path):
 @pytest.mark.parametrize("dtype", ["bf16", "f16"])
 def test_default_tensor_core_kernel_swizzles_prefetches_and_stores_c_in_16_bytes(dtype, tmp_path):
     """Whole tiles: swizzled shared tiles (no padding), fragments carried across K tiles,
-    and C staged through shared memory and written as 16-byte vectors (8 x 16-bit)."""
-    k = compile_artifact(GemmSpec(M=512, N=512, K=256, dtype=dtype), None)
+    and C staged through shared memory and written as 16-byte vectors (8 x 16-bit). The
+    256 x 128 tile (4 x 2 warps of 64 x 64) the default takes where its tiles fill the GPU
+    (given: 512^2 has too few of them)."""
+    k = compile_artifact(GemmSpec(M=512, N=512, K=256, dtype=dtype),
+                         {"strategy": "mma_sync", "BM": 256, "BN": 128, "BK": 64, "warps_m": 4,
+                          "warps_n": 2, "shared_stages": 4})
     cfg = k.config
     assert cfg["smem_swizzle"] and cfg["smem_pad"] == 0 and cfg["register_prefetch"]
     assert cfg["epilogue_smem"] and cfg["store_width"] == 8

@@ -5,7 +5,7 @@ Pipeline: the shared passes of compiler/passes/, with this strategy's own softwa
 (deepgen-mma-sync-pipeline: the cp.async ring, ./ring.py) in place of SIMT's double buffer."""
 from __future__ import annotations
 
-from deepgen.spec import GemmSpec
+from deepgen.spec import GemmSpec, SpecError
 
 from ...config import TileConfig
 from ...target import Target
@@ -46,8 +46,20 @@ class MmaSync(Strategy):
                 and (spec.dtype in ("f16", "bf16") or spec.allow_tf32))
 
     def default_config(self, spec: GemmSpec, target: Target) -> MmaSyncConfig:
-        return common.first_valid(self, _c.base_tiles(spec), spec, target,
-                                  lambda base: _c.fit(base, spec, target))
+        def fit(base):
+            return _c.fit(base, spec, target)
+
+        cfg = common.first_valid(self, _c.base_tiles(spec, target.multiprocessors), spec,
+                                 target, fit)
+        if not cfg.async_copy and cfg.BM > 16 and not spec.allow_tf32:
+            # register-staged copies: 8 warps on 64 x 64 (config.STAGED, measured)
+            try:
+                staged = fit(_c.STAGED)
+                self.validate(staged, spec, target)
+                return staged
+            except SpecError:
+                pass
+        return cfg
 
     def complete(self, given: dict, spec: GemmSpec, target: Target) -> MmaSyncConfig:
         cfg = _c.derive(self.default_config(spec, target), given)

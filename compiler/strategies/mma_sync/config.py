@@ -151,8 +151,23 @@ TF32 = dict(mma="m16n8k8", BK=32, smem_pad=4, shared_stages=3, epilogue_smem=Tru
 F16 = dict(mma="m16n8k16", smem_swizzle=True, register_prefetch=True, epilogue_smem=True)
 
 
-def base_tiles(spec: GemmSpec) -> list[MmaSyncConfig]:
-    """Candidate base tiles for a shape, preferred first (widths etc. are fitted later).
+# Few output tiles, and operands too narrow for cp.async (H200, tuning_configs/odd_shapes.json,
+# results/tune_odd_shapes-h200-2026-12-02.json, the suite's odd shapes in 3 layouts): where
+# 256 x 128 or 128 x 128 tiles leave SMs idle, 128 x 64 (1000x1234x777 TN: 82 TFLOP/s, 1.01x
+# cuBLAS, against 55 on 256 x 128); register-staged copies run best on 8 warps of 16 x 32 over
+# 64 x 64 (1000x1234x777 NN 52 against 19 TFLOP/s, NT 36 against 28; 127x4097x33 3.8-4.3
+# against 3.3-3.9; 4097x33x1000 TN 14.3 against 6.7).
+FEW_TILES = MmaSyncConfig(BM=128, BN=64, BK=64, warps_m=2, warps_n=2, shared_stages=3, **F16)
+STAGED = MmaSyncConfig(BM=64, BN=64, BK=32, warps_m=4, warps_n=2, shared_stages=2, **F16)
+
+
+def output_tiles(cfg: MmaSyncConfig, spec: GemmSpec) -> int:
+    return -(-spec.M // cfg.BM) * -(-spec.N // cfg.BN) * spec.batch
+
+
+def base_tiles(spec: GemmSpec, sms: int | None = None) -> list[MmaSyncConfig]:
+    """Candidate base tiles for a shape, preferred first (widths etc. are fitted later); with
+    `sms`, large tiles that would leave multiprocessors idle give way to smaller ones.
 
     Measured on the H100: 128 x 256 x 32 with 2 x 4 warps of 64 x 64 reached 330 TFLOP/s on
     bf16 4096^3; smaller tiles where a large one does not fit, e.g. register-staged copies of
@@ -166,9 +181,13 @@ def base_tiles(spec: GemmSpec) -> list[MmaSyncConfig]:
              C(BM=64, BN=64, BK=32, warps_m=2, warps_n=2, shared_stages=3, **F16)]
     if spec.M <= 16:
         return [C(BM=16, BN=128, BK=32, warps_m=1, warps_n=4, shared_stages=3, **F16)] + small[1:]
-    if spec.M >= 256 and spec.N >= 128:
-        return [C(BM=256, BN=128, BK=64, warps_m=4, warps_n=2, shared_stages=4, **F16)] + small
+    big = C(BM=256, BN=128, BK=64, warps_m=4, warps_n=2, shared_stages=4, **F16)
+    few = sms is not None and output_tiles(big if spec.M >= 256 else small[0], spec) < sms
+    if spec.M >= 256 and spec.N >= 128 and not few:
+        return [big] + small
     if spec.M >= 128 and spec.N >= 128:
+        if sms is not None and output_tiles(small[0], spec) < sms:
+            return [FEW_TILES] + small
         return small
     return small[1:]
 
