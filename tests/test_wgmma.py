@@ -22,6 +22,7 @@ H100 = get_target("sm_90a")
 NT = GemmSpec(M=512, N=512, K=512, dtype="bf16", layout="NT")
 NN = GemmSpec(M=512, N=512, K=512, dtype="f16", layout="NN")
 SWAP16 = GemmSpec(M=16, N=4096, K=4096, dtype="bf16", layout="NT")  # a decode shape
+TF32 = GemmSpec(M=512, N=512, K=512, dtype="f32", allow_tf32=True, layout="NT")
 
 
 def _validate(spec=NT, target=H100, **fields):
@@ -66,8 +67,21 @@ def _validate(spec=NT, target=H100, **fields):
     ({"swap_ab": True, "BN": 32}, GemmSpec(M=32, N=64, K=64, dtype="bf16", layout="TT"), H100,
      r"^BN: the wgmma N: a multiple of 64 .*layout TT: B MN-major"),
     ({}, NT, get_target("sm_90"), r"^strategy: wgmma needs sm_90a"),
-    ({}, GemmSpec(M=64, N=64, K=64, dtype="f32", allow_tf32=True, layout="NT"), H100,
-     r"^dtype: .*f16 or bf16 \(tf32 not built yet\), got f32"),
+    # tf32: f32 inputs with allow_tf32, layout NT only (no transpose bits), BK = 32 f32
+    ({}, TF32, H100, None),
+    ({}, GemmSpec(M=64, N=64, K=64, dtype="f32", layout="NT"), H100,
+     r"^dtype: .*f16, bf16, or f32 as tf32 \(allow_tf32=True\), got f32 without allow_tf32"),
+    ({}, GemmSpec(M=64, N=64, K=64, dtype="f32", allow_tf32=True, layout="NN"), H100,
+     r"^layout: tf32 wgmma reads only K-major operands \(A stored M x K, B stored N x K: "
+     r"layout NT\), got layout NN"),
+    ({"swap_ab": True}, GemmSpec(M=64, N=64, K=64, dtype="f32", allow_tf32=True,
+                                 layout="TT"), H100, r"^layout: tf32 wgmma reads only K-major"),
+    ({"BK": 64}, TF32, H100, r"^BK: one 128-byte swizzle span: 32 f32 elements .*got 64"),
+    ({"BN": 256, "consumers": 2, "stages": 5}, TF32, H100,
+     r"^stages: 5 stages of 49152 bytes .* exceed the 232448 bytes"),
+    ({}, GemmSpec(M=64, N=64, K=66, dtype="f32", allow_tf32=True, layout="NT"), H100,
+     r"^layout: TMA needs 16-byte-aligned row strides: rows of A .* 66 f32 elements = 264 "
+     r"bytes"),
     ({}, GemmSpec(M=64, N=64, K=64, dtype="bf16", layout="TN"), H100, None),
     ({"BN": 96}, GemmSpec(M=64, N=64, K=64, dtype="bf16", layout="TN"), H100,
      r"^BN: the wgmma N: a multiple of 64 .*layout TN: B MN-major"),
@@ -332,5 +346,82 @@ def test_sass_has_hgmma_utmaldg_syncs_and_no_local_memory(artifacts):
             sass = subprocess.run([exe, "-sass", str(path)], capture_output=True, text=True,
                                   env=cuobjdump_env(exe), check=True).stdout
         assert re.search(r"HGMMA\.64x(16|128|256)x16\.F32\b", sass), name
+        assert "UTMALDG" in sass and "SYNCS" in sass, name
+        assert not re.search(r"\b(LDL|STL)\b", sass), f"{name}: local memory in the SASS"
+
+
+def test_tf32_is_built_for_nt_but_not_the_default():
+    """f32 inputs with allow_tf32: wgmma serves layout NT only (tf32 has no transpose bits);
+    the default heuristic keeps every tf32 spec on mma_sync until tf32 wgmma is measured; an
+    explicit wgmma config gets BK 32 (one 128-byte span of f32) and two consumers."""
+    wgmma = strategies.get("wgmma")
+    for layout in ("NT", "NN", "TN", "TT"):
+        for m in (16, 4096):
+            spec = GemmSpec(M=m, N=4096, K=4096, dtype="f32", allow_tf32=True, layout=layout)
+            assert wgmma.serves(spec, H100) == (layout == "NT"), spec
+            assert strategies.choose(spec, H100).name == "mma_sync", spec
+            assert strategies.default_config(spec, H100).strategy == "mma_sync", spec
+    assert not wgmma.serves(GemmSpec(M=4096, N=4096, K=4096, dtype="f32", layout="NT"), H100)
+    big = GemmSpec(M=4096, N=4096, K=4096, dtype="f32", allow_tf32=True, layout="NT")
+    cfg = strategies.resolve({"strategy": "wgmma"}, big, H100)
+    assert cfg == WgmmaConfig(BM=128, BN=256, BK=32, consumers=2, stages=4)
+    # a stage of 128 x 32 and 256 x 32 f32: 48 KiB, twice the bytes per K element of bf16
+    assert strategies.estimates(cfg, big)["shared_bytes"] == 4 * (128 + 256) * 32 * 4 + 64
+    assert strategies.resolve({"strategy": "wgmma"}, TF32, H100) == WgmmaConfig(
+        BM=128, BN=128, BK=32, consumers=2, stages=4)
+    swap = strategies.resolve({"strategy": "wgmma", "swap_ab": True},
+                              GemmSpec(M=16, N=4096, K=4096, dtype="f32", allow_tf32=True,
+                                       layout="NT"), H100)
+    assert (swap.BK, swap.BN, swap.swap_ab) == (32, 16, True)
+
+
+@pytest.fixture(scope="module")
+def tf32_artifacts():
+    return {
+        "tf32_c2": compile_artifact(TF32, {"strategy": "wgmma"}, "sm_90a", keep_ir=False),
+        "tf32_wide": compile_artifact(TF32, {"strategy": "wgmma", "BN": 256}, "sm_90a",
+                                      keep_ir=False),
+        "tf32_split2": compile_artifact(TF32, {"strategy": "wgmma", "split_k": 2, "BN": 64},
+                                        "sm_90a", keep_ir=False),
+    }
+
+
+@pytest.mark.parametrize("name,n,slabs", [("tf32_c2", 128, 1), ("tf32_wide", 256, 1),
+                                          ("tf32_split2", 64, 1)])
+def test_tf32_ptx_has_k8_wgmma_over_f32_tma_tiles(tf32_artifacts, name, n, slabs):
+    """m64nNk8.f32.tf32.tf32 without transpose immediates (tf32 reads K-major operands only),
+    BK/8 = 4 per K tile and slab; f32 TMA descriptors with boxes of 32 elements = 128 bytes
+    (the swizzle span); no spills."""
+    art = tf32_artifacts[name]
+    main = art.launches[0]
+    ptx = art.assembly.split("deepgen_splitk_reduce")[0]
+    mma = re.findall(rf"wgmma\.mma_async\.sync\.aligned\.m64n{n}k8\.f32\.tf32\.tf32 "
+                     r"\{[^}]*\}, %rd\d+, %rd\d+, (?:p|\d), 1,\s*1;", ptx)
+    assert len(mma) == 2 * 4 * slabs  # the peeled first K tile and the loop, 4 k8 steps each
+    assert not re.search(r"wgmma\.mma_async\S*(f16|bf16)", ptx)
+    a, b = main.params[:2]
+    assert (a.dtype, a.box, a.swizzle) == ("f32", (1, 128, 32), 128)
+    assert (b.dtype, b.box) == ("f32", (1, n, 32))
+    assert main.shared_bytes == 4 * (128 + n) * 32 * 4 + 64
+    assert main.block == (384, 1, 1)
+    assert "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx" in ptx
+    res = art.resources[main.entry]
+    assert res["spill_stores"] == res["spill_loads"] == res["stack_bytes"] == 0, res
+
+
+def test_tf32_sass_has_tf32_hgmma_utmaldg_syncs_and_no_local_memory(tf32_artifacts):
+    from deepgen.toolchain import cuobjdump_env, find_cuobjdump
+
+    exe = find_cuobjdump()
+    if exe is None:
+        pytest.skip("cuobjdump not found (pip install nvidia-cuda-cuobjdump "
+                    "nvidia-cuda-nvdisasm, or set DEEPGEN_CUOBJDUMP)")
+    for name, art in tf32_artifacts.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "k.cubin"
+            path.write_bytes(art.binary)
+            sass = subprocess.run([exe, "-sass", str(path)], capture_output=True, text=True,
+                                  env=cuobjdump_env(exe), check=True).stdout
+        assert re.search(r"HGMMA\.64x(64|128|256)x8\.F32\.TF32\b", sass), name
         assert "UTMALDG" in sass and "SYNCS" in sass, name
         assert not re.search(r"\b(LDL|STL)\b", sass), f"{name}: local memory in the SASS"

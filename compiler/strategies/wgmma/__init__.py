@@ -20,11 +20,13 @@ from .config import WgmmaConfig
 class Wgmma(Strategy):
     name = "wgmma"
     config_class = WgmmaConfig
-    summary = "Hopper: TMA + mbarrier ring, warp-specialized wgmma (sm_90a, f16/bf16)"
+    summary = "Hopper: TMA + mbarrier ring, warp-specialized wgmma (sm_90a, f16/bf16, tf32)"
     builds_kernel = True  # a kernel builder: build_module / launches / lowering hooks
 
     def serves(self, spec: GemmSpec, target: Target) -> bool:
-        return (target.name == "sm_90a" and spec.dtype in ("f16", "bf16")
+        if _c.is_tf32(spec) and spec.layout != "NT":  # tf32 wgmma: K-major operands only
+            return False
+        return (target.name == "sm_90a" and _c.dtype_problem(spec) is None
                 and spec.layout in _c.BUILT_LAYOUTS and _c.tma_problem(spec) is None)
 
     def preferred(self, spec: GemmSpec, target: Target) -> bool:

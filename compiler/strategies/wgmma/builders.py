@@ -8,9 +8,10 @@ reads like the algorithm (kernel.py). Every helper emits at the current insertio
                      producer_commit (arrive.expect_tx), consumer_wait / consumer_release
     tma_load         cp.async.bulk.tensor global -> shared, completing on an mbarrier
     smem_descriptor  a wgmma matrix descriptor (128-byte swizzle, K- or MN-major)
-    Accumulator      the f32 accumulator of one m64nNk16 wgmma (an !llvm.struct of N/2 f32
+    Accumulator      the f32 accumulator of one m64nNk16 (k8: tf32) wgmma (an !llvm.struct of N/2 f32
                      per thread) and where each of its registers lies in the 64 x N tile
-    wgmma            nvvm.wgmma.mma_async, zero-initialised (scale-d 0) when asked
+    wgmma            nvvm.wgmma.mma_async (f16, bf16, tf32), zero-initialised (scale-d 0)
+                     when asked
     if_, elect_one, warpgroup_role   control flow as context managers
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from mlir.dialects import arith, llvm, nvvm, scf
 from ... import irb
 
 DESCRIPTOR_BYTES = 128
+WGMMA_K = {"f16": 16, "bf16": 16, "tf32": 8}  # wgmma's K by input type (32 bytes each)
 SW128_LAYOUT = 1  # wgmma descriptor bits 62-63: 1 = 128-byte swizzle
 
 
@@ -281,14 +283,16 @@ class Accumulator:
 
 def wgmma(acc: Accumulator, value: ir.Value, desc_a, desc_b, *, dtype: str, zero: bool,
           b_mn_major: bool, a_mn_major: bool = False) -> ir.Value:
-    """One m64nNk16 wgmma.mma_async (A and B from shared memory, f32 accumulator).
+    """One wgmma.mma_async (A and B from shared memory, f32 accumulator): m64nNk16 for f16
+    and bf16, m64nNk8 for dtype "tf32" (f32 data in shared memory, read as tf32).
     zero: scale-d = 0, the product overwrites the accumulator (the first MMA of a tile).
-    a_mn_major / b_mn_major: the operand's transpose bit (16-bit types), its tile stored
-    with M (N) contiguous rather than K."""
+    a_mn_major / b_mn_major: the operand's transpose bit (16-bit types only: tf32 has none),
+    its tile stored with M (N) contiguous rather than K."""
     a = ir.Attribute.parse
+    k = WGMMA_K[dtype]
     return nvvm.wgmma_mma_async(
         acc.type, value, desc_a, desc_b,
-        a(f"#nvvm.shape<m = 64, n = {acc.n}, k = 16>"),
+        a(f"#nvvm.shape<m = 64, n = {acc.n}, k = {k}>"),
         a(f"#nvvm.wgmma_type<{dtype}>"), a(f"#nvvm.wgmma_type<{dtype}>"),
         a("#nvvm.wgmma_type<f32>"),
         a(f"#nvvm.wgmma_scale_out<{'zero' if zero else 'one'}>"),

@@ -1,5 +1,6 @@
 """WgmmaConfig: the wgmma strategy's fields, validation, estimates and default config
-(NVIDIA sm_90a, f16/bf16 inputs, f32 accumulation).
+(NVIDIA sm_90a, f16/bf16 inputs, or f32 inputs multiplied as tf32 where the spec allows TF32;
+f32 accumulation).
 
 A block is one producer warpgroup (warpgroup 0: one elected thread issues the TMA loads of A
 and B into a ring of `stages` 128-byte-swizzled shared tiles, tracked by mbarriers) and
@@ -15,7 +16,14 @@ persistent (one CTA per SM taking tiles pid, pid + grid, ...; the producer runs 
 next tile while the consumers store this one), BK of
 one 128-byte swizzle span (64 16-bit elements), every layout (an MN-major operand, A stored
 K x M or B stored K x N, takes wgmma's transpose bit), split_k slices of K along grid z (not
-with the persistent grid or clusters), swap_ab (C^T = B^T A^T for small M)."""
+with the persistent grid or clusters), swap_ab (C^T = B^T A^T for small M).
+
+tf32 (f32 inputs, spec.allow_tf32): TMA copies the f32 operands into shared memory unchanged and
+wgmma reads them as tf32 (the tensor cores drop the low mantissa bits, as cuBLAS with TF32
+does). wgmma's tf32 form reads only K-major operands (no transpose bits), so only layout NT
+(A stored M x K, B stored N x K) is built; the 128-byte swizzle span holds 32 f32, so BK = 32,
+and each wgmma is m64nNk8 (4 per K tile and slab, 32 bytes of K apart as k16 steps of 16-bit
+types are)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,6 +39,7 @@ from ..common import check
 WARPGROUP = 128  # threads: 4 consecutive warps issue one wgmma together
 WGMMA_M = 64  # rows of one wgmma (per warpgroup)
 WGMMA_K = 16  # depth of one wgmma for 16-bit inputs
+TF32_WGMMA_K = 8  # depth of one tf32 wgmma: 8 x 4 bytes, the same 32 bytes of a K-major row
 MAX_WGMMA_N = 256
 SWIZZLE = 128  # bytes: the shared tiles' swizzle span (TMA and wgmma descriptors)
 TMA_MAX_BOX = 256  # elements per box dimension
@@ -106,6 +115,35 @@ class Operands:
     b_k_major: bool
 
 
+def is_tf32(spec: GemmSpec) -> bool:
+    """f32 inputs multiplied on the tensor cores as tf32 (the spec allows TF32)."""
+    return spec.dtype == "f32" and spec.allow_tf32
+
+
+def wgmma_dtype(spec: GemmSpec) -> str:
+    """The wgmma input type: tf32 for f32 data, else the spec's 16-bit type."""
+    return "tf32" if is_tf32(spec) else spec.dtype
+
+
+def wgmma_k(spec: GemmSpec) -> int:
+    """The K of one wgmma: k8 for tf32, k16 for 16-bit types (32 bytes of K either way)."""
+    return TF32_WGMMA_K if is_tf32(spec) else WGMMA_K
+
+
+def span_k(spec: GemmSpec) -> int:
+    """BK: the elements of one 128-byte swizzle span (64 16-bit, 32 f32)."""
+    return SWIZZLE // DTYPE_BYTES[spec.dtype]
+
+
+def dtype_problem(spec: GemmSpec) -> str | None:
+    """Why wgmma cannot multiply this spec's inputs (None when it can): f16/bf16, or f32 as
+    tf32 when TF32 is allowed (tf32's layout, NT only, is checked with the operands)."""
+    if spec.dtype in ("f16", "bf16") or is_tf32(spec):
+        return None
+    return (f"the wgmma strategy multiplies f16, bf16, or f32 as tf32 (allow_tf32=True), "
+            f"got {spec.dtype}{' without allow_tf32' if spec.dtype == 'f32' else ''}")
+
+
 def operands(cfg: WgmmaConfig, spec: GemmSpec) -> Operands:
     if cfg.swap_ab:  # wgmma A = B^T (N x K: K-major when B is stored (N, K)), wgmma B = A^T
         return Operands("B", "A", spec.N, spec.M, spec.b_transposed, not spec.a_transposed)
@@ -150,11 +188,15 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
     common.check_ints(cfg, zero_ok=())
     check(target.name == "sm_90a", "strategy",
           f"wgmma needs sm_90a (wgmma.mma_async, setmaxnreg), got target {target.name}")
-    check(spec.dtype in ("f16", "bf16"), "dtype",
-          f"the wgmma strategy multiplies f16 or bf16 (tf32 not built yet), got {spec.dtype}")
+    problem = dtype_problem(spec)
+    check(problem is None, "dtype", problem or "")
     ops = operands(cfg, spec)
     check(spec.layout in BUILT_LAYOUTS, "layout",
           f"must be one of {BUILT_LAYOUTS}, got {spec.layout}")
+    if is_tf32(spec):  # no transpose bits for tf32: both operands must be K-major in memory
+        check(ops.a_k_major and ops.b_k_major, "layout",
+              f"tf32 wgmma reads only K-major operands (A stored M x K, B stored N x K: layout "
+              f"NT), got layout {spec.layout}")
     problem = tma_problem(spec)
     check(problem is None, "layout", problem or "")
     check(cfg.mode == "cooperative", "mode",
@@ -273,7 +315,13 @@ def preferred_swap(spec: GemmSpec) -> bool:
             and preferred_tile(spec) != _PREFERRED_TILES[0][:3])
 
 
+# tf32 is built but not measured on the GPU yet: the default heuristic leaves f32 to mma_sync
+PREFERRED_DTYPES = ("f16", "bf16")
+
+
 def preferred(spec: GemmSpec) -> bool:
+    if spec.dtype not in PREFERRED_DTYPES:
+        return False
     return preferred_swap(spec) or preferred_tile(spec) is not None
 
 
@@ -281,7 +329,10 @@ def default_config(spec: GemmSpec, target: Target) -> WgmmaConfig:
     """swap_config where `preferred_swap`; the measured tile of `preferred_tile` (128x256x64
     with two consumer warpgroups for large problems, 128x128 or 64x128 with one for mid
     sizes), 4 stages; otherwise 128x128x64
-    with one consumer (step 1 of issue 14), with smaller N tiles for narrow problems."""
+    with one consumer (step 1 of issue 14), with smaller N tiles for narrow problems; tf32:
+    tf32_config."""
+    if is_tf32(spec):
+        return tf32_config(spec)
     if preferred_swap(spec):
         return swap_config(spec, target)
     tile = preferred_tile(spec)
@@ -291,6 +342,17 @@ def default_config(spec: GemmSpec, target: Target) -> WgmmaConfig:
     step = 8 if spec.b_transposed else 64
     bn = 128 if spec.N >= 128 else max(step, -(-spec.N // step) * step)
     return WgmmaConfig(BN=bn)
+
+
+def tf32_config(spec: GemmSpec) -> WgmmaConfig:
+    """The default tf32 config (not yet measured, so only an explicit wgmma config reaches it):
+    BK 32 (one swizzle span of f32), two consumer warpgroups on 128x256 where the problem has
+    enough tiles of it for the SMs (the 16-bit rule), else 128 x min(128, N rounded to 8);
+    4 stages (48 KiB each at 128x256: 192 KiB, within the 227 KiB of a block; also with a
+    given BN of 256, which keeps the default's stages)."""
+    bn = 256 if spec.M >= PREFERRED_MIN_M and _tiles(spec, 128, 256) >= _PREFERRED_TILES[0][3] \
+        else min(128, max(8, -(-spec.N // 8) * 8))
+    return WgmmaConfig(BM=128, BN=bn, BK=span_k(spec), consumers=2, stages=4)
 
 
 # swap_ab rings: stages of one BM x BK tile of B and one BN x BK tile of A, as many as fit in
@@ -307,7 +369,8 @@ def swap_config(spec: GemmSpec, target: Target, bm: int = 128,
     step = 8 if not spec.a_transposed else SWIZZLE // DTYPE_BYTES[spec.dtype]
     # at most 128 columns: two 64-row slabs of n128 are 128 accumulator registers per thread
     bn = min(128, max(step, -(-spec.M // step) * step))
-    cfg = WgmmaConfig(BM=bm, BN=bn, consumers=1, swap_ab=True, ctas_per_sm=ctas_per_sm)
+    cfg = WgmmaConfig(BM=bm, BN=bn, BK=span_k(spec), consumers=1, swap_ab=True,
+                      ctas_per_sm=ctas_per_sm)
     if ctas_per_sm > 1:
         cfg = cfg.replace(consumer_registers=216)
     budget = min(SWAP_RING_BYTES, SM_SHARED // ctas_per_sm - CTA_RESERVED_SHARED

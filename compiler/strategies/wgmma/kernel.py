@@ -10,7 +10,8 @@ Block of 128 x (1 + consumers) threads, dynamic shared memory
         for t in K tiles: acquire stage (empty, parity ^ 1); arrive.expect_tx(full, bytes);
                           TMA A box (BM x BK) and B box(es) into the stage
     warpgroups 1.. (consumers): setmaxnreg.inc consumer_registers
-        tile 0: wait full; wgmma.fence; BK/16 x slabs wgmma (the first with scale-d 0); commit
+        tile 0: wait full; wgmma.fence; BK/16 x slabs wgmma (the first with scale-d 0; tf32:
+                BK/8 of k8); commit
         for t in 1..: wait full; fence; wgmma x ...; commit; wait_group 1 (tile t-1 read);
                       release stage of t-1 (one arrival per warpgroup)
         wait_group 0
@@ -49,8 +50,8 @@ from ...epilogue import emit
 from ...passes import split_k as SK
 from ...passes.tile_gemm import kernel_module
 from . import builders as B
-from .config import (WARPGROUP, WGMMA_K, WGMMA_M, WgmmaConfig, estimates, k_tiles, operands,
-                     slice_tiles, tile_bytes)
+from .config import (WARPGROUP, WGMMA_M, WgmmaConfig, estimates, k_tiles, operands,
+                     slice_tiles, tile_bytes, wgmma_dtype, wgmma_k)
 
 ENTRY = "deepgen_wgmma_gemm"
 # After the backend's NVVM lowering: mbarrier try_wait.parity and friends are inline-PTX ops
@@ -298,7 +299,8 @@ def _consumer(spec, cfg, ring, arena, tid, wg, m0, n0, bz, g0, ks, a_bytes, stag
     row_base = irb.mul(consumer, cfg.rows_per_consumer)  # within the tile
     mn_major_b = not operands(cfg, spec).b_k_major
     mn_major_a = not operands(cfg, spec).a_k_major
-    k_steps = cfg.BK // WGMMA_K
+    mma_k, mma_dtype = wgmma_k(spec), wgmma_dtype(spec)  # tf32: k8 steps over f32 tiles
+    k_steps = cfg.BK // mma_k
     elt = DTYPE_BYTES[spec.dtype]
 
     def descriptors(stage):
@@ -319,13 +321,13 @@ def _consumer(spec, cfg, ring, arena, tid, wg, m0, n0, bz, g0, ks, a_bytes, stag
         nvvm.wgmma_fence_aligned()
         accs = list(accs)
         for kk in range(k_steps):
-            b_k = kk * WGMMA_K * 128 if mn_major_b else kk * WGMMA_K * elt
+            b_k = kk * mma_k * 128 if mn_major_b else kk * mma_k * elt
             # a slab is 64 x BK either way (K-major rows, or one MN-major atom): 8 KiB apart
-            a_k = kk * WGMMA_K * 128 if mn_major_a else kk * WGMMA_K * elt
+            a_k = kk * mma_k * 128 if mn_major_a else kk * mma_k * elt
             for r in range(cfg.slabs):
                 a_off = r * WGMMA_M * cfg.BK * elt + a_k
                 accs[r] = B.wgmma(acc, accs[r], B.add_bytes(da, a_off), B.add_bytes(db, b_k),
-                                  dtype=spec.dtype, zero=first and kk == 0,
+                                  dtype=mma_dtype, zero=first and kk == 0,
                                   b_mn_major=mn_major_b, a_mn_major=mn_major_a)
         nvvm.wgmma_commit_group_sync_aligned()
         return accs
