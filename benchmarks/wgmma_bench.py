@@ -209,6 +209,20 @@ for _layout in ("TN", "TT"):
         CASES[f"tn_bf16_{_layout}_4096_{_variant}"] = (dict(BIG, dtype="bf16", layout=_layout),
                                                        _cfg, 1.0, 0.0, f"bf16_{_layout}_4096^3")
 
+# tf32 (issue 14: "tf32 4096^3, layout NT: >= 0.9x cuBLAS with TF32"): f32 data read as tf32 by
+# m64nNk8 wgmma, BK 32; cuBLAS with TF32 allowed (measure.torch_baseline follows
+# spec.allow_tf32) and DeepGen's default (mma_sync m16n8k8) in the same rounds; correctness
+# cases first (partial tiles, split-K with beta)
+TF32 = dict(dtype="f32", allow_tf32=True, layout="NT")
+for _variant, _cfg in {"default": None, "128x256c2": dict(W, BN=256, consumers=2, stages=4),
+                       "128x128c2_s6": dict(W, BN=128, consumers=2, stages=6),
+                       "128x256c2_pers": dict(W, BN=256, consumers=2, stages=4,
+                                              persistent=True)}.items():
+    CASES[f"tf32_NT_4096_{_variant}"] = (dict(BIG, **TF32), _cfg, 1.0, 0.0, "tf32_NT_4096^3")
+CASES["tf32_NT_partial"] = (dict(M=1000, N=1000, K=1000, **TF32), W, 1.0, 0.0, None)
+CASES["tf32_NT_splitk2_beta"] = (dict(M=128, N=512, K=1024, **TF32), dict(W, split_k=2),
+                                 1.0, 0.5, None)
+
 
 def compile_all(bundle: Path, only: str | None) -> None:
     from deepgen.compiler import compile_artifact

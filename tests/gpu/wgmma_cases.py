@@ -5,7 +5,8 @@ stores), odd N, K below one tile, batch, alpha/beta with C read, bias and activa
 output, 2 to 6 stages, persistent grids (one and two CTAs per SM), 2x1 clusters with multicast,
 split-K (uneven slices, batch, odd N, the epilogue chain in the shared reduce), swap_ab (small
 M as wgmma's N, with and without split-K, bias of either kind, TT through B MN-major), wgmma's A
-operand MN-major (layouts TN and TT, NN and TN swapped: its transpose bit).
+operand MN-major (layouts TN and TT, NN and TN swapped: its transpose bit), tf32 (f32 inputs
+with allow_tf32, layout NT: tf32_cases).
 
 Each case: (name, spec fields, wgmma config fields given (the rest completed by the
 strategy), alpha, beta)."""
@@ -106,7 +107,34 @@ def cases() -> list:
         ("wgmma-TN-swap-m64-splitk2-2cta", dict(M=64, N=640, K=1000, dtype="f16", layout="TN"),
          {"swap_ab": True, "split_k": 2, "ctas_per_sm": 2}, 1.0, 0.0),
     ]
-    return out
+    return out + tf32_cases()
+
+
+def tf32_cases() -> list:
+    """tf32 (f32 data in global and shared memory, read as tf32 by m64nNk8 wgmma; layout NT
+    only, BK 32): the default explicit tile (128x128 or 128x256, two consumers), partial tiles
+    (K keeps 16-byte rows: K % 4 == 0), odd N, K below two tiles, batch, split-K, alpha/beta,
+    the epilogue chain, persistent, a 2x1 cluster and swap_ab. Checked at the tf32 tolerance
+    (runtime/measure.py)."""
+    t = dict(dtype="f32", allow_tf32=True, layout="NT")
+    return [
+        ("wgmma-tf32-NT-256", dict(t, M=256, N=256, K=256), {}, 1.0, 0.0),
+        ("wgmma-tf32-NT-128x256c2-512", dict(t, M=512, N=512, K=512), C2_WIDE, 1.0, 0.0),
+        ("wgmma-tf32-NT-partial", dict(t, M=1000, N=1000, K=1000), {}, 1.0, 0.0),
+        ("wgmma-tf32-NT-odd-n-k40-c1", dict(t, M=127, N=129, K=40), C1, 1.0, 0.0),
+        ("wgmma-tf32-NT-batch2", dict(t, M=200, N=136, K=520, batch=2), {}, 1.0, 0.0),
+        ("wgmma-tf32-NT-alpha-beta", dict(t, M=384, N=256, K=256), {}, 1.5, -0.5),
+        ("wgmma-tf32-NT-splitk2-beta", dict(t, M=128, N=512, K=1024), {"split_k": 2}, 1.0, 0.5),
+        ("wgmma-tf32-NT-biascol-gelu-c2", dict(t, M=300, N=520, K=200,
+                                               epilogue=_epi("col", "gelu_tanh")), C2_WIDE,
+         1.0, 0.0),
+        ("wgmma-tf32-NT-persistent", dict(t, M=2000, N=1000, K=200), {"persistent": True},
+         1.0, 0.0),
+        ("wgmma-tf32-NT-cluster2-partial", dict(t, M=1000, N=520, K=1000),
+         {"cluster_m": 2, **C2_WIDE}, 1.0, 0.0),
+        ("wgmma-tf32-NT-swap-m16-splitk4", dict(t, M=16, N=1024, K=1024),
+         {"swap_ab": True, "split_k": 4}, 1.0, 0.0),
+    ]
 
 
 def compile_case(spec_fields: dict, given: dict, target: str = "sm_90a"):
