@@ -154,10 +154,11 @@ class _DeepGenWorker:
     def compile(self, i: int) -> dict:
         spec, cfg = self.cases[i]
         with stage_timer() as stages:  # wraps a few functions: microseconds per compile
-            t = time.perf_counter()
+            c, t = _cpu_seconds(), time.perf_counter()
             art = self.compile_artifact(spec, cfg, "sm_90a", keep_ir=False)
-            seconds = time.perf_counter() - t
-        return {"seconds": seconds, "config": cfg.to_dict(), "kernels": len(art.launches),
+            seconds, cpu = time.perf_counter() - t, _cpu_seconds() - c
+        return {"seconds": seconds, "cpu_s": cpu, "config": cfg.to_dict(),
+                "kernels": len(art.launches),
                 "resources": art.resources, "engine": _engine(art.assembly),
                 "stages": dict(stages)}
 
@@ -221,10 +222,10 @@ class _TritonWorker:
         os.environ["TRITON_CACHE_DIR"] = cache  # a fresh, empty cache for every compile
         try:
             with self._stage_timer() as stages:
-                t = time.perf_counter()
+                c, t = _cpu_seconds(), time.perf_counter()
                 src, options = self._source(i)
                 kernel = self.triton.compile(src, target=self.target, options=options.__dict__)
-                seconds = time.perf_counter() - t
+                seconds, cpu = time.perf_counter() - t, _cpu_seconds() - c
             cached = sum(len(f) for _, _, f in os.walk(cache))
         finally:
             shutil.rmtree(cache, ignore_errors=True)
@@ -233,7 +234,8 @@ class _TritonWorker:
         if i not in self.resources_seen:  # once per tile (a cuobjdump run, outside the timing)
             self.resources_seen.add(i)
             extra["resources"] = _cubin_resources(kernel.asm.get("cubin"))
-        return {"seconds": seconds, "cache_files_written": cached, "num_warps": md.num_warps,
+        return {"seconds": seconds, "cpu_s": cpu, "cache_files_written": cached,
+                "num_warps": md.num_warps,
                 "num_stages": md.num_stages, "shared": md.shared,
                 "engine": _engine(kernel.asm["ptx"]), "stages": stages, **extra}
 
@@ -288,6 +290,15 @@ def _git_commit() -> str | None:
         return git_commit()
     except Exception:  # noqa: BLE001 - a record without a commit is still a record
         return None
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and its finished children (ptxas): on a shared machine the
+    CPU time of a compile moves less with the load than its wall time does."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def _cubin_resources(cubin: bytes | None) -> dict | None:
@@ -378,7 +389,8 @@ def vs_triton(runs: int, out: Path | None, only: str | None = None,
                 for kind in order:
                     reply = workers[kind].ask({"tile": i})
                     rounds.append({"round": r, "tile": label, "compiler": kind,
-                                   "seconds": reply["seconds"], "stages_s": reply["stages"],
+                                   "seconds": reply["seconds"], "cpu_s": reply["cpu_s"],
+                                   "stages_s": reply["stages"],
                                    "load_average_1min": os.getloadavg()[0]})
             print(f"round {r + 1}/{runs}: " + ", ".join(
                 f"{x['compiler'][0]}{x['seconds']:.2f}" for x in rounds if x["round"] == r),
@@ -394,6 +406,8 @@ def vs_triton(runs: int, out: Path | None, only: str | None = None,
         times = {k: [x["seconds"] for x in rounds if x["tile"] == label and x["compiler"] == k]
                  for k in workers}
         med = {k: statistics.median(v) for k, v in times.items()}
+        cpu = {k: statistics.median(x["cpu_s"] for x in rounds if x["tile"] == label
+                                    and x["compiler"] == k) for k in workers}
         d, t = first["deepgen"][i], first["triton"][i]
         tiles.append({
             "tile": label, "spec": GemmSpec(**fields).to_dict(),
@@ -407,6 +421,8 @@ def vs_triton(runs: int, out: Path | None, only: str | None = None,
             "first_compile_in_worker_s": {"deepgen": d["seconds"], "triton": t["seconds"]},
             "runs_s": times, "median_s": med, "min_s": {k: min(v) for k, v in times.items()},
             "ratio_median": med["deepgen"] / med["triton"],
+            # CPU seconds (the process and its ptxas): less moved by other work on the machine
+            "cpu_median_s": cpu, "ratio_cpu_median": cpu["deepgen"] / cpu["triton"],
             # the same round's two compiles (back to back): the spread says how noisy it was
             "ratio_rounds": [d_ / t_ for d_, t_ in zip(times["deepgen"], times["triton"])],
             "deepgen_stages_median_s": _stage_medians(
@@ -436,14 +452,15 @@ def vs_triton(runs: int, out: Path | None, only: str | None = None,
     print(f"\nwrote {out}\n")
     print(f"compile time, median of {runs} interleaved runs (s); load average before "
           f"{load_before[0]:.2f}, after {load_after[0]:.2f}")
-    print(f"{'tile':40s} {'DeepGen':>8s} {'Triton':>8s} {'ratio':>6s} {'rounds':>11s}   "
+    print(f"{'tile':40s} {'DeepGen':>8s} {'Triton':>8s} {'ratio':>6s} {'rounds':>11s} {'cpu':>5s}   "
           "DeepGen: passes, lowering, to PTX, ptxas | Triton: ttir+ttgir, llir, ptx, cubin")
     for row in tiles:
         st, tt = row["deepgen_stages_median_s"], row["triton_stages_median_s"]
         passes = sum(v for k, v in st.items() if k.startswith("deepgen-") or k == "build module")
         spread = f"{min(row['ratio_rounds']):.2f}-{max(row['ratio_rounds']):.2f}"
         print(f"{row['tile']:40s} {row['median_s']['deepgen']:8.3f} "
-              f"{row['median_s']['triton']:8.3f} {row['ratio_median']:6.2f} {spread:>11s}   "
+              f"{row['median_s']['triton']:8.3f} {row['ratio_median']:6.2f} {spread:>11s} "
+              f"{row['ratio_cpu_median']:5.2f}   "
               f"{passes:.3f} {st.get('upstream lowering', 0):.3f} "
               f"{st.get('to PTX (gpu-module-to-binary)', 0):.3f} {st.get('ptxas', 0):.3f} | "
               f"{tt.get('make_ttir', 0) + tt.get('make_ttgir', 0):.3f} "
