@@ -215,6 +215,9 @@ for _layout in ("TN", "TT"):
 # cases first (partial tiles, split-K with beta)
 TF32 = dict(dtype="f32", allow_tf32=True, layout="NT")
 for _variant, _cfg in {"default": None, "128x256c2": dict(W, BN=256, consumers=2, stages=4),
+                       "256x128c2": dict(W, BM=256, BN=128, consumers=2, stages=4),
+                       # K tiles are half as deep as bf16's: deeper rings of narrower tiles
+                       "128x192c2_s5": dict(W, BN=192, consumers=2, stages=5),
                        "128x128c2_s6": dict(W, BN=128, consumers=2, stages=6),
                        "128x256c2_pers": dict(W, BN=256, consumers=2, stages=4,
                                               persistent=True)}.items():
