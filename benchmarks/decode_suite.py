@@ -127,6 +127,7 @@ def _compile_one(job) -> dict:
 
 
 def compile_bundle(directory: Path, pts: list[dict], target="sm_90a", workers: int = 2,
+                   default_only: bool = False,
                    log=print) -> dict:
     from deepgen.compiler import toolchain_versions
 
@@ -135,6 +136,8 @@ def compile_bundle(directory: Path, pts: list[dict], target="sm_90a", workers: i
     for p in pts:
         spec = spec_of(p)
         vs = variants(spec, target)
+        if default_only:
+            vs = {"default": vs["default"]}
         rows.append({**p, "spec": spec.to_dict(), "variants": {}})
         for vname, cfg in vs.items():
             jobs.append((p["name"], vname, spec.to_dict(), cfg, str(directory), target))
@@ -428,6 +431,8 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--budget-s", type=float, default=None)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--default-only", action="store_true",
+                   help="compile only DeepGen's default per point (no alternatives)")
     p.add_argument("--target", default="sm_90a")
     a = p.parse_args(argv)
     if a.rounds < 5:
@@ -443,7 +448,7 @@ def main(argv=None) -> int:
     if a.only:
         pts = [q for q in pts if re.search(a.only, q["name"])]
     t = time.perf_counter()
-    index = compile_bundle(a.compile_only, pts, a.target, a.workers)
+    index = compile_bundle(a.compile_only, pts, a.target, a.workers, a.default_only)
     n = sum(len(r["variants"]) for r in index["points"])
     errs = [(r["name"], v) for r in index["points"] for v, x in r["variants"].items()
             if x.get("error")]
