@@ -4,6 +4,7 @@ interleaved rounds in one process.
 
     python benchmarks/wgmma_bench.py --compile-only BUNDLE [--only REGEX]   # CPU, MLIR
     python benchmarks/wgmma_bench.py --run BUNDLE [--rounds 5] [--out r.json]  # GPU, runtime
+    ncu ... python benchmarks/wgmma_bench.py --launch BUNDLE/NAME... [--iters 5]  # profiling
 
 --run checks every kernel against float64 with C poisoned (alpha/beta cases with C read),
 printing each case before it runs (an mbarrier phase bug hangs: run it under `timeout`), then
@@ -227,6 +228,27 @@ CASES["tf32_NT_splitk2_beta"] = (dict(M=128, N=512, K=1024, **TF32), dict(W, spl
                                  1.0, 0.5, None)
 
 
+# Ping-pong (mode "pingpong": two consumer warpgroups on their own tiles of a persistent CTA,
+# taking turns on the tensor cores) against the cooperative default at the large shapes the
+# default serves (layout NN as gemm_suite runs them, and NT 4096^3): "pp_" cases.
+_PP_SHAPES = {"4096^3": dict(M=4096, N=4096, K=4096), "2048^3": dict(M=2048, N=2048, K=2048),
+              "8192^3": dict(M=8192, N=8192, K=8192)}
+for _m in (2048, 4096):
+    for _n, _k in ((4096, 4096), (14336, 4096), (4096, 14336)):
+        _PP_SHAPES.setdefault(f"{_m}x{_n}x{_k}", dict(M=_m, N=_n, K=_k))
+PP = dict(W, mode="pingpong", consumers=2, persistent=True)
+_PP_VARIANTS = {"default": None, "pp128x128_s6": dict(PP, BM=128, BN=128, stages=6),
+                "pp64x256_s5": dict(PP, BM=64, BN=256, stages=5)}
+for _shape, _fields in _PP_SHAPES.items():
+    for _variant, _cfg in _PP_VARIANTS.items():
+        CASES[f"pp_bf16_NN_{_shape}_{_variant}"] = (dict(_fields, dtype="bf16", layout="NN"),
+                                                    _cfg, 1.0, 0.0, f"bf16_NN_{_shape}")
+for _variant, _cfg in _PP_VARIANTS.items():
+    for _dt, _lay in (("bf16", "NT"), ("f16", "NN")):
+        CASES[f"pp_{_dt}_{_lay}_4096^3_{_variant}"] = (dict(BIG, dtype=_dt, layout=_lay), _cfg,
+                                                       1.0, 0.0, f"{_dt}_{_lay}_4096^3")
+
+
 def compile_all(bundle: Path, only: str | None) -> None:
     from deepgen.compiler import compile_artifact
     from deepgen.spec import GemmSpec
@@ -306,15 +328,41 @@ def run_all(bundle: Path, rounds: int, out: Path | None, warmup_ms: float = 25,
     return 1 if failures else 0
 
 
+def launch(kernel_dirs: list[Path], iters: int) -> int:
+    """Run each compiled kernel `iters` times in turn on random inputs (under a profiler such
+    as ncu: launches 0..iters-1 are the first kernel's, and so on)."""
+    import torch
+
+    from deepgen.runtime import load, measure
+
+    for kernel_dir in kernel_dirs:
+        k = load(kernel_dir)
+        a, b = measure.operand(k.spec, "A"), measure.operand(k.spec, "B")
+        shape = (k.spec.M, k.spec.N) if k.spec.batch == 1 else (k.spec.batch, k.spec.M, k.spec.N)
+        c = torch.empty(shape, device="cuda", dtype=measure.TORCH_DTYPES[k.spec.out_dtype])
+        for _ in range(iters):
+            k(a, b, c)
+        torch.cuda.synchronize()
+        print(f"{kernel_dir.name}: {iters} launches", flush=True)
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_bundle_modes(p, required=True)
+    add_bundle_modes(p)
+    p.add_argument("--launch", type=Path, nargs="+", metavar="BUNDLE/NAME",
+                   help="run kernels of a bundle --iters times each (under a profiler)")
+    p.add_argument("--iters", type=int, default=5)
     p.add_argument("--only", help="compile the cases whose name matches this regex")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--out", type=Path)
     p.add_argument("--warmup-ms", type=float, default=25, help="per timing (do_bench warmup)")
     p.add_argument("--rep-ms", type=float, default=100, help="per timing (do_bench rep)")
     a = p.parse_args()
+    if a.launch:
+        return launch(a.launch, a.iters)
+    if not (a.compile_only or a.run):
+        p.error("one of --compile-only, --run, --launch is required")
     if a.compile_only:
         compile_all(a.compile_only, a.only)
         return 0

@@ -23,6 +23,7 @@ NT = GemmSpec(M=512, N=512, K=512, dtype="bf16", layout="NT")
 NN = GemmSpec(M=512, N=512, K=512, dtype="f16", layout="NN")
 SWAP16 = GemmSpec(M=16, N=4096, K=4096, dtype="bf16", layout="NT")  # a decode shape
 TF32 = GemmSpec(M=512, N=512, K=512, dtype="f32", allow_tf32=True, layout="NT")
+PP = {"mode": "pingpong", "consumers": 2, "persistent": True}
 
 
 def _validate(spec=NT, target=H100, **fields):
@@ -49,7 +50,20 @@ def _validate(spec=NT, target=H100, **fields):
     ({"ctas_per_sm": 2, "consumer_registers": 216}, NT, H100,
      r"^ctas_per_sm: .* shared memory exceed the 233472 of an SM"),
     ({"ctas_per_sm": 2, "consumer_registers": 216, "stages": 3}, NT, H100, None),
-    ({"mode": "pingpong"}, NT, H100, r"^mode: .*only 'cooperative' is built"),
+    ({"mode": "pingpong"}, NT, H100, r"^consumers: mode 'pingpong' takes turns between 2 "),
+    ({"mode": "pingpong", "consumers": 2}, NT, H100, r"^persistent: mode 'pingpong' walks a "),
+    ({"mode": "spin"}, NT, H100, r"^mode: must be one of \('cooperative', 'pingpong'\)"),
+    ({**PP, "cluster_m": 2}, NT, H100, r"^cluster_m: mode 'pingpong' with clusters"),
+    ({**PP, "ctas_per_sm": 2}, NT, H100, r"^ctas_per_sm: mode 'pingpong' .*: 1, got 2"),
+    ({**PP, "swap_ab": True}, NT, H100, r"^swap_ab: mode 'pingpong' with swap_ab: not built"),
+    ({**PP, "split_k": 2}, NT, H100, r"^split_k: split_k 2 with the persistent grid"),
+    ({**PP, "BM": 96}, NT, H100, r"^BM: mode 'pingpong': one warpgroup's tile rows, a multiple "
+                                 r"of 64"),
+    ({**PP, "BM": 128, "BN": 256}, NT, H100,
+     r"^BN: 2 slab\(s\) x BN/2 = 256 accumulator registers"),
+    ({**PP, "BM": 128, "BN": 128, "stages": 7}, NT, H100, None),
+    ({**PP, "BM": 128, "BN": 128, "stages": 8}, NT, H100, r"^stages: 8 stages of 32768 bytes"),
+    ({**PP, "BM": 64, "BN": 256, "stages": 5}, NN, H100, None),
     ({"cluster_m": 2}, NT, H100, None),
     ({"cluster_n": 2}, NT, H100, r"^cluster_m: 1x1 and 2x1 clusters are built, got 1x2"),
     ({"cluster_m": 2, "persistent": True}, NT, H100, r"^persistent: clusters with the "),
@@ -156,6 +170,9 @@ def artifacts():
                                       keep_ir=False),
         "swap_m16_split4": compile_artifact(SWAP16, {"strategy": "wgmma", "swap_ab": True,
                                                      "split_k": 4}, "sm_90a", keep_ir=False),
+        "pp": compile_artifact(GemmSpec(M=4096, N=4096, K=4096, dtype="bf16", layout="NN"),
+                               {"strategy": "wgmma", **PP, "BM": 128, "BN": 128, "stages": 6},
+                               "sm_90a", keep_ir=False),
     }
 
 
@@ -330,6 +347,27 @@ def test_cluster_multicasts_half_of_b_and_releases_stages_in_both_ctas():
     assert "mbarrier.arrive.shared::cluster.b64" in ptx
     assert ptx.count("barrier.cluster.arrive.aligned") == 2  # after init, before exit
     assert art.resources[launch.entry]["spill_stores"] == 0
+
+
+def test_pingpong_takes_turns_on_named_barriers_and_releases_stages_alone(artifacts):
+    art = artifacts["pp"]
+    launch, ptx = art.launches[0], art.assembly
+    assert launch.grid == (132, 1, 1) and launch.block == (384, 1, 1)  # persistent, 2 consumers
+    assert launch.shared_bytes == 6 * 32768 + 6 * 16
+    # one warpgroup per 128 x 128 tile: 2 slabs x 4 k-steps, the peeled first K tile and the loop
+    mma = re.findall(r"wgmma\.mma_async\.sync\.aligned\.m64n128k16\.f32\.bf16\.bf16 ", ptx)
+    assert len(mma) == 2 * 2 * 4
+    # the turn: wait on a named barrier of both warpgroups (256 threads), pass it on without
+    # waiting once the tile's wgmma are issued, before wait_group 0 and the epilogue
+    waits = re.findall(r"\bbar\.sync \t%r\d+, 256;", ptx)
+    passes = re.findall(r"\bbar\.arrive %r\d+, 256;", ptx)
+    assert len(waits) == 1 and len(passes) == 1, (waits, passes)
+    assert ptx.index(passes[0]) < ptx.index("wgmma.wait_group.sync.aligned \t0")
+    # each stage is read by one warpgroup: empty barriers count 1 arrival, as the full ones
+    counts = set(re.findall(r"mbarrier\.init\.shared\.b64 \t\[[^\]]+\], (%r\d+|\d+);", ptx))
+    assert len(counts) == 1, counts
+    res = art.resources[launch.entry]
+    assert res["spill_stores"] == res["spill_loads"] == res["stack_bytes"] == 0, res
 
 
 def test_sass_has_hgmma_utmaldg_syncs_and_no_local_memory(artifacts):

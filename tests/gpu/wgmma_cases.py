@@ -6,7 +6,9 @@ output, 2 to 6 stages, persistent grids (one and two CTAs per SM), 2x1 clusters 
 split-K (uneven slices, batch, odd N, the epilogue chain in the shared reduce), swap_ab (small
 M as wgmma's N, with and without split-K, bias of either kind, TT through B MN-major), wgmma's A
 operand MN-major (layouts TN and TT, NN and TN swapped: its transpose bit), tf32 (f32 inputs
-with allow_tf32, layout NT: tf32_cases).
+with allow_tf32, layout NT: tf32_cases),
+ping-pong (two warpgroups on their own tiles, taking turns: odd and even tile counts per CTA,
+a CTA whose second warpgroup has no tile).
 
 Each case: (name, spec fields, wgmma config fields given (the rest completed by the
 strategy), alpha, beta)."""
@@ -16,6 +18,7 @@ C2_WIDE = {"BN": 256, "consumers": 2}
 C2_TALL = {"BM": 256, "consumers": 2}
 # 128x128 with one consumer, spelled out: the default tile moves with the shape (preferred_tile)
 C1 = {"BM": 128, "BN": 128, "consumers": 1}
+PP = {"mode": "pingpong", "consumers": 2, "persistent": True}
 
 
 def _epi(bias=None, activation=None) -> dict:
@@ -106,6 +109,18 @@ def cases() -> list:
          {"swap_ab": True, "split_k": 1}, 1.0, -1.0),
         ("wgmma-TN-swap-m64-splitk2-2cta", dict(M=64, N=640, K=1000, dtype="f16", layout="TN"),
          {"swap_ab": True, "split_k": 2, "ctas_per_sm": 2}, 1.0, 0.0),
+        # ping-pong: 17 x 17 = 289 tiles on 132 CTAs: 25 walk 3 (warpgroup 1 takes two), the
+        # rest 2; partial tiles in M, N and K
+        ("wgmma-NT-pingpong-odd-tiles", dict(nt, M=2100, N=2100, K=200),
+         {**PP, "BM": 128, "BN": 128, "stages": 6}, 1.0, 0.0),
+        # 16 x 8 x 3 = 384 tiles of 64 x 256 (2 or 3 per CTA), B MN-major, C read
+        ("wgmma-NN-pingpong-64x256-batch3-beta", dict(M=1000, N=2000, K=192, batch=3,
+                                                     dtype="f16", layout="NN"),
+         {**PP, "BM": 64, "BN": 256, "stages": 5}, 0.5, 2.0),
+        # 12 tiles: one per CTA, the second warpgroup has none (no turn is passed)
+        ("wgmma-NT-pingpong-one-tile-bias-gelu", dict(nt, M=300, N=520, K=200,
+                                                     epilogue=_epi("col", "gelu_tanh")),
+         {**PP, "BM": 128, "BN": 128}, 1.0, 0.0),
     ]
     return out + tf32_cases()
 

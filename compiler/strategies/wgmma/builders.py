@@ -6,6 +6,8 @@ reads like the algorithm (kernel.py). Every helper emits at the current insertio
     PipelineState    CuTe's (stage, phase) of a ring at a given iteration
     MbarrierRing     full/empty mbarrier pairs per stage: init, producer_acquire /
                      producer_commit (arrive.expect_tx), consumer_wait / consumer_release
+    WarpgroupTurns   warpgroups taking turns in a fixed order on named barriers (ping-pong's
+                     tensor cores)
     tma_load         cp.async.bulk.tensor global -> shared, completing on an mbarrier
     smem_descriptor  a wgmma matrix descriptor (128-byte swizzle, K- or MN-major)
     Accumulator      the f32 accumulator of one m64nNk16 (k8: tf32) wgmma (an !llvm.struct of N/2 f32
@@ -171,7 +173,9 @@ class PipelineState:
 
 class MbarrierRing:
     """Per stage a `full` barrier (the producer's one arrival with the TMA bytes) and an
-    `empty` barrier (one arrival per consumer warpgroup once its wgmma read the stage)."""
+    `empty` barrier (one arrival per consumer warpgroup once its wgmma read the stage).
+    `consumers`: the warpgroups that read each stage (all of them when they share a tile; 1
+    in ping-pong, where each stage belongs to one warpgroup's tile)."""
 
     def __init__(self, arena: SharedArena, offset: int, stages: int, consumers: int,
                  cluster: int = 1):
@@ -221,6 +225,30 @@ class MbarrierRing:
             remote = nvvm.mapa(llvm.PointerType.get(7), self.empty(st.stage),
                                irb.const_i32(rank))
             nvvm.mbarrier_arrive(None, remote)
+
+
+class WarpgroupTurns:
+    """`n` warpgroups taking turns in a fixed cyclic order (CUTLASS's OrderedSequenceBarrier,
+    here on hardware named barriers, which need no shared memory and no phase): the turn of
+    warpgroup c is named barrier `first_id + c` over both sides' 2 x 128 threads; c waits for
+    it (bar.sync), its predecessor passes it on (bar.arrive) when done. A named barrier keeps
+    the arrivals of an unmatched pass, so every pass must be matched by exactly one wait: the
+    caller passes only to a warpgroup that has a next turn."""
+
+    def __init__(self, first_id: int = 1, n: int = 2, threads: int = 128):
+        self.first_id, self.n, self.threads = first_id, n, threads
+
+    def _id(self, c) -> ir.Value:
+        return to_i32(irb.add(c, self.first_id))
+
+    def wait(self, c) -> None:
+        """Warpgroup `c` (an index or int) blocks until its predecessor passed it the turn."""
+        nvvm.barrier(None, barrier_id=self._id(c), number_of_threads=irb.const_i32(2 * self.threads))
+
+    def pass_on(self, c) -> None:
+        """Warpgroup `c` hands the turn to the next one, (c + 1) mod n, without waiting."""
+        nxt = irb.rem(irb.add(c, 1), self.n)
+        nvvm.barrier_arrive(irb.const_i32(2 * self.threads), barrier_id=self._id(nxt))
 
 
 def tma_load(desc, dst: ir.Value, coords, bar: ir.Value, multicast: int | None = None) -> None:

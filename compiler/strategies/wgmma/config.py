@@ -9,9 +9,13 @@ BM x BN block tile and issuing m64nBNk16 wgmma for each 64-row slab of them, the
 in registers. With warp_specialized, the producer lowers its registers (setmaxnreg
 producer_registers) and the consumers raise theirs (consumer_registers).
 
-What is built (the rest is named by validate as not built yet): mode "cooperative" (all
-consumers on one tile), clusters 1x1 and 2x1 (B multicast), a grid in grouped order (group_m),
-non-persistent or
+Modes: "cooperative" (all consumers on one BM x BN tile, BM/consumers rows each) and
+"pingpong" (two consumer warpgroups, each on its own BM x BN tile of a persistent CTA's walk:
+they take turns on the tensor cores through ordered named barriers, so that one's epilogue
+runs under the other's mainloop, CUTLASS sm90's ping-pong schedule).
+
+What is built (the rest is named by validate as not built yet): both modes, clusters 1x1 and
+2x1 (B multicast, cooperative), a grid in grouped order (group_m), non-persistent or
 persistent (one CTA per SM taking tiles pid, pid + grid, ...; the producer runs on into the
 next tile while the consumers store this one), BK of
 one 128-byte swizzle span (64 16-bit elements), every layout (an MN-major operand, A stored
@@ -63,7 +67,8 @@ class WgmmaConfig(StrategyConfig):
     BK: int = 64  # block tile depth: one 128-byte swizzle span of 16-bit elements
     stages: int = 4  # shared-memory stages of the TMA ring
     consumers: int = 1  # consumer warpgroups (each on BM/consumers rows)
-    mode: str = "cooperative"  # consumers on one tile; "pingpong" (one tile each) not built
+    # "cooperative": consumers on one tile; "pingpong": each consumer on its own BM x BN tile
+    mode: str = "cooperative"
     warp_specialized: bool = True  # setmaxnreg: producer lowers, consumers raise registers
     producer_registers: int = 40
     consumer_registers: int = 232
@@ -91,7 +96,8 @@ class WgmmaConfig(StrategyConfig):
 
     @property
     def rows_per_consumer(self) -> int:
-        return self.BM // self.consumers
+        """Rows of the tile one consumer warpgroup computes (ping-pong: the whole tile)."""
+        return self.BM if self.mode == "pingpong" else self.BM // self.consumers
 
     @property
     def slabs(self) -> int:
@@ -199,8 +205,20 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
               f"NT), got layout {spec.layout}")
     problem = tma_problem(spec)
     check(problem is None, "layout", problem or "")
-    check(cfg.mode == "cooperative", "mode",
-          f"must be one of {MODES}; only 'cooperative' is built, got {cfg.mode!r}")
+    check(cfg.mode in MODES, "mode", f"must be one of {MODES}, got {cfg.mode!r}")
+    if cfg.mode == "pingpong":
+        # two warpgroups alternate on tiles of one CTA's walk: the walk must be persistent
+        # (a non-persistent CTA has one tile), one CTA per SM, no cluster
+        check(cfg.consumers == 2, "consumers",
+              f"mode 'pingpong' takes turns between 2 consumer warpgroups, got {cfg.consumers}")
+        check(cfg.persistent, "persistent",
+              "mode 'pingpong' walks a persistent CTA's tiles (two at a time): set "
+              "persistent=True")
+        check(cfg.cluster_m == 1, "cluster_m",
+              f"mode 'pingpong' with clusters: not built (1x1 only), got {cfg.cluster_m}x1")
+        check(cfg.ctas_per_sm == 1, "ctas_per_sm",
+              f"mode 'pingpong' overlaps two tiles in one CTA per SM: 1, got {cfg.ctas_per_sm}")
+        check(not cfg.swap_ab, "swap_ab", "mode 'pingpong' with swap_ab: not built")
     check(cfg.raster in RASTERS, "raster", f"must be one of {RASTERS}, got {cfg.raster!r}")
     check(cfg.cluster_m in (1, 2) and cfg.cluster_n == 1, "cluster_m",
           f"1x1 and 2x1 clusters are built, got {cfg.cluster_m}x{cfg.cluster_n}")
@@ -221,9 +239,14 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
               f"K slice per CTA along grid z)")
     check(cfg.consumers in (1, 2), "consumers",
           f"1 or 2 consumer warpgroups, got {cfg.consumers}")
-    check(cfg.BM % (cfg.consumers * WGMMA_M) == 0, "BM",
-          f"must be a multiple of consumers x {WGMMA_M} = {cfg.consumers * WGMMA_M} (a wgmma "
-          f"covers {WGMMA_M} rows per warpgroup), got {cfg.BM}")
+    if cfg.mode == "pingpong":
+        check(cfg.BM % WGMMA_M == 0, "BM",
+              f"mode 'pingpong': one warpgroup's tile rows, a multiple of {WGMMA_M} (a wgmma "
+              f"covers {WGMMA_M} rows), got {cfg.BM}")
+    else:
+        check(cfg.BM % (cfg.consumers * WGMMA_M) == 0, "BM",
+              f"must be a multiple of consumers x {WGMMA_M} = {cfg.consumers * WGMMA_M} (a "
+              f"wgmma covers {WGMMA_M} rows per warpgroup), got {cfg.BM}")
     check(cfg.BM <= TMA_MAX_BOX, "BM",
           f"A's TMA box has BM rows: at most {TMA_MAX_BOX}, got {cfg.BM}")
     # NN: B's tile is BK rows of BN columns, loaded as boxes of one 128-byte swizzle span

@@ -28,6 +28,17 @@ stores the transposed accumulator (_store_transposed). An MN-major operand (A st
 B stored K x N) sets its wgmma transpose bit and loads as BK x 64 boxes, one per 64 rows or
 columns (_load_a; B as below).
 
+Ping-pong (mode "pingpong", persistent): each consumer warpgroup computes whole BM x BN tiles,
+warpgroup 1 the CTA's tiles 0, 2, 4, ..., warpgroup 2 tiles 1, 3, ...; the producer fills the
+ring in tile order for both (a stage is read by one warpgroup: empty barriers count one
+arrival). The two take turns on the tensor cores through named barriers (B.WarpgroupTurns):
+
+    consumer c, its tiles i = c, c + 2, ...:
+        i > 0: wait for the turn (the other warpgroup has issued all of tile i - 1's wgmma)
+        mainloop of tile i (as above)
+        i + 1 < tiles: pass the turn on
+        wait_group 0; release the last stage; epilogue   (under the other's mainloop)
+
 Grid: (tiles_m * tiles_n, 1, batch) in grouped order (group_m block rows walked column by
 column); persistent: min(tiles, SMs x ctas_per_sm) CTAs walking tiles pid, pid + grid, ...
 (the ring's (stage, phase) carried on); cluster_m 2: pairs of vertically adjacent tiles whose
@@ -184,33 +195,38 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
             tile_m, tile_n = _grouped_tile(linear, tiles_m, tiles_n, group)
             return irb.mul(tile_m, cfg.BM), irb.mul(tile_n, cfg.BN), bz
 
-        def for_tiles(body):
-            """body(m0, n0, bz, g0, ks) for each tile of this CTA, g0 its first ring iteration,
-            ks its K slice: one tile (the block's) or, persistent, tiles pid, pid + grid, ... ."""
+        def for_tiles(body, first=0, step=1):
+            """body(m0, n0, bz, g0, ks, i, count) for each tile of this CTA, g0 its first ring
+            iteration, ks its K slice, i its place in the CTA's walk of `count` tiles (both
+            None unless persistent): one tile (the block's) or, persistent, the CTA's tiles
+            i = first, first + step, ... of pid, pid + grid, ... ."""
             if cfg.cluster_m == 2:  # the pair's tile row, then this CTA's of the two
                 bz = gpu.block_id(gpu.Dimension.z) if spec.batch > 1 else 0
                 pair_m, tile_n = _grouped_tile(irb.div(pid, 2), -(-tiles_m // 2), tiles_n,
                                                min(cfg.group_m, -(-tiles_m // 2)))
                 tile_m = irb.add(irb.mul(pair_m, 2), irb.rem(pid, 2))
-                body(irb.mul(tile_m, cfg.BM), irb.mul(tile_n, cfg.BN), bz, 0, whole)
+                body(irb.mul(tile_m, cfg.BM), irb.mul(tile_n, cfg.BN), bz, 0, whole, None, None)
                 return
             if not cfg.persistent:
                 z = gpu.block_id(gpu.Dimension.z) if spec.batch * cfg.split_k > 1 else 0
                 bz, ks = KSlice.of_block(cfg, spec, z)
-                body(*origin(pid, bz), 0, ks)
+                body(*origin(pid, bz), 0, ks, None, None)
                 return
             n_ctas = grid(cfg, spec)[0]
             total = tiles_m * tiles_n * spec.batch
             count = irb.div(irb.sub(total + n_ctas - 1, pid), n_ctas)
-            loop = scf.ForOp(irb.const_index(0), irb.val(count), irb.const_index(1))
+            loop = scf.ForOp(irb.val(first), irb.val(count), irb.val(step))
             with ir.InsertionPoint(loop.body):
                 i = loop.induction_variable
                 body(*origin(irb.add(pid, irb.mul(i, n_ctas)), None), irb.mul(i, whole.count),
-                     whole)
+                     whole, i, count)
                 scf.yield_([])
 
         wg = irb.div(tid, WARPGROUP)
-        ring = B.MbarrierRing(arena, S * stage_bytes, S, cfg.consumers, cluster=cfg.cluster_m)
+        pingpong = cfg.mode == "pingpong"
+        # ping-pong: a stage holds one warpgroup's tile, so one warpgroup releases it
+        ring = B.MbarrierRing(arena, S * stage_bytes, S, 1 if pingpong else cfg.consumers,
+                              cluster=cfg.cluster_m)
         with B.if_(B.eq(tid, 0)):
             ring.init()
         nvvm.barrier0()
@@ -223,15 +239,25 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
                     B.setmaxnreg(cfg.producer_registers, increase=False)
                 with B.if_(B.eq(irb.div(tid, 32), 0)):
                     with B.if_(B.elect_one()):
-                        for_tiles(lambda m0, n0, bz, g0, ks: _producer_loop(
+                        for_tiles(lambda m0, n0, bz, g0, ks, _i, _count: _producer_loop(
                             spec, cfg, ring, arena, desc_a, desc_b, m0, n0, bz, g0, ks,
                             a_bytes, stage_bytes, b_boxes))
             with consumer:
                 if cfg.warp_specialized:
                     B.setmaxnreg(cfg.consumer_registers, increase=True)
-                for_tiles(lambda m0, n0, bz, g0, ks: _consumer(
-                    spec, cfg, ring, arena, tid, wg, m0, n0, bz, g0, ks, a_bytes,
-                    stage_bytes, c_mem, alpha, beta, bias, out_t))
+                consumer_index = irb.sub(wg, 1)
+                if pingpong:  # consumer c takes the CTA's tiles c, c + 2, ... in turns
+                    turns = B.WarpgroupTurns(first_id=1, n=2, threads=WARPGROUP)
+                    for_tiles(lambda m0, n0, bz, g0, ks, i, count: _consumer(
+                        spec, cfg, ring, arena, tid, 0, m0, n0, bz, g0, ks, a_bytes,
+                        stage_bytes, c_mem, alpha, beta, bias, out_t,
+                        turn=_PingPongTurn(turns, consumer_index, i, count)),
+                        first=consumer_index, step=2)
+                else:
+                    row_base = irb.mul(consumer_index, cfg.rows_per_consumer)
+                    for_tiles(lambda m0, n0, bz, g0, ks, _i, _count: _consumer(
+                        spec, cfg, ring, arena, tid, row_base, m0, n0, bz, g0, ks, a_bytes,
+                        stage_bytes, c_mem, alpha, beta, bias, out_t))
         if cfg.cluster_m > 1:  # no CTA exits while its peer may still arrive on its barriers
             B.cluster_sync()
         gpu.return_([])
@@ -292,11 +318,29 @@ def _load_a(spec, cfg, desc_a, arena, base, m0, k0, bz, full) -> None:
                    (irb.add(m0, j * box), k0, bz), full)
 
 
-def _consumer(spec, cfg, ring, arena, tid, wg, m0, n0, bz, g0, ks, a_bytes, stage_bytes,
-              c_mem, alpha, beta, bias, out_t) -> None:
+class _PingPongTurn:
+    """Consumer `c`'s turn on the tensor cores for tile `i` of the CTA's `count` (ping-pong):
+    wait for it unless this is the CTA's first tile, pass it on once this tile's wgmma are
+    issued if the other warpgroup has a next tile (every pass meets exactly one wait)."""
+
+    def __init__(self, turns: B.WarpgroupTurns, c, i, count):
+        self.turns, self.c, self.i, self.count = turns, c, i, count
+
+    def take(self) -> None:
+        with B.if_(irb.lt(0, self.i)):
+            self.turns.wait(self.c)
+
+    def pass_on(self) -> None:
+        with B.if_(irb.lt(irb.add(self.i, 1), self.count)):
+            self.turns.pass_on(self.c)
+
+
+def _consumer(spec, cfg, ring, arena, tid, row_base, m0, n0, bz, g0, ks, a_bytes,
+              stage_bytes, c_mem, alpha, beta, bias, out_t, turn: _PingPongTurn | None = None
+              ) -> None:
+    """One tile's mainloop and epilogue for one consumer warpgroup, on rows row_base.. of the
+    tile (cooperative: its share; ping-pong: 0, the whole tile, in its turn)."""
     acc = B.Accumulator(cfg.BN)
-    consumer = irb.sub(wg, 1)
-    row_base = irb.mul(consumer, cfg.rows_per_consumer)  # within the tile
     mn_major_b = not operands(cfg, spec).b_k_major
     mn_major_a = not operands(cfg, spec).a_k_major
     mma_k, mma_dtype = wgmma_k(spec), wgmma_dtype(spec)  # tf32: k8 steps over f32 tiles
@@ -333,6 +377,8 @@ def _consumer(spec, cfg, ring, arena, tid, wg, m0, n0, bz, g0, ks, a_bytes, stag
         return accs
 
     st0 = B.PipelineState(g0, cfg.stages)
+    if turn is not None:
+        turn.take()
     ring.consumer_wait(st0)
     accs = mma_tile(st0.stage, [acc.undef() for _ in range(cfg.slabs)], first=True)
     leader = B.eq(irb.rem(tid, WARPGROUP), 0)
@@ -348,6 +394,8 @@ def _consumer(spec, cfg, ring, arena, tid, wg, m0, n0, bz, g0, ks, a_bytes, stag
                 ring.consumer_release(B.PipelineState(irb.sub(t, 1), cfg.stages))
             scf.yield_(new)
         accs = list(loop.results)
+    if turn is not None:  # every wgmma of the tile is issued: the other warpgroup's turn
+        turn.pass_on()
     nvvm.wgmma_wait_group_sync_aligned(0)
     if cfg.persistent:  # the ring goes on into the next tile: release the last stage too
         with B.if_(leader):
