@@ -235,7 +235,8 @@ _PP_SHAPES = {"4096^3": dict(M=4096, N=4096, K=4096), "2048^3": dict(M=2048, N=2
               "8192^3": dict(M=8192, N=8192, K=8192)}
 for _m in (2048, 4096):
     for _n, _k in ((4096, 4096), (14336, 4096), (4096, 14336)):
-        _PP_SHAPES.setdefault(f"{_m}x{_n}x{_k}", dict(M=_m, N=_n, K=_k))
+        if not _m == _n == _k:  # 4096^3 is there already
+            _PP_SHAPES[f"{_m}x{_n}x{_k}"] = dict(M=_m, N=_n, K=_k)
 PP = dict(W, mode="pingpong", consumers=2, persistent=True)
 _PP_VARIANTS = {"default": None, "pp128x128_s6": dict(PP, BM=128, BN=128, stages=6),
                 "pp64x256_s5": dict(PP, BM=64, BN=256, stages=5)}
@@ -243,6 +244,15 @@ for _shape, _fields in _PP_SHAPES.items():
     for _variant, _cfg in _PP_VARIANTS.items():
         CASES[f"pp_bf16_NN_{_shape}_{_variant}"] = (dict(_fields, dtype="bf16", layout="NN"),
                                                     _cfg, 1.0, 0.0, f"bf16_NN_{_shape}")
+# more of the design space at 4096^3 alone: ring depth, raster group, the cooperative
+# persistent kernel (the producer runs ahead into the next tile, the tensor cores idle under
+# the epilogue)
+for _variant, _cfg in {"pp128x128_s7": dict(PP, BM=128, BN=128, stages=7),
+                       "pp128x128_s4": dict(PP, BM=128, BN=128, stages=4),
+                       "pp128x128_s6_g16": dict(PP, BM=128, BN=128, stages=6, group_m=16),
+                       "c2_pers": dict(W, BN=256, consumers=2, stages=4, persistent=True)}.items():
+    CASES[f"pp_bf16_NN_4096^3_{_variant}"] = (dict(BIG, dtype="bf16", layout="NN"), _cfg,
+                                              1.0, 0.0, "bf16_NN_4096^3")
 for _variant, _cfg in _PP_VARIANTS.items():
     for _dt, _lay in (("bf16", "NT"), ("f16", "NN")):
         CASES[f"pp_{_dt}_{_lay}_4096^3_{_variant}"] = (dict(BIG, dtype=_dt, layout=_lay), _cfg,
