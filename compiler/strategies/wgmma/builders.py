@@ -3,7 +3,8 @@ reads like the algorithm (kernel.py). Every helper emits at the current insertio
 
     SharedArena      the dynamic shared memory (one 1024-byte-aligned extern array): byte
                      offsets -> pointers (address space 3) and 32-bit shared addresses
-    PipelineState    CuTe's (stage, phase) of a ring at a given iteration
+    PipelineState    CuTe's (stage, phase) of a ring: at an iteration (once per tile), advanced
+                     without a division (per K tile), carried through loops
     MbarrierRing     full/empty mbarrier pairs per stage: init, producer_acquire /
                      producer_commit (arrive.expect_tx), consumer_wait / consumer_release
     WarpgroupTurns   warpgroups taking turns in a fixed order on named barriers (ping-pong's
@@ -120,6 +121,18 @@ def eq(a, b) -> ir.Value:
     return arith.cmpi(arith.CmpIPredicate.eq, irb.val(a), irb.val(b))
 
 
+def warp_uniform(x) -> ir.Value:
+    """`x` (index) as lane 0 of the warp has it (shfl.sync.idx): equal in all lanes, and
+    ptxas knows it, so what is derived from it stays in uniform registers and branches on it
+    are uniform (CUTLASS's canonical_warp_group_idx). A warpgroup index from the thread id
+    otherwise puts the ring state and the wgmma descriptors in per-thread registers, moved to
+    uniform ones (R2UR) before every wgmma."""
+    i32 = i32_t()
+    v = nvvm.shfl_sync(i32, irb.const_i32(-1), to_i32(x), irb.const_i32(0), irb.const_i32(31),
+                       nvvm.ShflKind.idx)
+    return arith.index_cast(irb.index_type(), v)
+
+
 def elect_one() -> ir.Value:
     """elect.sync: true in one lane of the (converged) warp."""
     return nvvm.elect_sync(ir.IntegerType.get_signless(1))
@@ -162,13 +175,46 @@ class SharedArena:
 # -- the mbarrier ring ------------------------------------------------------------------------
 
 class PipelineState:
-    """(stage, phase) of iteration `i` of a ring of `stages`: stage = i mod stages, phase =
-    (i div stages) mod 2 (CuTe's PipelineState, recomputed from the iteration count)."""
+    """CuTe's PipelineState: the (stage, phase) of one iteration of a ring of `stages` (index
+    values or ints). `at(i)` computes it from an iteration count, stage = i mod stages, phase =
+    (i div stages) mod 2: a division (in 32 bits), so once per tile, not per K tile, where a
+    ring of 6 stages made it a 64-bit multiply-high chain in every iteration. `advance()` is
+    the next iteration's state without one: stage + 1, wrapping to 0 with the phase flipped.
+    `values` / `carried` move a state through a loop's iter_args."""
 
-    def __init__(self, i, stages: int):
-        self.i, self.stages = i, stages
-        self.stage = irb.rem(i, stages)
-        self.phase = irb.rem(irb.div(i, stages), 2)
+    def __init__(self, stage, phase, stages: int):
+        self.stage, self.phase, self.stages = stage, phase, stages
+
+    @classmethod
+    def at(cls, i, stages: int) -> "PipelineState":
+        if isinstance(i, int):
+            return cls(i % stages, (i // stages) % 2, stages)
+        i32 = to_i32(i)
+        n = irb.const_i32(stages)
+        stage = arith.remui(i32, n)
+        phase = arith.andi(arith.divui(i32, n), irb.const_i32(1))
+        return cls(arith.index_cast(irb.index_type(), stage),
+                   arith.index_cast(irb.index_type(), phase), stages)
+
+    def advance(self) -> "PipelineState":
+        if isinstance(self.stage, int) and isinstance(self.phase, int):
+            wrap = self.stage + 1 == self.stages
+            return PipelineState(0 if wrap else self.stage + 1, self.phase ^ wrap, self.stages)
+        nxt = irb.add(self.stage, 1)
+        wrap = eq(nxt, self.stages)
+        return PipelineState(arith.select(wrap, irb.const_index(0), irb.val(nxt)),
+                             arith.select(wrap, irb.val(irb.xor(self.phase, 1)),
+                                          irb.val(self.phase)), self.stages)
+
+    @property
+    def values(self) -> list:
+        return [irb.val(self.stage), irb.val(self.phase)]
+
+    @classmethod
+    def carried(cls, values, stages: int) -> "PipelineState":
+        """The state held in two loop-carried values (`values` of a state)."""
+        stage, phase = values
+        return cls(stage, phase, stages)
 
 
 class MbarrierRing:

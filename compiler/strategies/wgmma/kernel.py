@@ -222,7 +222,7 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
                      whole, i, count)
                 scf.yield_([])
 
-        wg = irb.div(tid, WARPGROUP)
+        wg = B.warp_uniform(irb.div(tid, WARPGROUP))
         pingpong = cfg.mode == "pingpong"
         # ping-pong: a stage holds one warpgroup's tile, so one warpgroup releases it
         ring = B.MbarrierRing(arena, S * stage_bytes, S, 1 if pingpong else cfg.consumers,
@@ -270,10 +270,12 @@ def _producer_loop(spec, cfg, ring, arena, desc_a, desc_b, m0, n0, bz, g0, ks, a
     elt = DTYPE_BYTES[spec.dtype]
     box_n = 128 // elt
     b_k_major = operands(cfg, spec).b_k_major
-    loop = scf.ForOp(irb.const_index(0), irb.val(ks.count), irb.const_index(1))
+    # the ring state at the tile's first K tile, advanced per K tile (no division in the loop)
+    loop = scf.ForOp(irb.const_index(0), irb.val(ks.count), irb.const_index(1),
+                     B.PipelineState.at(g0, cfg.stages).values)
     with ir.InsertionPoint(loop.body):
         t = loop.induction_variable
-        st = B.PipelineState(irb.add(g0, t), cfg.stages)
+        st = B.PipelineState.carried(loop.inner_iter_args, cfg.stages)
         ring.producer_acquire(st)
         ring.producer_commit(st, stage_bytes)
         full = ring.full(st.stage)
@@ -302,7 +304,7 @@ def _producer_loop(spec, cfg, ring, arena, desc_a, desc_b, m0, n0, bz, g0, ks, a
                     dst = arena.ptr(irb.add(base, irb.add(a_bytes, irb.mul(j, cfg.BK * 128))))
                     B.tma_load(desc_b, dst, (irb.add(n0, irb.mul(j, box_n)), k0, bz), full,
                                multicast=0b11)
-        scf.yield_([])
+        scf.yield_(st.advance().values)
 
 
 def _load_a(spec, cfg, desc_a, arena, base, m0, k0, bz, full) -> None:
@@ -376,31 +378,36 @@ def _consumer(spec, cfg, ring, arena, tid, row_base, m0, n0, bz, g0, ks, a_bytes
         nvvm.wgmma_commit_group_sync_aligned()
         return accs
 
-    st0 = B.PipelineState(g0, cfg.stages)
+    st0 = B.PipelineState.at(g0, cfg.stages)
     if turn is not None:
         turn.take()
     ring.consumer_wait(st0)
     accs = mma_tile(st0.stage, [acc.undef() for _ in range(cfg.slabs)], first=True)
     leader = B.eq(irb.rem(tid, WARPGROUP), 0)
+    # CUTLASS's read and release states: K tile t is read while t - 1's stage is released
+    released = st0
     if not isinstance(ks.count, int) or ks.count > 1:
-        loop = scf.ForOp(irb.const_index(1), irb.val(ks.count), irb.const_index(1), accs)
+        n = cfg.slabs
+        loop = scf.ForOp(irb.const_index(1), irb.val(ks.count), irb.const_index(1),
+                         accs + st0.advance().values + st0.values)
         with ir.InsertionPoint(loop.body):
-            t = irb.add(g0, loop.induction_variable)
-            st = B.PipelineState(t, cfg.stages)
+            carried = list(loop.inner_iter_args)
+            st = B.PipelineState.carried(carried[n:n + 2], cfg.stages)
+            prev = B.PipelineState.carried(carried[n + 2:], cfg.stages)
             ring.consumer_wait(st)
-            new = mma_tile(st.stage, list(loop.inner_iter_args), first=False)
+            new = mma_tile(st.stage, carried[:n], first=False)
             nvvm.wgmma_wait_group_sync_aligned(1)  # tile t-1's wgmma have read their stage
             with B.if_(leader):
-                ring.consumer_release(B.PipelineState(irb.sub(t, 1), cfg.stages))
-            scf.yield_(new)
-        accs = list(loop.results)
+                ring.consumer_release(prev)
+            scf.yield_(new + st.advance().values + prev.advance().values)
+        accs = list(loop.results)[:n]
+        released = B.PipelineState.carried(list(loop.results)[n + 2:], cfg.stages)
     if turn is not None:  # every wgmma of the tile is issued: the other warpgroup's turn
         turn.pass_on()
     nvvm.wgmma_wait_group_sync_aligned(0)
     if cfg.persistent:  # the ring goes on into the next tile: release the last stage too
         with B.if_(leader):
-            ring.consumer_release(B.PipelineState(irb.add(g0, irb.sub(ks.count, 1)),
-                                                  cfg.stages))
+            ring.consumer_release(released)  # the tile's last K tile
     if cfg.swap_ab:
         _store_transposed(spec, cfg, acc, accs, tid, m0, n0, row_base, bz, ks, c_mem, alpha,
                           beta, bias, out_t)
