@@ -238,8 +238,8 @@ for _m in (2048, 4096):
         if not _m == _n == _k:  # 4096^3 is there already
             _PP_SHAPES[f"{_m}x{_n}x{_k}"] = dict(M=_m, N=_n, K=_k)
 PP = dict(W, mode="pingpong", consumers=2, persistent=True)
-_PP_VARIANTS = {"default": None, "pp128x128_s6": dict(PP, BM=128, BN=128, stages=6),
-                "pp64x256_s5": dict(PP, BM=64, BN=256, stages=5)}
+_PP_VARIANTS = {"default": None,
+                **{f"pp128x128_s{s}": dict(PP, BM=128, BN=128, stages=s) for s in (5, 6, 7)}}
 for _shape, _fields in _PP_SHAPES.items():
     for _variant, _cfg in _PP_VARIANTS.items():
         CASES[f"pp_bf16_NN_{_shape}_{_variant}"] = (dict(_fields, dtype="bf16", layout="NN"),
@@ -247,9 +247,9 @@ for _shape, _fields in _PP_SHAPES.items():
 # more of the design space at 4096^3 alone: ring depth, raster group, the cooperative
 # persistent kernel (the producer runs ahead into the next tile, the tensor cores idle under
 # the epilogue)
-for _variant, _cfg in {"pp128x128_s7": dict(PP, BM=128, BN=128, stages=7),
-                       "pp128x128_s4": dict(PP, BM=128, BN=128, stages=4),
-                       "pp128x128_s6_g16": dict(PP, BM=128, BN=128, stages=6, group_m=16),
+for _variant, _cfg in {"pp128x128_s4": dict(PP, BM=128, BN=128, stages=4),
+                       "pp64x256_s4": dict(PP, BM=64, BN=256, stages=4),
+                       "pp64x256_s5": dict(PP, BM=64, BN=256, stages=5),
                        "c2_pers": dict(W, BN=256, consumers=2, stages=4, persistent=True)}.items():
     CASES[f"pp_bf16_NN_4096^3_{_variant}"] = (dict(BIG, dtype="bf16", layout="NN"), _cfg,
                                               1.0, 0.0, "bf16_NN_4096^3")
