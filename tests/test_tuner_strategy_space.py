@@ -19,7 +19,8 @@ from deepgen.tuner.manifest import load_index
 from deepgen.tuner.space import Space
 
 ROOT = Path(__file__).resolve().parents[1]
-BIG = GemmSpec(4096, 4096, 4096, dtype="bf16", layout="NT")
+# a large GEMM whose default is the cooperative 128x256 (K above wgmma PINGPONG_MAX_K)
+BIG = GemmSpec(4096, 4096, 14336, dtype="bf16", layout="NT")
 DECODE = GemmSpec(4, 4096, 4096, dtype="bf16", layout="NT")
 
 
@@ -57,7 +58,7 @@ def test_wgmma_pruning_names_the_field_and_the_limit():
     assert ("stages: 5 stages of 65536 bytes (+ barriers) = 327760 bytes exceed the 232448 "
             "bytes of shared memory per block of sm_90a") in r.pruned
     lines = r.lines()
-    assert lines[0].startswith("4096x4096x4096_bf16_NT: 32 points -> ")
+    assert lines[0].startswith("4096x4096x14336_bf16_NT: 32 points -> ")
 
 
 def test_wgmma_tiles_larger_than_the_problem_and_duplicates_are_pruned():

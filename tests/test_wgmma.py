@@ -126,13 +126,22 @@ def test_the_default_only_where_measured_faster():
                  GemmSpec(M=4096, N=4096, K=4096, dtype="f32")):
         assert strategies.choose(spec, H100).name != "wgmma", spec
         assert strategies.default_config(spec, H100).strategy != "wgmma", spec
-    for spec in (big, GemmSpec(M=2048, N=14336, K=4096, dtype="f16", layout="NT"),
-                 GemmSpec(M=4096, N=4096, K=4096, dtype="bf16", layout="TN"),  # A MN-major
-                 GemmSpec(M=8192, N=8192, K=8192, dtype="f16", layout="TT")):
-        assert strategies.default_config(spec, H100) == WgmmaConfig(BN=256, consumers=2)
+    # the large tile: ping-pong 128 x 128 per warpgroup where K <= PINGPONG_MAX_K in the
+    # measured layouts (NT, NN), else the cooperative 128 x 256
+    pingpong = WgmmaConfig(BM=128, BN=128, consumers=2, mode="pingpong", persistent=True,
+                           stages=7)
+    coop = WgmmaConfig(BN=256, consumers=2)
+    for spec, want in ((big, pingpong),
+                       (GemmSpec(M=2048, N=14336, K=4096, dtype="f16", layout="NT"), pingpong),
+                       (GemmSpec(M=512, N=512, K=512, batch=64, dtype="bf16"), pingpong),
+                       (GemmSpec(M=2048, N=4096, K=14336, dtype="bf16"), coop),
+                       (GemmSpec(M=8192, N=8192, K=8192, dtype="f16", layout="NT"), coop),
+                       (GemmSpec(M=4096, N=4096, K=4096, dtype="bf16", layout="TN"), coop),
+                       (GemmSpec(M=8192, N=8192, K=8192, dtype="f16", layout="TT"), coop)):
+        assert strategies.default_config(spec, H100) == want, spec
         assert strategies.default_config(spec, get_target("sm_80")).strategy == "mma_sync"
     mid = {(1024, 1024): WgmmaConfig(BM=64, BN=128), (256, 14336): WgmmaConfig(),
-           (1024, 4096): WgmmaConfig(BN=256, consumers=2)}
+           (1024, 4096): pingpong}
     for (m, n), want in mid.items():
         assert strategies.default_config(GemmSpec(M=m, N=n, K=4096, dtype="bf16"), H100) == want
     # decode sizes, M = 8..128 against N, K >= 4096 (NT and NN): swap_ab with split-K to a wave
@@ -153,6 +162,14 @@ def test_the_default_only_where_measured_faster():
                              H100).name == "gemv"
     cfg = strategies.resolve({"strategy": "wgmma", "BN": 256, "consumers": 2}, NT, H100)
     assert cfg == WgmmaConfig(BN=256, consumers=2)
+    # where the default is ping-pong, fields naming the kernel's shape without a mode complete
+    # the cooperative default; other fields complete the ping-pong default
+    coop = strategies.resolve({"strategy": "wgmma", "BN": 256, "consumers": 2}, big, H100)
+    assert coop == WgmmaConfig(BN=256, consumers=2, stages=4)
+    assert strategies.resolve({"strategy": "wgmma", "persistent": True}, big, H100) == \
+        WgmmaConfig(BN=256, consumers=2, persistent=True)
+    assert strategies.resolve({"strategy": "wgmma", "stages": 5}, big, H100) == \
+        pingpong.replace(stages=5)
     assert WgmmaConfig.from_dict(cfg.to_dict()) == cfg
     assert strategies.get("wgmma").serves(NT, H100)
     assert not strategies.get("wgmma").serves(NT, get_target("sm_80"))

@@ -42,7 +42,7 @@ class Wgmma(Strategy):
         """The given fields over the default; swap_ab given: over swap_config, with split_k
         refitted to the tile unless given too."""
         if not given.get("swap_ab"):
-            return _c.default_config(spec, target).replace(**given)
+            return _c.complete(given, spec, target)
         cfg = _c.swap_config(spec, target, ctas_per_sm=given.get("ctas_per_sm", 1)
                              ).replace(**given)
         return cfg if "split_k" in given else _c.fit_split_k(cfg, spec, target)

@@ -348,12 +348,53 @@ def preferred(spec: GemmSpec) -> bool:
     return preferred_swap(spec) or preferred_tile(spec) is not None
 
 
+# Ping-pong where the large tile's K loop is short: two warpgroups on their own 128 x 128
+# tiles of a persistent CTA, 7 stages, one's epilogue (and the next tile's ring fill) under the
+# other's mainloop. Measured on the H200 (benchmarks/NOTES.md 2026-12-02, layout NN, 5
+# interleaved rounds; results/wgmma_bench-h200-2026-12-02-pingpong*.json) against the
+# cooperative 128x256: K = 2048-4096 faster or level (2048^3 0.93x cuBLAS vs 0.83x,
+# 2048x14336x4096 0.96x vs 0.90x, 4096x14336x4096 0.98x vs 0.91x, 4096^3 0.92x vs 0.90x);
+# K = 14336 slower (0.94-0.95x vs 0.98x: 128 x 128 tiles move a third more bytes per flop
+# from L2 and shared memory, and the per-tile costs it hides are small there); 8192^3 level.
+PINGPONG_MAX_K = 4096
+PINGPONG = dict(BM=128, BN=128, consumers=2, mode="pingpong", persistent=True, stages=7)
+PINGPONG_LAYOUTS = ("NT", "NN")  # measured; TN/TT (A MN-major) not yet
+PINGPONG_DTYPES = ("f16", "bf16")  # measured; tf32 not yet
+
+
 def default_config(spec: GemmSpec, target: Target) -> WgmmaConfig:
+    """The ping-pong kernel (PINGPONG) where `preferred_tile` is the large 128x256 tile,
+    K <= PINGPONG_MAX_K, the layout and dtype measured (PINGPONG_LAYOUTS, _DTYPES); else the
+    cooperative default (cooperative_default)."""
+    if (preferred_tile(spec) == (128, 256, 2) and spec.K <= PINGPONG_MAX_K
+            and spec.layout in PINGPONG_LAYOUTS and spec.dtype in PINGPONG_DTYPES):
+        return WgmmaConfig(**PINGPONG)
+    return cooperative_default(spec, target)
+
+
+# Fields that name the kernel's shape: given without `mode`, they complete the cooperative
+# default of the spec, so that {"BN": 256, "consumers": 2} still means the cooperative
+# 128x256 where the default is ping-pong (whose 128 x 256 per warpgroup would not fit)
+_COOPERATIVE_FIELDS = ("BM", "BN", "consumers", "persistent", "cluster_m", "ctas_per_sm",
+                       "split_k", "swap_ab")
+
+
+def complete(given: dict, spec: GemmSpec, target: Target) -> WgmmaConfig:
+    """The config of the fields `given` over the spec's default (default_config), or over
+    its cooperative default where the default is ping-pong, `mode` is not given and a field
+    of _COOPERATIVE_FIELDS is."""
+    cfg = default_config(spec, target)
+    if (cfg.mode == "pingpong" and "mode" not in given
+            and any(f in given for f in _COOPERATIVE_FIELDS)):
+        cfg = cooperative_default(spec, target)
+    return cfg.replace(**given)
+
+
+def cooperative_default(spec: GemmSpec, target: Target) -> WgmmaConfig:
     """swap_config where `preferred_swap`; the measured tile of `preferred_tile` (128x256x64
     with two consumer warpgroups for large problems, 128x128 or 64x128 with one for mid
-    sizes), 4 stages; otherwise 128x128x64
-    with one consumer (step 1 of issue 14), with smaller N tiles for narrow problems; tf32:
-    tf32_config."""
+    sizes), 4 stages; otherwise 128x128x64 with one consumer (step 1 of issue 14), with
+    smaller N tiles for narrow problems; tf32: tf32_config."""
     if is_tf32(spec):
         return tf32_config(spec)
     if preferred_swap(spec):
