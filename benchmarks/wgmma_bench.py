@@ -259,6 +259,29 @@ for _variant, _cfg in _PP_VARIANTS.items():
                                                        1.0, 0.0, f"{_dt}_{_lay}_4096^3")
 
 
+# The default after the ping-pong runs (config.default_config: ping-pong 128x128 s7 where the
+# large tile's K <= 4096, cooperative 128x256 s4 above) against the other kernel, at the suite's
+# large points (layout NN) and the ones the rule newly covers (batched, 1024 rows): "ppd_"
+# cases (run 3).
+COOP = dict(W, mode="cooperative", BN=256, consumers=2, stages=4, persistent=False)
+PP7 = dict(PP, BM=128, BN=128, stages=7)
+_PPD_SHAPES = {**{f"bf16_NN_{k}": dict(v, dtype="bf16", layout="NN") for k, v in _PP_SHAPES.items()},
+               "bf16_NN_1024x4096x4096": dict(M=1024, N=4096, K=4096, dtype="bf16", layout="NN"),
+               "bf16_NN_8x2048^3": dict(M=2048, N=2048, K=2048, batch=8, dtype="bf16",
+                                        layout="NN"),
+               "bf16_NN_64x512^3": dict(M=512, N=512, K=512, batch=64, dtype="bf16", layout="NN"),
+               "bf16_NT_4096^3": dict(BIG, dtype="bf16", layout="NT"),
+               "f16_NN_4096^3": dict(BIG, dtype="f16", layout="NN")}
+for _point, _fields in _PPD_SHAPES.items():
+    _other = ("coop", COOP) if _fields["K"] <= 4096 else ("pp128x128_s7", PP7)
+    for _variant, _cfg in (("default", None), _other):
+        CASES[f"ppd_{_point}_{_variant}"] = (_fields, _cfg, 1.0, 0.0, _point)
+for _variant, _cfg in {"pp128x192_s5": dict(PP, BM=128, BN=192, stages=5),
+                       "pp128x128_s6": dict(PP, BM=128, BN=128, stages=6)}.items():
+    CASES[f"ppd_bf16_NN_4096^3_{_variant}"] = (dict(BIG, dtype="bf16", layout="NN"), _cfg,
+                                               1.0, 0.0, "bf16_NN_4096^3")
+
+
 def compile_all(bundle: Path, only: str | None) -> None:
     from deepgen.compiler import compile_artifact
     from deepgen.spec import GemmSpec
