@@ -270,3 +270,18 @@ def test_spec_and_tile_of_each_kernel_are_its_own():
         assert tile_of(ops[0]) is got[0][1]  # parsed once
         ops[0].attributes[TILE] = ops[1].attributes[TILE]
         assert tile_of(ops[0]) == tiles[1] and spec_of(ops[0]) == specs[0]
+
+
+def test_mma_sync_ptxas_level_follows_the_gpu_ab(monkeypatch):
+    """-O2 for 4 warps of 64 x 64 (faster on the H200 and half the ptxas time), -O3 for the
+    rest; PTXAS_OPT_LEVEL forces one level (the benchmark's A/B)."""
+    from deepgen.compiler.strategies import mma_sync
+    from deepgen.compiler.strategies.mma_sync import MmaSyncConfig
+
+    s = mma_sync.STRATEGY if hasattr(mma_sync, "STRATEGY") else mma_sync.MmaSync()
+    four = MmaSyncConfig(BM=128, BN=128, BK=64, warps_m=2, warps_n=2)
+    eight = MmaSyncConfig(BM=256, BN=128, BK=64, warps_m=4, warps_n=2)
+    small = MmaSyncConfig(BM=64, BN=64, BK=32, warps_m=2, warps_n=2)
+    assert [s.ptxas_opt_level(c) for c in (four, eight, small)] == [2, 3, 3]
+    monkeypatch.setattr(mma_sync, "PTXAS_OPT_LEVEL", 3)
+    assert s.ptxas_opt_level(four) == 3

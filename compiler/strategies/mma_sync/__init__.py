@@ -25,11 +25,16 @@ PASSES = [
 ]
 # ptxas -O<n> for this strategy's kernels. Warp tiles of 64x64 hold 128 f32 accumulators per
 # thread and reach ptxas's 255-register limit, where -O3 takes ~0.55 s of a ~1 s compile (bf16
-# 4096^3, 256x128x64) and -O2 ~0.3 s for the same PTX (as many SASS instructions, 248
-# registers; at 128x128x64 with 2x2 warps -O3 spills 8 bytes in the main loop, -O2 nothing).
-# -O3 until the GPU says -O2's SASS is as fast: benchmarks/compile_time.py --ptxas-ab builds
-# both (this name is read at each compile, so the benchmark can switch it).
-PTXAS_OPT_LEVEL = 3
+# 4096^3, 256x128x64) and -O2 ~0.3 s for the same PTX. The GPU A/B (H200 2026-12-02,
+# results/ptxas_ab-h200-2026-12-02.json: the same PTX at -O3 and -O2, 5 interleaved rounds,
+# every kernel checked against float64): 4 warps of 64 x 64 (128x128x64, 2x2 warps) run
+# 2.5-4.6% faster at -O2 (-O3 spills 8 bytes in the main loop, -O2 nothing) and assemble in
+# half the time; 8 warps of 64 x 64 (256x128x64) run 3% slower at -O2; the others tie.
+# So -O2 for the first, -O3 for the rest. PTXAS_OPT_LEVEL, when set, forces one level for
+# every mma_sync kernel (benchmarks/compile_time.py's A/B; read at each compile).
+PTXAS_OPT_LEVEL: int | None = None
+FOUR_WARPS_OF_64X64_OPT_LEVEL = 2
+DEFAULT_OPT_LEVEL = 3
 # Flat lowering parameters of the SIMT thread tile: they do not apply to mma_sync.
 FOREIGN = ("TM", "TN", "lanes_m", "lanes_n", "warp_scatter_m", "warp_scatter_n",
            "thread_scatter_m", "thread_scatter_n", "kk_unroll", "local_split_k",
@@ -75,7 +80,11 @@ class MmaSync(Strategy):
         return list(PASSES)
 
     def ptxas_opt_level(self, cfg: MmaSyncConfig) -> int:
-        return PTXAS_OPT_LEVEL
+        if PTXAS_OPT_LEVEL is not None:
+            return PTXAS_OPT_LEVEL
+        if cfg.warp_tile == (64, 64) and cfg.threads == 4 * 32:
+            return FOUR_WARPS_OF_64X64_OPT_LEVEL
+        return DEFAULT_OPT_LEVEL
 
     def load_passes(self) -> None:
         from . import ring  # noqa: F401  (registers deepgen-mma-sync-pipeline)

@@ -338,11 +338,16 @@ def preferred_swap(spec: GemmSpec) -> bool:
             and preferred_tile(spec) != _PREFERRED_TILES[0][:3])
 
 
-# tf32 is built but not measured on the GPU yet: the default heuristic leaves f32 to mma_sync
 PREFERRED_DTYPES = ("f16", "bf16")
+# tf32 (layout NT, the only one its wgmma reads), measured on the H200 2026-12-02
+# (results/wgmma_bench-h200-2026-12-02-tf32.json, 5 interleaved rounds, every kernel checked):
+# 4096^3 128x256x32 c2 343 TFLOP/s = 0.96x cuBLAS with TF32 (persistent 0.96x, 256x128 0.94x,
+# 128x128 s6 0.89x; mma_sync's default 118, 0.33x): the large-tile rule only, where measured.
 
 
 def preferred(spec: GemmSpec) -> bool:
+    if is_tf32(spec):
+        return spec.layout == "NT" and preferred_tile(spec) == _PREFERRED_TILES[0][:3]
     if spec.dtype not in PREFERRED_DTYPES:
         return False
     return preferred_swap(spec) or preferred_tile(spec) is not None
@@ -409,8 +414,8 @@ def cooperative_default(spec: GemmSpec, target: Target) -> WgmmaConfig:
 
 
 def tf32_config(spec: GemmSpec) -> WgmmaConfig:
-    """The default tf32 config (not yet measured, so only an explicit wgmma config reaches it):
-    BK 32 (one swizzle span of f32), two consumer warpgroups on 128x256 where the problem has
+    """The default tf32 config (the default heuristic takes it where `preferred` says: NT with
+    enough 128x256 tiles, measured): BK 32 (one swizzle span of f32), two consumer warpgroups on 128x256 where the problem has
     enough tiles of it for the SMs (the 16-bit rule), else 128 x min(128, N rounded to 8);
     4 stages (48 KiB each at 128x256: 192 KiB, within the 227 KiB of a block; also with a
     given BN of 256, which keeps the default's stages)."""
