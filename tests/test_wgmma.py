@@ -387,7 +387,9 @@ def test_pingpong_takes_turns_on_named_barriers_and_releases_stages_alone(artifa
     assert res["spill_stores"] == res["spill_loads"] == res["stack_bytes"] == 0, res
 
 
-def test_sass_has_hgmma_utmaldg_syncs_and_no_local_memory(artifacts):
+def _check_sass(artifacts: dict, hgmma: str) -> None:
+    """Each cubin's SASS has the HGMMA form `hgmma` (a regex), TMA loads (UTMALDG), mbarrier
+    ops (SYNCS) and no local memory."""
     from deepgen.toolchain import cuobjdump_env, find_cuobjdump
 
     exe = find_cuobjdump()
@@ -400,9 +402,13 @@ def test_sass_has_hgmma_utmaldg_syncs_and_no_local_memory(artifacts):
             path.write_bytes(art.binary)
             sass = subprocess.run([exe, "-sass", str(path)], capture_output=True, text=True,
                                   env=cuobjdump_env(exe), check=True).stdout
-        assert re.search(r"HGMMA\.64x(16|128|256)x16\.F32\b", sass), name
+        assert re.search(hgmma, sass), name
         assert "UTMALDG" in sass and "SYNCS" in sass, name
         assert not re.search(r"\b(LDL|STL)\b", sass), f"{name}: local memory in the SASS"
+
+
+def test_sass_has_hgmma_utmaldg_syncs_and_no_local_memory(artifacts):
+    _check_sass(artifacts, r"HGMMA\.64x(16|128|256)x16\.F32\b")
 
 
 def test_tf32_is_built_for_nt_and_the_default_where_measured():
@@ -467,18 +473,4 @@ def test_tf32_ptx_has_k8_wgmma_over_f32_tma_tiles(tf32_artifacts, name, n, slabs
 
 
 def test_tf32_sass_has_tf32_hgmma_utmaldg_syncs_and_no_local_memory(tf32_artifacts):
-    from deepgen.toolchain import cuobjdump_env, find_cuobjdump
-
-    exe = find_cuobjdump()
-    if exe is None:
-        pytest.skip("cuobjdump not found (pip install nvidia-cuda-cuobjdump "
-                    "nvidia-cuda-nvdisasm, or set DEEPGEN_CUOBJDUMP)")
-    for name, art in tf32_artifacts.items():
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "k.cubin"
-            path.write_bytes(art.binary)
-            sass = subprocess.run([exe, "-sass", str(path)], capture_output=True, text=True,
-                                  env=cuobjdump_env(exe), check=True).stdout
-        assert re.search(r"HGMMA\.64x(64|128|256)x8\.F32\.TF32\b", sass), name
-        assert "UTMALDG" in sass and "SYNCS" in sass, name
-        assert not re.search(r"\b(LDL|STL)\b", sass), f"{name}: local memory in the SASS"
+    _check_sass(tf32_artifacts, r"HGMMA\.64x(64|128|256)x8\.F32\.TF32\b")
