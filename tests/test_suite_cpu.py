@@ -563,9 +563,13 @@ def test_spill_guard_covers_every_suite_shape_in_every_layout():
     assert "decode/bf16-128x57344x8192-TT" in names
 
 
-def test_spill_guard_reports_local_memory_of_a_spilling_config(no_tuned_db):
+def test_spill_guard_reports_local_memory_of_a_spilling_config(no_tuned_db, monkeypatch):
     """The guard must be able to fail: 128 accumulators and a register-prefetched K step per
-    thread (the mma_sync default of bf16 128x4096x14336 NT until 2026-12-02) spill."""
+    thread (the mma_sync default of bf16 128x4096x14336 NT until 2026-12-02) spill at ptxas
+    -O3 (mma_sync assembles this tile at -O2 now, which fits it: forced back to -O3 here)."""
+    from deepgen.compiler.strategies import mma_sync
+
+    monkeypatch.setattr(mma_sync, "PTXAS_OPT_LEVEL", 3)
     spec = dict(M=256, N=256, K=1024, dtype="bf16", layout="NT")
     spilling = {"strategy": "mma_sync", "BM": 128, "BN": 128, "BK": 64, "warps_m": 2,
                 "warps_n": 2, "mma": "m16n8k16", "shared_stages": 3, "register_prefetch": True,
