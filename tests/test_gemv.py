@@ -94,6 +94,19 @@ def test_every_layout_and_dtype_compiles_spill_free(dtype, layout):
         assert "shfl.sync.bfly" in ptx
 
 
+@pytest.mark.parametrize("dtype", ["bf16", "f32"])
+@pytest.mark.parametrize("layout", ["NT", "NN", "TN", "TT"])
+@pytest.mark.parametrize("m, n, k", [(8, 4096, 1000), (16, 4096, 1000), (32, 4096, 1000),
+                                     (32, 203, 1001)])
+def test_gemv_defaults_up_to_its_largest_m_do_not_spill(m, n, k, layout, dtype):
+    """An explicit {"strategy": "gemv"} up to MAX_M (the default heuristic stops at 4): the
+    default fields fit the registers (TT: narrower vectors as A's rows are gathered)."""
+    spec = GemmSpec(M=m, N=n, K=k, dtype=dtype, layout=layout)
+    art, _ = _ptx_and_resources(spec)
+    for entry, res in art.resources.items():
+        assert res["spill_stores"] == 0 == res["stack_bytes"], (entry, res)
+
+
 def test_nt_kernel_streams_b_with_16_byte_loads_and_shuffles():
     art, ptx = _ptx_and_resources(NT, {"rows": 2, "unroll": 4})
     assert [l.entry for l in art.launches] == ["deepgen_gemv"]

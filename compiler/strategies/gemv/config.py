@@ -179,8 +179,14 @@ def default(spec: GemmSpec, target: Target) -> GemvConfig:
         # H200, bf16 NT, 8 Llama shapes each (benchmarks/NOTES.md): rows 1 x unroll 8 best at
         # M = 1, 2 x 4 at M = 2 and 4, 4 x 2 at M = 8 and 16
         rows = 1 if spec.M == 1 else 2 if spec.M <= 4 else 4
+        while spec.M * rows > MAX_ACCUMULATORS and rows > 1:  # validate's limit
+            rows //= 2
         unroll = 8 // rows
         warps, k_warps = 4, 1
+        # A stored transposed (TT): a lane builds its vec elements of each of the M rows of A
+        # from scalar loads, M x vec values live at once: narrower vectors for larger M
+        while spec.a_transposed and spec.M * vec > 64 and vec > 1:
+            vec //= 2
     else:  # M x vec accumulators per lane: narrower vectors for the largest M
         # H200, bf16 NN (benchmarks/NOTES.md): all of a block's warps on one column block,
         # splitting its K slice: 16 warps x unroll 8 best at M = 1 and 2 (unroll 16 within
