@@ -10,7 +10,8 @@ A strategy (one folder under compiler/strategies/, one entry of STRATEGIES) prov
                            the others follow from them (the strategy's fitting logic)
     validate(cfg, spec, target)    SpecError naming the field and the limit
     estimates(cfg, spec)   {"shared_bytes": ..., "registers": ...} (what validate checks)
-    pipeline(cfg)          the DeepGen pass names that lower it (or a builder, later ones)
+                           (both: those of its config module, `config_module`)
+    pipeline(cfg)          the DeepGen pass names that lower it (`passes`; none: a builder)
     legacy_keys            legacy tuning-config keys -> its fields, where it has any
 
 A kernel builder (builds_kernel = True, e.g. wgmma) emits its kernel directly instead of
@@ -71,6 +72,10 @@ class Strategy:
     summary: str = ""
     legacy_keys: dict = {}
     builds_kernel: bool = False
+    # the strategy's config module: its validate(cfg, spec, target) and estimates(cfg, spec)
+    # serve validate/estimates below; `passes` is what pipeline returns (none: a builder)
+    config_module = None
+    passes: tuple[str, ...] = ()
 
     def serves(self, spec: GemmSpec, target: Target) -> bool:
         raise NotImplementedError
@@ -82,13 +87,13 @@ class Strategy:
         raise NotImplementedError
 
     def validate(self, cfg: StrategyConfig, spec: GemmSpec, target: Target) -> None:
-        raise NotImplementedError
+        self.config_module.validate(cfg, spec, target)
 
     def estimates(self, cfg: StrategyConfig, spec: GemmSpec) -> dict:
-        raise NotImplementedError
+        return self.config_module.estimates(cfg, spec)
 
     def pipeline(self, cfg: StrategyConfig) -> list[str]:
-        raise NotImplementedError
+        return list(self.passes)
 
     def load_passes(self) -> None:
         """Import the modules that register this strategy's own passes (none by default)."""

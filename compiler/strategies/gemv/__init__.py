@@ -18,6 +18,8 @@ PASSES = ["deepgen-gemv"]
 class Gemv(Strategy):
     name = "gemv"
     config_class = GemvConfig
+    config_module = _c
+    passes = tuple(PASSES)
     summary = "small M: warps stream B with 16-byte loads, f32 sums, lane shuffles (NVIDIA)"
 
     def serves(self, spec: GemmSpec, target: Target) -> bool:
@@ -38,15 +40,6 @@ class Gemv(Strategy):
         if "split_k" not in given:
             cfg = _c.fit_split(cfg, spec, target)
         return cfg
-
-    def validate(self, cfg: GemvConfig, spec: GemmSpec, target: Target) -> None:
-        _c.validate(cfg, spec, target)
-
-    def estimates(self, cfg: GemvConfig, spec: GemmSpec) -> dict:
-        return _c.estimates(cfg, spec)
-
-    def pipeline(self, cfg: GemvConfig) -> list[str]:
-        return list(PASSES)
 
     def load_passes(self) -> None:
         from . import kernel  # noqa: F401  (registers deepgen-gemv)

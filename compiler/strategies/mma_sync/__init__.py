@@ -44,6 +44,8 @@ FOREIGN = ("TM", "TN", "lanes_m", "lanes_n", "warp_scatter_m", "warp_scatter_n",
 class MmaSync(Strategy):
     name = "mma_sync"
     config_class = MmaSyncConfig
+    config_module = _c
+    passes = tuple(PASSES)
     summary = "tensor cores: mma.sync warp tiles, ldmatrix, cp.async ring (sm_80+)"
 
     def serves(self, spec: GemmSpec, target: Target) -> bool:
@@ -69,15 +71,6 @@ class MmaSync(Strategy):
     def complete(self, given: dict, spec: GemmSpec, target: Target) -> MmaSyncConfig:
         cfg = _c.derive(self.default_config(spec, target), given)
         return _c.fit(cfg, spec, target, frozenset(given))
-
-    def validate(self, cfg: MmaSyncConfig, spec: GemmSpec, target: Target) -> None:
-        _c.validate(cfg, spec, target)
-
-    def estimates(self, cfg: MmaSyncConfig, spec: GemmSpec) -> dict:
-        return _c.estimates(cfg, spec)
-
-    def pipeline(self, cfg: MmaSyncConfig) -> list[str]:
-        return list(PASSES)
 
     def ptxas_opt_level(self, cfg: MmaSyncConfig) -> int:
         if PTXAS_OPT_LEVEL is not None:

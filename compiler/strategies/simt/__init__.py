@@ -32,6 +32,8 @@ FOREIGN = {"mma": "none", "async_copy": False, "smem_swizzle": False, "epilogue_
 class Simt(Strategy):
     name = "simt"
     config_class = SimtConfig
+    config_module = _c
+    passes = tuple(PASSES)
     summary = "CUDA-core FMAs on TM x TN register tiles per thread"
     legacy_keys = LEGACY_KEYS
 
@@ -47,15 +49,6 @@ class Simt(Strategy):
         # the base for the given warp size (lanes filled to a 64-lane wavefront on AMD)
         cfg = _c.derive(base, given, target.warp_size)
         return _c.fit(cfg, spec, target, frozenset(given))
-
-    def validate(self, cfg: SimtConfig, spec: GemmSpec, target: Target) -> None:
-        _c.validate(cfg, spec, target)
-
-    def estimates(self, cfg: SimtConfig, spec: GemmSpec) -> dict:
-        return _c.estimates(cfg, spec)
-
-    def pipeline(self, cfg: SimtConfig) -> list[str]:
-        return list(PASSES)
 
     def from_flat(self, tile: TileConfig) -> SimtConfig:
         from deepgen.spec import SpecError

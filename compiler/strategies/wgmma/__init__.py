@@ -20,6 +20,8 @@ from .config import WgmmaConfig
 class Wgmma(Strategy):
     name = "wgmma"
     config_class = WgmmaConfig
+    config_module = _c
+    passes = ()  # no DeepGen passes: build_module emits the kernel
     summary = "Hopper: TMA + mbarrier ring, warp-specialized wgmma (sm_90a, f16/bf16, tf32)"
     builds_kernel = True  # a kernel builder: build_module / launches / lowering hooks
 
@@ -46,15 +48,6 @@ class Wgmma(Strategy):
         cfg = _c.swap_config(spec, target, ctas_per_sm=given.get("ctas_per_sm", 1)
                              ).replace(**given)
         return cfg if "split_k" in given else _c.fit_split_k(cfg, spec, target)
-
-    def validate(self, cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
-        _c.validate(cfg, spec, target)
-
-    def estimates(self, cfg: WgmmaConfig, spec: GemmSpec) -> dict:
-        return _c.estimates(cfg, spec)
-
-    def pipeline(self, cfg: WgmmaConfig) -> list[str]:
-        return []  # no DeepGen passes: build_module emits the kernel
 
     # -- the kernel builder's hooks (compiler/driver.py) ---------------------------------------
 
