@@ -56,6 +56,18 @@ def test_sweep_case_matches_float64(case, kernels):
     check_guarded(k, spec, alpha, beta, seed=name)
 
 
+def check_strategy_case(kernels, kind: str, case, runs: int = 1):
+    """A case of a kernel-building strategy (tests/gpu/<kind>_cases.py): its kernel is that
+    strategy's with the given fields, and check_guarded passes."""
+    name, spec_fields, given, alpha, beta = case
+    spec = GemmSpec(**spec_fields)
+    k = kernels.strategy_case(kind, name, spec_fields, given)
+    assert k.spec == spec and k.config["strategy"] == kind
+    for key, value in given.items():
+        assert k.config[key] == value, key
+    check_guarded(k, spec, alpha, beta, seed=name, runs=runs)
+
+
 def check_guarded(k, spec: GemmSpec, alpha: float, beta: float, seed: str, runs: int = 1):
     """Run `k` on fresh random operands (and the epilogue's, e.g. the bias) `runs` times, C
     poisoned (beta == 0) inside SENTINEL margins: every element written, within the spec's

@@ -8,8 +8,7 @@ from __future__ import annotations
 import pytest
 
 import make_bundle
-from deepgen.spec import GemmSpec
-from test_gemm_gpu import check_guarded
+from test_gemm_gpu import check_strategy_case
 
 pytestmark = pytest.mark.gpu
 
@@ -18,10 +17,4 @@ CASES = make_bundle.strategy_cases("gemv").cases()
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_gemv_case_matches_float64(case, kernels):
-    name, spec_fields, given, alpha, beta = case
-    spec = GemmSpec(**spec_fields)
-    k = kernels.strategy_case("gemv", name, spec_fields, given)
-    assert k.spec == spec and k.config["strategy"] == "gemv"
-    for key, value in given.items():
-        assert k.config[key] == value, key
-    check_guarded(k, spec, alpha, beta, seed=name)
+    check_strategy_case(kernels, "gemv", case)

@@ -11,8 +11,7 @@ from __future__ import annotations
 import pytest
 
 import make_bundle
-from deepgen.spec import GemmSpec
-from test_gemm_gpu import check_guarded
+from test_gemm_gpu import check_strategy_case
 
 pytestmark = pytest.mark.gpu
 
@@ -29,10 +28,4 @@ def hopper():
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_wgmma_case_matches_float64(case, kernels, hopper):
-    name, spec_fields, given, alpha, beta = case
-    spec = GemmSpec(**spec_fields)
-    k = kernels.strategy_case("wgmma", name, spec_fields, given)
-    assert k.spec == spec and k.config["strategy"] == "wgmma"
-    for key, value in given.items():
-        assert k.config[key] == value, key
-    check_guarded(k, spec, alpha, beta, seed=name, runs=2)
+    check_strategy_case(kernels, "wgmma", case, runs=2)
