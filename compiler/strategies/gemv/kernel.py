@@ -29,7 +29,7 @@ from ...passes.split_k import WORKSPACE, build_reduce
 from ...passes.tile_gemm import kernel_module, module_target
 from ...passes.vectorize import apply_epilogue
 from ...target import get_target
-from .config import WARP, GemvConfig, validate
+from .config import WARP, GemvConfig, k_warp_sums_bytes, validate
 
 KERNEL = "deepgen_gemv"
 
@@ -270,7 +270,7 @@ def _n_contiguous_body(c: _Ctx, kernel) -> None:
     accs = c.k_loop(U, [irb.zeros(acc_t)] * (M * R), body)
     first = None
     if KW > 1:
-        accs = _sum_k_warps(kernel, cfg, accs, wn, wk, c.lane, V)
+        accs = _sum_k_warps(kernel, spec, cfg, accs, wn, wk, c.lane)
         first = _eq(wk, 0)
     for i, acc in enumerate(accs):
         m, j = divmod(i, R)
@@ -278,13 +278,13 @@ def _n_contiguous_body(c: _Ctx, kernel) -> None:
         _if(cond, lambda acc=acc, m=m, j=j: c.store(acc, m, cols[j]))
 
 
-def _sum_k_warps(kernel, cfg: GemvConfig, accs: list, wn, wk, lane, V: int) -> list:
+def _sum_k_warps(kernel, spec, cfg: GemvConfig, accs: list, wn, wk, lane) -> list:
     """The sums of the k_warps warps on the same columns, valid in warp wk = 0: warps
     1..k_warps-1 put theirs in shared memory, warp 0 adds them in that order (deterministic)."""
     f32 = ir.F32Type.get()
-    KW, WN, n = cfg.k_warps, cfg.warps // cfg.k_warps, len(accs)
+    KW, WN, n, V = cfg.k_warps, cfg.warps // cfg.k_warps, len(accs), cfg.vec
     sums = shared_view(dynamic_shared(kernel), 0, [KW - 1, WN, n, WARP, V], f32)
-    record_shared_bytes(kernel, (KW - 1) * WN * n * WARP * V * 4)
+    record_shared_bytes(kernel, k_warp_sums_bytes(cfg, spec))  # what estimates counts
     acc_t = irb.vector_type(V, f32)
 
     def at(w, i):

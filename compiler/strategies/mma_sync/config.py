@@ -182,8 +182,7 @@ def base_tiles(spec: GemmSpec, sms: int | None = None) -> list[MmaSyncConfig]:
     if spec.M <= 16:
         return [C(BM=16, BN=128, BK=32, warps_m=1, warps_n=4, shared_stages=3, **F16)] + small[1:]
     big = C(BM=256, BN=128, BK=64, warps_m=4, warps_n=2, shared_stages=4, **F16)
-    few = sms is not None and output_tiles(big if spec.M >= 256 else small[0], spec) < sms
-    if spec.M >= 256 and spec.N >= 128 and not few:
+    if spec.M >= 256 and spec.N >= 128 and (sms is None or output_tiles(big, spec) >= sms):
         return [big] + small
     if spec.M >= 128 and spec.N >= 128:
         if sms is not None and output_tiles(small[0], spec) < sms:
