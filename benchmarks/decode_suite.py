@@ -74,14 +74,16 @@ def spec_of(p: dict) -> GemmSpec:
 # Compile (CPU machine with MLIR)
 
 
-def variants(spec: GemmSpec, target: str = "sm_90a") -> dict:
-    """name -> config dict: "default" (the default heuristic), the other strategy's default,
-    and gemv (rows, unroll) variants for bf16 M <= VARIANT_MAX_M."""
+def variants(spec: GemmSpec, target: str = "sm_90a", default_only: bool = False) -> dict:
+    """name -> config dict: "default" (the default heuristic) and, unless `default_only`, the
+    other strategy's default and gemv variants for bf16 M <= VARIANT_MAX_M."""
     from deepgen.compiler import strategies
 
     tgt = strategies._target(target)
     default = strategies.default_config(spec, tgt)
     out = {"default": default.to_dict()}
+    if default_only:
+        return out
     for name in ("mma_sync", "gemv"):
         s = strategies.get(name)
         if name != default.strategy and s.serves(spec, tgt):
@@ -135,9 +137,7 @@ def compile_bundle(directory: Path, pts: list[dict], target="sm_90a", workers: i
     jobs, rows = [], []
     for p in pts:
         spec = spec_of(p)
-        vs = variants(spec, target)
-        if default_only:
-            vs = {"default": vs["default"]}
+        vs = variants(spec, target, default_only)
         rows.append({**p, "spec": spec.to_dict(), "variants": {}})
         for vname, cfg in vs.items():
             jobs.append((p["name"], vname, spec.to_dict(), cfg, str(directory), target))
