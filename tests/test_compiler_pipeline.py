@@ -148,16 +148,12 @@ def test_invalid_config_fails_before_any_mlir():
         compile_artifact(GemmSpec(M=64, N=64, K=64), {"BM": 96})
 
 
-def test_failed_stage_is_named_and_its_input_kept(tmp_path):
+def test_failed_stage_is_named_and_its_input_kept(tmp_path, monkeypatch):
     spec = GemmSpec(M=64, N=64, K=64)
     from deepgen.compiler.strategies import simt  # the strategy of this f32 spec
-    orig = simt.PASSES
-    try:
-        simt.PASSES = ["deepgen-gemm-to-affine", "deepgen-pipeline"]
-        with pytest.raises(CompileError) as e:
-            dump_compile(spec, None, "sm_90a", tmp_path)
-    finally:
-        simt.PASSES = orig
+    monkeypatch.setattr(simt.STRATEGY, "passes", ("deepgen-gemm-to-affine", "deepgen-pipeline"))
+    with pytest.raises(CompileError) as e:
+        dump_compile(spec, None, "sm_90a", tmp_path)
     assert e.value.stage == "deepgen-pipeline"
     assert "stage: deepgen-pipeline" in (tmp_path / "FAILED.txt").read_text()
     kept = list(tmp_path.glob("*deepgen-pipeline.input.mlir"))
