@@ -21,13 +21,19 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["compile_gemm", "gemm", "__version__"]
+__all__ = ["compile_gemm", "explain", "gemm", "optimize", "profile", "__version__"]
 
 
 def __getattr__(name: str):
     # Loaded on first access (torch for gemm, MLIR for compile_gemm), then kept in globals().
     if name == "gemm":
         from .api import gemm as value
+    elif name == "explain":
+        from .explain import explain as value
+    elif name == "optimize":
+        from .optimize import optimize as value
+    elif name == "profile":
+        from .profile import profile as value
     elif name == "compile_gemm":
         from .build import compile_gemm as value
     else:
@@ -37,9 +43,9 @@ def __getattr__(name: str):
 
 
 def _gemm():
-    from .api import gemm  # on the ops' first call: deepgen.api imports torch_op itself
+    from .api import _body  # on the ops' first call: deepgen.api imports torch_op itself
 
-    return gemm
+    return _body  # deepgen.gemm without its autograd routing
 
 
 def _register_torch_ops() -> None:

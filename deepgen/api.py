@@ -11,6 +11,13 @@ A call whose tensors look exactly like an earlier accepted call's (shapes, strid
 devices, and the epilogue: activation, bias shape/dtype) skips all of that: only their
 alignment is checked again before the launch.
 Under torch.compile, deepgen.gemm becomes the custom op torch.ops.deepgen.gemm(_out).
+
+a (..., M, K) times a 2-D b folds a's leading dimensions into M (F.linear's (batch, seq, K) x
+(K, N)); the result has a's leading dimensions. With inputs that require grad (and grad mode
+on), deepgen.gemm is differentiable (deepgen.autograd: the backward's GEMMs run through
+DeepGen too). When no kernel can be had (no compiler or MLIR here and no preloaded bundle), the
+call runs torch's GEMM instead with a warning once (deepgen.fallback); DEEPGEN_DISABLE=1 sends
+every call to torch. deepgen.explain(a, b, ...) says which kernel would run and why.
 """
 from __future__ import annotations
 
@@ -18,7 +25,8 @@ import functools
 
 import torch
 
-from deepgen import build
+from deepgen import scaled  # fp8 inputs, scales, out_dtype: deepgen.gemm's scaled form
+from deepgen import build, fallback
 from deepgen.runtime import cache, torch_op
 from deepgen.epilogue import ACTIVATIONS, EpilogueSpec
 from deepgen.runtime.kernel import ALIGNMENT, TORCH_DTYPES, Kernel, strides_match
@@ -32,7 +40,9 @@ _by_spec: dict[tuple, Kernel] = {}  # (spec, config, target) -> kernel
 
 def gemm(a: torch.Tensor, b: torch.Tensor, *, out: torch.Tensor | None = None,
          alpha: float = 1.0, beta: float = 0.0, bias: torch.Tensor | None = None,
-         activation: str | None = None, bias_dim: str = "col", config=None) -> torch.Tensor:
+         activation: str | None = None, bias_dim: str = "col", config=None,
+         scale_a: torch.Tensor | None = None, scale_b: torch.Tensor | None = None,
+         out_dtype: torch.dtype | None = None) -> torch.Tensor:
     """act(alpha * a @ b + beta * out + bias), written into `out` (allocated when None) and
     returned (the kernel's epilogue: deepgen.epilogue.EpilogueSpec, in that order).
 
@@ -42,11 +52,44 @@ def gemm(a: torch.Tensor, b: torch.Tensor, *, out: torch.Tensor | None = None,
     (default: the input type). bias: a 1-D tensor (f32, f16 or bf16) added to every row
     (bias_dim="col", N values, as nn.Linear's bias) or to every column (bias_dim="row", M
     values), shared by the batch. activation: None, "relu", "gelu_tanh" (GELU, tanh form) or
-    "silu". config: a TileConfig or dict forcing the tile configuration."""
+    "silu". config: a TileConfig or dict forcing the tile configuration.
+    a may also be (..., M, K) with a 2-D b: its leading dimensions fold into M (F.linear)."""
     if out is None and beta != 0:
         raise ValueError(f"beta: must be 0 when out is None (got {beta}): there is no C")
+    if scale_a is not None or scale_b is not None or out_dtype is not None:
+        # fp8 scales (torch._scaled_mm's form), an output dtype: deepgen/scaled.py
+        return scaled.front(a, b, out=out, alpha=alpha, beta=beta, bias=bias,
+                            activation=activation, bias_dim=bias_dim, config=config,
+                            scale_a=scale_a, scale_b=scale_b, out_dtype=out_dtype)
     if torch.compiler.is_compiling():
         return _traced(a, b, out, alpha, beta, config, bias, activation, bias_dim)
+    if fallback._state["disabled"] is not False and fallback.disabled():  # DEEPGEN_DISABLE=1
+        return fallback.torch_gemm(a, b, out, alpha, beta, bias, activation, bias_dim)
+    if torch.is_grad_enabled():
+        try:
+            grad = a.requires_grad or b.requires_grad or (bias is not None
+                                                           and bias.requires_grad)
+        except AttributeError:  # not tensors: the slow path says so
+            grad = False
+        if grad:
+            from deepgen import autograd
+
+            return autograd.gemm(a, b, out, alpha, bias, activation, bias_dim, config)
+    return _body(a, b, out, alpha, beta, bias, activation, bias_dim, config)
+
+
+def _body(a, b, out=None, alpha=1.0, beta=0.0, bias=None, activation=None, bias_dim="col",
+          config=None, **scales):
+    """deepgen.gemm without autograd (the torch ops' body): fold, fast path, slow path;
+    `scales` (scale_a, scale_b, out_dtype where given): the scaled form, deepgen/scaled.py."""
+    if scales:
+        return scaled.gemm(a, b, out=out, alpha=alpha, beta=beta, bias=bias,
+                           activation=activation, bias_dim=bias_dim, config=config, **scales)
+    try:
+        if a.dim() != b.dim():
+            return _folded(a, b, out, alpha, beta, bias, activation, bias_dim, config)
+    except AttributeError:  # not tensors: the slow path says so
+        pass
     if config is None:
         try:
             kernel = _by_call.get(_signature(a, b, out, bias, activation, bias_dim))
@@ -60,6 +103,28 @@ def gemm(a: torch.Tensor, b: torch.Tensor, *, out: torch.Tensor | None = None,
                     return kernel._run(a, pa, pb, out, alpha, beta, None)
                 return kernel(a, b, out, alpha=alpha, beta=beta, bias=bias)
     return _gemm_slow(a, b, out, alpha, beta, config, bias, activation, bias_dim)
+
+
+def _folded(a, b, out, alpha, beta, bias, activation, bias_dim, config):
+    """a (..., M, K) x b (K, N): a's leading dimensions folded into M, the result (..., M, N)."""
+    if a.dim() < 3 or b.dim() != 2:
+        return _gemm_slow(a, b, out, alpha, beta, config, bias, activation, bias_dim)  # raises
+    lead, N = tuple(a.shape[:-1]), b.shape[-1]
+    if out is not None and isinstance(out, torch.Tensor) and tuple(out.shape) != (*lead, N):
+        raise ValueError(f"out: expected shape {(*lead, N)}, got {tuple(out.shape)}")
+    a2 = a.reshape(-1, a.shape[-1])  # a view when a's leading dimensions are contiguous
+    o2 = None
+    if out is not None:
+        try:
+            o2 = out.view(-1, N)
+        except (RuntimeError, AttributeError):  # not foldable in place: through a temporary
+            o2 = out.reshape(-1, N).clone(memory_format=torch.contiguous_format)
+    r = _body(a2, b, o2, alpha, beta, bias, activation, bias_dim, config)
+    if out is None:
+        return r.view(*lead, N)
+    if o2.data_ptr() != out.data_ptr() or o2.stride() != (N, 1):
+        out.copy_(o2.view(*lead, N))
+    return out
 
 
 def _signature(a, b, out, bias=None, activation=None, bias_dim="col") -> tuple:
@@ -76,6 +141,9 @@ def _tf32_allowed() -> bool:
 
 
 def _gemm_slow(a, b, out, alpha, beta, config, bias=None, activation=None, bias_dim="col"):
+    if getattr(a, "dtype", None) in scaled.FP8:  # fp8 without scales: the scaled form's rules
+        return scaled.gemm(a, b, out=out, alpha=alpha, beta=beta, bias=bias,
+                           activation=activation, bias_dim=bias_dim, config=config)
     spec, a2, b2 = spec_for(a, b, out, bias=bias, activation=activation, bias_dim=bias_dim)
     device = a.get_device()
     c = out
@@ -83,7 +151,9 @@ def _gemm_slow(a, b, out, alpha, beta, config, bias=None, activation=None, bias_
         # The kernel writes row-major packed C: go through a temporary, copy back after.
         c = out.clone(memory_format=torch.contiguous_format) if beta != 0 else torch.empty(
             out.shape, dtype=out.dtype, device=out.device)
-    kernel = kernel_for(spec, config, target_of(device))
+    kernel = _kernel_or_torch(spec, config, target_of(device))
+    if kernel is None:  # no kernel can be had: torch's GEMM (warned once)
+        return fallback.torch_gemm(a, b, out, alpha, beta, bias, activation, bias_dim)
     extra = {}
     if bias is not None:
         extra["bias"] = _bias_in_place_or_copy(bias)
@@ -153,7 +223,8 @@ def spec_for(a, b, out=None, *, bias=None, activation=None,
             raise TypeError(f"{name}: dtype {t.dtype} is not supported "
                             f"(supported: {', '.join(map(str, _DTYPE_NAMES))})")
     if a.dim() not in (2, 3) or b.dim() != a.dim():
-        raise ValueError(f"a and b must both be 2-D or both 3-D (batched), got shapes "
+        raise ValueError(f"a and b must both be 2-D or both 3-D (batched), or a (..., M, K) "
+                         f"with a 2-D b (leading dimensions folded into M), got shapes "
                          f"{tuple(a.shape)} and {tuple(b.shape)}")
     if a.dtype != b.dtype:
         raise TypeError(f"b: dtype {b.dtype} differs from a's {a.dtype}")
@@ -202,6 +273,25 @@ def _is_packed(t: torch.Tensor, layout: str) -> bool:
             and not t.data_ptr() % ALIGNMENT)
 
 
+_NO_KERNEL = object()  # in _by_spec: this process cannot compile the spec (torch runs it)
+
+
+def _kernel_or_torch(spec: GemmSpec, config, target: str) -> Kernel | None:
+    """kernel_for, or None (after a warning, once per process) when no kernel can be had."""
+    key = (spec, cache.canonical_json(config), target)
+    kernel = _by_spec.get(key)
+    if kernel is _NO_KERNEL:
+        return None
+    if kernel is not None:
+        return kernel
+    try:
+        return kernel_for(spec, config, target)
+    except build.NoCompilerError as e:
+        _by_spec[key] = _NO_KERNEL
+        fallback.warn_once(str(e).split(": ", 1)[-1])
+        return None
+
+
 def kernel_for(spec: GemmSpec, config=None, target: str = "sm_90a") -> Kernel:
     """The Kernel for `spec` on `target`, compiling it (once per cache) when needed."""
     key = (spec, cache.canonical_json(config), target)
@@ -237,8 +327,15 @@ def _traced(a, b, out, alpha, beta, config, bias=None, activation=None, bias_dim
         raise NotImplementedError("config: not supported under torch.compile (the op takes "
                                   "none); record it in the tuned database instead, or call "
                                   "deepgen.gemm outside the compiled function")
+    if fallback.disabled():  # torch's own ops in the graph
+        return fallback.torch_gemm(a, b, out, alpha, beta, bias, activation, bias_dim)
     act = activation or "none"
     if out is None:
+        if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad
+                                        or (bias is not None and bias.requires_grad)):
+            from deepgen import autograd
+
+            return autograd.gemm(a, b, None, alpha, bias, activation, bias_dim, None)
         if bias is None and act == "none":
             return torch.ops.deepgen.gemm(a, b, alpha)
         return torch.ops.deepgen.gemm(a, b, alpha, bias, act, bias_dim)
@@ -249,4 +346,4 @@ def _traced(a, b, out, alpha, beta, config, bias=None, activation=None, bias_dim
     return out
 
 
-torch_op.register(lambda: gemm)  # torch.ops.deepgen.* (a no-op when `import deepgen` did it)
+torch_op.register(lambda: _body)  # torch.ops.deepgen.* (a no-op when `import deepgen` did it)

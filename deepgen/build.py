@@ -82,13 +82,17 @@ def tuned_config(spec: GemmSpec, target: str | None = None) -> dict | None:
 
 # -- the kernel cache ---------------------------------------------------------------------------
 
+class NoCompilerError(RuntimeError):
+    """No kernel can be had: not in the cache, and no compiler (or MLIR) here to build it."""
+
+
 def compile_cached(spec: GemmSpec, config, target: str):
     """The artifact for (spec, config, target) from the kernel cache, compiled on a miss."""
     try:
         from deepgen import compiler
         compile_artifact = compiler.compile_artifact
     except (ImportError, AttributeError) as e:
-        raise RuntimeError(
+        raise NoCompilerError(
             f"no kernel for {spec} on {target}: compiling needs deepgen.compiler and MLIR "
             f"({type(e).__name__}: {e}); on a host without them, load a bundle compiled "
             f"elsewhere with deepgen.runtime.preload(bundle_dir)") from e
