@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from deepgen.dtypes import INPUT_DTYPES
+from deepgen.dtypes import OUTPUT_DTYPES
 from deepgen.errors import SpecError
 
 ACTIVATIONS = ("relu", "gelu_tanh", "silu")
@@ -58,8 +58,8 @@ class EpilogueSpec:
         if sum(s in ACTIVATIONS for s in self.steps) > 1:
             raise EpilogueError(f"epilogue.steps: at most one activation of {ACTIVATIONS}")
         if self.bias_dtype is not None:
-            if self.bias_dtype not in INPUT_DTYPES:
-                raise EpilogueError(f"epilogue.bias_dtype: must be one of {INPUT_DTYPES}, "
+            if self.bias_dtype not in OUTPUT_DTYPES:
+                raise EpilogueError(f"epilogue.bias_dtype: must be one of {OUTPUT_DTYPES}, "
                                     f"got {self.bias_dtype!r}")
             if self.bias is None:
                 raise EpilogueError("epilogue.bias_dtype: set, but the chain has no bias step")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from deepgen.dtypes import DTYPES, INPUT_DTYPES, OUTPUT_DTYPES
+from deepgen.dtypes import DTYPES, FP8_DTYPES, INPUT_DTYPES, OUTPUT_DTYPES
 from deepgen.epilogue import EpilogueSpec
 from deepgen.errors import SpecError
 
@@ -22,6 +22,12 @@ DTYPE_BYTES = {name: d.bytes for name, d in DTYPES.items()}
 LAYOUTS = ("NN", "NT", "TN", "TT")
 # Largest value a 32-bit index computation in the kernel can address safely.
 MAX_ELEMENTS = 2**31 - 1
+# Scales of quantized (fp8) inputs, applied to the f32 accumulator before the epilogue chain:
+# "none"; "tensor": acc * scale_a * scale_b, two f32 scalars in device memory (1 element
+# each; torch._scaled_mm's per-tensor form); "rowwise": acc[m, n] * scale_a[m] * scale_b[n]
+# (M and N f32 values: per token of A times per channel of B, w8a8).
+SCALES = ("none", "tensor", "rowwise")
+SCALE_OPERANDS = ("scale_a", "scale_b")
 
 
 def _require(ok: bool, field: str, message: str) -> None:
@@ -42,6 +48,7 @@ class GemmSpec:
     # What happens to the accumulator before the store (deepgen.epilogue); the default is
     # C = alpha * A @ B + beta * C.
     epilogue: EpilogueSpec = field(default_factory=EpilogueSpec)
+    scale: str = "none"  # scales of fp8 inputs (SCALES): operands scale_a and scale_b
 
     def __post_init__(self) -> None:
         if self.out_dtype is None:
@@ -63,6 +70,10 @@ class GemmSpec:
                  f"must be one of {LAYOUTS}, got {self.layout!r}")
         _require(not self.allow_tf32 or self.dtype == "f32", "allow_tf32",
                  f"applies to f32 inputs only, got dtype {self.dtype!r}")
+        _require(self.scale in SCALES, "scale", f"must be one of {SCALES}, got {self.scale!r}")
+        _require(self.scale == "none" or self.dtype in FP8_DTYPES, "scale",
+                 f"scales apply to quantized inputs ({', '.join(FP8_DTYPES)}), got dtype "
+                 f"{self.dtype!r} with scale {self.scale!r}")
         for name, rows, cols in (("A", self.M, self.K), ("B", self.K, self.N),
                                  ("C", self.M, self.N)):
             total = self.batch * rows * cols
@@ -86,10 +97,20 @@ class GemmSpec:
             return (self.N, self.K) if self.b_transposed else (self.K, self.N)
         return (self.M, self.N)
 
+    @property
+    def is_fp8(self) -> bool:
+        return self.dtype in FP8_DTYPES
+
     def operand_dtype(self, operand: str) -> str:
-        if operand == "bias":
-            return self.epilogue.bias_dtype_for(self.dtype)
+        if operand == "bias":  # fp8 inputs: the output type's bias (as torch._scaled_mm)
+            return self.epilogue.bias_dtype_for(self.out_dtype if self.is_fp8 else self.dtype)
+        if operand in SCALE_OPERANDS:
+            return "f32"
         return self.out_dtype if operand == "C" else self.dtype
+
+    def operands(self) -> tuple[str, ...]:
+        """Named operands besides A, B, C: the epilogue's (bias), then the scales."""
+        return self.epilogue.operands() + (SCALE_OPERANDS if self.scale != "none" else ())
 
     @property
     def flops(self) -> int:
@@ -99,6 +120,8 @@ class GemmSpec:
         """Plain JSON-able fields; the epilogue only when it is not the default, so that keys
         of specs written before the epilogue existed stay what they were."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if self.scale == "none":  # keys of specs without scales stay what they were
+            del d["scale"]
         if self.epilogue.is_default:
             del d["epilogue"]
         else:
@@ -106,9 +129,14 @@ class GemmSpec:
         return d
 
     def operand_shape(self, operand: str) -> tuple[int, ...]:
-        """Elements of a named operand besides A/B/C: the bias is M (row) or N (col) long."""
+        """Elements of a named operand besides A/B/C: the bias is M (row) or N (col) long;
+        a per-tensor scale 1, rowwise scale_a M and scale_b N."""
         if operand == "bias":
             return (self.M,) if self.epilogue.bias == "row" else (self.N,)
+        if operand in SCALE_OPERANDS:
+            if self.scale == "tensor":
+                return (1,)
+            return (self.M,) if operand == "scale_a" else (self.N,)
         return (self.batch, *self.stored_shape(operand))
 
     @classmethod

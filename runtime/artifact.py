@@ -67,7 +67,8 @@ LEGACY_KINDS = {"A": "ptr", "B": "ptr", "C": "ptr", "W": "workspace", "alpha": "
 ARG_NAMES = tuple(LEGACY_KINDS)
 POINTER_ARGS = ("A", "B", "C", "W")
 # Names the compiler writes into deepgen.args -> kind (param_for adds dtype, shape, value).
-ARGUMENT_KINDS = {**LEGACY_KINDS, "bias": "ptr", "M": "i32", "N": "i32", "K": "i32",
+ARGUMENT_KINDS = {**LEGACY_KINDS, "bias": "ptr", "scale_a": "ptr", "scale_b": "ptr",
+                  "M": "i32", "N": "i32", "K": "i32",
                   "batch": "i32"}
 
 TMA_SWIZZLES = (0, 32, 64, 128)  # bytes
@@ -333,7 +334,13 @@ def operand_shape_rule(name: str, spec) -> tuple:
         if bias is None:
             raise ArtifactError("bias: the spec's epilogue has no bias step")
         return ("M",) if bias == "row" else ("N",)
-    raise ArtifactError(f"operand {name!r}: no shape rule (operands: A, B, C, bias)")
+    if name in ("scale_a", "scale_b"):  # GemmSpec.scale: 1 value, or M (A) / N (B) values
+        scale = getattr(spec, "scale", "none")
+        if scale == "none":
+            raise ArtifactError(f"{name}: the spec has no scales (scale 'none')")
+        return (1,) if scale == "tensor" else ("M",) if name == "scale_a" else ("N",)
+    raise ArtifactError(f"operand {name!r}: no shape rule (operands: A, B, C, bias, scale_a, "
+                        f"scale_b)")
 
 
 def param_for(name: str, spec) -> Param:

@@ -59,6 +59,8 @@ def choose(spec: GemmSpec, target: Target | str = "sm_90a") -> Strategy:
     enough output tiles (M >= 128, layouts NT/NN, TMA-alignable: wgmma/config.py `preferred`), tensor cores (mma_sync) for f16/bf16/tf32
     on NVIDIA sm_80+, SIMT otherwise (f32, AMD, older GPUs)."""
     target = _target(target)
+    if spec.is_fp8:  # fp8: wgmma alone (its validate names what else it needs: sm_90a, NT)
+        return _WGMMA
     if _GEMV.preferred(spec, target):
         return _GEMV
     if _WGMMA.preferred(spec, target):

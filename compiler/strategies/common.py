@@ -16,6 +16,13 @@ def check(ok: bool, field: str, message: str) -> None:
         raise SpecError(f"{field}: {message}")
 
 
+def check_not_fp8(spec: GemmSpec, strategy: str) -> None:
+    """fp8 inputs (deepgen.dtypes.FP8_DTYPES) are the wgmma strategy's alone."""
+    check(not spec.is_fp8, "dtype",
+          f"the {strategy} strategy does not multiply fp8 ({spec.dtype}) inputs: only the wgmma "
+          f"strategy does (sm_90a, layout NT: A stored M x K, B stored N x K)")
+
+
 def pow2(x: int) -> bool:
     return x >= 1 and (x & (x - 1)) == 0
 

@@ -106,6 +106,7 @@ def k_warp_sums_bytes(cfg: GemvConfig, spec: GemmSpec) -> int:
 
 
 def validate(cfg: GemvConfig, spec: GemmSpec, target: Target) -> None:
+    common.check_not_fp8(spec, "gemv")
     common.check_ints(cfg, zero_ok=())
     common.check_pow2(cfg, ("vec", "warps"))
     check(target.is_nvidia, "strategy", f"gemv is built for NVIDIA GPUs (32-lane warp "

@@ -95,6 +95,7 @@ def estimates(cfg: MmaSyncConfig, spec: GemmSpec) -> dict:
 
 
 def validate(cfg: MmaSyncConfig, spec: GemmSpec, target: Target) -> None:
+    common.check_not_fp8(spec, "mma_sync")
     common.check_ints(cfg, zero_ok=("smem_pad",))
     common.check_pow2(cfg, ("BM", "BN", "BK", "warps_m", "warps_n"))
     check(cfg.mma in MMA_SHAPES, "mma", f"must be one of {MMA_SHAPES}, got {cfg.mma!r}")

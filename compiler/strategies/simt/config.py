@@ -43,6 +43,7 @@ def estimates(cfg: SimtConfig, spec: GemmSpec) -> dict:
 
 
 def validate(cfg: SimtConfig, spec: GemmSpec, target: Target) -> None:
+    common.check_not_fp8(spec, "simt")
     common.check_ints(cfg)
     common.check_pow2(cfg, ("BM", "BN", "BK", "TM", "TN", "warps_m", "warps_n", "lanes_m",
                             "lanes_n"))

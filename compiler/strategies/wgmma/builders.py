@@ -27,7 +27,8 @@ from mlir.dialects import arith, llvm, nvvm, scf
 from ... import irb
 
 DESCRIPTOR_BYTES = 128
-WGMMA_K = {"f16": 16, "bf16": 16, "tf32": 8}  # wgmma's K by input type (32 bytes each)
+# wgmma's K by input type (32 bytes each)
+WGMMA_K = {"f16": 16, "bf16": 16, "tf32": 8, "e4m3": 32, "e5m2": 32}
 SW128_LAYOUT = 1  # wgmma descriptor bits 62-63: 1 = 128-byte swizzle
 
 
@@ -358,7 +359,8 @@ class Accumulator:
 def wgmma(acc: Accumulator, value: ir.Value, desc_a, desc_b, *, dtype: str, zero: bool,
           b_mn_major: bool, a_mn_major: bool = False) -> ir.Value:
     """One wgmma.mma_async (A and B from shared memory, f32 accumulator): m64nNk16 for f16
-    and bf16, m64nNk8 for dtype "tf32" (f32 data in shared memory, read as tf32).
+    and bf16, m64nNk8 for dtype "tf32" (f32 data in shared memory, read as tf32), m64nNk32
+    for fp8 ("e4m3", "e5m2"; K-major operands only, as tf32).
     zero: scale-d = 0, the product overwrites the accumulator (the first MMA of a tile).
     a_mn_major / b_mn_major: the operand's transpose bit (16-bit types only: tf32 has none),
     its tile stored with M (N) contiguous rather than K."""

@@ -27,12 +27,21 @@ wgmma reads them as tf32 (the tensor cores drop the low mantissa bits, as cuBLAS
 does). wgmma's tf32 form reads only K-major operands (no transpose bits), so only layout NT
 (A stored M x K, B stored N x K) is built; the 128-byte swizzle span holds 32 f32, so BK = 32,
 and each wgmma is m64nNk8 (4 per K tile and slab, 32 bytes of K apart as k16 steps of 16-bit
-types are)."""
+types are).
+
+fp8 (e4m3, e5m2 inputs; f32 accumulation; C f32, f16 or bf16): wgmma's fp8 form reads only
+K-major operands too, so layout NT alone; the 128-byte span holds 128 of them (BK = 128), and
+each wgmma is m64nNk32 (4 per K tile and slab, again 32 bytes of K apart). The spec's scales
+(GemmSpec.scale: per tensor, or rowwise) multiply the accumulator before the epilogue chain
+(kernel.py); split-K partials are stored scaled (the scales are linear), so the shared reduce
+needs none. The default for fp8 (fp8_config) is the 16-bit rule's tile and mode at the same
+bytes per stage."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import ClassVar
 
+from deepgen.dtypes import FP8_DTYPES
 from deepgen.spec import DTYPE_BYTES, GemmSpec
 
 from ...target import Target
@@ -44,6 +53,7 @@ WARPGROUP = 128  # threads: 4 consecutive warps issue one wgmma together
 WGMMA_M = 64  # rows of one wgmma (per warpgroup)
 WGMMA_K = 16  # depth of one wgmma for 16-bit inputs
 TF32_WGMMA_K = 8  # depth of one tf32 wgmma: 8 x 4 bytes, the same 32 bytes of a K-major row
+FP8_WGMMA_K = 32  # depth of one fp8 (e4m3/e5m2) wgmma: 32 x 1 byte
 MAX_WGMMA_N = 256
 SWIZZLE = 128  # bytes: the shared tiles' swizzle span (TMA and wgmma descriptors)
 TMA_MAX_BOX = 256  # elements per box dimension
@@ -126,13 +136,21 @@ def is_tf32(spec: GemmSpec) -> bool:
     return spec.dtype == "f32" and spec.allow_tf32
 
 
+def is_fp8(spec: GemmSpec) -> bool:
+    """fp8 inputs (e4m3, e5m2): wgmma m64nNk32, K-major operands only."""
+    return spec.dtype in FP8_DTYPES
+
+
 def wgmma_dtype(spec: GemmSpec) -> str:
-    """The wgmma input type: tf32 for f32 data, else the spec's 16-bit type."""
+    """The wgmma input type: tf32 for f32 data, else the spec's 16-bit or fp8 type."""
     return "tf32" if is_tf32(spec) else spec.dtype
 
 
 def wgmma_k(spec: GemmSpec) -> int:
-    """The K of one wgmma: k8 for tf32, k16 for 16-bit types (32 bytes of K either way)."""
+    """The K of one wgmma: k8 for tf32, k16 for 16-bit types, k32 for fp8 (32 bytes of K
+    each)."""
+    if is_fp8(spec):
+        return FP8_WGMMA_K
     return TF32_WGMMA_K if is_tf32(spec) else WGMMA_K
 
 
@@ -144,9 +162,10 @@ def span_k(spec: GemmSpec) -> int:
 def dtype_problem(spec: GemmSpec) -> str | None:
     """Why wgmma cannot multiply this spec's inputs (None when it can): f16/bf16, or f32 as
     tf32 when TF32 is allowed (tf32's layout, NT only, is checked with the operands)."""
-    if spec.dtype in ("f16", "bf16") or is_tf32(spec):
+    if spec.dtype in ("f16", "bf16") or is_tf32(spec) or is_fp8(spec):
         return None
-    return (f"the wgmma strategy multiplies f16, bf16, or f32 as tf32 (allow_tf32=True), "
+    return (f"the wgmma strategy multiplies f16, bf16, fp8 (e4m3, e5m2), or f32 as tf32 "
+            f"(allow_tf32=True), "
             f"got {spec.dtype}{' without allow_tf32' if spec.dtype == 'f32' else ''}")
 
 
@@ -193,7 +212,8 @@ def tma_problem(spec: GemmSpec) -> str | None:
 def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
     common.check_ints(cfg, zero_ok=())
     check(target.name == "sm_90a", "strategy",
-          f"wgmma needs sm_90a (wgmma.mma_async, setmaxnreg), got target {target.name}")
+          f"wgmma needs sm_90a (wgmma.mma_async, setmaxnreg), got target {target.name}"
+          f"{f' (fp8 {spec.dtype} inputs are built by wgmma alone)' if is_fp8(spec) else ''}")
     problem = dtype_problem(spec)
     check(problem is None, "dtype", problem or "")
     ops = operands(cfg, spec)
@@ -203,6 +223,20 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
         check(ops.a_k_major and ops.b_k_major, "layout",
               f"tf32 wgmma reads only K-major operands (A stored M x K, B stored N x K: layout "
               f"NT), got layout {spec.layout}")
+    if is_fp8(spec):  # likewise: fp8 wgmma has no transpose bits
+        check(spec.layout == "NT", "layout",
+              f"fp8 ({spec.dtype}) wgmma reads only K-major operands: layout NT (A stored M x "
+              f"K, B stored N x K as nn.Linear's weight; torch._scaled_mm's b is its (K, N) "
+              f"column-major view), got layout {spec.layout}")
+    if spec.scale != "none":  # acc * scales folded into alpha (kernel._scaled_alpha)
+        check(spec.scale == "tensor", "scale",
+              f"wgmma builds per-tensor scales ('tensor'), got {spec.scale!r}")
+        check(spec.epilogue.steps[:1] == ("alpha_beta",), "epilogue",
+              f"scales apply to the accumulator before the chain: its first step must be "
+              f"alpha_beta, got {str(spec.epilogue)!r}")
+        check(cfg.split_k == 1 or getattr(cfg, "reduce", "workspace") == "cluster", "split_k",
+              f"split_k {cfg.split_k} with scales: the workspace reduce applies none (not "
+              f"built); use split_k 1")
     problem = tma_problem(spec)
     check(problem is None, "layout", problem or "")
     check(cfg.mode in MODES, "mode", f"must be one of {MODES}, got {cfg.mode!r}")
@@ -346,6 +380,8 @@ PREFERRED_DTYPES = ("f16", "bf16")
 
 
 def preferred(spec: GemmSpec) -> bool:
+    if is_fp8(spec):  # no other strategy multiplies fp8
+        return True
     if is_tf32(spec):
         return spec.layout == "NT" and preferred_tile(spec) == _PREFERRED_TILES[0][:3]
     if spec.dtype not in PREFERRED_DTYPES:
@@ -370,7 +406,9 @@ PINGPONG_DTYPES = ("f16", "bf16")  # measured; tf32 not yet
 def default_config(spec: GemmSpec, target: Target) -> WgmmaConfig:
     """The ping-pong kernel (PINGPONG) where `preferred_tile` is the large 128x256 tile,
     K <= PINGPONG_MAX_K, the layout and dtype measured (PINGPONG_LAYOUTS, _DTYPES); else the
-    cooperative default (cooperative_default)."""
+    cooperative default (cooperative_default); fp8: fp8_config."""
+    if is_fp8(spec):
+        return fp8_config(spec, target)
     if (preferred_tile(spec) == (128, 256, 2) and spec.K <= PINGPONG_MAX_K
             and spec.layout in PINGPONG_LAYOUTS and spec.dtype in PINGPONG_DTYPES):
         return WgmmaConfig(**PINGPONG)
@@ -399,9 +437,12 @@ def cooperative_default(spec: GemmSpec, target: Target) -> WgmmaConfig:
     """swap_config where `preferred_swap`; the measured tile of `preferred_tile` (128x256x64
     with two consumer warpgroups for large problems, 128x128 or 64x128 with one for mid
     sizes), 4 stages; otherwise 128x128x64 with one consumer (step 1 of issue 14), with
-    smaller N tiles for narrow problems; tf32: tf32_config."""
+    smaller N tiles for narrow problems; tf32: tf32_config; fp8: fp8_config's cooperative
+    tile."""
     if is_tf32(spec):
         return tf32_config(spec)
+    if is_fp8(spec):
+        return fp8_config(spec, target, cooperative=True)
     if preferred_swap(spec):
         return swap_config(spec, target)
     tile = preferred_tile(spec)
@@ -422,6 +463,25 @@ def tf32_config(spec: GemmSpec) -> WgmmaConfig:
     bn = 256 if spec.M >= PREFERRED_MIN_M and _tiles(spec, 128, 256) >= _PREFERRED_TILES[0][3] \
         else min(128, max(8, -(-spec.N // 8) * 8))
     return WgmmaConfig(BM=128, BN=bn, BK=span_k(spec), consumers=2, stages=4)
+
+
+def fp8_config(spec: GemmSpec, target: Target, cooperative: bool = False) -> WgmmaConfig:
+    """The fp8 default: the 16-bit rules at the same bytes per stage (a 128-byte span of K:
+    BK = 128 fp8 against 64 bf16, so the stage sizes, stage counts and tiles carry over):
+    swap_config at decode sizes (preferred_swap), ping-pong 128 x 128 in 7 stages where the
+    16-bit default takes it (the large tile at K <= PINGPONG_MAX_K; not with `cooperative`),
+    the measured tile of preferred_tile in 4 stages, else 128 x min(128, N rounded to 8)."""
+    bk = span_k(spec)
+    if preferred_swap(spec):  # split-K: not with scales (validate)
+        cfg = swap_config(spec, target)
+        return cfg if spec.scale == "none" else cfg.replace(split_k=1)
+    tile = preferred_tile(spec)
+    if tile == _PREFERRED_TILES[0][:3] and spec.K <= PINGPONG_MAX_K and not cooperative:
+        return WgmmaConfig(**PINGPONG, BK=bk)
+    if tile is not None:
+        bm, bn, consumers = tile
+        return WgmmaConfig(BM=bm, BN=bn, BK=bk, consumers=consumers, stages=4)
+    return WgmmaConfig(BN=min(128, max(8, -(-spec.N // 8) * 8)), BK=bk)
 
 
 # swap_ab rings: stages of one BM x BK tile of B and one BN x BK tile of A, as many as fit in

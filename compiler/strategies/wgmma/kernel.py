@@ -96,7 +96,22 @@ def signature(cfg: WgmmaConfig, spec: GemmSpec) -> tuple:
     params += [param_for("C", spec), param_for("alpha", spec), param_for("beta", spec)]
     if spec.epilogue.bias:
         params.append(param_for("bias", spec))
+    params += [param_for(n, spec) for n in _scale_operands(spec)]  # fp8 scales, last
     return tuple(params)
+
+
+def _scale_operands(spec: GemmSpec) -> tuple[str, ...]:
+    """The fp8 scale operands (scale_a, scale_b: f32 in device memory), or none."""
+    return spec.operands()[len(spec.epilogue.operands()):]
+
+
+def _scaled_alpha(alpha, scale_a, scale_b):
+    """Per-tensor scales: alpha * scale_a * scale_b, loaded once per CTA from device memory (so
+    a CUDA graph replays with the scales' current values), becomes the alpha_beta step's
+    alpha: the chain's first step, so acc * scale_a * scale_b comes before bias, activation
+    and cast (config.validate)."""
+    zero = [irb.const_index(0)]
+    return arith.mulf(alpha, arith.mulf(memref.load(scale_a, zero), memref.load(scale_b, zero)))
 
 
 def launches(cfg: WgmmaConfig, spec: GemmSpec) -> list[Launch]:
@@ -163,6 +178,8 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
     elif spec.epilogue.bias:
         types.append(ir.MemRefType.get(list(spec.operand_shape("bias")),
                                        irb.element_type(spec.operand_dtype("bias"))))
+    scales = _scale_operands(spec)  # f32 memrefs after the epilogue's operands
+    types += [ir.MemRefType.get(list(spec.operand_shape(n)), f32) for n in scales]
     a_bytes, b_bytes = tile_bytes(cfg, spec)
     stage_bytes = a_bytes + b_bytes
     S = cfg.stages
@@ -172,6 +189,8 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
                                known_block_size=[cfg.threads, 1, 1])
         block = kernel.add_entry_block()
     args = list(block.arguments)
+    if scales:
+        args, scale_args = args[:-len(scales)], args[-len(scales):]
     desc_a, desc_b, c_mem = args[:3]  # c_mem: C, or W with split_k
     alpha, beta = args[3:5] if len(args) > 3 else (None, None)
     bias = args[5] if len(args) > 5 else None
@@ -182,6 +201,8 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
 
     with ir.InsertionPoint(block):
         arena.base()
+        if scales:  # per tensor: folded into alpha (the chain starts with alpha_beta)
+            alpha = _scaled_alpha(alpha, *scale_args)
         tid = gpu.thread_id(gpu.Dimension.x)
         pid = gpu.block_id(gpu.Dimension.x)
         group = min(cfg.group_m, tiles_m)
