@@ -31,9 +31,9 @@ def __getattr__(name: str):
     elif name == "explain":
         from .explain import explain as value
     elif name == "optimize":
-        from .optimize import optimize as value
+        from .routing import optimize as value
     elif name == "profile":
-        from .profile import profile as value
+        from .profiler import profile as value
     elif name == "compile_gemm":
         from .build import compile_gemm as value
     else:

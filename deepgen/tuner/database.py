@@ -1,9 +1,13 @@
 """`deepgen tune install DIR`: put the winners of a results directory into the tuned database
 that deepgen.gemm reads (deepgen.runtime.tuned: $DEEPGEN_CACHE_DIR/tuned.json).
 
-An entry per (spec, target); an installed winner replaces the entry of the same spec and
-target and leaves every other entry alone. The file is rewritten atomically, so a concurrent
-deepgen.gemm sees the old database or the new one. Imports neither MLIR nor torch.
+An entry per (spec, target): the winner's config and time ("ms") and torch's time for the same
+shape, measured by the same worker in the same run ("baseline_ms", "baseline_tflops"), which
+deepgen.optimize routes by (entries installed before "baseline_ms" existed give it through
+"baseline_tflops"; an entry with neither is never routed). An installed winner replaces the
+entry of the same spec and target and leaves every other entry alone. The file is rewritten
+atomically, so a concurrent deepgen.gemm sees the old database or the new one. Imports
+neither MLIR nor torch.
 """
 from __future__ import annotations
 
@@ -33,7 +37,8 @@ def winners(res: dict, source: str) -> list[dict]:
         best, base = sh["top"][0], sh.get("baseline") or {}
         out.append({"spec": sh["spec"], "target": res.get("target"), "config": best["config"],
                     "ms": best["ms"], "tflops": best["tflops"],
-                    "baseline_tflops": base.get("tflops"), "device": res.get("device"),
+                    "baseline_ms": base.get("ms"), "baseline_tflops": base.get("tflops"),
+                    "device": res.get("device"),
                     "source": source, "installed": time.strftime("%Y-%m-%d %H:%M:%S")})
     return out
 
