@@ -124,13 +124,12 @@ def spec_for(a, b, out=None, *, bias=None, activation=None, bias_dim="col", scal
     if bias_dim not in ("row", "col"):
         raise ValueError(f"bias_dim: must be 'col' (N values) or 'row' (M values), got "
                          f"{bias_dim!r}")
-    for name, t in (("a", a), ("b", b), ("out", out), ("bias", bias)):
-        if t is not None and not isinstance(t, torch.Tensor):
+    tensors = [(n, t) for n, t in (("a", a), ("b", b), ("out", out), ("bias", bias),
+                                   ("scale_a", scale_a), ("scale_b", scale_b)) if t is not None]
+    for name, t in tensors:
+        if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
-        if t is not None and t.device.type != "cuda":
-            raise TypeError(f"{name}: must be a CUDA tensor, got device '{t.device}'")
-        if t is not None and t.device != a.device:
-            raise ValueError(f"{name}: on {t.device}, but a is on {a.device}")
+    _check_devices(tensors)
     if a.dtype != b.dtype:
         raise TypeError(f"b: dtype {b.dtype} differs from a's {a.dtype}")
     if a.dtype not in _NAMES:
@@ -206,8 +205,6 @@ def _scale_mode(scale_a, scale_b, a, M: int, N: int, fp8: bool) -> str:
             raise TypeError(f"{name}: expected a float32 CUDA tensor, got {type(s).__name__}")
         if s.dtype != torch.float32:
             raise TypeError(f"{name}: must be float32 (as torch._scaled_mm), got {s.dtype}")
-        if s.device != a.device:
-            raise ValueError(f"{name}: on {s.device}, but a is on {a.device}")
     if not fp8:
         raise TypeError(f"scale_a, scale_b: scales apply to fp8 inputs ({', '.join(map(str, FP8))}),"
                         f" got {a.dtype}")
@@ -218,6 +215,17 @@ def _scale_mode(scale_a, scale_b, a, M: int, N: int, fp8: bool) -> str:
                                   "built yet; per-tensor scales (one element each) are")
     raise ValueError(f"scale_a, scale_b: per-tensor scales have one element each, got shapes "
                      f"{tuple(scale_a.shape)} and {tuple(scale_b.shape)}")
+
+
+def _check_devices(tensors) -> None:
+    """Every tensor a CUDA tensor on a's device (the tests of argument checks on the CPU
+    replace this)."""
+    first = tensors[0][1].device
+    for name, t in tensors:
+        if t.device.type != "cuda":
+            raise TypeError(f"{name}: must be a CUDA tensor, got device '{t.device}'")
+        if t.device != first:
+            raise ValueError(f"{name}: on {t.device}, but a is on {first}")
 
 
 def _is_packed(t: torch.Tensor, layout: str) -> bool:
