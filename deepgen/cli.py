@@ -23,6 +23,7 @@ COMMANDS = [
     "deepgen.commands.tune",
     "deepgen.commands.bench",
     "deepgen.commands.cache",
+    "deepgen.commands.profile",
 ]
 
 
