@@ -65,6 +65,9 @@ def register(bind: Callable[[], Callable]) -> None:
 
 def _gemm(a, b, alpha=1.0, bias=None, activation="none", bias_dim="col", scale_a=None,
           scale_b=None, out_dtype=None):
+    if scale_a is None and scale_b is None and out_dtype is None:  # the plain form, positional
+        return (_api_gemm or _bind_api())(a, b, None, alpha, 0.0, bias, None if activation
+                                          == "none" else activation, bias_dim)
     return (_api_gemm or _bind_api())(a, b, alpha=alpha, bias=bias,
                                       activation=None if activation == "none" else activation,
                                       bias_dim=bias_dim, **_scaled(scale_a, scale_b, out_dtype))
