@@ -29,7 +29,8 @@ SHAPES = {  # name: (M, N, K)
     "2048x4096x14336": (2048, 4096, 14336),
     "16x4096x4096": (16, 4096, 4096),
 }
-COOP = {"BM": 128, "BN": 256, "consumers": 2, "mode": "cooperative", "stages": 4}
+COOP = {"BM": 128, "BN": 256, "consumers": 2, "mode": "cooperative", "stages": 4,
+        "persistent": False}
 VARIANTS = {  # name: wgmma fields over the default config (None: the default itself)
     "default": None,
     "pingpong-128x128-s7": {"mode": "pingpong", "BM": 128, "BN": 128, "consumers": 2,

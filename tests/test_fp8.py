@@ -104,13 +104,17 @@ def test_the_default_is_wgmma_with_the_16bit_rules_at_the_same_bytes_per_stage()
     big = GemmSpec(M=4096, N=4096, K=4096, dtype="e4m3", out_dtype="bf16", layout="NT")
     assert _resolve(big) == WgmmaConfig(BM=128, BN=128, BK=128, stages=7, consumers=2,
                                         mode="pingpong", persistent=True)
+    assert _resolve(GemmSpec(M=8192, N=8192, K=8192, dtype="e4m3", out_dtype="bf16",
+                             layout="NT")).mode == "pingpong"
     long_k = GemmSpec(M=2048, N=4096, K=14336, dtype="e4m3", out_dtype="bf16", layout="NT")
     cfg = _resolve(long_k)
-    assert (cfg.BM, cfg.BN, cfg.BK, cfg.consumers, cfg.stages) == (128, 256, 128, 2, 4)
+    assert (cfg.BM, cfg.BN, cfg.BK, cfg.consumers, cfg.stages, cfg.persistent) == (
+        128, 256, 128, 2, 4, True)
     # a 128 x 256 stage of fp8 is 48 KiB, as bf16's: 4 stages fit
     assert strategies.estimates(cfg, long_k)["shared_bytes"] == 4 * (128 + 256) * 128 + 64
     # explicit cooperative fields over a ping-pong default: the cooperative fp8 tile
-    assert _resolve(big, BN=256, consumers=2).BK == 128
+    cfg = _resolve(big, BN=256, consumers=2)
+    assert (cfg.mode, cfg.BK, cfg.persistent) == ("cooperative", 128, False)
     decode = GemmSpec(M=16, N=4096, K=4096, dtype="e4m3", out_dtype="bf16", layout="NT",
                       scale="tensor")
     cfg = _resolve(decode)
