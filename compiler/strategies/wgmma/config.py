@@ -465,56 +465,6 @@ def tf32_config(spec: GemmSpec) -> WgmmaConfig:
     return WgmmaConfig(BM=128, BN=bn, BK=span_k(spec), consumers=2, stages=4)
 
 
-def fp8_config(spec: GemmSpec, target: Target, cooperative: bool = False) -> WgmmaConfig:
-    """The fp8 default: the 16-bit rules at the same bytes per stage (a 128-byte span of K:
-    BK = 128 fp8 against 64 bf16, so the stage sizes, stage counts and tiles carry over):
-    swap_config at decode sizes (preferred_swap), ping-pong 128 x 128 in 7 stages where the
-    16-bit default takes it (the large tile at K <= PINGPONG_MAX_K; not with `cooperative`),
-    the measured tile of preferred_tile in 4 stages, else 128 x min(128, N rounded to 8)."""
-    bk = span_k(spec)
-    if preferred_swap(spec):  # split-K: not with scales (validate)
-        cfg = swap_config(spec, target)
-        return cfg if spec.scale == "none" else cfg.replace(split_k=1)
-    tile = preferred_tile(spec)
-    if tile == _PREFERRED_TILES[0][:3] and spec.K <= PINGPONG_MAX_K and not cooperative:
-        return WgmmaConfig(**PINGPONG, BK=bk)
-    if tile is not None:
-        bm, bn, consumers = tile
-        return WgmmaConfig(BM=bm, BN=bn, BK=bk, consumers=consumers, stages=4)
-    return WgmmaConfig(BN=min(128, max(8, -(-spec.N // 8) * 8)), BK=bk)
-
-
-# fp8 e4m3 NT, per-tensor scales, bf16 out, measured on the H200 2026-12-02 against
-# torch._scaled_mm (results/fp8_bench-h200-2026-12-02*.json, 5 interleaved rounds): ping-pong
-# 128x128 s7 1.035x at 4096^3 and 1.001x at 8192^3 (cooperative 128x256 s4 0.95x there);
-# at K = 14336 (2048x4096x14336) the cooperative 128x256 s4 persistent 1.068x, non-persistent
-# 1.057x, ping-pong 1.032x.
-FP8_PINGPONG_MAX_K = 8192
-
-
-def fp8_config(spec: GemmSpec, target: Target, cooperative: bool = False) -> WgmmaConfig:
-    """The fp8 default: the 16-bit rules at the same bytes per stage (a 128-byte span of K:
-    BK = 128 fp8 against 64 bf16, so the stage sizes, stage counts and tiles carry over):
-    swap_config at decode sizes (preferred_swap; split_k 1 with scales), where the large
-    tile rule applies ping-pong 128 x 128 in 7 stages up to K = FP8_PINGPONG_MAX_K (not with
-    `cooperative`) and the cooperative 128 x 256 (persistent beyond that K), the measured
-    tile of preferred_tile in 4 stages, else 128 x min(128, N rounded to 8)."""
-    bk = span_k(spec)
-    if preferred_swap(spec):  # split-K: not with scales (validate)
-        cfg = swap_config(spec, target)
-        return cfg if spec.scale == "none" else cfg.replace(split_k=1)
-    tile = preferred_tile(spec)
-    if tile == _PREFERRED_TILES[0][:3]:
-        if spec.K <= FP8_PINGPONG_MAX_K and not cooperative:
-            return WgmmaConfig(**PINGPONG, BK=bk)
-        return WgmmaConfig(BM=128, BN=256, BK=bk, consumers=2, stages=4,
-                           persistent=spec.K > FP8_PINGPONG_MAX_K)
-    if tile is not None:
-        bm, bn, consumers = tile
-        return WgmmaConfig(BM=bm, BN=bn, BK=bk, consumers=consumers, stages=4)
-    return WgmmaConfig(BN=min(128, max(8, -(-spec.N // 8) * 8)), BK=bk)
-
-
 # fp8 e4m3 NT, per-tensor scales, bf16 out, measured on the H200 2026-12-02 against
 # torch._scaled_mm (results/fp8_bench-h200-2026-12-02*.json, 5 interleaved rounds): ping-pong
 # 128x128 s7 1.035x at 4096^3 and 1.001x at 8192^3 (cooperative 128x256 s4 0.95x there);
