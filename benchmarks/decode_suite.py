@@ -74,14 +74,24 @@ def spec_of(p: dict) -> GemmSpec:
 # Compile (CPU machine with MLIR)
 
 
-def variants(spec: GemmSpec, target: str = "sm_90a", default_only: bool = False) -> dict:
-    """name -> config dict: "default" (the default heuristic) and, unless `default_only`, the
+def variants(spec: GemmSpec, target: str = "sm_90a", default_only: bool = False,
+             extra: dict | None = None) -> dict:
+    """name -> config dict: "default" (the default heuristic), the `extra` configs (name ->
+    config dict with "strategy", fields left out completed for the spec; those the spec does
+    not validate or that repeat another are left out) and, unless `default_only`, the
     other strategy's default and gemv variants for bf16 M <= VARIANT_MAX_M."""
     from deepgen.compiler import strategies
 
     tgt = strategies._target(target)
     default = strategies.default_config(spec, tgt)
     out = {"default": default.to_dict()}
+    for vname, given in (extra or {}).items():
+        try:
+            d = strategies.resolve(given, spec, tgt).to_dict()
+        except Exception:
+            continue
+        if d not in out.values():
+            out[vname] = d
     if default_only:
         return out
     for name in ("mma_sync", "gemv"):
@@ -129,7 +139,7 @@ def _compile_one(job) -> dict:
 
 
 def compile_bundle(directory: Path, pts: list[dict], target="sm_90a", workers: int = 2,
-                   default_only: bool = False,
+                   default_only: bool = False, extra: dict | None = None,
                    log=print) -> dict:
     from deepgen.compiler import toolchain_versions
 
@@ -137,7 +147,7 @@ def compile_bundle(directory: Path, pts: list[dict], target="sm_90a", workers: i
     jobs, rows = [], []
     for p in pts:
         spec = spec_of(p)
-        vs = variants(spec, target, default_only)
+        vs = variants(spec, target, default_only, extra)
         rows.append({**p, "spec": spec.to_dict(), "variants": {}})
         for vname, cfg in vs.items():
             jobs.append((p["name"], vname, spec.to_dict(), cfg, str(directory), target))
@@ -426,6 +436,9 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--default-only", action="store_true",
                    help="compile only DeepGen's default per point (no alternatives)")
+    p.add_argument("--extra", action="append", default=[], metavar="NAME=JSON",
+                   help="another variant per point: a config dict with \"strategy\" (fields "
+                        "left out follow from the given ones); repeatable")
     p.add_argument("--target", default="sm_90a")
     a = p.parse_args(argv)
     if a.rounds < 5:
@@ -441,7 +454,8 @@ def main(argv=None) -> int:
     if a.only:
         pts = [q for q in pts if re.search(a.only, q["name"])]
     t = time.perf_counter()
-    index = compile_bundle(a.compile_only, pts, a.target, a.workers, a.default_only)
+    extra = {name: json.loads(text) for name, text in (e.split("=", 1) for e in a.extra)}
+    index = compile_bundle(a.compile_only, pts, a.target, a.workers, a.default_only, extra)
     n = sum(len(r["variants"]) for r in index["points"])
     errs = [(r["name"], v) for r in index["points"] for v, x in r["variants"].items()
             if x.get("error")]

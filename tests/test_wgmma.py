@@ -15,6 +15,7 @@ import pytest
 
 from deepgen.compiler import compile_artifact, strategies
 from deepgen.compiler.strategies.wgmma import WgmmaConfig
+from deepgen.compiler.strategies.wgmma.config import tile_bytes
 from deepgen.compiler.target import get_target
 from deepgen.spec import GemmSpec, SpecError
 
@@ -45,7 +46,13 @@ def _validate(spec=NT, target=H100, **fields):
     ({"consumers": 3, "BM": 192}, NT, H100, r"^consumers: 1 or 2"),
     ({"consumer_registers": 236}, NT, H100, r"^consumer_registers: setmaxnreg takes a multiple of 8"),
     ({"BN": 256, "consumers": 2, "consumer_registers": 248}, NT, H100,
-     r"^consumer_registers: .* exceed the 65536 of an SM"),
+     r"^consumer_registers: 1 CTA\(s\) per SM: 128 x \(40 \+ 2 x 248\) = 68608 registers "
+     r"exceed the 384 x 168 = 64512 a CTA of 384 threads holds"),
+    # two consumers at two CTAs per SM: 80 registers per thread, 240 per 128 threads
+    ({"BM": 128, "BN": 64, "consumers": 2, "ctas_per_sm": 2, "stages": 3,
+      "consumer_registers": 104}, NT, H100,
+     r"^consumer_registers: 2 CTA\(s\) per SM: 128 x \(40 \+ 2 x 104\) = 31744 registers "
+     r"exceed the 384 x 80 = 30720"),
     ({"ctas_per_sm": 2}, NT, H100, r"^consumer_registers: 2 CTA\(s\)"),
     ({"ctas_per_sm": 2, "consumer_registers": 216}, NT, H100,
      r"^ctas_per_sm: .* shared memory exceed the 233472 of an SM"),
@@ -84,7 +91,8 @@ def _validate(spec=NT, target=H100, **fields):
     # tf32: f32 inputs with allow_tf32, layout NT only (no transpose bits), BK = 32 f32
     ({}, TF32, H100, None),
     ({}, GemmSpec(M=64, N=64, K=64, dtype="f32", layout="NT"), H100,
-     r"^dtype: .*f16, bf16, or f32 as tf32 \(allow_tf32=True\), got f32 without allow_tf32"),
+     r"^dtype: .*f16, bf16, fp8 \(e4m3, e5m2\), or f32 as tf32 \(allow_tf32=True\), got f32 "
+     r"without allow_tf32"),
     ({}, GemmSpec(M=64, N=64, K=64, dtype="f32", allow_tf32=True, layout="NN"), H100,
      r"^layout: tf32 wgmma reads only K-major operands \(A stored M x K, B stored N x K: "
      r"layout NT\), got layout NN"),
@@ -144,14 +152,21 @@ def test_the_default_only_where_measured_faster():
            (1024, 4096): pingpong}
     for (m, n), want in mid.items():
         assert strategies.default_config(GemmSpec(M=m, N=n, K=4096, dtype="bf16"), H100) == want
-    # decode sizes, M = 8..128 against N, K >= 4096 (NT and NN): swap_ab with split-K to a wave
-    swap = {(16, 4096, 4096, "NT"): (16, 8, 4), (8, 14336, 4096, "NN"): (8, 8, 1),
-            (128, 4096, 4096, "NN"): (128, 5, 4), (64, 8192, 8192, "NT"): (64, 6, 2),
-            (128, 28672, 4096, "NT"): (128, 5, 1), (100, 4096, 14336, "NT"): (104, 5, 4)}
-    for (m, n, k, layout), (bn, stages, split) in swap.items():
+    # decode sizes, M = 8..128 against N, K >= 4096 (NT and NN): swap_ab with split-K to a
+    # wave; a split of 2 summed in 2-CTA clusters, where 128-row tiles would split 4, 64-row
+    # tiles split 2 in clusters (M <= 32 or K <= 8192)
+    swap = {(16, 4096, 4096, "NT"): (64, 16, 8, 2, "cluster"),
+            (8, 14336, 4096, "NN"): (128, 8, 8, 1, "workspace"),
+            (128, 4096, 4096, "NN"): (64, 128, 5, 2, "cluster"),
+            (64, 8192, 8192, "NT"): (128, 64, 6, 2, "cluster"),
+            (128, 28672, 4096, "NT"): (128, 128, 5, 1, "workspace"),
+            (100, 4096, 14336, "NT"): (128, 104, 5, 4, "workspace"),
+            (32, 4096, 14336, "NT"): (64, 32, 8, 2, "cluster")}
+    for (m, n, k, layout), (bm, bn, stages, split, reduce) in swap.items():
         spec = GemmSpec(M=m, N=n, K=k, dtype="bf16", layout=layout)
         assert strategies.choose(spec, H100).name == "wgmma", spec
-        want = WgmmaConfig(BM=128, BN=bn, stages=stages, split_k=split, swap_ab=True)
+        want = WgmmaConfig(BM=bm, BN=bn, stages=stages, split_k=split, swap_ab=True,
+                           reduce=reduce)
         assert strategies.default_config(spec, H100) == want, spec
     # enough 128x256 tiles at M = 128: the first tile rule stays (measured 1.02x vs 0.98x)
     assert strategies.default_config(GemmSpec(M=128, N=57344, K=8192, dtype="bf16",
@@ -266,8 +281,64 @@ def test_split_k_writes_partials_to_the_workspace_and_launches_the_shared_reduce
         assert res["spill_stores"] == res["stack_bytes"] == 0, (entry, res)
     # the 128 x 4096 x 4096 target: 32 tiles x 4 slices of 16 K tiles
     big = compile_artifact(GemmSpec(M=128, N=4096, K=4096, dtype="bf16", layout="NT"),
-                           {"strategy": "wgmma", "split_k": 4}, "sm_90a", keep_ir=False)
+                           {"strategy": "wgmma", "split_k": 4, "BM": 128,
+                            "reduce": "workspace"}, "sm_90a", keep_ir=False)
     assert big.launches[0].grid == (32, 1, 4) and big.workspace_bytes == 4 * 128 * 4096 * 4
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"split_k": 2, "reduce": "atomic"}, r"^reduce: must be one of \('workspace', 'cluster'\), "
+                                         r"got 'atomic'"),
+    ({"split_k": 9, "BN": 64, "reduce": "cluster"},
+     r"^split_k: reduce 'cluster': the split_k CTAs of a tile form one cluster, at most 8 "
+     r"\(portable\), got 9"),
+])
+def test_cluster_reduce_validation_names_the_field_and_the_limit(fields, message):
+    spec = GemmSpec(M=128, N=512, K=4608, dtype="bf16", layout="NT")  # 72 K tiles
+    with pytest.raises(SpecError, match=message):
+        _validate(spec, **fields)
+
+
+@pytest.mark.parametrize("given, spec, groups", [
+    # swap_ab at M = 128: two 64-row slabs of n128, 128 registers = 32 groups per thread
+    ({"swap_ab": True, "split_k": 4}, GemmSpec(M=128, N=4096, K=4096, dtype="bf16",
+                                               layout="NT"), 32),
+    # two consumers on 128 x 256, split 3 of 32 groups (shares of 10, 11, 11)
+    ({"BN": 256, "consumers": 2, "split_k": 3},
+     GemmSpec(M=256, N=512, K=2048, dtype="f16", layout="NN",
+              epilogue={"steps": ["alpha_beta", "bias_col", "silu"]}), 32),
+])
+def test_cluster_reduce_sums_the_slices_in_one_launch(given, spec, groups):
+    """reduce "cluster": the split_k CTAs of a tile are one cluster along grid z; one launch
+    with C, alpha, beta (and bias) as without split-K, no workspace; each CTA stashes its
+    accumulator (16-byte shared stores, one per register group), then after a cluster
+    barrier (the producer's and the consumers') loops over its share of the groups, loading
+    each from every CTA (mapa + ld.shared::cluster: one load per CTA in the loop body), and
+    runs the epilogue chain (the silu in this kernel); a final cluster barrier keeps every
+    CTA's shared memory until its peers are done; no local memory."""
+    from deepgen.compiler.strategies.wgmma.kernel import _Stash
+
+    cfg = strategies.resolve({"strategy": "wgmma", "reduce": "cluster", **given}, spec, H100)
+    art = compile_artifact(spec, cfg, "sm_90a", keep_ir=False)
+    split = cfg.split_k
+    (main,) = art.launches
+    assert main.cluster == (1, 1, split) and main.grid[2] == spec.batch * split
+    assert art.workspace_bytes == 0
+    names = [p.name for p in main.params]
+    assert names[2:5] == ["C", "alpha", "beta"] and ("bias" in names) == bool(spec.epilogue.bias)
+    assert _Stash(cfg).groups == groups
+    ptx = art.assembly
+    assert len(re.findall(r"ld\.shared::cluster\.v4\.(f32|b32)", ptx)) == split
+    assert len(re.findall(r"\bst\.shared\.v4\.(f32|b32)", ptx)) == groups
+    assert ptx.count("barrier.cluster.arrive") == 3 and "mapa.shared::cluster" in ptx
+    assert "deepgen_splitk_reduce" not in ptx
+    assert ("ex2.approx" in ptx) == ("silu" in spec.epilogue.steps)
+    for entry, res in art.resources.items():
+        assert res["spill_stores"] == res["stack_bytes"] == 0, (entry, res)
+    # the stash reuses the drained ring: shared memory as without it where the ring is larger
+    assert cfg.stages * sum(tile_bytes(cfg, spec)) >= cfg.BM * cfg.BN * 4
+    assert main.shared_bytes == cfg.replace(reduce="workspace").replace(
+        split_k=split).stages * sum(tile_bytes(cfg, spec)) + 16 * cfg.stages
 
 
 def test_swap_ab_puts_n_on_wgmma_m_and_m_on_its_n(artifacts):

@@ -382,15 +382,17 @@ def own_strategy(space: dict) -> str | None:
 
 
 def _wgmma_derive(cfg, listed: dict, spec: GemmSpec, target: Target):
-    """consumer_registers not listed: the base's, lowered to what the register file holds with
-    ctas_per_sm resident CTAs (216 for one consumer at 2 CTAs per SM; 232 stays at 1)."""
+    """consumer_registers not listed: the base's, lowered to what a CTA is launched with at
+    ctas_per_sm resident CTAs (216 for one consumer at 2 CTAs per SM, 96 for two; 232 stays
+    at 1)."""
     from deepgen.compiler.strategies.wgmma import config as w
 
     if "consumer_registers" in listed or not cfg.warp_specialized or cfg.consumers < 1 \
             or cfg.ctas_per_sm < 1:
         return cfg
-    per_thread = w.REGISTER_FILE // (cfg.ctas_per_sm * w.WARPGROUP)
-    fit = (per_thread - cfg.producer_registers) // cfg.consumers // 8 * 8
+    # setmaxnreg moves registers within the CTA: what its threads are launched with
+    pool = cfg.threads * w.register_cap(cfg) // w.WARPGROUP
+    fit = (pool - cfg.producer_registers) // cfg.consumers // 8 * 8
     return cfg.replace(consumer_registers=fit) if 24 <= fit < cfg.consumer_registers else cfg
 
 

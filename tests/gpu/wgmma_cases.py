@@ -3,7 +3,8 @@ compiles them into DIR/wgmma/<name>): NT, NN, TN and TT, f16 and bf16, one and t
 warpgroups (128x128, 128x256, 256x128), whole and partial tiles (TMA zero fill, guarded
 stores), odd N, K below one tile, batch, alpha/beta with C read, bias and activations, f32
 output, 2 to 6 stages, persistent grids (one and two CTAs per SM), 2x1 clusters with multicast,
-split-K (uneven slices, batch, odd N, the epilogue chain in the shared reduce), swap_ab (small
+split-K (uneven slices, batch, odd N, the epilogue chain in the shared reduce or summed
+within a cluster of the slices' CTAs), swap_ab (small
 M as wgmma's N, with and without split-K, bias of either kind, TT through B MN-major), wgmma's A
 operand MN-major (layouts TN and TT, NN and TN swapped: its transpose bit), tf32 (f32 inputs
 with allow_tf32, layout NT: tf32_cases),
@@ -80,6 +81,27 @@ def cases() -> list:
         ("wgmma-NT-splitk2-c2-biascol-gelu-f32out",
          dict(nt, M=256, N=512, K=2048, out_dtype="f32", epilogue=_epi("col", "gelu_tanh")),
          {"split_k": 2, **C2_WIDE}, 1.0, 0.0),
+        # split-K summed in a cluster of the slices' CTAs (reduce "cluster"): uneven slices,
+        # ranks with no share (split 8 of 2 register groups), batch, odd N, two consumers, the chain
+        ("wgmma-NT-splitk4-cluster", dict(nt, M=128, N=1024, K=1024),
+         {"split_k": 4, "reduce": "cluster", **C1}, 1.0, 0.0),
+        ("wgmma-NN-splitk3-cluster-batch2-biasrow-silu",
+         dict(M=130, N=192, K=1000, batch=2, dtype="f16", layout="NN",
+              epilogue=_epi("row", "silu")), {"split_k": 3, "BN": 64, "reduce": "cluster"},
+         1.5, 0.5),
+        ("wgmma-NT-splitk6-cluster-odd-n", dict(nt, M=127, N=129, K=1000),
+         {"split_k": 6, "reduce": "cluster"}, 1.0, -1.0),
+        ("wgmma-NT-splitk2-cluster-c2-biascol-gelu-f32out",
+         dict(nt, M=256, N=512, K=2048, out_dtype="f32", epilogue=_epi("col", "gelu_tanh")),
+         {"split_k": 2, "reduce": "cluster", **C2_WIDE}, 1.0, 0.0),
+        ("wgmma-NT-swap-m16-splitk4-cluster", dict(nt, M=16, N=1024, K=1024),
+         {"swap_ab": True, "split_k": 4, "reduce": "cluster"}, 1.0, 0.0),
+        ("wgmma-NT-swap-m8-splitk8-cluster-beta", dict(nt, M=8, N=520, K=4096),
+         {"swap_ab": True, "split_k": 8, "reduce": "cluster"}, 1.0, 0.5),
+        ("wgmma-NN-swap-m128-splitk4-cluster-biascol", dict(M=128, N=1000, K=2048,
+                                                          dtype="bf16", layout="NN",
+                                                          epilogue=_epi("col", "relu")),
+         {"swap_ab": True, "split_k": 4, "reduce": "cluster"}, 1.0, 0.0),
         # swap_ab: C^T = B^T A^T, N over wgmma's 64-row M, M as its N (M below BN: TMA zero
         # fill), the transposed accumulator stored into row-major C (bias row/col of C)
         ("wgmma-NT-swap-m16-splitk4", dict(nt, M=16, N=1024, K=1024),

@@ -20,7 +20,8 @@ persistent (one CTA per SM taking tiles pid, pid + grid, ...; the producer runs 
 next tile while the consumers store this one), BK of
 one 128-byte swizzle span (64 16-bit elements), every layout (an MN-major operand, A stored
 K x M or B stored K x N, takes wgmma's transpose bit), split_k slices of K along grid z (not
-with the persistent grid or clusters), swap_ab (C^T = B^T A^T for small M).
+with the persistent grid or clusters; their sum by a second launch or, reduce "cluster", within
+a cluster of the slices' CTAs), swap_ab (C^T = B^T A^T for small M).
 
 tf32 (f32 inputs, spec.allow_tf32): TMA copies the f32 operands into shared memory unchanged and
 wgmma reads them as tf32 (the tensor cores drop the low mantissa bits, as cuBLAS with TF32
@@ -64,6 +65,13 @@ REGISTER_FILE = 65536  # 32-bit registers per SM
 SM_SHARED = 228 * 1024  # shared memory per SM, shared by its resident CTAs
 CTA_RESERVED_SHARED = 1024  # bytes the system reserves per resident CTA
 MODES = ("cooperative", "pingpong")
+# split_k's sum of the slices: "workspace" (each CTA stores its f32 partials to the workspace,
+# a second launch, deepgen-split-k's reduce, sums them) or "cluster" (the split_k CTAs of a
+# tile form a thread-block cluster along grid z, stash their partials in their own shared
+# memory and each sums 1/split_k of the tile from all of them through distributed shared
+# memory, in slice order, and stores it through the epilogue: one launch, no workspace)
+REDUCES = ("workspace", "cluster")
+MAX_CLUSTER = 8  # CTAs of a portable cluster
 RASTERS = ("row",)
 BUILT_LAYOUTS = ("NT", "NN", "TN", "TT")  # A or B MN-major: wgmma's transpose bits (16-bit)
 PREFERRED_LAYOUTS = ("NT", "NN")  # where the default heuristic takes every measured rule
@@ -99,6 +107,7 @@ class WgmmaConfig(StrategyConfig):
     # operand (the BN columns run over M): a small M becomes wgmma's N (n8..n256) while N
     # fills wgmma's 64-row M; the epilogue stores the transposed accumulator into C
     swap_ab: bool = False
+    reduce: str = "workspace"  # split_k's sum of the slices (REDUCES)
 
     @property
     def threads(self) -> int:
@@ -108,6 +117,16 @@ class WgmmaConfig(StrategyConfig):
     def rows_per_consumer(self) -> int:
         """Rows of the tile one consumer warpgroup computes (ping-pong: the whole tile)."""
         return self.BM if self.mode == "pingpong" else self.BM // self.consumers
+
+    @property
+    def cluster_reduce(self) -> bool:
+        """split_k slices summed within a cluster (no workspace, no second launch)."""
+        return self.split_k > 1 and self.reduce == "cluster"
+
+    @property
+    def workspace_reduce(self) -> bool:
+        """split_k slices stored to the workspace and summed by the reduce launch."""
+        return self.split_k > 1 and self.reduce == "workspace"
 
     @property
     def slabs(self) -> int:
@@ -190,9 +209,18 @@ def tile_bytes(cfg: WgmmaConfig, spec: GemmSpec) -> tuple[int, int]:
     return cfg.BM * cfg.BK * elt, cfg.BN * cfg.BK * elt
 
 
+def partial_bytes(cfg: WgmmaConfig) -> int:
+    """Shared bytes of a tile's f32 partial sums (cluster reduce; they reuse the ring)."""
+    return cfg.BM * cfg.BN * 4 if cfg.cluster_reduce else 0
+
+
+def data_bytes(cfg: WgmmaConfig, spec: GemmSpec) -> int:
+    """Shared bytes before the barriers: the ring's stages, or the partials where larger."""
+    return max(cfg.stages * sum(tile_bytes(cfg, spec)), partial_bytes(cfg))
+
+
 def estimates(cfg: WgmmaConfig, spec: GemmSpec) -> dict:
-    a, b = tile_bytes(cfg, spec)
-    shared = cfg.stages * (a + b) + 2 * cfg.stages * BARRIER_BYTES
+    shared = data_bytes(cfg, spec) + 2 * cfg.stages * BARRIER_BYTES
     acc = cfg.slabs * cfg.BN // 2  # f32 accumulator registers per consumer thread
     return {"shared_bytes": shared, "registers": acc + 40, "accumulator_registers": acc}
 
@@ -207,6 +235,12 @@ def tma_problem(spec: GemmSpec) -> str | None:
                     f"{spec.layout}) hold {cols} {spec.dtype} elements = {cols * elt} bytes, not "
                     f"a multiple of {TMA_STRIDE_ALIGN}")
     return None
+
+
+def register_cap(cfg: WgmmaConfig) -> int:
+    """Registers per thread a CTA is launched with at most: the register file over the
+    threads of ctas_per_sm CTAs, in steps of 8, at most 248 (255 per thread)."""
+    return min(REGISTER_FILE // (cfg.threads * cfg.ctas_per_sm), 255) // 8 * 8
 
 
 def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
@@ -271,6 +305,11 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
         check(not cfg.persistent and cfg.cluster_m == 1, "split_k",
               f"split_k {cfg.split_k} with the persistent grid or clusters: not built (one "
               f"K slice per CTA along grid z)")
+    check(cfg.reduce in REDUCES, "reduce", f"must be one of {REDUCES}, got {cfg.reduce!r}")
+    if cfg.cluster_reduce:
+        check(cfg.split_k <= MAX_CLUSTER, "split_k",
+              f"reduce 'cluster': the split_k CTAs of a tile form one cluster, at most "
+              f"{MAX_CLUSTER} (portable), got {cfg.split_k}")
     check(cfg.consumers in (1, 2), "consumers",
           f"1 or 2 consumer warpgroups, got {cfg.consumers}")
     if cfg.mode == "pingpong":
@@ -302,10 +341,16 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
     check(cfg.ctas_per_sm in (1, 2), "ctas_per_sm", f"1 or 2, got {cfg.ctas_per_sm}")
     ctas = cfg.ctas_per_sm
     if cfg.warp_specialized:
-        total = ctas * WARPGROUP * (cfg.producer_registers + cfg.consumers * cfg.consumer_registers)
-        check(total <= REGISTER_FILE, "consumer_registers",
-              f"{ctas} CTA(s) x {WARPGROUP} x ({cfg.producer_registers} + {cfg.consumers} x "
-              f"{cfg.consumer_registers}) = {total} registers exceed the {REGISTER_FILE} of an SM")
+        # setmaxnreg moves registers only within a CTA: the raised and lowered counts must fit
+        # in what the CTA was launched with (a setmaxnreg.inc that no one frees registers for
+        # waits forever: 128x64 with two consumers at 104 and two CTAs per SM hung)
+        cap = register_cap(cfg)
+        need = WARPGROUP * (cfg.producer_registers + cfg.consumers * cfg.consumer_registers)
+        check(need <= cfg.threads * cap, "consumer_registers",
+              f"{ctas} CTA(s) per SM: {WARPGROUP} x ({cfg.producer_registers} + {cfg.consumers} "
+              f"x {cfg.consumer_registers}) = {need} registers exceed the {cfg.threads} x {cap} "
+              f"= {cfg.threads * cap} a CTA of {cfg.threads} threads holds (setmaxnreg moves "
+              f"registers only within a CTA)")
     est = estimates(cfg, spec)
     if ctas > 1:
         need = ctas * (est["shared_bytes"] + CTA_RESERVED_SHARED)
@@ -444,7 +489,7 @@ def cooperative_default(spec: GemmSpec, target: Target) -> WgmmaConfig:
     if is_fp8(spec):
         return fp8_config(spec, target, cooperative=True)
     if preferred_swap(spec):
-        return swap_config(spec, target)
+        return swap_default(spec, target)
     tile = preferred_tile(spec)
     if tile is not None:
         bm, bn, consumers = tile
@@ -521,15 +566,43 @@ def swap_config(spec: GemmSpec, target: Target, bm: int = 128,
     return fit_split_k(cfg, spec, target)
 
 
+# swap_ab's split-K summed in 2-CTA clusters (reduce "cluster"), measured on the H200
+# 2026-12-02 (benchmarks/results/decode_explore-h200-2026-12-02.json, bf16 NT, M = 8..128,
+# 5 interleaved rounds, cold weights): split 2 in clusters beats split 2 through the workspace
+# and its reduce launch (N = 6144, 8192 with K = 4096..28672: 0.94-1.05x cuBLAS -> 0.97-1.07x
+# at M <= 32, 0.79-0.96x -> 0.83-1.01x at M = 64, 128); clusters of 4 or 8 CTAs run a
+# second wave on the H200 (0.5-0.9x); where 128-row tiles took split 4 (N = 4096), 64-row
+# tiles in clusters of 2 fill the SMs instead (M <= 32: 1.03-1.12x -> 1.05-1.22x; M = 64, 128
+# with K = 4096: 0.86x -> 0.91-0.92x), except at M >= 64 with K > 8192 (1.00-1.06x -> 0.94-1.04x).
+SWAP_CLUSTER_SPLIT = 2
+SWAP_BM64_MAX_K = 8192  # above it, M >= 64 keeps 128-row tiles and the workspace split
+
+
+def swap_default(spec: GemmSpec, target: Target) -> WgmmaConfig:
+    """The default swap_ab config: swap_config (128 rows of N per tile, split_k to one wave);
+    a split of 2 summed within 2-CTA clusters; a larger split replaced by 64-row tiles split
+    in 2 in clusters (M <= 32, or K <= SWAP_BM64_MAX_K), as measured (SWAP_CLUSTER_SPLIT)."""
+    cfg = swap_config(spec, target)
+    if cfg.split_k == 1:
+        return cfg
+    if cfg.split_k <= SWAP_CLUSTER_SPLIT:
+        return cfg.replace(reduce="cluster")
+    if spec.M <= 32 or spec.K <= SWAP_BM64_MAX_K:
+        return fit_split_k(cfg.replace(BM=64, reduce="cluster"), spec, target,
+                           max_split=SWAP_CLUSTER_SPLIT)
+    return cfg
+
+
 def fit_split_k(cfg: WgmmaConfig, spec: GemmSpec, target: Target,
-                min_slice_tiles: int = 4) -> WgmmaConfig:
-    """The largest split_k that keeps the grid within one wave (tiles x split_k <= SMs x
-    ctas_per_sm), slices of at least `min_slice_tiles` K tiles and no empty last slice."""
+                min_slice_tiles: int = 4, max_split: int | None = None) -> WgmmaConfig:
+    """The largest split_k (at most `max_split`) that keeps the grid within one wave (tiles x
+    split_k <= SMs x ctas_per_sm), slices of at least `min_slice_tiles` K tiles and no empty
+    last slice."""
     ops = operands(cfg, spec)
     tiles = -(-ops.rows // cfg.BM) * -(-ops.cols // cfg.BN) * spec.batch
     total = k_tiles(cfg, spec)
     wave = target.multiprocessors * cfg.ctas_per_sm
-    split = max(1, min(wave // tiles, total // min_slice_tiles))
+    split = max(1, min(wave // tiles, total // min_slice_tiles, max_split or total))
     while split > 1 and (split - 1) * -(-total // split) >= total:
         split -= 1
     return cfg.replace(split_k=split)

@@ -20,7 +20,11 @@ Block of 128 x (1 + consumers) threads, dynamic shared memory
 split_k > 1: grid z = batch x split_k, the CTA at z multiplies K slice z mod split_k (a
 contiguous run of K tiles, KSlice) and stores its raw f32 accumulator into the workspace W[z];
 deepgen-split-k's reduce kernel (the one mma_sync and gemv use) is the second launch: it sums
-the slices in a fixed order and applies alpha/beta/C and the epilogue chain.
+the slices in a fixed order and applies alpha/beta/C and the epilogue chain. With reduce
+"cluster" the split_k CTAs of a tile are one cluster along z (rank = slice) instead: each
+stashes its accumulator in its own shared memory (over the drained ring), and after a cluster
+barrier each sums 1/split_k of the tile's registers from every CTA's stash in slice order
+(ld.shared::cluster) and stores them through the epilogue (_cluster_reduce).
 
 swap_ab: the kernel computes C^T = B^T A^T, so "wgmma's A" below is the spec's B (its BM rows
 run over N) and "wgmma's B" the spec's A (BN columns over M; config.operands); the epilogue
@@ -61,8 +65,8 @@ from ...epilogue import emit
 from ...passes import split_k as SK
 from ...passes.tile_gemm import kernel_module
 from . import builders as B
-from .config import (WARPGROUP, WGMMA_M, WgmmaConfig, estimates, k_tiles, operands,
-                     slice_tiles, tile_bytes, wgmma_dtype, wgmma_k)
+from .config import (WARPGROUP, WGMMA_M, WgmmaConfig, data_bytes, estimates, k_tiles,
+                     operands, slice_tiles, tile_bytes, wgmma_dtype, wgmma_k)
 
 ENTRY = "deepgen_wgmma_gemm"
 # After the backend's NVVM lowering: mbarrier try_wait.parity and friends are inline-PTX ops
@@ -91,7 +95,7 @@ def signature(cfg: WgmmaConfig, spec: GemmSpec) -> tuple:
     a_box = (1, cfg.BM, cfg.BK) if ops.a_k_major else (1, cfg.BK, 128 // elt)
     params = [tma_param(ops.a, ops.a, spec, a_box),
               tma_param(ops.b, ops.b, spec, b_box)]
-    if cfg.split_k > 1:  # raw partials to W; the reduce launch reads C, alpha, beta, bias
+    if cfg.workspace_reduce:  # raw partials to W; the reduce launch reads C, alpha, beta, bias
         return tuple(params + [param_for("W", spec)])
     params += [param_for("C", spec), param_for("alpha", spec), param_for("beta", spec)]
     if spec.epilogue.bias:
@@ -114,16 +118,22 @@ def _scaled_alpha(alpha, scale_a, scale_b):
     return arith.mulf(alpha, arith.mulf(memref.load(scale_a, zero), memref.load(scale_b, zero)))
 
 
+def cluster(cfg: WgmmaConfig) -> tuple[int, int, int] | None:
+    """The launch's cluster shape: 2x1 pairs sharing B, or a tile's K slices along z."""
+    if cfg.cluster_reduce:
+        return 1, 1, cfg.split_k
+    return (cfg.cluster_m, 1, 1) if cfg.cluster_m > 1 else None
+
+
 def launches(cfg: WgmmaConfig, spec: GemmSpec) -> list[Launch]:
     main = Launch(entry=ENTRY, grid=grid(cfg, spec), block=(cfg.threads, 1, 1),
                   shared_bytes=estimates(cfg, spec)["shared_bytes"],
-                  params=signature(cfg, spec),
-                  cluster=(cfg.cluster_m, 1, 1) if cfg.cluster_m > 1 else None)
-    return [main] + ([SK.reduce_launch(spec)] if cfg.split_k > 1 else [])
+                  params=signature(cfg, spec), cluster=cluster(cfg))
+    return [main] + ([SK.reduce_launch(spec)] if cfg.workspace_reduce else [])
 
 
 def workspace_bytes(cfg: WgmmaConfig, spec: GemmSpec) -> int:
-    return SK.workspace_bytes(spec, cfg.split_k) if cfg.split_k > 1 else 0
+    return SK.workspace_bytes(spec, cfg.split_k) if cfg.workspace_reduce else 0
 
 
 class KSlice:
@@ -173,7 +183,7 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
     ptr = llvm.PointerType.get()
     c_t = ir.MemRefType.get([spec.batch, spec.M, spec.N], out_t)
     types = [ptr, ptr, c_t, f32, f32]
-    if cfg.split_k > 1:  # W: the slices' f32 partials
+    if cfg.workspace_reduce:  # W: the slices' f32 partials
         types = [ptr, ptr, ir.MemRefType.get([spec.batch * cfg.split_k, spec.M, spec.N], f32)]
     elif spec.epilogue.bias:
         types.append(ir.MemRefType.get(list(spec.operand_shape("bias")),
@@ -183,6 +193,7 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
     a_bytes, b_bytes = tile_bytes(cfg, spec)
     stage_bytes = a_bytes + b_bytes
     S = cfg.stages
+    stash = _Stash(cfg) if cfg.cluster_reduce else None
     arena = B.SharedArena(gm)
     with ir.InsertionPoint(gm.bodyRegion.blocks[0]):
         kernel = gpu.GPUFuncOp(ir.FunctionType.get(types, []), sym_name=ENTRY, kernel=True,
@@ -246,8 +257,8 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
         wg = B.warp_uniform(irb.div(tid, WARPGROUP))
         pingpong = cfg.mode == "pingpong"
         # ping-pong: a stage holds one warpgroup's tile, so one warpgroup releases it
-        ring = B.MbarrierRing(arena, S * stage_bytes, S, 1 if pingpong else cfg.consumers,
-                              cluster=cfg.cluster_m)
+        ring = B.MbarrierRing(arena, data_bytes(cfg, spec), S,
+                              1 if pingpong else cfg.consumers, cluster=cfg.cluster_m)
         with B.if_(B.eq(tid, 0)):
             ring.init()
         nvvm.barrier0()
@@ -263,6 +274,8 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
                         for_tiles(lambda m0, n0, bz, g0, ks, _i, _count: _producer_loop(
                             spec, cfg, ring, arena, desc_a, desc_b, m0, n0, bz, g0, ks,
                             a_bytes, stage_bytes, b_boxes))
+                if stash is not None:  # the consumers' cluster barrier: stashes complete
+                    B.cluster_sync()
             with consumer:
                 if cfg.warp_specialized:
                     B.setmaxnreg(cfg.consumer_registers, increase=True)
@@ -278,11 +291,18 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
                     row_base = irb.mul(consumer_index, cfg.rows_per_consumer)
                     for_tiles(lambda m0, n0, bz, g0, ks, _i, _count: _consumer(
                         spec, cfg, ring, arena, tid, row_base, m0, n0, bz, g0, ks, a_bytes,
-                        stage_bytes, c_mem, alpha, beta, bias, out_t))
-        if cfg.cluster_m > 1:  # no CTA exits while its peer may still arrive on its barriers
-            B.cluster_sync()
+                        stage_bytes, c_mem, alpha, beta, bias, out_t, stash=stash))
+                    if stash is not None:  # every CTA's partials stashed: sum a share
+                        # (here, not after the branches, where ptxas would hold the code to
+                        # the producer's 40 registers)
+                        B.cluster_sync()
+                        for_tiles(lambda m0, n0, bz, _g0, _ks, _i, _count: _cluster_reduce(
+                            spec, cfg, stash, arena, tid, m0, n0, row_base, bz, c_mem, alpha,
+                            beta, bias, out_t))
+        if cfg.cluster_m > 1 or stash is not None:
+            B.cluster_sync()  # no CTA exits while a peer may still use its shared memory
         gpu.return_([])
-    if cfg.split_k > 1:  # the deterministic reduce of the partials, with the epilogue chain
+    if cfg.workspace_reduce:  # the deterministic reduce of the partials, with the epilogue chain
         SK.build_reduce(kernel, spec, cfg.split_k, spec.epilogue.steps)
 
 
@@ -359,8 +379,8 @@ class _PingPongTurn:
 
 
 def _consumer(spec, cfg, ring, arena, tid, row_base, m0, n0, bz, g0, ks, a_bytes,
-              stage_bytes, c_mem, alpha, beta, bias, out_t, turn: _PingPongTurn | None = None
-              ) -> None:
+              stage_bytes, c_mem, alpha, beta, bias, out_t, turn: _PingPongTurn | None = None,
+              stash: _Stash | None = None) -> None:
     """One tile's mainloop and epilogue for one consumer warpgroup, on rows row_base.. of the
     tile (cooperative: its share; ping-pong: 0, the whole tile, in its turn)."""
     acc = B.Accumulator(cfg.BN)
@@ -429,18 +449,124 @@ def _consumer(spec, cfg, ring, arena, tid, row_base, m0, n0, bz, g0, ks, a_bytes
     if cfg.persistent:  # the ring goes on into the next tile: release the last stage too
         with B.if_(leader):
             ring.consumer_release(released)  # the tile's last K tile
+    if stash is not None:  # the cluster sums the slices (_cluster_reduce)
+        stash.put(arena, acc, accs, tid)
+        return
+    regs = _Registers.whole(cfg, acc, accs)
     if cfg.swap_ab:
-        _store_transposed(spec, cfg, acc, accs, tid, m0, n0, row_base, bz, ks, c_mem, alpha,
+        _store_transposed(spec, cfg, regs, tid, m0, n0, row_base, bz, ks, c_mem, alpha,
                           beta, bias, out_t)
         return
     if cfg.split_k > 1:
-        _store_partials(spec, cfg, acc, accs, tid, m0, n0, row_base, ks.z, c_mem)
+        _store_partials(spec, cfg, regs, tid, m0, n0, row_base, ks.z, c_mem)
         return
-    _epilogue(spec, cfg, acc, accs, tid, m0, n0, row_base, bz, c_mem, alpha, beta, bias, out_t)
+    _epilogue(spec, cfg, regs, tid, m0, n0, row_base, bz, c_mem, alpha, beta, bias, out_t)
 
 
-def _epilogue(spec, cfg, acc, accs, tid, m0, n0, row_base, bz, c_mem, alpha, beta, bias,
-              out_t) -> None:
+class _Registers:
+    """The accumulator registers a store covers, as pairs of neighbouring columns: `pairs`
+    yields (key, row, column) of each pair within the consumer's rows of the tile (the
+    thread's own part left out: row + 16 warp + lane / 4, column + 2 (lane mod 4)), static
+    ints or index values; value(key, i) is register i (0 or 1) of the pair."""
+
+    def __init__(self, pairs, value):
+        self._pairs, self.value = pairs, value
+
+    def pairs(self):
+        return iter(self._pairs)
+
+    @classmethod
+    def whole(cls, cfg, acc: B.Accumulator, accs) -> _Registers:
+        """Every register of the consumer's slabs (B.Accumulator.pairs)."""
+        pairs = [((r, j), r * WGMMA_M + drow, dcol)
+                 for r in range(cfg.slabs) for j, drow, dcol in acc.pairs()]
+        return cls(pairs, lambda key, i: acc.get(accs[key[0]], key[1] + i))
+
+    @classmethod
+    def group(cls, acc: B.Accumulator, g, values) -> _Registers:
+        """Register group g (an index value: registers 4 g' .. 4 g' + 3 of slab r, g = r x
+        groups per slab + g'): two pairs, rows 0 and 8 of the slab at column 8 g';
+        `values` the group's four registers."""
+        per_slab = acc.size // 4
+        row = irb.mul(irb.div(g, per_slab), WGMMA_M)
+        col = irb.mul(irb.rem(g, per_slab), 8)
+        return cls([(0, row, col), (1, irb.add(row, 8), col)],
+                    lambda key, i: values[2 * key + i])
+
+
+class _Stash:
+    """Cluster reduce: a CTA's f32 accumulator in its own shared memory, over the drained
+    ring: register group g (4 consecutive registers, slabs in order) of consumer thread t at
+    byte 16 (g x consumer threads + t), so that a warp's 16-byte stores and loads are one
+    contiguous 512 bytes."""
+
+    BARRIER_ID = 3  # named barrier of the consumer threads (ping-pong's turns use 1 and 2)
+
+    def __init__(self, cfg: WgmmaConfig):
+        self.cfg = cfg
+        self.threads = cfg.consumers * WARPGROUP
+        self.regs = cfg.slabs * cfg.BN // 2
+        self.groups = self.regs // 4
+
+    def offset(self, g: int, tid) -> ir.Value:
+        return irb.mul(irb.add(irb.sub(tid, WARPGROUP), g * self.threads), 16)
+
+    def put(self, arena, acc, accs, tid) -> None:
+        """Every consumer's wgmma done reading the ring (named barrier), then the stash."""
+        nvvm.barrier(None, barrier_id=irb.const_i32(self.BARRIER_ID),
+                     number_of_threads=irb.const_i32(self.threads))
+        f32 = ir.F32Type.get()
+        for g in range(self.groups):
+            vals = [acc.get(accs[(4 * g + i) // acc.size], (4 * g + i) % acc.size)
+                    for i in range(4)]
+            v = vector.from_elements(irb.vector_type(4, f32), vals)
+            llvm.store(v, arena.ptr(self.offset(g, tid)), alignment=16)
+
+    def peers(self, arena, tid) -> list:
+        """This thread's group 0 in each CTA of the cluster (shared::cluster addresses)."""
+        local = arena.ptr(self.offset(0, tid))
+        return [nvvm.mapa(llvm.PointerType.get(7), local, irb.const_i32(s))
+                for s in range(self.cfg.split_k)]
+
+    def sum(self, peers, g) -> list:
+        """Group g (an index value) of this thread's registers summed over the cluster's CTAs
+        in slice order."""
+        vt = irb.vector_type(4, ir.F32Type.get())
+        offset = irb.mul(g, self.threads * 16)
+        total = None
+        for peer in peers:
+            v = llvm.load(vt, B.gep(peer, offset), alignment=16)
+            total = v if total is None else arith.addf(total, v)
+        return [vector.extract(total, [], [i]) for i in range(4)]
+
+
+def _cluster_reduce(spec, cfg, stash: _Stash, arena, tid, m0, n0, row_base, bz, c_mem, alpha,
+                    beta, bias, out_t) -> None:
+    """Cluster reduce: this CTA (rank = its K slice) sums its share of the register groups,
+    groups rank x G / split_k up to (rank + 1) x G / split_k of G, over the cluster's stashes
+    and stores them through the epilogue chain, one group per iteration (a loop rather than
+    a branch per rank: LLVM turns those into a jump table that ptxas spills around)."""
+    acc = B.Accumulator(cfg.BN)
+    rank = arith.index_cast(irb.index_type(), nvvm.read_ptx_sreg_cluster_ctarank(
+        ir.IntegerType.get_signless(32)))
+    first = irb.div(irb.mul(rank, stash.groups), cfg.split_k)
+    last = irb.div(irb.mul(irb.add(rank, 1), stash.groups), cfg.split_k)
+    peers = stash.peers(arena, tid)
+    loop = scf.ForOp(irb.val(first), irb.val(last), irb.const_index(1))
+    with ir.InsertionPoint(loop.body):
+        g = loop.induction_variable
+        regs = _Registers.group(acc, g, stash.sum(peers, g))
+        if cfg.swap_ab:
+            _store_transposed(spec, cfg, regs, tid, m0, n0, row_base, bz, None, c_mem, alpha,
+                              beta, bias, out_t)
+        else:
+            _epilogue(spec, cfg, regs, tid, m0, n0, row_base, bz, c_mem, alpha, beta, bias,
+                      out_t)
+        scf.yield_([])
+
+
+def _epilogue(spec, cfg, regs: _Registers, tid, m0, n0, row_base, bz, c_mem, alpha, beta,
+              bias, out_t) -> None:
     """Registers -> C through the epilogue chain: each pair of neighbouring columns as a
     2-vector (one column at a time where N is odd), stores guarded by the bounds."""
     lane = irb.rem(tid, 32)
@@ -451,29 +577,28 @@ def _epilogue(spec, cfg, acc, accs, tid, m0, n0, row_base, bz, c_mem, alpha, bet
     f32 = ir.F32Type.get()
     width = 2 if spec.N % 2 == 0 else 1
     out_bytes = DTYPE_BYTES[spec.out_dtype]
-    for r in range(cfg.slabs):
-        for j, drow, dcol in acc.pairs():
-            row = irb.add(row0, r * WGMMA_M + drow)
-            for half in range(2 // width):
-                col = irb.add(col0, dcol + half)
-                guard = arith.andi(irb.lt(row, spec.M), irb.lt(col, spec.N))
-                with B.if_(guard):
-                    idx = [irb.val(bz), irb.val(row), irb.val(col)]
-                    if width == 2:
-                        x = vector.from_elements(irb.vector_type(2, f32),
-                                                 [acc.get(accs[r], j), acc.get(accs[r], j + 1)])
-                        vt = irb.vector_type(2, out_t)
-                        load_c = lambda: vector.load(vt, c_mem, idx, alignment=2 * out_bytes)
-                    else:
-                        x = acc.get(accs[r], j + half)
-                        load_c = lambda: memref.load(c_mem, idx)
-                    y = emit(x, steps, alpha=alpha, beta=beta, load_c=load_c, bias=bias,
-                             row=row, col=col)
-                    y = irb.truncf(y, out_t)
-                    if width == 2:
-                        vector.store(y, c_mem, idx, alignment=2 * out_bytes)
-                    else:
-                        memref.store(y, c_mem, idx)
+    for key, drow, dcol in regs.pairs():
+        row = irb.add(row0, drow)
+        for half in range(2 // width):
+            col = irb.add(irb.add(col0, dcol), half)
+            guard = arith.andi(irb.lt(row, spec.M), irb.lt(col, spec.N))
+            with B.if_(guard):
+                idx = [irb.val(bz), irb.val(row), irb.val(col)]
+                if width == 2:
+                    x = vector.from_elements(irb.vector_type(2, f32),
+                                             [regs.value(key, 0), regs.value(key, 1)])
+                    vt = irb.vector_type(2, out_t)
+                    load_c = lambda: vector.load(vt, c_mem, idx, alignment=2 * out_bytes)
+                else:
+                    x = regs.value(key, half)
+                    load_c = lambda: memref.load(c_mem, idx)
+                y = emit(x, steps, alpha=alpha, beta=beta, load_c=load_c, bias=bias,
+                         row=row, col=col)
+                y = irb.truncf(y, out_t)
+                if width == 2:
+                    vector.store(y, c_mem, idx, alignment=2 * out_bytes)
+                else:
+                    memref.store(y, c_mem, idx)
 
 
 def _fragment_origin(cfg, tid, m0, n0, row_base):
@@ -485,51 +610,49 @@ def _fragment_origin(cfg, tid, m0, n0, row_base):
     return row0, irb.add(n0, irb.mul(irb.rem(lane, 4), 2))
 
 
-def _store_partials(spec, cfg, acc, accs, tid, m0, n0, row_base, z, w_mem) -> None:
+def _store_partials(spec, cfg, regs: _Registers, tid, m0, n0, row_base, z, w_mem) -> None:
     """split_k: the raw f32 accumulator into the workspace W[z] (z = batch element x
     split_k + slice), pairs of neighbouring columns as 2-vectors (one column at a time where
     N is odd), guarded by the bounds; deepgen-split-k's reduce applies the epilogue."""
     row0, col0 = _fragment_origin(cfg, tid, m0, n0, row_base)
     width = 2 if spec.N % 2 == 0 else 1
     f32 = ir.F32Type.get()
-    for r in range(cfg.slabs):
-        for j, drow, dcol in acc.pairs():
-            row = irb.add(row0, r * WGMMA_M + drow)
-            for half in range(2 // width):
-                col = irb.add(col0, dcol + half)
-                with B.if_(arith.andi(irb.lt(row, spec.M), irb.lt(col, spec.N))):
-                    idx = [irb.val(z), irb.val(row), irb.val(col)]
-                    if width == 2:
-                        x = vector.from_elements(irb.vector_type(2, f32),
-                                                 [acc.get(accs[r], j), acc.get(accs[r], j + 1)])
-                        vector.store(x, w_mem, idx, alignment=8)
-                    else:
-                        memref.store(acc.get(accs[r], j + half), w_mem, idx)
+    for key, drow, dcol in regs.pairs():
+        row = irb.add(row0, drow)
+        for half in range(2 // width):
+            col = irb.add(irb.add(col0, dcol), half)
+            with B.if_(arith.andi(irb.lt(row, spec.M), irb.lt(col, spec.N))):
+                idx = [irb.val(z), irb.val(row), irb.val(col)]
+                if width == 2:
+                    x = vector.from_elements(irb.vector_type(2, f32),
+                                             [regs.value(key, 0), regs.value(key, 1)])
+                    vector.store(x, w_mem, idx, alignment=8)
+                else:
+                    memref.store(regs.value(key, half), w_mem, idx)
 
 
-def _store_transposed(spec, cfg, acc, accs, tid, n0, m0, row_base, bz, ks, out, alpha, beta,
-                      bias, out_t) -> None:
+def _store_transposed(spec, cfg, regs: _Registers, tid, n0, m0, row_base, bz, ks, out, alpha,
+                      beta, bias, out_t) -> None:
     """swap_ab: the accumulator holds a tile of C^T (rows over N from n0, columns over M from
     m0); each register goes to C[m, n] (neighbouring registers lie in neighbouring rows of C,
     so one element per store), guarded by the bounds: the raw f32 partial into W[z] with
     split_k, else through the epilogue chain with C's own (row, column), so a bias per column
     of C is indexed by n, the accumulator's row."""
     n_first, m_first = _fragment_origin(cfg, tid, n0, m0, row_base)
-    for r in range(cfg.slabs):
-        for j, drow, dcol in acc.pairs():
-            n = irb.add(n_first, r * WGMMA_M + drow)
-            for half in range(2):
-                m = irb.add(m_first, dcol + half)
-                with B.if_(arith.andi(irb.lt(m, spec.M), irb.lt(n, spec.N))):
-                    x = acc.get(accs[r], j + half)
-                    if cfg.split_k > 1:
-                        memref.store(x, out, [irb.val(ks.z), irb.val(m), irb.val(n)])
-                        continue
-                    idx = [irb.val(bz), irb.val(m), irb.val(n)]
-                    y = emit(x, spec.epilogue.steps, alpha=alpha, beta=beta,
-                             load_c=lambda idx=idx: memref.load(out, idx), bias=bias,
-                             row=m, col=n)
-                    memref.store(irb.truncf(y, out_t), out, idx)
+    for key, drow, dcol in regs.pairs():
+        n = irb.add(n_first, drow)
+        for half in range(2):
+            m = irb.add(irb.add(m_first, dcol), half)
+            with B.if_(arith.andi(irb.lt(m, spec.M), irb.lt(n, spec.N))):
+                x = regs.value(key, half)
+                if cfg.workspace_reduce:
+                    memref.store(x, out, [irb.val(ks.z), irb.val(m), irb.val(n)])
+                    continue
+                idx = [irb.val(bz), irb.val(m), irb.val(n)]
+                y = emit(x, spec.epilogue.steps, alpha=alpha, beta=beta,
+                         load_c=lambda idx=idx: memref.load(out, idx), bias=bias,
+                         row=m, col=n)
+                memref.store(irb.truncf(y, out_t), out, idx)
 
 
 def finish_lowered(module, cfg: WgmmaConfig) -> None:
