@@ -17,8 +17,11 @@ host cost is the lower. The epilogue is not part of the match: a linear layer's 
 into DeepGen's kernel (bias_dim "col") when the layer routes. Everything else (CPU tensors,
 other dtypes or strides, shapes not in the database, slower ones) stays with torch.
 
-optimize(model) turns each nn.Linear into an OptimizedLinear (the same module: same
-parameters, state_dict, hooks; only its forward differs; `restore(model)` turns it back).
+optimize(model) turns each nn.Linear that can win at some M into an OptimizedLinear (the same
+module: same parameters, state_dict, hooks; only its forward differs; `restore(model)` turns
+it back); a layer on the GPU whose N, K and dtype win in no M range of the database stays a
+plain nn.Linear, so it costs nothing per call. OptimizedLinear decides once per form of call
+(input shape, strides, dtype, device) and then pays one dict lookup per call.
 OptimizedLinear works under torch.compile (DeepGen's op has a fake implementation; the rule
 specializes on the shapes) and with autograd (deepgen.autograd). optimizing() is a
 torch.overrides.TorchFunctionMode for eager code.
@@ -94,6 +97,7 @@ def _load(path=None) -> dict:
                 "target": e.get("target"), "config": e.get("config")}
     _db.update(stamp=stamp, groups=groups, exact=exact)
     _decisions.clear()
+    _linear_routes.clear()
     return _db
 
 
@@ -199,11 +203,22 @@ class OptimizedLinear(torch.nn.Linear):
 
     def forward(self, x):
         w = self.weight
-        if x.dim() >= 2 and x.dtype == w.dtype and decide(x, w.t()):
+        if torch.compiler.is_compiling():  # traced: decide on the (static) shapes
+            route = x.dim() >= 2 and x.dtype == w.dtype and decide(x, w.t())
+        else:  # eager: one dict lookup per call once a call of this form was decided
+            key = (x.shape, x.stride(), x.dtype, x.device, w.shape, w.dtype)
+            route = _linear_routes.get(key)
+            if route is None:
+                route = _linear_routes[key] = (x.dim() >= 2 and x.dtype == w.dtype
+                                               and decide(x, w.t()))
+        if route:
             from deepgen import api
 
             return api.gemm(x, w.t(), bias=self.bias)
         return F.linear(x, w, self.bias)
+
+
+_linear_routes: dict[tuple, bool] = {}  # OptimizedLinear: the call's form -> decide's answer
 
 
 def optimize(model: torch.nn.Module) -> torch.nn.Module:
@@ -215,9 +230,38 @@ def optimize(model: torch.nn.Module) -> torch.nn.Module:
         return model
     reset()  # read the database again: it may have changed since the last decisions
     for m in model.modules():
-        if type(m) is torch.nn.Linear:
+        if type(m) is torch.nn.Linear and _may_win(m):
             m.__class__ = OptimizedLinear
     return model
+
+
+def _may_win(linear: torch.nn.Linear) -> bool:
+    """Whether the rule can route this layer at some M: False for a layer on a GPU whose N, K
+    and dtype win in no M range of the database (it stays a plain nn.Linear: no routing cost
+    per call); True for a layer not on a GPU yet (moved there later, it is decided per call)."""
+    from deepgen.spec import GemmSpec, SpecError
+
+    w = linear.weight
+    if not _on_gpu(w):
+        return True
+    dtype = _DTYPES.get(w.dtype)
+    if dtype is None:
+        return False
+    try:
+        target, name = _device(w.device.index or 0)
+    except (RuntimeError, AssertionError):
+        return False
+    N, K = linear.out_features, linear.in_features
+    for tf32 in ((False, True) if dtype == "f32" else (False,)):
+        group = (N, K, 1, dtype, dtype, "NT", tf32)
+        for M in sorted({row[0] for row in _load()["groups"].get(group, ())}):
+            try:
+                spec = GemmSpec(M=M, N=N, K=K, dtype=dtype, layout="NT", allow_tf32=tf32)
+            except SpecError:
+                continue
+            if wins(spec, target, name):
+                return True
+    return False
 
 
 def restore(model: torch.nn.Module) -> torch.nn.Module:
@@ -279,6 +323,7 @@ _ROUTED = {F.linear, torch.matmul, torch.mm, torch.bmm, torch.Tensor.__matmul__,
 def reset() -> None:
     """Forget the decisions and the database read (tests; a new tuned.json is seen anyway)."""
     _decisions.clear()
+    _linear_routes.clear()
     _db.update(stamp=None, groups={}, exact={})
 
 
