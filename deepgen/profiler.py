@@ -89,9 +89,13 @@ def _environment(torch, gpu: bool) -> dict:
 def records(prof) -> list[dict]:
     """Plain records of a torch.profiler run's CPU-side op events."""
     out = []
+    kineto = _kineto_events(prof)
     for e in prof.events():
         if str(getattr(e, "device_type", "CPU")).rsplit(".", 1)[-1] != "CPU":
             continue
+        dtypes = getattr(e, "input_dtypes", None)
+        if dtypes is None and e.id in kineto:  # torch < 2.12: only the Kineto event has them
+            dtypes = kineto[e.id].dtypes()
         parent, inside = e.cpu_parent, False
         while parent is not None:
             if parent.name in GEMM_OPS:
@@ -99,12 +103,20 @@ def records(prof) -> list[dict]:
                 break
             parent = parent.cpu_parent
         out.append({"name": e.name, "shapes": e.input_shapes or [],
-                    "dtypes": list(getattr(e, "input_dtypes", None) or []),
+                    "dtypes": list(dtypes or []),
                     "strides": list(getattr(e, "structured_input_strides", None) or []),
                     "cpu_us": e.cpu_time_total, "self_cpu_us": e.self_cpu_time_total,
                     "device_us": e.device_time_total,
                     "self_device_us": e.self_device_time_total, "in_gemm": inside})
     return out
+
+
+def _kineto_events(prof) -> dict:
+    """{correlation id: Kineto event} (FunctionEvent.id is the Kineto correlation id)."""
+    try:
+        return {k.correlation_id(): k for k in prof.profiler.kineto_results.events()}
+    except (AttributeError, RuntimeError):
+        return {}
 
 
 # -- parsing --------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import textwrap
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -87,6 +88,22 @@ def test_parse_recovers_gemm_shapes_and_groups_them():
 def test_gemm_of_each_op(record, want):
     g = profiler.gemm_of(record)
     assert (g["M"], g["N"], g["K"], g["batch"], g["layout"]) == want
+
+
+def test_records_take_dtypes_from_kineto_when_events_lack_them():
+    """torch 2.11's FunctionEvent has no input_dtypes (the H200 host's torch): the Kineto event
+    with the same correlation id has them."""
+    event = SimpleNamespace(  # a FunctionEvent without input_dtypes / strides
+        id=7, name="aten::mm", device_type="DeviceType.CPU", cpu_parent=None,
+        input_shapes=[[64, 32], [32, 16]], cpu_time_total=5.0, self_cpu_time_total=5.0,
+        device_time_total=4.0, self_device_time_total=4.0)
+    kineto = SimpleNamespace(correlation_id=lambda: 7,
+                             dtypes=lambda: ["c10::BFloat16", "c10::BFloat16"])
+    prof = SimpleNamespace(events=lambda: [event], profiler=SimpleNamespace(
+        kineto_results=SimpleNamespace(events=lambda: [kineto])))
+    (r,) = profiler.records(prof)
+    assert r["dtypes"] == ["c10::BFloat16"] * 2 and r["strides"] == []
+    assert profiler.gemm_of(r)["dtype"] == "bf16"
 
 
 SCRIPT = '''
