@@ -23,11 +23,12 @@ import sys
 import time
 from pathlib import Path
 
-SHAPES = {  # name: (M, N, K)
+SHAPES = {  # name: (M, N, K[, scale mode]); per-tensor scales unless named
     "4096^3": (4096, 4096, 4096),
     "8192^3": (8192, 8192, 8192),
     "2048x4096x14336": (2048, 4096, 14336),
     "16x4096x4096": (16, 4096, 4096),
+    "4096^3-rowwise": (4096, 4096, 4096, "rowwise"),
 }
 COOP = {"BM": 128, "BN": 256, "consumers": 2, "mode": "cooperative", "stages": 4,
         "persistent": False}
@@ -42,10 +43,10 @@ VARIANTS = {  # name: wgmma fields over the default config (None: the default it
 SMALL_VARIANTS = ("default",)  # at M = 16: the swap_ab default only
 
 
-def spec_of(M, N, K):
+def spec_of(M, N, K, scale="tensor"):
     from deepgen.spec import GemmSpec
 
-    return GemmSpec(M=M, N=N, K=K, dtype="e4m3", out_dtype="bf16", layout="NT", scale="tensor")
+    return GemmSpec(M=M, N=N, K=K, dtype="e4m3", out_dtype="bf16", layout="NT", scale=scale)
 
 
 def build(directory: Path, shapes) -> None:
@@ -54,7 +55,7 @@ def build(directory: Path, shapes) -> None:
     index = []
     for name in shapes:
         spec = spec_of(*SHAPES[name])
-        variants = SMALL_VARIANTS if spec.M < 128 else VARIANTS
+        variants = SMALL_VARIANTS if spec.M < 128 or spec.scale == "rowwise" else VARIANTS
         seen = set()
         for vname in variants:
             fields = VARIANTS[vname]
@@ -86,8 +87,8 @@ def run(directory: Path, out: Path, rounds: int, shapes) -> dict:
     index = json.loads((directory / "index.json").read_text())
     results = []
     for name in shapes:
-        M, N, K = SHAPES[name]
-        spec = spec_of(M, N, K)
+        M, N, K = SHAPES[name][:3]
+        spec = spec_of(*SHAPES[name])
         entries = [e for e in index if e["shape"] == name]
         kernels = {e["variant"]: load(directory / name / e["variant"]) for e in entries}
         preload(directory / name / "default")
@@ -97,8 +98,12 @@ def run(directory: Path, out: Path, rounds: int, shapes) -> dict:
         sets = [(torch.randn(M, K, device="cuda").to(torch.float8_e4m3fn),
                  torch.randn(N, K, device="cuda").to(torch.float8_e4m3fn).t())
                 for _ in range(count)]
-        sa, sb = torch.tensor(0.7, device="cuda"), torch.tensor(1.3, device="cuda")
-        sa1, sb1 = sa.reshape(1), sb.reshape(1)
+        if spec.scale == "rowwise":  # torch._scaled_mm's rowwise form: (M, 1) and (1, N)
+            sa = 0.5 + torch.rand(M, 1, device="cuda")
+            sb = 0.5 + torch.rand(1, N, device="cuda")
+        else:
+            sa, sb = torch.tensor(0.7, device="cuda"), torch.tensor(1.3, device="cuda")
+        sa1, sb1 = sa.reshape(-1), sb.reshape(-1)
         c = torch.empty(M, N, device="cuda", dtype=torch.bfloat16)
         impls = {"torch._scaled_mm": lambda a, b: torch._scaled_mm(
             a, b, scale_a=sa, scale_b=sb, out_dtype=torch.bfloat16)}
@@ -108,7 +113,7 @@ def run(directory: Path, out: Path, rounds: int, shapes) -> dict:
         impls["deepgen.gemm"] = lambda a, b: deepgen.gemm(a, b, out=c, scale_a=sa, scale_b=sb)
         # correctness once: float64 of the dequantized inputs, C poisoned
         a, b = sets[0]
-        ref = (a.double() @ b.double()) * 0.7 * 1.3
+        ref = (a.double() * sa.double()) @ (b.double() * sb.double())
         checks = {}
         for iname, fn in impls.items():
             c.fill_(float("nan"))
@@ -135,10 +140,12 @@ def run(directory: Path, out: Path, rounds: int, shapes) -> dict:
         del sets
         torch.cuda.empty_cache()
     doc = {"benchmark": "fp8_bench", "device": torch.cuda.get_device_name(),
+           "git_commit": _git_commit(),
            "torch": torch.__version__, "cuda": torch.version.cuda,
            "deepgen": deepgen.__version__,
            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           "rounds": rounds, "dtype": "e4m3", "layout": "NT", "scales": "per-tensor",
+           "rounds": rounds, "dtype": "e4m3", "layout": "NT",
+           "scales": "per-tensor unless the shape says rowwise",
            "out_dtype": "bf16", "timing": "median of per-round medians (measure.time_ms: "
            "triton do_bench median, inputs rotated past L2)", "results": results}
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -149,6 +156,16 @@ def run(directory: Path, out: Path, rounds: int, shapes) -> dict:
             print(f"{row['shape']:18s} {i:34s} {v:8.1f} {row['ratio_vs_torch'][i]:8.3f} "
                   f"{row['rel_error'][i]:9.2e}")
     return doc
+
+
+def _git_commit() -> str | None:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
 
 
 def main(argv=None) -> int:

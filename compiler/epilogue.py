@@ -102,16 +102,23 @@ def load_bias(bias: ir.Value, index, width: int | None, broadcast: bool) -> ir.V
 
 def emit(x: ir.Value, steps, *, alpha: ir.Value | None = None, beta: ir.Value | None = None,
          load_c: Callable[[], ir.Value] | None = None, bias: ir.Value | None = None,
-         row=None, col=None, bias_value: Callable[[str], ir.Value] | None = None) -> ir.Value:
+         row=None, col=None, bias_value: Callable[[str], ir.Value] | None = None,
+         scales: tuple | None = None) -> ir.Value:
     """The chain `steps` applied to x (f32 scalar or vector); returns the f32 result.
 
     load_c() emits the load of C at x's place (C's element type, x's shape): it is called
     inside the beta != 0 branch only. The bias is read from `bias` at `row` (bias_row) or
     `col` (bias_col, x's first column), or given by bias_value(kind) when the caller reads
-    it itself (the affine description)."""
+    it itself (the affine description). `scales`: (scale_a, scale_b), f32 memrefs of M and N
+    values (GemmSpec.scale "rowwise"), multiply x by scale_a[row] * scale_b[col..] before the
+    chain."""
     f32 = ir.F32Type.get()
     w = _width(x)
     res = x
+    if scales is not None:
+        scale_a, scale_b = scales
+        res = arith.mulf(res, arith.mulf(load_bias(scale_a, row, w, True),
+                                         load_bias(scale_b, col, w, False)))
     for step in steps:
         if step == "alpha_beta":
             res = arith.mulf(_bcast(alpha, w), res)

@@ -7,13 +7,15 @@ a: (M, K) float8_e4m3fn or float8_e5m2, row-major; b: (K, N) of the same dtype, 
 (the (K, N) view `w.t()` of an (N, K) row-major weight, as nn.Linear stores it; layout NT, the
 only one fp8 wgmma reads: both operands K-major). scale_a, scale_b: float32 CUDA tensors of one
 element (0-dim or shape (1,)), read by the kernel from device memory (so CUDA graphs replay
-with their current values). Both or neither (no scales: the raw product). out_dtype:
+with their current values); or rowwise (torch._scaled_mm's rowwise form): scale_a (M, 1),
+scale_b (1, N), C[m, n] = acc[m, n] * scale_a[m] * scale_b[n] (per token of a, per channel of
+b: w8a8). Both or neither (no scales: the raw product). out_dtype:
 torch.bfloat16, torch.float16 or torch.float32 (fp8 output is not built): required unless
 `out` is given. alpha, beta, out, bias and activation as deepgen.gemm (the bias defaults to
 the output type, as torch._scaled_mm's).
 
 deepgen.gemm comes here when it gets fp8 inputs, a scale or an out_dtype; errors name the
-argument before anything compiles. Rowwise (per-token x per-channel) scales are not built yet.
+argument before anything compiles. Block scales (DeepSeek's 1x128 / 128x128) are not built.
 """
 from __future__ import annotations
 
@@ -102,14 +104,16 @@ def _aligned(*tensors) -> bool:
 
 
 def _extras(spec: GemmSpec, bias, scale_a, scale_b) -> dict:
-    """The kernel's named operands: the bias (contiguous) and the scales as (1,) views."""
+    """The kernel's named operands: the bias (contiguous) and the scales as 1-D views (1, M
+    or N values)."""
     extra = {}
     if bias is not None:
         contiguous = bias.shape[0] <= 1 or bias.stride(0) == 1
         extra["bias"] = bias if contiguous and not bias.data_ptr() % ALIGNMENT else (
             bias.clone(memory_format=torch.contiguous_format))
     if spec.scale != "none":
-        extra["scale_a"], extra["scale_b"] = (s.reshape(1) if s.dim() != 1 else s
+        extra["scale_a"], extra["scale_b"] = (s if s.dim() == 1 and s.stride(0) == 1
+                                              else s.reshape(-1).contiguous()
                                               for s in (scale_a, scale_b))
     return extra
 
@@ -210,11 +214,14 @@ def _scale_mode(scale_a, scale_b, a, M: int, N: int, fp8: bool) -> str:
                         f" got {a.dtype}")
     if scale_a.numel() == 1 and scale_b.numel() == 1:
         return "tensor"
-    if scale_a.numel() == M and scale_b.numel() == N:
-        raise NotImplementedError("scale_a, scale_b: rowwise scales (M and N values) are not "
-                                  "built yet; per-tensor scales (one element each) are")
-    raise ValueError(f"scale_a, scale_b: per-tensor scales have one element each, got shapes "
-                     f"{tuple(scale_a.shape)} and {tuple(scale_b.shape)}")
+    rows = tuple(scale_a.shape) in ((M,), (M, 1))
+    cols = tuple(scale_b.shape) in ((N,), (1, N))
+    if rows and cols:
+        return "rowwise"
+    raise ValueError(f"scale_a, scale_b: one element each (per tensor), or scale_a (M, 1) = "
+                     f"({M}, 1) and scale_b (1, N) = (1, {N}) (rowwise: per token of a, per "
+                     f"channel of b), got shapes {tuple(scale_a.shape)} and "
+                     f"{tuple(scale_b.shape)}")
 
 
 def _check_devices(tensors) -> None:

@@ -147,13 +147,13 @@ def _gemm_fake(a, b, alpha=1.0, bias=None, activation="none", bias_dim="col", sc
                scale_b=None, out_dtype=None):
     _check(a, b)
     _check_epilogue(a, b, bias, activation, bias_dim)
-    _check_scaled(a, scale_a, scale_b, out_dtype)
+    _check_scaled(a, b, scale_a, scale_b, out_dtype)
     return a.new_empty((*a.shape[:-1], b.shape[-1]), dtype=out_dtype or a.dtype)
 
 
-def _check_scaled(a, scale_a, scale_b, out_dtype) -> None:
+def _check_scaled(a, b, scale_a, scale_b, out_dtype) -> None:
     """fp8: an output dtype of the outputs' types (fp8 output is not built); both scales or
-    neither, float32, one element each."""
+    neither, float32, one element each (per tensor) or M and N (rowwise)."""
     out_types = tuple(torch_dtype(n) for n in OUTPUT_DTYPES)
     torch._check_type(out_dtype in (None, *out_types),
                       lambda: f"out_dtype: must be one of {out_types}, got {out_dtype}")
@@ -166,14 +166,15 @@ def _check_scaled(a, scale_a, scale_b, out_dtype) -> None:
         if s is not None:
             torch._check_type(s.dtype == torch.float32,
                               lambda name=name, s=s: f"{name}: must be float32, got {s.dtype}")
-            torch._check_value(s.numel() == 1,
-                               lambda name=name, s=s: f"{name}: per-tensor scales have one "
-                                                      f"element, got shape {tuple(s.shape)}")
+            want = a.shape[-2] if name == "scale_a" else b.shape[-1]  # rowwise: M or N
+            torch._check_value(s.numel() == 1 or s.numel() == want,
+                               lambda name=name, s=s, want=want: f"{name}: one element (per "
+                               f"tensor) or {want} (rowwise), got shape {tuple(s.shape)}")
 
 
 def _gemm_out_fake(a, b, out, alpha=1.0, beta=0.0, bias=None, activation="none",
                    bias_dim="col", scale_a=None, scale_b=None):
-    _check_scaled(a, scale_a, scale_b, out.dtype)
+    _check_scaled(a, b, scale_a, scale_b, out.dtype)
     _check(a, b)
     _check_epilogue(a, b, bias, activation, bias_dim)
     want = (*a.shape[:-1], b.shape[-1])

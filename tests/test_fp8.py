@@ -85,7 +85,8 @@ def test_scale_is_in_the_spec_dict_and_the_cache_key_only_when_set():
      r"^BK: one 128-byte swizzle span: 128 e4m3 elements"),
     (dict(), "sm_90a", {"strategy": "wgmma", "split_k": 2},
      r"^split_k: split_k 2 with scales: the workspace reduce applies none"),
-    (dict(scale="rowwise"), "sm_90a", None, r"^scale: wgmma builds per-tensor scales"),
+    (dict(scale="rowwise"), "sm_90a", {"strategy": "wgmma", "split_k": 3},
+     r"^split_k: split_k 3 with scales"),
     (dict(epilogue=EpilogueSpec.of(alpha_beta=False, activation="relu")), "sm_90a", None,
      r"^epilogue: scales apply to the accumulator before the chain"),
 ])
@@ -138,12 +139,20 @@ def artifacts():
         "e4m3_pingpong": compile_artifact(
             GemmSpec(M=4096, N=4096, K=4096, dtype="e4m3", out_dtype="bf16", layout="NT",
                      scale="tensor"), None, "sm_90a", keep_ir=False),
+        "e4m3_rowwise": compile_artifact(
+            GemmSpec(M=1000, N=1234, K=512, dtype="e4m3", out_dtype="bf16", layout="NT",
+                     scale="rowwise", epilogue=EpilogueSpec.of(bias="col", activation="relu")),
+            None, "sm_90a", keep_ir=False),
+        "e4m3_rowwise_swap": compile_artifact(
+            GemmSpec(M=16, N=4096, K=4096, dtype="e4m3", out_dtype="bf16", layout="NT",
+                     scale="rowwise"), None, "sm_90a", keep_ir=False),
     }
 
 
 @pytest.mark.parametrize("name,dtype,n,slabs,scaled_", [
     ("e4m3_tensor", "e4m3", 128, 2, True), ("e4m3_c2_bias_gelu", "e4m3", 256, 1, True),
-    ("e5m2_plain", "e5m2", 128, 2, False), ("e4m3_pingpong", "e4m3", 128, 2, True)])
+    ("e5m2_plain", "e5m2", 128, 2, False), ("e4m3_pingpong", "e4m3", 128, 2, True),
+    ("e4m3_rowwise", "e4m3", 128, 1, True), ("e4m3_rowwise_swap", "e4m3", 16, 2, True)])
 def test_ptx_has_k32_fp8_wgmma_over_128_byte_boxes(artifacts, name, dtype, n, slabs, scaled_):
     """m64nNk32.f32.<fp8>.<fp8> without transpose immediates (K-major only), BK/32 = 4 per K
     tile and slab; TMA boxes of 128 fp8 = the 128-byte swizzle span; the scales as the last
@@ -156,16 +165,19 @@ def test_ptx_has_k32_fp8_wgmma_over_128_byte_boxes(artifacts, name, dtype, n, sl
     assert len(mma) == 2 * 4 * slabs  # the peeled first K tile and the loop, 4 k32 steps each
     assert not re.search(r"wgmma\.mma_async\S*(f16|bf16|tf32)\.", ptx)
     a, b = main.params[:2]
-    assert (a.dtype, a.box[1:], a.swizzle) == (dtype, (128, 128), 128)
+    assert (a.dtype, a.box[1:], a.swizzle) == (dtype, (art.config["BM"], 128), 128)
     assert (b.dtype, b.box[1:]) == (dtype, (n, 128))
     names = [p.name for p in main.params]
     if scaled_:
         assert names[-2:] == ["scale_a", "scale_b"]
-        for p in main.params[-2:]:
-            assert (p.kind, p.dtype, p.shape) == ("ptr", "f32", (1,))
-        # two f32 loads at the kernel's entry, before any wgmma
-        loads = [m.start() for m in re.finditer(r"ld\.global(\.nc)?\.[bf]32 ", ptx)]
-        assert len(loads) >= 2 and loads[1] < ptx.index("wgmma.mma_async")
+        rowwise = "rowwise" in name
+        for p, rule in zip(main.params[-2:], ("M", "N")):
+            assert (p.kind, p.dtype, p.shape) == ("ptr", "f32", (rule,) if rowwise else (1,))
+        loads = [m.start() for m in re.finditer(r"ld\.global(\.nc)?\.(v2\.)?[bf]32 ", ptx)]
+        if rowwise:  # per element in the epilogue, after the last wgmma
+            assert loads and loads[0] > ptx.rindex("wgmma.mma_async")
+        else:  # two f32 loads at the kernel's entry, before any wgmma
+            assert len(loads) >= 2 and loads[1] < ptx.index("wgmma.mma_async")
     else:
         assert "scale_a" not in names
     res = art.resources[main.entry]
@@ -177,7 +189,7 @@ def test_sass_has_fp8_qgmma_and_no_local_memory(artifacts):
     from test_wgmma import _check_sass
 
     _check_sass({k: v for k, v in artifacts.items() if "e4m3" in k},
-                r"QGMMA\.64x(128|256)x32\.F32\.E4M3\.E4M3\b")
+                r"QGMMA\.64x(16|128|256)x32\.F32\.E4M3\.E4M3\b")
     _check_sass({"e5m2_plain": artifacts["e5m2_plain"]}, r"QGMMA\.64x128x32\.F32\.E5M2\.E5M2\b")
 
 
@@ -213,10 +225,11 @@ def _sc():
      TypeError, r"^scale_b: missing; give both"),
     (dict(a=_fp8(64, 32), b=_fp8(48, 32).t(), scale_a=_sc().double(), scale_b=_sc(),
           out_dtype=torch.bfloat16), TypeError, r"^scale_a: must be float32"),
-    (dict(a=_fp8(64, 32), b=_fp8(48, 32).t(), scale_a=torch.ones(64), scale_b=torch.ones(48),
-          out_dtype=torch.bfloat16), NotImplementedError, r"rowwise scales .* not built"),
+    (dict(a=_fp8(64, 32), b=_fp8(48, 32).t(), scale_a=torch.ones(64, 1),
+          scale_b=torch.ones(48, 1), out_dtype=torch.bfloat16), ValueError,
+     r"^scale_a, scale_b: one element each .* scale_b \(1, N\) = \(1, 48\)"),
     (dict(a=_fp8(64, 32), b=_fp8(48, 32).t(), scale_a=torch.ones(2), scale_b=_sc(),
-          out_dtype=torch.bfloat16), ValueError, r"^scale_a, scale_b: per-tensor scales"),
+          out_dtype=torch.bfloat16), ValueError, r"^scale_a, scale_b: one element each"),
     (dict(a=torch.randn(64, 32), b=torch.randn(32, 48), scale_a=_sc(), scale_b=_sc()),
      TypeError, r"^scale_a, scale_b: scales apply to fp8 inputs"),
     (dict(a=_fp8(64, 32), b=_fp8(48, 32).t(), scale_a=_sc(), scale_b=_sc(),
@@ -238,6 +251,12 @@ def test_scaled_spec_follows_torch_scaled_mm(cpu):
     assert spec.epilogue == EpilogueSpec.of(bias="col")  # bias in the output type: default
     assert scaled.spec_for(a.view(torch.float8_e5m2), w.t().view(torch.float8_e5m2),
                            out_dtype=torch.float32).scale == "none"
+    rowwise = scaled.spec_for(a, w.t(), scale_a=torch.ones(64, 1), scale_b=torch.ones(1, 48),
+                              out_dtype=torch.float16)
+    assert (rowwise.scale, rowwise.operand_shape("scale_a"), rowwise.operand_shape("scale_b")) \
+        == ("rowwise", (64,), (48,))
+    extra = scaled._extras(rowwise, None, torch.ones(64, 1), torch.ones(1, 48))
+    assert [tuple(t.shape) for t in extra.values()] == [(64,), (48,)]
 
 
 def test_torch_op_fakes_give_the_output_dtype():
@@ -248,6 +267,10 @@ def test_torch_op_fakes_give_the_output_dtype():
     assert (tuple(out.shape), out.dtype) == ((64, 48), torch.bfloat16)
     with pytest.raises(TypeError, match="need an output dtype"):
         torch.ops.deepgen.gemm(a, b, 1.0, None, "none", "col", s, s)
-    with pytest.raises(ValueError, match="per-tensor scales have one element"):
+    rows = torch.ops.deepgen.gemm(a, b, 1.0, None, "none", "col",
+                                  torch.empty(64, 1, device="meta"),
+                                  torch.empty(1, 48, device="meta"), torch.float16)
+    assert (tuple(rows.shape), rows.dtype) == ((64, 48), torch.float16)
+    with pytest.raises(ValueError, match=r"one element \(per tensor\) or 64 \(rowwise\)"):
         torch.ops.deepgen.gemm(a, b, 1.0, None, "none", "col", torch.empty(3, device="meta"),
                                s, torch.bfloat16)

@@ -2,8 +2,9 @@
 DIR/fp8/<name>): e4m3 and e5m2 inputs, layout NT, through the wgmma strategy's defaults
 (ping-pong 128x128 at 4096^3, cooperative 128x256 at K = 14336, swap_ab at M = 16, the small
 tiles of odd shapes) and given configs; partial tiles (M, N not multiples of the tile), K not a
-multiple of BK = 128 (TMA's zero fill), per-tensor scales != 1, bias + activation once, alpha
-and beta with C read, bf16 / f16 / f32 output, split-K (unscaled).
+multiple of BK = 128 (TMA's zero fill), per-tensor scales != 1, rowwise scales (per row of A,
+per column of B), bias + activation, alpha and beta with C read, bf16 / f16 / f32 output,
+odd N, split-K (unscaled).
 
 Each case: (name, spec fields, wgmma config fields given (the rest completed by the strategy;
 {} is the default config), alpha, beta)."""
@@ -33,6 +34,17 @@ def cases() -> list:
                                          layout="NT"), {}, 2.0, 0.5),
         ("fp8-e4m3-unscaled-splitk", dict(M=16, N=4096, K=4096, dtype="e4m3", out_dtype="f32",
                                           layout="NT"), {}, 1.0, 0.0),
+        # rowwise scales (scale_a over M, scale_b over N): ping-pong, partial tiles with bias
+        # and relu, swap_ab (C stored transposed), cooperative 128x256 at odd N
+        ("fp8-e4m3-rowwise-4096", dict(e4, M=4096, N=4096, K=4096, scale="rowwise"), {},
+         1.0, 0.0),
+        ("fp8-e4m3-rowwise-biascol-relu", dict(e4, M=1000, N=1234, K=2048, scale="rowwise",
+                                               epilogue=_epi("col", "relu")), {}, 1.0, 0.0),
+        ("fp8-e4m3-rowwise-decode-m16", dict(e4, M=16, N=4096, K=4096, scale="rowwise"), {},
+         1.0, 0.0),
+        ("fp8-e4m3-rowwise-c2-odd-n", dict(e4, M=700, N=1001, K=1024, scale="rowwise",
+                                           out_dtype="f32"),
+         {"BM": 128, "BN": 256, "consumers": 2}, 0.5, 0.0),
     ]
 
 

@@ -49,22 +49,25 @@ def hopper():
 
 
 def _scales(spec: GemmSpec, seed: int):
-    """Two f32 scales != 1 (or None without scales), as 1-element CUDA tensors."""
+    """f32 scales in 0.25 .. 2.25 (or None without scales): 1-element CUDA tensors (per
+    tensor), or M and N values (rowwise)."""
     import torch
 
     if spec.scale == "none":
         return None, None
     g = torch.Generator().manual_seed(seed)
-    sa, sb = (0.25 + 2 * torch.rand(2, generator=g)).tolist()
-    return (torch.tensor([sa], device="cuda"), torch.tensor([sb], device="cuda"))
+    n_a, n_b = (1, 1) if spec.scale == "tensor" else (spec.M, spec.N)
+    sa, sb = (0.25 + 2 * torch.rand(n, generator=g) for n in (n_a, n_b))
+    return sa.cuda(), sb.cuda()
 
 
 def _reference(spec, a, b, c, alpha, beta, bias, sa, sb):
+    """float64 of the dequantized inputs: a * scale_a (per row) @ b * scale_b (per column)."""
     from deepgen.runtime import measure
 
     a64, b64 = a.double(), b.double()
     if sa is not None:
-        a64, b64 = a64 * sa.double(), b64 * sb.double()
+        a64, b64 = a64 * sa.double()[:, None], b64 * sb.double()[None, :]
     return measure.reference(a64, b64, c, alpha, beta, spec.epilogue, bias)
 
 
@@ -144,3 +147,29 @@ def test_gemm_scaled_form_matches_torch_scaled_mm_and_replays_new_scales(kernels
     graph.replay()
     torch.cuda.synchronize()
     assert measure.rel_error(c, (a.double() @ w.double().t()) * -0.5 * 1.7) <= tolerance(spec)
+
+
+def test_gemm_rowwise_matches_torch_scaled_mm(kernels, hopper):
+    """Rowwise scales as torch._scaled_mm takes them: scale_a (M, 1), scale_b (1, N)."""
+    import torch
+
+    import deepgen
+    from deepgen.runtime import measure, preload
+
+    name = "fp8-e4m3-rowwise-4096"
+    spec_fields = next(c[1] for c in CASES if c[0] == name)
+    spec = GemmSpec(**spec_fields)
+    if kernels.bundle is None:
+        pytest.skip("needs the bundle (preload)")
+    preload(kernels.bundle / "fp8" / name)
+    torch.manual_seed(8)
+    a = torch.randn(spec.M, spec.K, device="cuda").to(torch.float8_e4m3fn)
+    w = torch.randn(spec.N, spec.K, device="cuda").to(torch.float8_e4m3fn)
+    sa = 0.25 + torch.rand(spec.M, 1, device="cuda")
+    sb = 0.25 + torch.rand(1, spec.N, device="cuda")
+    out = deepgen.gemm(a, w.t(), scale_a=sa, scale_b=sb, out_dtype=torch.bfloat16)
+    ref = (a.double() * sa.double()) @ (w.double().t() * sb.double())
+    theirs = torch._scaled_mm(a, w.t(), scale_a=sa, scale_b=sb, out_dtype=torch.bfloat16)
+    err, err_torch = measure.rel_error(out, ref), measure.rel_error(theirs, ref)
+    ERRORS["api-rowwise-vs-torch._scaled_mm"] = {"deepgen": err, "torch": err_torch}
+    assert err <= tolerance(spec), err

@@ -262,12 +262,11 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
               f"fp8 ({spec.dtype}) wgmma reads only K-major operands: layout NT (A stored M x "
               f"K, B stored N x K as nn.Linear's weight; torch._scaled_mm's b is its (K, N) "
               f"column-major view), got layout {spec.layout}")
-    if spec.scale != "none":  # acc * scales folded into alpha (kernel._scaled_alpha)
-        check(spec.scale == "tensor", "scale",
-              f"wgmma builds per-tensor scales ('tensor'), got {spec.scale!r}")
+    if spec.scale == "tensor":  # acc * scales folded into alpha (kernel._scaled_alpha)
         check(spec.epilogue.steps[:1] == ("alpha_beta",), "epilogue",
               f"scales apply to the accumulator before the chain: its first step must be "
               f"alpha_beta, got {str(spec.epilogue)!r}")
+    if spec.scale != "none":
         check(cfg.split_k == 1 or getattr(cfg, "reduce", "workspace") == "cluster", "split_k",
               f"split_k {cfg.split_k} with scales: the workspace reduce applies none (not "
               f"built); use split_k 1")

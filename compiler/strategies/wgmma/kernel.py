@@ -212,8 +212,10 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
 
     with ir.InsertionPoint(block):
         arena.base()
-        if scales:  # per tensor: folded into alpha (the chain starts with alpha_beta)
+        if spec.scale == "tensor":  # folded into alpha (the chain starts with alpha_beta)
             alpha = _scaled_alpha(alpha, *scale_args)
+        # rowwise: acc[m, n] * scale_a[m] * scale_b[n], before the chain (compiler/epilogue.py)
+        rowwise = tuple(scale_args) if spec.scale == "rowwise" else None
         tid = gpu.thread_id(gpu.Dimension.x)
         pid = gpu.block_id(gpu.Dimension.x)
         group = min(cfg.group_m, tiles_m)
@@ -285,20 +287,21 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
                     for_tiles(lambda m0, n0, bz, g0, ks, i, count: _consumer(
                         spec, cfg, ring, arena, tid, 0, m0, n0, bz, g0, ks, a_bytes,
                         stage_bytes, c_mem, alpha, beta, bias, out_t,
-                        turn=_PingPongTurn(turns, consumer_index, i, count)),
+                        turn=_PingPongTurn(turns, consumer_index, i, count), scales=rowwise),
                         first=consumer_index, step=2)
                 else:
                     row_base = irb.mul(consumer_index, cfg.rows_per_consumer)
                     for_tiles(lambda m0, n0, bz, g0, ks, _i, _count: _consumer(
                         spec, cfg, ring, arena, tid, row_base, m0, n0, bz, g0, ks, a_bytes,
-                        stage_bytes, c_mem, alpha, beta, bias, out_t, stash=stash))
+                        stage_bytes, c_mem, alpha, beta, bias, out_t, stash=stash,
+                        scales=rowwise))
                     if stash is not None:  # every CTA's partials stashed: sum a share
                         # (here, not after the branches, where ptxas would hold the code to
                         # the producer's 40 registers)
                         B.cluster_sync()
                         for_tiles(lambda m0, n0, bz, _g0, _ks, _i, _count: _cluster_reduce(
                             spec, cfg, stash, arena, tid, m0, n0, row_base, bz, c_mem, alpha,
-                            beta, bias, out_t))
+                            beta, bias, out_t, scales=rowwise))
         if cfg.cluster_m > 1 or stash is not None:
             B.cluster_sync()  # no CTA exits while a peer may still use its shared memory
         gpu.return_([])
@@ -380,7 +383,7 @@ class _PingPongTurn:
 
 def _consumer(spec, cfg, ring, arena, tid, row_base, m0, n0, bz, g0, ks, a_bytes,
               stage_bytes, c_mem, alpha, beta, bias, out_t, turn: _PingPongTurn | None = None,
-              stash: _Stash | None = None) -> None:
+              stash: _Stash | None = None, scales=None) -> None:
     """One tile's mainloop and epilogue for one consumer warpgroup, on rows row_base.. of the
     tile (cooperative: its share; ping-pong: 0, the whole tile, in its turn)."""
     acc = B.Accumulator(cfg.BN)
@@ -455,12 +458,13 @@ def _consumer(spec, cfg, ring, arena, tid, row_base, m0, n0, bz, g0, ks, a_bytes
     regs = _Registers.whole(cfg, acc, accs)
     if cfg.swap_ab:
         _store_transposed(spec, cfg, regs, tid, m0, n0, row_base, bz, ks, c_mem, alpha,
-                          beta, bias, out_t)
+                          beta, bias, out_t, scales)
         return
     if cfg.split_k > 1:
         _store_partials(spec, cfg, regs, tid, m0, n0, row_base, ks.z, c_mem)
         return
-    _epilogue(spec, cfg, regs, tid, m0, n0, row_base, bz, c_mem, alpha, beta, bias, out_t)
+    _epilogue(spec, cfg, regs, tid, m0, n0, row_base, bz, c_mem, alpha, beta, bias, out_t,
+              scales)
 
 
 class _Registers:
@@ -541,7 +545,7 @@ class _Stash:
 
 
 def _cluster_reduce(spec, cfg, stash: _Stash, arena, tid, m0, n0, row_base, bz, c_mem, alpha,
-                    beta, bias, out_t) -> None:
+                    beta, bias, out_t, scales=None) -> None:
     """Cluster reduce: this CTA (rank = its K slice) sums its share of the register groups,
     groups rank x G / split_k up to (rank + 1) x G / split_k of G, over the cluster's stashes
     and stores them through the epilogue chain, one group per iteration (a loop rather than
@@ -558,17 +562,18 @@ def _cluster_reduce(spec, cfg, stash: _Stash, arena, tid, m0, n0, row_base, bz, 
         regs = _Registers.group(acc, g, stash.sum(peers, g))
         if cfg.swap_ab:
             _store_transposed(spec, cfg, regs, tid, m0, n0, row_base, bz, None, c_mem, alpha,
-                              beta, bias, out_t)
+                              beta, bias, out_t, scales)
         else:
             _epilogue(spec, cfg, regs, tid, m0, n0, row_base, bz, c_mem, alpha, beta, bias,
-                      out_t)
+                      out_t, scales)
         scf.yield_([])
 
 
 def _epilogue(spec, cfg, regs: _Registers, tid, m0, n0, row_base, bz, c_mem, alpha, beta,
-              bias, out_t) -> None:
+              bias, out_t, scales=None) -> None:
     """Registers -> C through the epilogue chain: each pair of neighbouring columns as a
-    2-vector (one column at a time where N is odd), stores guarded by the bounds."""
+    2-vector (one column at a time where N is odd), stores guarded by the bounds; `scales`
+    (rowwise: scale_a over M, scale_b over N) multiply first."""
     lane = irb.rem(tid, 32)
     warp = irb.rem(irb.div(tid, 32), 4)
     row0 = irb.add(irb.add(m0, row_base), irb.add(irb.mul(warp, 16), irb.div(lane, 4)))
@@ -593,7 +598,7 @@ def _epilogue(spec, cfg, regs: _Registers, tid, m0, n0, row_base, bz, c_mem, alp
                     x = regs.value(key, half)
                     load_c = lambda: memref.load(c_mem, idx)
                 y = emit(x, steps, alpha=alpha, beta=beta, load_c=load_c, bias=bias,
-                         row=row, col=col)
+                         row=row, col=col, scales=scales)
                 y = irb.truncf(y, out_t)
                 if width == 2:
                     vector.store(y, c_mem, idx, alignment=2 * out_bytes)
@@ -632,7 +637,7 @@ def _store_partials(spec, cfg, regs: _Registers, tid, m0, n0, row_base, z, w_mem
 
 
 def _store_transposed(spec, cfg, regs: _Registers, tid, n0, m0, row_base, bz, ks, out, alpha,
-                      beta, bias, out_t) -> None:
+                      beta, bias, out_t, scales=None) -> None:
     """swap_ab: the accumulator holds a tile of C^T (rows over N from n0, columns over M from
     m0); each register goes to C[m, n] (neighbouring registers lie in neighbouring rows of C,
     so one element per store), guarded by the bounds: the raw f32 partial into W[z] with
@@ -651,7 +656,7 @@ def _store_transposed(spec, cfg, regs: _Registers, tid, n0, m0, row_base, bz, ks
                 idx = [irb.val(bz), irb.val(m), irb.val(n)]
                 y = emit(x, spec.epilogue.steps, alpha=alpha, beta=beta,
                          load_c=lambda idx=idx: memref.load(out, idx), bias=bias,
-                         row=m, col=n)
+                         row=m, col=n, scales=scales)
                 memref.store(irb.truncf(y, out_t), out, idx)
 
 
