@@ -21,7 +21,7 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["compile_gemm", "explain", "gemm", "optimize", "profile", "__version__"]
+__all__ = ["__version__", "compile_gemm", "explain", "gemm", "optimize", "profile"]
 
 
 def __getattr__(name: str):
@@ -43,9 +43,11 @@ def __getattr__(name: str):
 
 
 def _gemm():
-    from .api import _body  # on the ops' first call: deepgen.api imports torch_op itself
+    # On the ops' first call (deepgen.api imports torch_op itself): deepgen.gemm's body,
+    # without its autograd routing.
+    from .api import _body
 
-    return _body  # deepgen.gemm without its autograd routing
+    return _body
 
 
 def _register_torch_ops() -> None:
@@ -53,7 +55,7 @@ def _register_torch_ops() -> None:
         from deepgen.runtime import torch_op
 
         torch_op.register(_gemm)
-    except Exception as e:  # never break the user's `import torch`
+    except Exception as e:  # noqa: BLE001  (never break the user's `import torch`)
         warnings.warn(f"deepgen: could not define torch.ops.deepgen ({type(e).__name__}: {e})")
 
 

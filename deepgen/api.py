@@ -25,10 +25,10 @@ import functools
 
 import torch
 
-from deepgen import scaled  # fp8 inputs, scales, out_dtype: deepgen.gemm's scaled form
-from deepgen import build, fallback
-from deepgen.runtime import cache, torch_op
+# scaled: fp8 inputs, scales, out_dtype: deepgen.gemm's scaled form
+from deepgen import build, fallback, scaled
 from deepgen.epilogue import ACTIVATIONS, EpilogueSpec
+from deepgen.runtime import cache, torch_op
 from deepgen.runtime.kernel import ALIGNMENT, TORCH_DTYPES, Kernel, strides_match
 from deepgen.spec import GemmSpec
 
