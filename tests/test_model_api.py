@@ -423,3 +423,14 @@ def test_optimizing_context_routes_functions(cpu_gpu, compiler, fake_gpu_rule):
         torch.testing.assert_close(c.double(), want, rtol=2e-2, atol=2e-1)
     torch.testing.assert_close(c4, x[:100] @ w.t())
     torch.testing.assert_close(c5, x @ w.t())
+
+
+def test_explain_borrows_a_tuned_neighbour():
+    pytest.importorskip("mlir")
+    near = GemmSpec(M=256, N=512, K=256, dtype="bf16", layout="NT")
+    _tuned([{"spec": near.to_dict(), "target": "sm_90a",
+             "config": {"strategy": "mma_sync", "BM": 64, "BN": 128}}])
+    a, w = torch.randn(200, 256).bfloat16(), torch.randn(512, 256).bfloat16()
+    ex = deepgen.explain(a, w.t(), target="sm_90a")
+    assert (ex.source, ex.strategy) == ("tuned-neighbour", "mma_sync")
+    assert (ex.config["BM"], ex.config["BN"]) == (64, 128) and ex.tuned is None

@@ -245,3 +245,16 @@ def test_tune_from_profile_dry_run_and_errors(tmp_path, capsys):
     assert "not a deepgen profile" in capsys.readouterr().err
     assert cli.main(["tune", "--from-profile", path, "cfg.json"]) == 2
     assert cli.main(["tune"]) == 2
+
+
+def test_cli_profile_a_module(tmp_path, monkeypatch, capsys):
+    pkg = tmp_path / "mypkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "run.py").write_text(textwrap.dedent(SCRIPT))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "prof"
+    assert cli.main(["profile", "--out", str(out), "-m", "mypkg.run", "8"]) == 0
+    report = json.loads((out / "profile.json").read_text())
+    assert {(g["M"], g["N"], g["K"]) for g in report["gemms"]} == {(16, 16, 8), (16, 8, 16)}
+    assert cli.main(["profile", "-m", "mypkg.nothere"]) == 2
