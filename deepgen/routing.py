@@ -14,8 +14,11 @@ with neither never routes). Host cost counts: each side's time is at least its m
 cost per call in eager mode (HOST_US: 12.6 us for torch.ops.deepgen.gemm, 10.0 us for
 torch.matmul on the H200, issue 18), so a GEMM that is host-bound never routes unless DeepGen's
 host cost is the lower. The epilogue is not part of the match: a linear layer's bias is fused
-into DeepGen's kernel (bias_dim "col") when the layer routes. Everything else (CPU tensors,
-other dtypes or strides, shapes not in the database, slower ones) stays with torch.
+into DeepGen's kernel (bias_dim "col") when the layer routes, and so is the activation module
+that follows it in an nn.Sequential (ReLU, SiLU, GELU(approximate="tanh"), neither with hooks:
+it is replaced by a FusedActivation and the layer applies it, in the epilogue or after torch's
+F.linear). Everything else (CPU tensors, other dtypes or strides, shapes not in the
+database, slower ones) stays with torch.
 
 optimize(model) turns each nn.Linear that can win at some M into an OptimizedLinear (the same
 module: same parameters, state_dict, hooks; only its forward differs; `restore(model)` turns
@@ -28,6 +31,7 @@ torch.overrides.TorchFunctionMode for eager code.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -199,7 +203,11 @@ def _device(index: int) -> tuple[str, str | None]:
 # -- nn.Linear -----------------------------------------------------------------------------------
 
 class OptimizedLinear(torch.nn.Linear):
-    """nn.Linear whose forward runs deepgen.gemm (bias fused) where the rule says DeepGen wins."""
+    """nn.Linear whose forward runs deepgen.gemm (bias fused) where the rule says DeepGen wins;
+    with `_deepgen_act` set (optimize fused the activation module after it), the activation
+    too: in DeepGen's epilogue when routed, else torch's after F.linear."""
+
+    _deepgen_act: str | None = None
 
     def forward(self, x):
         w = self.weight
@@ -211,11 +219,61 @@ class OptimizedLinear(torch.nn.Linear):
             if route is None:
                 route = _linear_routes[key] = (x.dim() >= 2 and x.dtype == w.dtype
                                                and decide(x, w.t()))
+        act = self._deepgen_act
         if route:
             from deepgen import api
 
-            return api.gemm(x, w.t(), bias=self.bias)
-        return F.linear(x, w, self.bias)
+            return api.gemm(x, w.t(), bias=self.bias, activation=act)
+        y = F.linear(x, w, self.bias)
+        return y if act is None else _TORCH_ACT[act](y)
+
+
+_TORCH_ACT = {"relu": torch.relu, "silu": F.silu,
+              "gelu_tanh": lambda y: F.gelu(y, approximate="tanh")}
+
+
+class FusedActivation(torch.nn.Identity):
+    """Stands where optimize() took an activation module that the OptimizedLinear before it
+    now applies; `original` is the module (restore() puts it back)."""
+
+    def __init__(self, original: torch.nn.Module):
+        super().__init__()
+        self.original = original
+
+
+def _activation_of(m: torch.nn.Module) -> str | None:
+    """The epilogue activation a module computes, when fusing it is safe (no hooks)."""
+    if m._forward_hooks or m._forward_pre_hooks:
+        return None
+    if type(m) is torch.nn.ReLU:
+        return "relu"
+    if type(m) is torch.nn.SiLU:
+        return "silu"
+    if type(m) is torch.nn.GELU and m.approximate == "tanh":
+        return "gelu_tanh"
+    return None
+
+
+def _fuse_activations(model: torch.nn.Module) -> int:
+    """In every nn.Sequential, an OptimizedLinear (without hooks) followed by ReLU, SiLU or
+    GELU(tanh) takes the activation into its epilogue (the Sequential's structure makes that
+    safe: the layer's output feeds the activation alone). Returns the count fused."""
+    fused = 0
+    for seq in model.modules():
+        if type(seq) is not torch.nn.Sequential:
+            continue
+        names = list(seq._modules)
+        for first, second in itertools.pairwise(names):
+            lin, nxt = seq._modules[first], seq._modules[second]
+            if type(lin) is not OptimizedLinear or lin._deepgen_act is not None or \
+                    lin._forward_hooks or lin._forward_pre_hooks:
+                continue
+            act = _activation_of(nxt)
+            if act is not None:
+                lin._deepgen_act = act
+                seq._modules[second] = FusedActivation(nxt)
+                fused += 1
+    return fused
 
 
 _linear_routes: dict[tuple, bool] = {}  # OptimizedLinear: the call's form -> decide's answer
@@ -232,6 +290,7 @@ def optimize(model: torch.nn.Module) -> torch.nn.Module:
     for m in model.modules():
         if type(m) is torch.nn.Linear and _may_win(m):
             m.__class__ = OptimizedLinear
+    _fuse_activations(model)
     return model
 
 
@@ -266,8 +325,13 @@ def _may_win(linear: torch.nn.Linear) -> bool:
 
 def restore(model: torch.nn.Module) -> torch.nn.Module:
     """Undo optimize(model)."""
+    for seq in model.modules():
+        for name, m in list(seq._modules.items()):
+            if type(m) is FusedActivation:
+                seq._modules[name] = m.original
     for m in model.modules():
         if type(m) is OptimizedLinear:
+            m.__dict__.pop("_deepgen_act", None)
             m.__class__ = torch.nn.Linear
     return model
 
@@ -327,5 +391,5 @@ def reset() -> None:
     _db.update(stamp=None, groups={}, exact={})
 
 
-__all__ = ["HOST_US", "RANGES", "OptimizedLinear", "database_entry", "decide", "m_range",
-           "optimize", "optimizing", "reset", "restore", "wins"]
+__all__ = ["HOST_US", "RANGES", "FusedActivation", "OptimizedLinear", "database_entry",
+           "decide", "m_range", "optimize", "optimizing", "reset", "restore", "wins"]

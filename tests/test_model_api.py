@@ -357,15 +357,15 @@ def test_optimize_routes_winning_linear_layers(cpu_gpu, compiler, fake_gpu_rule)
     want = model(x)
     assert deepgen.optimize(model) is model
     # the second layer (N 128, K 256) wins nowhere in the database: a plain nn.Linear
-    assert [type(m).__name__ for m in model] == ["OptimizedLinear", "SiLU", "Linear"]
+    assert [type(m).__name__ for m in model] == ["OptimizedLinear", "FusedActivation", "Linear"]
     got = model(x)
     specs = [(s.M, s.N, s.K, s.layout, s.epilogue.steps) for s, _, _ in compiler.calls]
-    assert specs == [(4096, 256, 128, "NT", ("alpha_beta", "bias_col"))]  # the second: torch
+    assert specs == [(4096, 256, 128, "NT", ("alpha_beta", "bias_col", "silu"))]  # 2nd: torch
     torch.testing.assert_close(got.float(), want.float(), rtol=2e-2, atol=2e-2)
     model(x)
     assert len(compiler.calls) == 1 and len(cpu_gpu[0].calls) == 2  # decided once, ran twice
     small = torch.randn(3, 128).bfloat16()  # M = 3: not in the database, torch
-    want_small = torch.nn.functional.linear(small, model[0].weight, model[0].bias)
+    want_small = F.silu(F.linear(small, model[0].weight, model[0].bias))
     torch.testing.assert_close(model[0](small), want_small, rtol=0, atol=0)
     assert len(compiler.calls) == 1
     optimize.restore(model)
@@ -434,3 +434,28 @@ def test_explain_borrows_a_tuned_neighbour():
     ex = deepgen.explain(a, w.t(), target="sm_90a")
     assert (ex.source, ex.strategy) == ("tuned-neighbour", "mma_sync")
     assert (ex.config["BM"], ex.config["BN"]) == (64, 128) and ex.tuned is None
+
+
+def test_optimize_fuses_a_following_activation(cpu_gpu, compiler, fake_gpu_rule):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(128, 256), torch.nn.GELU(approximate="tanh"),
+                                torch.nn.Linear(256, 128)).bfloat16()
+    hooked = torch.nn.Sequential(torch.nn.Linear(128, 256), torch.nn.ReLU()).bfloat16()
+    hooked[1].register_forward_hook(lambda m, i, o: None)  # a hook: not fused
+    x = torch.randn(4, 1024, 128).bfloat16()  # M = 4096
+    want, want_hooked = model(x), hooked(x)
+    deepgen.optimize(model)
+    deepgen.optimize(hooked)
+    assert type(model[1]) is optimize.FusedActivation and model[0]._deepgen_act == "gelu_tanh"
+    assert type(hooked[1]) is torch.nn.ReLU and hooked[0]._deepgen_act is None
+    got = model(x)
+    steps = [s.epilogue.steps for s, _, _ in compiler.calls]
+    assert steps == [("alpha_beta", "bias_col", "gelu_tanh")]
+    torch.testing.assert_close(got.float(), want.float(), rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(hooked(x).float(), want_hooked.float(), rtol=2e-2, atol=2e-2)
+    small = torch.randn(3, 128).bfloat16()  # not routed: torch's F.linear, then the activation
+    torch.testing.assert_close(model[0](small), torch.nn.functional.gelu(
+        torch.nn.functional.linear(small, model[0].weight, model[0].bias), approximate="tanh"))
+    optimize.restore(model)
+    assert [type(m) for m in model] == [torch.nn.Linear, torch.nn.GELU, torch.nn.Linear]
+    torch.testing.assert_close(model(x), want)
