@@ -11,9 +11,9 @@ entry has one), with M in the same M range (RANGES: 1-16, 17-64, 65-256, 257-204
 up), and every such entry of that range has DeepGen faster than torch's time from the same
 tune run (entry "baseline_ms", or derived from "baseline_tflops" for older entries; an entry
 with neither never routes). Host cost counts: each side's time is at least its measured host
-cost per call in eager mode (HOST_US: 12.6 us for torch.ops.deepgen.gemm, 10.0 us for
-torch.matmul on the H200, issue 18), so a GEMM that is host-bound never routes unless DeepGen's
-host cost is the lower. The epilogue is not part of the match: a linear layer's bias is fused
+cost per call in eager mode (HOST_US: 15.5 us for deepgen.gemm, which OptimizedLinear calls,
+and 14.7 us for torch.matmul, benchmarks/launch_overhead.py on the H200, 2026-12-02), so a
+GEMM that is host-bound never routes unless DeepGen's host cost is the lower. The epilogue is not part of the match: a linear layer's bias is fused
 into DeepGen's kernel (bias_dim "col") when the layer routes, and so is the activation module
 that follows it in an nn.Sequential (ReLU, SiLU, GELU(approximate="tanh"), neither with hooks:
 it is replaced by a FusedActivation and the layer applies it, in the epilogue or after torch's
@@ -40,7 +40,8 @@ import torch
 import torch.nn.functional as F
 
 RANGES = ((1, 16), (17, 64), (65, 256), (257, 2048), (2049, math.inf))
-HOST_US = {"deepgen": 12.6, "torch": 10.0}  # eager host cost per call (H200, issue 18)
+# eager host cost per call, us (results/launch_overhead-h200-2026-12-02-issue18.json)
+HOST_US = {"deepgen": 15.5, "torch": 14.7}
 _DTYPES = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
 
 _db: dict = {"stamp": None, "groups": {}, "exact": {}}
