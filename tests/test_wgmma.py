@@ -141,14 +141,17 @@ def test_the_default_only_where_measured_faster():
     coop = WgmmaConfig(BN=256, consumers=2)
     for spec, want in ((big, pingpong),
                        (GemmSpec(M=2048, N=14336, K=4096, dtype="f16", layout="NT"), pingpong),
-                       (GemmSpec(M=512, N=512, K=512, batch=64, dtype="bf16"), pingpong),
+                       (GemmSpec(M=512, N=512, K=512, batch=64, dtype="bf16"),
+                        pingpong.replace(stages=4)),  # a short K loop: 4 stages
                        (GemmSpec(M=2048, N=4096, K=14336, dtype="bf16"), coop),
                        (GemmSpec(M=8192, N=8192, K=8192, dtype="f16", layout="NT"), coop),
                        (GemmSpec(M=4096, N=4096, K=4096, dtype="bf16", layout="TN"), coop),
                        (GemmSpec(M=8192, N=8192, K=8192, dtype="f16", layout="TT"), coop)):
         assert strategies.default_config(spec, H100) == want, spec
         assert strategies.default_config(spec, get_target("sm_80")).strategy == "mma_sync"
-    mid = {(1024, 1024): WgmmaConfig(BM=64, BN=128), (256, 14336): WgmmaConfig(),
+    mid = {(1024, 1024): WgmmaConfig(BM=64, BN=128, consumers=2, mode="pingpong",
+                                     persistent=True, stages=6),
+           (256, 14336): WgmmaConfig(),
            (1024, 4096): pingpong}
     for (m, n), want in mid.items():
         assert strategies.default_config(GemmSpec(M=m, N=n, K=4096, dtype="bf16"), H100) == want

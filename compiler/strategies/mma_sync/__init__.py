@@ -59,9 +59,10 @@ class MmaSync(Strategy):
         cfg = common.first_valid(self, _c.base_tiles(spec, target.multiprocessors), spec,
                                  target, fit)
         if not cfg.async_copy and cfg.BM > 16 and not spec.allow_tf32:
-            # register-staged copies: 8 warps on 64 x 64 (config.STAGED, measured)
+            # register-staged copies: 8 warps on 64 x 64, or 128 x 32 for a narrow N
+            # (config.STAGED, NARROW_STAGED, measured)
             try:
-                staged = fit(_c.STAGED)
+                staged = fit(_c.NARROW_STAGED if _c.narrow(spec) else _c.STAGED)
                 self.validate(staged, spec, target)
                 return staged
             except SpecError:

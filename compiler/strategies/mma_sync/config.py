@@ -160,6 +160,19 @@ F16 = dict(mma="m16n8k16", smem_swizzle=True, register_prefetch=True, epilogue_s
 # against 3.3-3.9; 4097x33x1000 TN 14.3 against 6.7).
 FEW_TILES = MmaSyncConfig(BM=128, BN=64, BK=64, warps_m=2, warps_n=2, shared_stages=3, **F16)
 STAGED = MmaSyncConfig(BM=64, BN=64, BK=32, warps_m=4, warps_n=2, shared_stages=2, **F16)
+# A narrow N with A K-major (the same tuning run): 128 x 32 x 64 tiles, split-K to fill the SMs
+# (4097x33x1000 NN, staged, 8 warps: 1.16x cuBLAS against 0.69x for 64 x 128; NT, cp.async,
+# 4 warps: 1.42x against 1.34x); TN (A MN-major) measured otherwise and keeps the rules above.
+# Measured at N = 33 (a 32-column tile and a 1-column one); up to 48 the second tile is at
+# most half full, beyond it a 64-column tile wastes less.
+NARROW_MAX_N = 48
+NARROW = MmaSyncConfig(BM=128, BN=32, BK=64, warps_m=2, warps_n=2, shared_stages=3, **F16)
+NARROW_STAGED = NARROW.replace(warps_m=4, shared_stages=2)
+
+
+def narrow(spec: GemmSpec) -> bool:
+    """The narrow-N rule applies (NARROW)."""
+    return spec.N <= NARROW_MAX_N and not spec.a_transposed and not spec.allow_tf32
 
 
 def output_tiles(cfg: MmaSyncConfig, spec: GemmSpec) -> int:
@@ -182,6 +195,8 @@ def base_tiles(spec: GemmSpec, sms: int | None = None) -> list[MmaSyncConfig]:
              C(BM=64, BN=64, BK=32, warps_m=2, warps_n=2, shared_stages=3, **F16)]
     if spec.M <= 16:
         return [C(BM=16, BN=128, BK=32, warps_m=1, warps_n=4, shared_stages=3, **F16)] + small[1:]
+    if narrow(spec):
+        return [NARROW] + small[1:]
     big = C(BM=256, BN=128, BK=64, warps_m=4, warps_n=2, shared_stages=4, **F16)
     if spec.M >= 256 and spec.N >= 128 and (sms is None or output_tiles(big, spec) >= sms):
         return [big] + small

@@ -445,17 +445,34 @@ PINGPONG_MAX_K = 4096
 PINGPONG = dict(BM=128, BN=128, consumers=2, mode="pingpong", persistent=True, stages=7)
 PINGPONG_LAYOUTS = ("NT", "NN")  # measured; TN/TT (A MN-major) not yet
 PINGPONG_DTYPES = ("f16", "bf16")  # measured; tf32 not yet
+# Measured on the H200 by `deepgen tune tuning_configs/wgmma_suite_small.json` (bf16 NN,
+# results/tune_wgmma_suite_small-h200-2026-12-02.json): a short K loop (K = 512, 8 K tiles a
+# tile) runs ping-pong best in 4 stages (64 x 512^3: 0.83x cuBLAS, 7 stages 0.76x), a long one
+# in 7 (2048^3: 0.96x, 4 stages 0.90x; 2048x4096x4096 0.90x, 6 stages 0.89x)
+PINGPONG_SHORT_K = 512
+PINGPONG_SHORT_K_STAGES = 4
+# and the mid-size tile rule (preferred_tile's 64 x 128) as ping-pong of 64 x 128 per
+# warpgroup in 6 stages: 1024^3 0.92x, where the cooperative 64 x 128 in 4 stages ran 0.81x
+# (in 6 stages, persistent: 0.87x)
+MID_PINGPONG = dict(BM=64, BN=128, consumers=2, mode="pingpong", persistent=True, stages=6)
 
 
 def default_config(spec: GemmSpec, target: Target) -> WgmmaConfig:
-    """The ping-pong kernel (PINGPONG) where `preferred_tile` is the large 128x256 tile,
-    K <= PINGPONG_MAX_K, the layout and dtype measured (PINGPONG_LAYOUTS, _DTYPES); else the
-    cooperative default (cooperative_default); fp8: fp8_config."""
+    """Ping-pong where measured (the layout and dtype in PINGPONG_LAYOUTS, _DTYPES): PINGPONG
+    where `preferred_tile` is the large 128x256 tile and K <= PINGPONG_MAX_K (4 stages for
+    K <= PINGPONG_SHORT_K), MID_PINGPONG for its mid-size 64x128 tile (not at decode sizes,
+    which swap_ab serves); else the cooperative default (cooperative_default); fp8:
+    fp8_config."""
     if is_fp8(spec):
         return fp8_config(spec, target)
-    if (preferred_tile(spec) == (128, 256, 2) and spec.K <= PINGPONG_MAX_K
-            and spec.layout in PINGPONG_LAYOUTS and spec.dtype in PINGPONG_DTYPES):
-        return WgmmaConfig(**PINGPONG)
+    tile = preferred_tile(spec)
+    if spec.layout in PINGPONG_LAYOUTS and spec.dtype in PINGPONG_DTYPES:
+        if tile == (128, 256, 2) and spec.K <= PINGPONG_MAX_K:
+            short = spec.K <= PINGPONG_SHORT_K
+            return WgmmaConfig(**PINGPONG).replace(
+                stages=PINGPONG_SHORT_K_STAGES if short else PINGPONG["stages"])
+        if tile == (64, 128, 1) and not preferred_swap(spec):
+            return WgmmaConfig(**MID_PINGPONG)
     return cooperative_default(spec, target)
 
 
