@@ -531,7 +531,9 @@ def tf32_config(spec: GemmSpec) -> WgmmaConfig:
 # 128x128 s7 1.035x at 4096^3 and 1.001x at 8192^3 (cooperative 128x256 s4 0.95x there);
 # at K = 14336 (2048x4096x14336) the cooperative 128x256 s4 persistent 1.068x, non-persistent
 # 1.057x, ping-pong 1.032x. With these defaults (run 2, 7 rounds): 4096^3 1.031x, 8192^3
-# 1.019x, 2048x4096x14336 1.058x, 16x4096x4096 (swap_ab, split_k 1 with scales) 0.997x.
+# 1.019x, 2048x4096x14336 1.058x, 16x4096x4096 (swap_ab, split_k 1 with scales) 0.997x; run 3
+# (-run3.json, 7 rounds): 1.020x, 1.019x, 1.068x, 0.992x; rowwise scales at 4096^3 0.876x
+# (torch._scaled_mm's rowwise; the scale loads per element in the epilogue).
 FP8_PINGPONG_MAX_K = 8192
 
 
