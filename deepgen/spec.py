@@ -11,8 +11,10 @@ This module is shared by the compiler and the runtime and imports neither MLIR n
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
+from deepgen.dims import Dim
 from deepgen.dtypes import DTYPES, FP8_DTYPES, INPUT_DTYPES, OUTPUT_DTYPES
 from deepgen.epilogue import EpilogueSpec
 from deepgen.errors import SpecError
@@ -37,7 +39,9 @@ def _require(ok: bool, field: str, message: str) -> None:
 
 @dataclass(frozen=True)
 class GemmSpec:
-    M: int
+    # M: an int, or a range (deepgen.dims.Dim: one kernel for every M in min..max, M an i32
+    # kernel argument; the compiler plans for max: `planning()`, the runtime binds `at(M)`)
+    M: int | Dim
     N: int
     K: int
     batch: int = 1
@@ -54,11 +58,40 @@ class GemmSpec:
         if self.out_dtype is None:
             object.__setattr__(self, "out_dtype", self.dtype)
         object.__setattr__(self, "epilogue", EpilogueSpec.parse(self.epilogue))
+        if isinstance(self.M, dict):  # a range as to_dict writes it
+            object.__setattr__(self, "M", Dim.from_dict(self.M))
         self.validate()
+
+    # -- ranges (deepgen.dims) -------------------------------------------------------------------
+    @property
+    def dynamic_m(self) -> bool:
+        """Whether M is a range (one kernel for every M of it)."""
+        return isinstance(self.M, Dim)
+
+    @property
+    def max_m(self) -> int:
+        return self.M.max if self.dynamic_m else self.M
+
+    def planning(self) -> "GemmSpec":
+        """The spec the compiler plans a range kernel for: M at its maximum (itself when M is
+        an int)."""
+        return dataclasses.replace(self, M=self.M.max) if self.dynamic_m else self
+
+    def at(self, M: int) -> "GemmSpec":
+        """The exact spec at M (a range kernel bound to one size); ValueError naming M when M
+        is outside the range."""
+        if not self.dynamic_m:
+            if M != self.M:
+                raise ValueError(f"M: this spec has M = {self.M}, got {M}")
+            return self
+        self.M.check(M)
+        return dataclasses.replace(self, M=M)
 
     def validate(self) -> None:
         for name in ("M", "N", "K", "batch"):
             value = getattr(self, name)
+            if name == "M" and self.dynamic_m:
+                value = self.M.max
             _require(isinstance(value, int) and not isinstance(value, bool), name,
                      f"must be an int, got {value!r}")
             _require(value >= 1, name, f"must be >= 1, got {value}")
@@ -74,11 +107,22 @@ class GemmSpec:
         _require(self.scale == "none" or self.dtype in FP8_DTYPES, "scale",
                  f"scales apply to quantized inputs ({', '.join(FP8_DTYPES)}), got dtype "
                  f"{self.dtype!r} with scale {self.scale!r}")
-        for name, rows, cols in (("A", self.M, self.K), ("B", self.K, self.N),
-                                 ("C", self.M, self.N)):
+        for name, rows, cols in (("A", self.max_m, self.K), ("B", self.K, self.N),
+                                 ("C", self.max_m, self.N)):
             total = self.batch * rows * cols
             _require(total <= MAX_ELEMENTS, f"{name} size",
                      f"batch*rows*cols = {total} exceeds the 32-bit index limit {MAX_ELEMENTS}")
+        if self.dynamic_m:
+            self.M.validate("M")
+            if self.batch != 1:
+                raise SpecError(f"batch: a range M is built for batch 1 only, got batch "
+                                f"{self.batch}")
+            if self.a_transposed and (self.M.multiple_of * DTYPE_BYTES.get(self.dtype, 1)) % 16:
+                step = 16 // math.gcd(16, DTYPE_BYTES.get(self.dtype, 1))
+                raise SpecError(f"M.multiple_of: layout {self.layout} stores A as K x M, whose "
+                                f"row pitch must be a multiple of 16 bytes: multiple_of must be "
+                                f"a multiple of {step} for {self.dtype}, got "
+                                f"{self.M.multiple_of}")
 
     # Layout helpers: a transposed operand is stored with its rows and columns swapped.
     @property
@@ -120,6 +164,8 @@ class GemmSpec:
         """Plain JSON-able fields; the epilogue only when it is not the default, so that keys
         of specs written before the epilogue existed stay what they were."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if self.dynamic_m:
+            d["M"] = self.M.to_dict()
         if self.scale == "none":  # keys of specs without scales stay what they were
             del d["scale"]
         if self.epilogue.is_default:
