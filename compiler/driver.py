@@ -250,7 +250,11 @@ def compile_artifact(spec: GemmSpec, config: TileConfig | dict | None = None,
     from .epilogue import with_epilogue  # `epilogue` (legacy): the chain, into the spec
     spec = with_epilogue(spec, epilogue)
     tgt = get_target(target)
-    cfg = strategies.resolve(config, spec, tgt)  # the strategy's config, validated
+    if spec.dynamic_m:  # a range of M: wgmma, planned at M = max (compiler/ranges.py)
+        from .ranges import resolve as resolve_range
+        cfg = resolve_range(config, spec, tgt)
+    else:
+        cfg = strategies.resolve(config, spec, tgt)  # the strategy's config, validated
     if log is None and keep_ir:
         log = StageLog()
     strategy = strategies.strategy_of(cfg)

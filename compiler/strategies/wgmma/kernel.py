@@ -76,7 +76,9 @@ TMA_PARAMS = (0, 1)  # the descriptors' positions among the kernel's parameters
 SMS = 132  # multiprocessors of an H100 SXM / H200: the persistent grid's size
 
 
-def grid(cfg: WgmmaConfig, spec: GemmSpec) -> tuple[int, int, int]:
+def grid(cfg: WgmmaConfig, spec: GemmSpec) -> tuple:
+    if spec.dynamic_m:  # a range of M: rules over M, evaluated at launch
+        return _range_grid(cfg, spec)
     ops = operands(cfg, spec)  # swap_ab: tile rows over N, columns over M
     tiles_m, tiles_n = -(-ops.rows // cfg.BM), -(-ops.cols // cfg.BN)
     if cfg.persistent:  # one CTA per SM (ctas_per_sm per SM), each walking tiles
@@ -84,6 +86,17 @@ def grid(cfg: WgmmaConfig, spec: GemmSpec) -> tuple[int, int, int]:
     if cfg.cluster_m == 2:  # pairs of vertically adjacent tiles (an odd last row: a spare CTA)
         return -(-tiles_m // 2) * 2 * tiles_n, 1, spec.batch
     return tiles_m * tiles_n, 1, spec.batch * cfg.split_k  # z: batch element x K slice
+
+
+def _range_grid(cfg: WgmmaConfig, spec: GemmSpec) -> tuple:
+    """The grid of a range kernel (M a kernel argument; compiler/ranges.py: batch 1, no
+    swap_ab or split-K) as size rules over M: the same walk as `grid` at the actual M."""
+    tiles_m, tiles_n = f"cdiv(M, {cfg.BM})", -(-spec.N // cfg.BN)
+    if cfg.persistent:
+        return f"min({tiles_m} * {tiles_n}, {SMS * cfg.ctas_per_sm})", 1, 1
+    if cfg.cluster_m == 2:
+        return f"cdiv({tiles_m}, 2) * {2 * tiles_n}", 1, 1
+    return f"{tiles_m} * {tiles_n}", 1, 1
 
 
 def signature(cfg: WgmmaConfig, spec: GemmSpec) -> tuple:
@@ -100,7 +113,9 @@ def signature(cfg: WgmmaConfig, spec: GemmSpec) -> tuple:
     params += [param_for("C", spec), param_for("alpha", spec), param_for("beta", spec)]
     if spec.epilogue.bias:
         params.append(param_for("bias", spec))
-    params += [param_for(n, spec) for n in _scale_operands(spec)]  # fp8 scales, last
+    params += [param_for(n, spec) for n in _scale_operands(spec)]  # fp8 scales
+    if spec.dynamic_m:  # a range kernel: M (i32), last
+        params.append(param_for("M", spec))
     return tuple(params)
 
 
@@ -158,12 +173,14 @@ class KSlice:
         return irb.div(z, cfg.split_k), cls(first, irb.min_(per, irb.sub(total, first)), z)
 
 
-def _grouped_tile(pid, tiles_m: int, tiles_n: int, group: int):
-    """(tile row, tile column) of linear block `pid` in grouped order."""
+def _grouped_tile(pid, tiles_m, tiles_n: int, group: int):
+    """(tile row, tile column) of linear block `pid` in grouped order (tiles_m an int, or an
+    index value in a range kernel)."""
     per_group = group * tiles_n
     g = irb.div(pid, per_group)
     first_m = irb.mul(g, group)
-    size = irb.min_(irb.sub(tiles_m, first_m), group) if tiles_m % group else group
+    partial = not isinstance(tiles_m, int) or tiles_m % group
+    size = irb.min_(irb.sub(tiles_m, first_m), group) if partial else group
     local = irb.rem(pid, per_group)
     return irb.add(first_m, irb.rem(local, size)), irb.div(local, size)
 
@@ -177,6 +194,10 @@ def build_module(spec: GemmSpec, cfg: WgmmaConfig, target: str) -> ir.Module:
 
 
 def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
+    # a range of M (compiler/ranges.py): planned at M = max (C's memref, whose row pitch N is
+    # all a batch-1 store uses); M an i32 argument for the tile walk and the row guards
+    dynamic_m = spec.dynamic_m
+    spec = spec.planning()
     elt = DTYPE_BYTES[spec.dtype]
     out_t = irb.element_type(spec.out_dtype)
     f32 = ir.F32Type.get()
@@ -190,6 +211,8 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
                                        irb.element_type(spec.operand_dtype("bias"))))
     scales = _scale_operands(spec)  # f32 memrefs after the epilogue's operands
     types += [ir.MemRefType.get(list(spec.operand_shape(n)), f32) for n in scales]
+    if dynamic_m:
+        types.append(ir.IntegerType.get_signless(32))
     a_bytes, b_bytes = tile_bytes(cfg, spec)
     stage_bytes = a_bytes + b_bytes
     S = cfg.stages
@@ -200,6 +223,7 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
                                known_block_size=[cfg.threads, 1, 1])
         block = kernel.add_entry_block()
     args = list(block.arguments)
+    m_arg = args.pop() if dynamic_m else None
     if scales:
         args, scale_args = args[:-len(scales)], args[-len(scales):]
     desc_a, desc_b, c_mem = args[:3]  # c_mem: C, or W with split_k
@@ -218,14 +242,20 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
         rowwise = tuple(scale_args) if spec.scale == "rowwise" else None
         tid = gpu.thread_id(gpu.Dimension.x)
         pid = gpu.block_id(gpu.Dimension.x)
-        group = min(cfg.group_m, tiles_m)
+        m_bound = None
+        if dynamic_m:  # the tile rows of the actual M: cdiv(M, BM)
+            m_bound = arith.index_cast(irb.index_type(), m_arg)
+            tiles_m = irb.div(irb.add(m_bound, cfg.BM - 1), cfg.BM)
+        group = cfg.group_m if dynamic_m else min(cfg.group_m, tiles_m)
 
         def origin(linear, bz):
             """(m0, n0, batch) of the tile `linear` (within its batch element if bz given)."""
-            if bz is None:
+            if bz is None and spec.batch > 1:  # (a range kernel has batch 1)
                 per_batch = tiles_m * tiles_n
-                bz = irb.div(linear, per_batch) if spec.batch > 1 else 0
-                linear = irb.rem(linear, per_batch) if spec.batch > 1 else linear
+                bz = irb.div(linear, per_batch)
+                linear = irb.rem(linear, per_batch)
+            elif bz is None:
+                bz = 0
             tile_m, tile_n = _grouped_tile(linear, tiles_m, tiles_n, group)
             return irb.mul(tile_m, cfg.BM), irb.mul(tile_n, cfg.BN), bz
 
@@ -236,8 +266,12 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
             i = first, first + step, ... of pid, pid + grid, ... ."""
             if cfg.cluster_m == 2:  # the pair's tile row, then this CTA's of the two
                 bz = gpu.block_id(gpu.Dimension.z) if spec.batch > 1 else 0
-                pair_m, tile_n = _grouped_tile(irb.div(pid, 2), -(-tiles_m // 2), tiles_n,
-                                               min(cfg.group_m, -(-tiles_m // 2)))
+                if dynamic_m:
+                    pairs = irb.div(irb.add(tiles_m, 1), 2)
+                    pair_m, tile_n = _grouped_tile(irb.div(pid, 2), pairs, tiles_n, cfg.group_m)
+                else:
+                    pair_m, tile_n = _grouped_tile(irb.div(pid, 2), -(-tiles_m // 2), tiles_n,
+                                                   min(cfg.group_m, -(-tiles_m // 2)))
                 tile_m = irb.add(irb.mul(pair_m, 2), irb.rem(pid, 2))
                 body(irb.mul(tile_m, cfg.BM), irb.mul(tile_n, cfg.BN), bz, 0, whole, None, None)
                 return
@@ -246,9 +280,14 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
                 bz, ks = KSlice.of_block(cfg, spec, z)
                 body(*origin(pid, bz), 0, ks, None, None)
                 return
-            n_ctas = grid(cfg, spec)[0]
-            total = tiles_m * tiles_n * spec.batch
-            count = irb.div(irb.sub(total + n_ctas - 1, pid), n_ctas)
+            if dynamic_m:  # the grid is min(tiles, SMs x ctas_per_sm) at the actual M
+                n_ctas = gpu.grid_dim(gpu.Dimension.x)
+                total = irb.mul(tiles_m, tiles_n)
+                count = irb.div(irb.sub(irb.add(total, irb.sub(n_ctas, 1)), pid), n_ctas)
+            else:
+                n_ctas = grid(cfg, spec)[0]
+                total = tiles_m * tiles_n * spec.batch
+                count = irb.div(irb.sub(total + n_ctas - 1, pid), n_ctas)
             loop = scf.ForOp(irb.val(first), irb.val(count), irb.val(step))
             with ir.InsertionPoint(loop.body):
                 i = loop.induction_variable
@@ -287,14 +326,15 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
                     for_tiles(lambda m0, n0, bz, g0, ks, i, count: _consumer(
                         spec, cfg, ring, arena, tid, 0, m0, n0, bz, g0, ks, a_bytes,
                         stage_bytes, c_mem, alpha, beta, bias, out_t,
-                        turn=_PingPongTurn(turns, consumer_index, i, count), scales=rowwise),
+                        turn=_PingPongTurn(turns, consumer_index, i, count), scales=rowwise,
+                        m_bound=m_bound),
                         first=consumer_index, step=2)
                 else:
                     row_base = irb.mul(consumer_index, cfg.rows_per_consumer)
                     for_tiles(lambda m0, n0, bz, g0, ks, _i, _count: _consumer(
                         spec, cfg, ring, arena, tid, row_base, m0, n0, bz, g0, ks, a_bytes,
                         stage_bytes, c_mem, alpha, beta, bias, out_t, stash=stash,
-                        scales=rowwise))
+                        scales=rowwise, m_bound=m_bound))
                     if stash is not None:  # every CTA's partials stashed: sum a share
                         # (here, not after the branches, where ptxas would hold the code to
                         # the producer's 40 registers)
@@ -383,7 +423,7 @@ class _PingPongTurn:
 
 def _consumer(spec, cfg, ring, arena, tid, row_base, m0, n0, bz, g0, ks, a_bytes,
               stage_bytes, c_mem, alpha, beta, bias, out_t, turn: _PingPongTurn | None = None,
-              stash: _Stash | None = None, scales=None) -> None:
+              stash: _Stash | None = None, scales=None, m_bound=None) -> None:
     """One tile's mainloop and epilogue for one consumer warpgroup, on rows row_base.. of the
     tile (cooperative: its share; ping-pong: 0, the whole tile, in its turn)."""
     acc = B.Accumulator(cfg.BN)
@@ -464,7 +504,7 @@ def _consumer(spec, cfg, ring, arena, tid, row_base, m0, n0, bz, g0, ks, a_bytes
         _store_partials(spec, cfg, regs, tid, m0, n0, row_base, ks.z, c_mem)
         return
     _epilogue(spec, cfg, regs, tid, m0, n0, row_base, bz, c_mem, alpha, beta, bias, out_t,
-              scales)
+              scales, m_bound=m_bound)
 
 
 class _Registers:
@@ -570,7 +610,7 @@ def _cluster_reduce(spec, cfg, stash: _Stash, arena, tid, m0, n0, row_base, bz, 
 
 
 def _epilogue(spec, cfg, regs: _Registers, tid, m0, n0, row_base, bz, c_mem, alpha, beta,
-              bias, out_t, scales=None) -> None:
+              bias, out_t, scales=None, m_bound=None) -> None:
     """Registers -> C through the epilogue chain: each pair of neighbouring columns as a
     2-vector (one column at a time where N is odd), stores guarded by the bounds; `scales`
     (rowwise: scale_a over M, scale_b over N) multiply first."""
@@ -586,7 +626,8 @@ def _epilogue(spec, cfg, regs: _Registers, tid, m0, n0, row_base, bz, c_mem, alp
         row = irb.add(row0, drow)
         for half in range(2 // width):
             col = irb.add(irb.add(col0, dcol), half)
-            guard = arith.andi(irb.lt(row, spec.M), irb.lt(col, spec.N))
+            guard = arith.andi(irb.lt(row, spec.M if m_bound is None else m_bound),
+                               irb.lt(col, spec.N))
             with B.if_(guard):
                 idx = [irb.val(bz), irb.val(row), irb.val(col)]
                 if width == 2:
