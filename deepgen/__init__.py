@@ -21,7 +21,8 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["__version__", "compile_gemm", "explain", "gemm", "optimize", "profile"]
+__all__ = ["__version__", "compile_gemm", "explain", "export", "gemm", "optimize",
+           "precompile", "profile", "set_dynamic_m"]
 
 
 def __getattr__(name: str):
@@ -36,6 +37,12 @@ def __getattr__(name: str):
         from .profiler import profile as value
     elif name == "compile_gemm":
         from .build import compile_gemm as value
+    elif name == "set_dynamic_m":
+        from .range_table import set_dynamic_m as value
+    elif name == "precompile":
+        from .aot import precompile as value
+    elif name == "export":
+        from .aot import export as value
     else:
         raise AttributeError(f"module 'deepgen' has no attribute {name!r}")
     globals()[name] = value

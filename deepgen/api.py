@@ -26,7 +26,7 @@ import functools
 import torch
 
 # scaled: fp8 inputs, scales, out_dtype: deepgen.gemm's scaled form
-from deepgen import build, fallback, scaled
+from deepgen import build, fallback, range_table, scaled
 from deepgen.epilogue import ACTIVATIONS, EpilogueSpec
 from deepgen.runtime import cache, torch_op
 from deepgen.runtime.kernel import ALIGNMENT, TORCH_DTYPES, Kernel, strides_match
@@ -42,7 +42,7 @@ def gemm(a: torch.Tensor, b: torch.Tensor, *, out: torch.Tensor | None = None,
          alpha: float = 1.0, beta: float = 0.0, bias: torch.Tensor | None = None,
          activation: str | None = None, bias_dim: str = "col", config=None,
          scale_a: torch.Tensor | None = None, scale_b: torch.Tensor | None = None,
-         out_dtype: torch.dtype | None = None) -> torch.Tensor:
+         out_dtype: torch.dtype | None = None, dynamic_m: bool | None = None) -> torch.Tensor:
     """act(alpha * a @ b + beta * out + bias), written into `out` (allocated when None) and
     returned (the kernel's epilogue: deepgen.epilogue.EpilogueSpec, in that order).
 
@@ -52,7 +52,10 @@ def gemm(a: torch.Tensor, b: torch.Tensor, *, out: torch.Tensor | None = None,
     (default: the input type). bias: a 1-D tensor (f32, f16 or bf16) added to every row
     (bias_dim="col", N values, as nn.Linear's bias) or to every column (bias_dim="row", M
     values), shared by the batch. activation: None, "relu", "gelu_tanh" (GELU, tanh form) or
-    "silu". config: a TileConfig or dict forcing the tile configuration.
+    "silu". config: a TileConfig or dict forcing the tile configuration. dynamic_m: True
+    runs a range kernel serving every M of its range (deepgen/range_table.py: a new M within
+    a known range compiles nothing), False the exact-shape kernel; None follows
+    deepgen.set_dynamic_m / DEEPGEN_DYNAMIC_M (default: exact-shape kernels).
     a may also be (..., M, K) with a 2-D b: its leading dimensions fold into M (F.linear)."""
     if out is None and beta != 0:
         raise ValueError(f"beta: must be 0 when out is None (got {beta}): there is no C")
@@ -75,11 +78,14 @@ def gemm(a: torch.Tensor, b: torch.Tensor, *, out: torch.Tensor | None = None,
             from deepgen import autograd
 
             return autograd.gemm(a, b, out, alpha, bias, activation, bias_dim, config)
+    if dynamic_m is not None:
+        return _body(a, b, out, alpha, beta, bias, activation, bias_dim, config,
+                     dynamic_m=dynamic_m)
     return _body(a, b, out, alpha, beta, bias, activation, bias_dim, config)
 
 
 def _body(a, b, out=None, alpha=1.0, beta=0.0, bias=None, activation=None, bias_dim="col",
-          config=None, **scales):
+          config=None, *, dynamic_m=None, **scales):
     """deepgen.gemm without autograd (the torch ops' body): fold, fast path, slow path;
     `scales` (scale_a, scale_b, out_dtype where given): the scaled form, deepgen/scaled.py."""
     if scales:
@@ -87,7 +93,8 @@ def _body(a, b, out=None, alpha=1.0, beta=0.0, bias=None, activation=None, bias_
                            activation=activation, bias_dim=bias_dim, config=config, **scales)
     try:
         if a.dim() != b.dim():
-            return _folded(a, b, out, alpha, beta, bias, activation, bias_dim, config)
+            return _folded(a, b, out, alpha, beta, bias, activation, bias_dim, config,
+                           dynamic_m)
     except AttributeError:  # not tensors: the slow path says so
         pass
     if config is None:
@@ -102,10 +109,10 @@ def _body(a, b, out=None, alpha=1.0, beta=0.0, bias=None, activation=None, bias_
                 if bias is None:
                     return kernel._run(a, pa, pb, out, alpha, beta, None)
                 return kernel(a, b, out, alpha=alpha, beta=beta, bias=bias)
-    return _gemm_slow(a, b, out, alpha, beta, config, bias, activation, bias_dim)
+    return _gemm_slow(a, b, out, alpha, beta, config, bias, activation, bias_dim, dynamic_m)
 
 
-def _folded(a, b, out, alpha, beta, bias, activation, bias_dim, config):
+def _folded(a, b, out, alpha, beta, bias, activation, bias_dim, config, dynamic_m=None):
     """a (..., M, K) x b (K, N): a's leading dimensions folded into M, the result (..., M, N)."""
     if a.dim() < 3 or b.dim() != 2:
         return _gemm_slow(a, b, out, alpha, beta, config, bias, activation, bias_dim)  # raises
@@ -119,7 +126,7 @@ def _folded(a, b, out, alpha, beta, bias, activation, bias_dim, config):
             o2 = out.view(-1, N)
         except (RuntimeError, AttributeError):  # not foldable in place: through a temporary
             o2 = out.reshape(-1, N).clone(memory_format=torch.contiguous_format)
-    r = _body(a2, b, o2, alpha, beta, bias, activation, bias_dim, config)
+    r = _body(a2, b, o2, alpha, beta, bias, activation, bias_dim, config, dynamic_m=dynamic_m)
     if out is None:
         return r.view(*lead, N)
     if o2.data_ptr() != out.data_ptr() or o2.stride() != (N, 1):
@@ -140,7 +147,8 @@ def _tf32_allowed() -> bool:
     return bool(torch.backends.cuda.matmul.allow_tf32)
 
 
-def _gemm_slow(a, b, out, alpha, beta, config, bias=None, activation=None, bias_dim="col"):
+def _gemm_slow(a, b, out, alpha, beta, config, bias=None, activation=None, bias_dim="col",
+               dynamic_m=None):
     if getattr(a, "dtype", None) in scaled.FP8:  # fp8 without scales: the scaled form's rules
         return scaled.gemm(a, b, out=out, alpha=alpha, beta=beta, bias=bias,
                            activation=activation, bias_dim=bias_dim, config=config)
@@ -151,7 +159,11 @@ def _gemm_slow(a, b, out, alpha, beta, config, bias=None, activation=None, bias_
         # The kernel writes row-major packed C: go through a temporary, copy back after.
         c = out.clone(memory_format=torch.contiguous_format) if beta != 0 else torch.empty(
             out.shape, dtype=out.dtype, device=out.device)
-    kernel = _kernel_or_torch(spec, config, target_of(device))
+    kernel = None
+    if config is None and range_table.enabled(dynamic_m):  # a range kernel bound to M
+        kernel = range_table.kernel_at(spec, target_of(device))
+    if kernel is None:
+        kernel = _kernel_or_torch(spec, config, target_of(device))
     if kernel is None:  # no kernel can be had: torch's GEMM (warned once)
         return fallback.torch_gemm(a, b, out, alpha, beta, bias, activation, bias_dim)
     extra = {}

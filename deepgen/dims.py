@@ -58,7 +58,7 @@ class Dim:
         return {"max": self.max, "multiple_of": self.multiple_of, "min": self.min}
 
     @classmethod
-    def from_dict(cls, d, field: str = "M") -> "Dim":
+    def from_dict(cls, d, field: str = "M") -> Dim:
         if not isinstance(d, dict):
             raise SpecError(f"{field}: a range is an object {{max, multiple_of, min}}, got {d!r}")
         unknown = sorted(set(d) - {"max", "multiple_of", "min"})
@@ -103,5 +103,12 @@ def range_label(d: Dim) -> str:
     return f"{d.min}-{d.max}"
 
 
-__all__ = ["DEFAULT_MAX_M", "Dim", "M_RANGES", "is_dim", "range_label", "range_of",
-           "ranges_up_to"]
+__all__ = [
+    "DEFAULT_MAX_M",
+    "M_RANGES",
+    "Dim",
+    "is_dim",
+    "range_label",
+    "range_of",
+    "ranges_up_to",
+]

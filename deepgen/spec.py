@@ -72,12 +72,12 @@ class GemmSpec:
     def max_m(self) -> int:
         return self.M.max if self.dynamic_m else self.M
 
-    def planning(self) -> "GemmSpec":
+    def planning(self) -> GemmSpec:
         """The spec the compiler plans a range kernel for: M at its maximum (itself when M is
         an int)."""
         return dataclasses.replace(self, M=self.M.max) if self.dynamic_m else self
 
-    def at(self, M: int) -> "GemmSpec":
+    def at(self, M: int) -> GemmSpec:
         """The exact spec at M (a range kernel bound to one size); ValueError naming M when M
         is outside the range."""
         if not self.dynamic_m:

@@ -125,6 +125,9 @@ class Kernel:
     def __init__(self, artifact: KernelArtifact):
         self._artifact = artifact
         self._spec = spec = GemmSpec.from_dict(artifact.spec)
+        if spec.dynamic_m:
+            raise ValueError(f"M: the artifact's M is the range {spec.M}; load it as a "
+                             f"RangeKernel (deepgen.runtime.load, runtime/range_kernel.py)")
         self._operands = (
             operand("a", spec.dtype, spec.batch, spec.M, spec.K, spec.layout[0]),
             operand("b", spec.dtype, spec.batch, spec.K, spec.N, spec.layout[1]),
@@ -457,5 +460,8 @@ def _keep_for_stream(stream: int, device: int, *tensors) -> None:
 
 
 def load(directory: str | os.PathLike) -> Kernel:
-    """The Kernel of a bundle written by Kernel.save / KernelArtifact.save."""
-    return Kernel(KernelArtifact.load(directory))
+    """The Kernel of a bundle written by Kernel.save / KernelArtifact.save (a RangeKernel,
+    runtime/range_kernel.py, when the bundle's M is a range)."""
+    from .range_kernel import make_kernel
+
+    return make_kernel(KernelArtifact.load(directory))

@@ -1,0 +1,119 @@
+"""RangeKernel: a range kernel (GemmSpec M a deepgen.dims.Dim) callable on torch tensors.
+
+    k = deepgen.runtime.load("bundle/")     # a RangeKernel when the bundle's M is a range
+    c = k(a, b)                             # any M of the range: M = a.shape[-2]
+    k.for_m(300)                            # the Kernel bound to M = 300 (same binary)
+
+One binary serves every M of its range: binding an M builds a `Kernel` view of the same
+artifact with the spec at that M, so the grid, the M argument and the TMA descriptors'
+shapes (size rules over M, runtime/artifact.py) are evaluated there once; the launcher's
+module cache holds the binary once per device. The views are kept per M, so a call at an M
+seen before costs one dict lookup more than an exact-shape Kernel (and deepgen.gemm's fast
+path caches the view itself). No MLIR, no compile.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+
+from deepgen.spec import GemmSpec
+
+from .artifact import KernelArtifact
+from .kernel import Kernel
+
+
+class RangeKernel:
+    def __init__(self, artifact: KernelArtifact):
+        spec = GemmSpec.from_dict(artifact.spec)
+        if not spec.dynamic_m:
+            raise ValueError(f"M: {spec.M} is not a range; use deepgen.runtime.Kernel")
+        self._artifact, self._spec, self._dim = artifact, spec, spec.M
+        self._by_m: dict[int, Kernel] = {}
+        self._lock = threading.Lock()
+
+    def for_m(self, M: int) -> Kernel:
+        """The Kernel of this binary bound to M (ValueError naming M outside the range)."""
+        k = self._by_m.get(M)
+        if k is None:
+            if isinstance(M, bool) or not isinstance(M, int):
+                raise TypeError(f"M: expected an int, got {type(M).__name__}")
+            self._dim.check(M)
+            with self._lock:
+                k = self._by_m.get(M)
+                if k is None:
+                    art = dataclasses.replace(self._artifact,
+                                              spec={**self._artifact.spec, "M": M})
+                    k = self._by_m[M] = Kernel(art)
+        return k
+
+    def __call__(self, a, b, c=None, **kwargs):
+        """C = alpha * A @ B + beta * C at M = a.shape[-2] (see Kernel.__call__)."""
+        try:
+            M = int(a.shape[-2])
+        except (AttributeError, IndexError, TypeError):
+            raise TypeError(f"a: expected a torch.Tensor of 2 or 3 dimensions, got "
+                            f"{type(a).__name__}") from None
+        return self.for_m(M)(a, b, c, **kwargs)
+
+    def check(self, a, b, c=None) -> None:
+        self.for_m(int(a.shape[-2])).check(a, b, c)
+
+    # -- what it is --------------------------------------------------------------------------
+
+    @property
+    def spec(self) -> GemmSpec:
+        return self._spec
+
+    @property
+    def dim(self):
+        """The range of M (deepgen.dims.Dim)."""
+        return self._dim
+
+    @property
+    def artifact(self) -> KernelArtifact:
+        return self._artifact
+
+    @property
+    def config(self) -> dict:
+        return self._artifact.config
+
+    @property
+    def target(self) -> str:
+        return self._artifact.target
+
+    @property
+    def binary(self) -> bytes:
+        return self._artifact.binary
+
+    @property
+    def ptx(self) -> str:
+        return self._artifact.assembly
+
+    @property
+    def launches(self):
+        return tuple(self._artifact.resolved_launches())
+
+    @property
+    def bound(self) -> tuple[int, ...]:
+        """The Ms bound so far (for_m)."""
+        return tuple(sorted(self._by_m))
+
+    def workspace_bytes_at(self, M: int) -> int:
+        return self._artifact.workspace_for({"M": M, "N": self._spec.N, "K": self._spec.K,
+                                             "batch": self._spec.batch})
+
+    def save(self, directory: str | os.PathLike):
+        return self._artifact.save(directory)
+
+    def __repr__(self) -> str:
+        s = self._spec
+        return (f"RangeKernel(M={s.M}, N={s.N}, K={s.K}, {s.dtype}->{s.out_dtype}, "
+                f"layout={s.layout}, target={self.target})")
+
+
+def make_kernel(artifact: KernelArtifact):
+    """A Kernel, or a RangeKernel when the artifact's M is a range."""
+    if isinstance(artifact.spec.get("M"), dict):
+        return RangeKernel(artifact)
+    return Kernel(artifact)
