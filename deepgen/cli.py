@@ -24,6 +24,8 @@ COMMANDS = [
     "deepgen.commands.bench",
     "deepgen.commands.cache",
     "deepgen.commands.profile",
+    "deepgen.commands.precompile",
+    "deepgen.commands.export",
 ]
 
 

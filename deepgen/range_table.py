@@ -24,7 +24,7 @@ from deepgen.errors import SpecError
 from deepgen.runtime import cache, tuned
 from deepgen.spec import GemmSpec
 
-_state = {"on": None}  # None: read DEEPGEN_DYNAMIC_M
+_state = {"on": None, "max_m": None}  # None: read DEEPGEN_DYNAMIC_M / DEEPGEN_MAX_M
 _by_range: dict[tuple, object] = {}  # (range spec, target) -> RangeKernel, or a refusal string
 _warned: set[str] = set()
 
@@ -43,7 +43,17 @@ def enabled(flag: bool | None = None) -> bool:
     return _state["on"]
 
 
+def set_max_m(n: int | None) -> None:
+    """The last range's maximum (deepgen.aot.preload_bundles sets the bundles'); None: back
+    to DEEPGEN_MAX_M or DEEPGEN_MAX_M's default."""
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ValueError(f"max_m: must be an int >= 1, got {n!r}")
+    _state["max_m"] = n
+
+
 def max_m() -> int:
+    if _state["max_m"] is not None:
+        return _state["max_m"]
     value = os.environ.get("DEEPGEN_MAX_M")
     if not value:
         return DEFAULT_MAX_M
@@ -112,4 +122,5 @@ def clear() -> None:
     _by_range.clear()
 
 
-__all__ = ["enabled", "kernel_at", "max_m", "range_kernel", "range_spec", "set_dynamic_m"]
+__all__ = ["enabled", "kernel_at", "max_m", "range_kernel", "range_spec", "set_dynamic_m",
+           "set_max_m"]
