@@ -16,7 +16,7 @@ _WHERE = {  # name -> the submodule that defines it
     "ArtifactError": "artifact", "KernelArtifact": "artifact", "Launch": "artifact",
     "cache_dir": "cache", "cached_artifact": "cache", "preload": "cache",
     "DriverError": "errors",
-    "Kernel": "kernel", "load": "kernel", "RangeKernel": "range_kernel",
+    "Kernel": "kernel", "load": "range_kernel", "RangeKernel": "range_kernel",
 }
 
 __all__ = sorted(_WHERE)

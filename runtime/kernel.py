@@ -460,8 +460,6 @@ def _keep_for_stream(stream: int, device: int, *tensors) -> None:
 
 
 def load(directory: str | os.PathLike) -> Kernel:
-    """The Kernel of a bundle written by Kernel.save / KernelArtifact.save (a RangeKernel,
-    runtime/range_kernel.py, when the bundle's M is a range)."""
-    from .range_kernel import make_kernel
-
-    return make_kernel(KernelArtifact.load(directory))
+    """The Kernel of a bundle written by Kernel.save / KernelArtifact.save (deepgen.runtime.load
+    also loads range bundles: runtime/range_kernel.py)."""
+    return Kernel(KernelArtifact.load(directory))

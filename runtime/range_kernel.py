@@ -117,3 +117,9 @@ def make_kernel(artifact: KernelArtifact):
     if isinstance(artifact.spec.get("M"), dict):
         return RangeKernel(artifact)
     return Kernel(artifact)
+
+
+def load(directory: str | os.PathLike):
+    """The Kernel of a bundle (Kernel.save / KernelArtifact.save), or a RangeKernel when its
+    M is a range (deepgen.runtime.load)."""
+    return make_kernel(KernelArtifact.load(directory))
