@@ -152,8 +152,12 @@ TENSOR_CORES = ("mma_sync", "wgmma")
 
 @pytest.mark.parametrize("spec, names", [
     (_spec(M=1), ("gemv",)), (_spec(M=2, N=57344, K=8192), ("gemv",)),
-    (_spec(M=4, dtype="f16"), ("gemv",)), (_spec(M=1, N=1, K=1), ("gemv",)),
-    (_spec(M=1, layout="NN"), ("gemv",)), (_spec(M=4, N=14336, layout="NN"), ("gemv",)),
+    (_spec(M=4, dtype="f16"), ("wgmma",)), (_spec(M=1, N=1, K=1), ("gemv",)),
+    (_spec(M=1, layout="NN"), ("gemv",)), (_spec(M=4, N=14336, layout="NN"), ("wgmma",)),
+    # M = 2..4 against large weights: wgmma's swap_ab (decode_m2to4), except M < 4 against
+    # N > 16384; below N, K = 4096 gemv keeps them
+    (_spec(M=3, N=28672, K=4096), ("gemv",)), (_spec(M=4, N=28672, K=4096), ("wgmma",)),
+    (_spec(M=2, N=2048, K=4096), ("gemv",)),
     (_spec(M=8), TENSOR_CORES), (_spec(M=16), TENSOR_CORES),  # measured: tensor cores
     (_spec(M=8, layout="NN"), TENSOR_CORES),
     (_spec(M=1, layout="TT"), TENSOR_CORES), (_spec(M=1, layout="TN"), TENSOR_CORES),  # unmeasured

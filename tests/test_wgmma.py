@@ -129,7 +129,8 @@ def test_the_default_only_where_measured_faster():
                  GemmSpec(M=16, N=4096, K=4096, dtype="bf16", layout="TN"),  # swap: not measured
                  GemmSpec(M=16, N=2048, K=4096, dtype="bf16", layout="NT"),  # N < 4096
                  GemmSpec(M=16, N=4096, K=4096, batch=2, dtype="bf16"),  # batched decode
-                 GemmSpec(M=4, N=4096, K=4096, dtype="bf16", layout="NN"),  # M < 8
+                 GemmSpec(M=1, N=4096, K=4096, dtype="bf16", layout="NN"),  # M < 2
+                 GemmSpec(M=3, N=28672, K=4096, dtype="bf16", layout="NT"),  # gemv's
                  GemmSpec(M=4096, N=4100, K=4096, dtype="bf16", layout="NN"),  # TMA: N*2 % 16
                  GemmSpec(M=4096, N=4096, K=4096, dtype="f32")):
         assert strategies.choose(spec, H100).name != "wgmma", spec
@@ -175,9 +176,12 @@ def test_the_default_only_where_measured_faster():
     assert strategies.default_config(GemmSpec(M=128, N=57344, K=8192, dtype="bf16",
                                               layout="NT"), H100) == WgmmaConfig(BN=256,
                                                                                  consumers=2)
-    # gemv keeps M <= 4 in NT
-    assert strategies.choose(GemmSpec(M=4, N=4096, K=4096, dtype="bf16", layout="NT"),
+    # gemv keeps M = 1, and M = 2, 3 against N > 16384; swap_ab takes the other M = 2..4
+    assert strategies.choose(GemmSpec(M=1, N=4096, K=4096, dtype="bf16", layout="NT"),
                              H100).name == "gemv"
+    assert strategies.default_config(GemmSpec(M=2, N=4096, K=4096, dtype="bf16", layout="NT"),
+                                     H100) == WgmmaConfig(BM=64, BN=8, stages=8, split_k=2,
+                                                          swap_ab=True, reduce="cluster")
     cfg = strategies.resolve({"strategy": "wgmma", "BN": 256, "consumers": 2}, NT, H100)
     assert cfg == WgmmaConfig(BN=256, consumers=2)
     # where the default is ping-pong, fields naming the kernel's shape without a mode complete

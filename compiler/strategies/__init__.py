@@ -54,17 +54,19 @@ def strategy_of(cfg: StrategyConfig) -> Strategy:
 
 
 def choose(spec: GemmSpec, target: Target | str = "sm_90a") -> Strategy:
-    """The default heuristic: gemv for decode-sized f16/bf16 NT GEMMs (M <= 4, where the H200
-    measured it faster: gemv/config.py `preferred`), wgmma for f16/bf16 GEMMs on sm_90a with
-    enough output tiles (M >= 128, layouts NT/NN, TMA-alignable: wgmma/config.py `preferred`), tensor cores (mma_sync) for f16/bf16/tf32
-    on NVIDIA sm_80+, SIMT otherwise (f32, AMD, older GPUs)."""
+    """The default heuristic: wgmma for f16/bf16 GEMMs on sm_90a with enough output tiles
+    (M >= 128, layouts NT/NN, TMA-alignable) or decode sizes against large weights (swap_ab,
+    2 <= M <= 128: wgmma/config.py `preferred`), gemv for other decode-sized f16/bf16 NT/NN
+    GEMMs (M <= 4, where the H200 measured it faster: gemv/config.py `preferred`), tensor
+    cores (mma_sync) for f16/bf16/tf32 on NVIDIA sm_80+, SIMT otherwise (f32, AMD, older
+    GPUs); fp8: wgmma."""
     target = _target(target)
     if spec.is_fp8:  # fp8: wgmma alone (its validate names what else it needs: sm_90a, NT)
         return _WGMMA
+    if _WGMMA.preferred(spec, target):  # first: its swap_ab takes M = 2..4 from gemv
+        return _WGMMA
     if _GEMV.preferred(spec, target):
         return _GEMV
-    if _WGMMA.preferred(spec, target):
-        return _WGMMA
     return _MMA_SYNC if _MMA_SYNC.serves(spec, target) else _SIMT
 
 

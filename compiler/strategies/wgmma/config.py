@@ -389,7 +389,16 @@ MN_MAJOR_A_TILES = _PREFERRED_TILES[:1]
 # Run 2 (results/wgmma_bench-h200-2026-12-02-defaults.json): the decode suite's other (N, K)
 # 0.85-1.13x where the default before ran 0.41-0.96x, except where the first tile rule already
 # applies (128 x 57344 x 8192: 128x256 c2 1.02x, swap_ab 0.98x): that rule stays first.
-SWAP_M = (8, 128)
+# M = 2..4 (BN 8, the missing rows of A zero-filled by TMA) where gemv ran 0.60-0.91 of the
+# streaming bandwidth and swap_ab at M = 8 0.76-1.07 on the same weights
+# (results/decode_suite-h200-2026-12-02-final2.json); measured at M = 2, 3, 4 in
+# results/decode_m2to4-h200-2026-12-02.json: swap_ab at least as fast as gemv on 86 of 96
+# points (M = 2, 3, 4; bf16, f16; NT, NN: geometric mean 1.05-1.09x cuBLAS against gemv's
+# 0.85-1.00x), the rest M = 2, 3 against N = 28672 or 57344 (1.7 or more waves of 128-row
+# tiles), where gemv streams 2-4% faster: there gemv keeps M < SWAP_GEMV_M
+SWAP_M = (2, 128)
+SWAP_GEMV_M = 4
+SWAP_GEMV_MAX_N = 16384
 SWAP_MIN_NK = 4096
 
 
@@ -411,6 +420,8 @@ def preferred_tile(spec: GemmSpec) -> tuple[int, int, int] | None:
 def preferred_swap(spec: GemmSpec) -> bool:
     """Whether the default takes swap_ab (swap_config): a decode-sized M against a large
     weight matrix, in the layouts and sizes measured."""
+    if spec.M < SWAP_GEMV_M and spec.N > SWAP_GEMV_MAX_N:
+        return False
     return (SWAP_M[0] <= spec.M <= SWAP_M[1] and spec.N >= SWAP_MIN_NK
             and spec.K >= SWAP_MIN_NK and spec.batch == 1 and spec.layout in PREFERRED_LAYOUTS
             and preferred_tile(spec) != _PREFERRED_TILES[0][:3])
