@@ -16,7 +16,9 @@ compiler, which the runtime never imports: the caller passes it as `validate(con
 target) -> bool` (deepgen.build.config_fits, at the package root); without one, or when no
 neighbour's config fits, lookup returns None and the default heuristic applies. Configs are
 handed back as stored (a dict, whatever its format): reading them is the compiler's business.
-`deepgen tune install DIR` writes the entries. An unreadable or malformed file is reported
+`deepgen tune install DIR` writes the entries. After the user's own entry, a shipped
+database's own entry for the spec counts (runtime/shipped_db.py: package data for one GPU,
+used only on that GPU), before any neighbour. An unreadable or malformed file is reported
 once as a warning and ignored: a broken database must not stop GEMMs from running. Imports
 neither MLIR, torch nor deepgen.compiler.
 """
@@ -49,12 +51,29 @@ def lookup(spec: GemmSpec, target: str | None = None, *,
            validate: Validate | None = None) -> dict | None:
     """The tuned config for `spec` (on `target`), or None when there is none. Without
     `validate`, only an entry for `spec` itself counts (no neighbour is borrowed)."""
-    exact, entries = _table(tuned_path())
+    found = find(spec, target, validate=validate)
+    return None if found is None else found[0]
+
+
+def find(spec: GemmSpec, target: str | None = None, *, validate: Validate | None = None,
+         device_name: str | None = None) -> tuple[dict, str, str] | None:
+    """(config, origin, database path) of what lookup returns; origin is "user" (the user's
+    own entry), "shipped" (a shipped database's own entry for this GPU: runtime/shipped_db.py,
+    its config checked by `validate` when given) or "user-neighbour"."""
+    from . import shipped_db
+
+    path = tuned_path()
+    exact, entries = _table(path)
     key = canonical_json(spec.to_dict())
     found = exact.get((key, target)) or exact.get((key, None))
     if found is not None:
-        return dict(found)
-    return nearest(entries, spec, target, validate) if validate is not None else None
+        return dict(found), "user", str(path)
+    ship = shipped_db.entry(spec, target, device_name)
+    if ship is not None and (validate is None or validate(dict(ship[0]["config"]), spec,
+                                                          target)):
+        return dict(ship[0]["config"]), "shipped", ship[1]
+    near = nearest(entries, spec, target, validate) if validate is not None else None
+    return None if near is None else (near, "user-neighbour", str(path))
 
 
 def nearest(entries: list[tuple[GemmSpec, str | None, dict]], spec: GemmSpec,
