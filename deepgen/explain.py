@@ -6,7 +6,8 @@ Walks the lookup deepgen.gemm makes, in its order, without compiling or running 
     loaded in this process           -> that kernel ("process")
     a preloaded bundle               -> the bundle's kernel ("bundle")
     config= given                    -> that config ("explicit")
-    the tuned database, own entry    -> its config ("tuned")
+    the tuned database, own entry    -> its config ("tuned"): the user's database, else the
+                                        database shipped for this GPU (runtime/shipped_db.py)
     the tuned database, a neighbour  -> the nearest tuned shape's config ("tuned-neighbour")
     else                             -> the compiler's default heuristic ("heuristic")
     no compiler here                 -> torch's GEMM ("fallback")
@@ -36,6 +37,7 @@ class Explanation:
     config: dict | None = None  # the full config (the strategy's resolution) when known
     cached: bool | None = None  # on disk in the kernel cache already (None: not known)
     tuned: dict | None = None   # the tuned database's entry: ms, baseline_ms, device, ...
+    database: str | None = None  # "user <path>" or "shipped <path>": where the config came from
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -61,17 +63,23 @@ class Explanation:
             t = self.tuned
             if t.get("ms") and t.get("baseline_ms"):
                 lines.append(f"measured: DeepGen {t['ms']:.4g} ms vs torch {t['baseline_ms']:.4g}"
-                             f" ms ({t['baseline_ms'] / t['ms']:.2f}x) on {t.get('device')}")
+                             f" ms ({t['baseline_ms'] / t['ms']:.2f}x) on {t.get('device')}"
+                             + (f" ({t['origin']} database)" if t.get("origin") else ""))
+        if self.database:
+            lines.append(f"database: {self.database}")
         return "\n".join(lines)
 
     __repr__ = __str__
 
 
 def explain(a, b, *, out=None, bias=None, activation=None, bias_dim: str = "col",
-            config=None, target: str | None = None) -> Explanation:
+            config=None, target: str | None = None,
+            device_name: str | None = None) -> Explanation:
     """What deepgen.gemm(a, b, out=..., bias=..., activation=..., bias_dim=...,
     config=...) would run. `target` (e.g. "sm_90a") stands in for the device's (so meta or CPU
-    tensors can be explained). Argument errors are raised as deepgen.gemm raises them."""
+    tensors can be explained), `device_name` (e.g. "NVIDIA H200") for the GPU's name, which
+    picks the shipped tuned database (default: this process's device, or
+    DEEPGEN_DEVICE_NAME). Argument errors are raised as deepgen.gemm raises them."""
     import torch
 
     from deepgen import api, build, fallback
@@ -93,7 +101,7 @@ def explain(a, b, *, out=None, bias=None, activation=None, bias_dim: str = "col"
             spec, _, _ = api.spec_for(a, b, out, bias=bias, activation=activation,
                                       bias_dim=bias_dim)
     ex = Explanation("deepgen", "heuristic", "", spec.to_dict(), target)
-    ex.tuned = _tuned_entry(spec, target)
+    ex.tuned = _tuned_entry(spec, target, device_name)
     key = (spec, cache.canonical_json(config), target)
     loaded = api._by_spec.get(key)
     if loaded is api._NO_KERNEL:
@@ -109,15 +117,19 @@ def explain(a, b, *, out=None, bias=None, activation=None, bias_dim: str = "col"
         ex.source, ex.reason = "explicit", "config= was given"
         cfg = api._as_dict(config)
     else:
-        own = tuned.lookup(spec, target)
-        cfg = own
-        if own is not None:
-            ex.source = "tuned"
-            ex.reason = f"the tuned database ({tuned.tuned_path()}) has an entry for this spec"
+        own = tuned.find(spec, target, device_name=device_name)
+        cfg = None if own is None else own[0]
+        if own is not None and own[1] == "user":
+            ex.source, ex.database = "tuned", f"user {own[2]}"
+            ex.reason = f"the user's tuned database ({own[2]}) has an entry for this spec"
+        elif own is not None and own[1] == "shipped":
+            ex.source, ex.database = "tuned", f"shipped {own[2]}"
+            ex.reason = (f"the tuned database shipped for this GPU ({own[2]}) has an entry "
+                         f"for this spec (the user's database has none)")
         else:
             cfg = build.tuned_config(spec, target)  # a neighbour's, validated (needs compiler)
             if cfg is not None:
-                ex.source = "tuned-neighbour"
+                ex.source, ex.database = "tuned-neighbour", f"user {tuned.tuned_path()}"
                 ex.reason = ("no tuned entry for this spec: the nearest tuned shape's config, "
                              "which validates for it")
             else:
@@ -169,11 +181,11 @@ def _compiler():
         return None
 
 
-def _tuned_entry(spec, target) -> dict | None:
-    """The tuned database's own entry for spec (ms, baseline_ms, device), if any."""
+def _tuned_entry(spec, target, device_name=None) -> dict | None:
+    """The tuned database's own entry for spec (ms, baseline_ms, device, origin), if any."""
     from deepgen.routing import database_entry
 
-    return database_entry(spec, target)
+    return database_entry(spec, target, device_name)
 
 
 class _any_device:
