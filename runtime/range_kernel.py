@@ -6,10 +6,17 @@
 
 One binary serves every M of its range: binding an M builds a `Kernel` view of the same
 artifact with the spec at that M, so the grid, the M argument and the TMA descriptors'
-shapes (size rules over M, runtime/artifact.py) are evaluated there once; the launcher's
-module cache holds the binary once per device. The views are kept per M, so a call at an M
-seen before costs one dict lookup more than an exact-shape Kernel (and deepgen.gemm's fast
-path caches the view itself). No MLIR, no compile.
+shapes (size rules over M, runtime/artifact.py) are evaluated there, once per M; its launch
+plan (runtime/src/launcher.cpp: packed parameter slots, encoded descriptors) is built once
+per M and device on the first launch; the launcher's module cache holds the binary once per
+device. No MLIR, no compile.
+
+Host cost per call: a call at an M bound before does the bound view's own fast check (one
+comparison per property against the values that view precomputed) inline and goes straight
+to its launch (`Kernel._run`), so it costs what `Kernel.__call__` costs plus one dict lookup
+by M (no second Python frame, no keyword forwarding, no rule evaluated). Anything else (a
+new M, a form the fast check leaves out, extra operands such as a bias, a bad argument) goes
+through `for_m(M)(...)`, which binds or names the mistake.
 """
 from __future__ import annotations
 
@@ -20,7 +27,7 @@ import threading
 from deepgen.spec import GemmSpec
 
 from .artifact import KernelArtifact
-from .kernel import Kernel
+from .kernel import ALIGNMENT, Kernel
 
 
 class RangeKernel:
@@ -47,17 +54,40 @@ class RangeKernel:
                     k = self._by_m[M] = Kernel(art)
         return k
 
-    def __call__(self, a, b, c=None, **kwargs):
+    def __call__(self, a, b, c=None, *, alpha=1.0, beta=0.0, stream=None, **operands):
         """C = alpha * A @ B + beta * C at M = a.shape[-2] (see Kernel.__call__)."""
         try:
-            M = int(a.shape[-2])
+            shape = a.shape
+            k = self._by_m[shape[-2]]
+            if operands or not k._plain or (c is None and beta != 0):
+                raise KeyError  # the general path: extra operands, or beta's error
+            dev, e = a.get_device(), k._expect[len(shape)]
+            pa, pb, pc = a.data_ptr(), b.data_ptr(), 0 if c is None else c.data_ptr()
+            # Kernel.__call__'s fast check, against the bound view's precomputed values
+            ok = (dev >= 0 and b.get_device() == dev
+                  and a.dtype is k._in_dtype and b.dtype is k._in_dtype
+                  and shape == e[0] and b.shape == e[2]
+                  and a.stride() == e[1] and b.stride() == e[3]
+                  and (c is None or (c.get_device() == dev and c.dtype is k._out_dtype
+                                     and c.shape == e[4] and c.stride() == e[5]))
+                  and not (pa | pb | pc) & (ALIGNMENT - 1))
+        except (AttributeError, IndexError, KeyError, TypeError):
+            ok = False
+        if ok:
+            return k._run(a, pa, pb, c, alpha, beta, stream)
+        return self.for_m(self._m_of(a))(a, b, c, alpha=alpha, beta=beta, stream=stream,
+                                         **operands)
+
+    @staticmethod
+    def _m_of(a) -> int:
+        try:
+            return int(a.shape[-2])
         except (AttributeError, IndexError, TypeError):
             raise TypeError(f"a: expected a torch.Tensor of 2 or 3 dimensions, got "
                             f"{type(a).__name__}") from None
-        return self.for_m(M)(a, b, c, **kwargs)
 
     def check(self, a, b, c=None) -> None:
-        self.for_m(int(a.shape[-2])).check(a, b, c)
+        self.for_m(self._m_of(a)).check(a, b, c)
 
     # -- what it is --------------------------------------------------------------------------
 

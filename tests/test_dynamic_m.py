@@ -193,6 +193,58 @@ def test_range_kernel_binds_each_m(fresh, cpu_gpu):
         deepgen.runtime.Kernel(fake_range_artifact(spec))
 
 
+def test_range_kernel_plans_each_m_once(fresh, cpu_gpu, monkeypatch):
+    """The per-M launch plan (the bound view: grid, M and TMA shapes from the size rules; its
+    launcher plan) is made once per M: repeated calls at a bound M take the inline fast check
+    straight to the view's launch, evaluating no rule and binding nothing."""
+    from deepgen.runtime import artifact as art_mod
+    from deepgen.runtime import kernel as km
+
+    spec = GemmSpec(M=Dim(max=64, min=17), N=24, K=16, dtype="f32")
+    k = RangeKernel(fake_range_artifact(spec))
+    packs, binds, rules = [], [], [0]
+    real_pack, real_for_m, real_eval = (km.Kernel._pack_signature, RangeKernel.for_m,
+                                        art_mod.eval_rule)
+    monkeypatch.setattr(km.Kernel, "_pack_signature",
+                        lambda self: (packs.append(self.spec.M), real_pack(self))[1])
+    monkeypatch.setattr(RangeKernel, "for_m",
+                        lambda self, M: (binds.append(M), real_for_m(self, M))[1])
+
+    def eval_rule(*args, **kw):
+        rules[0] += 1
+        return real_eval(*args, **kw)
+
+    monkeypatch.setattr(km, "eval_rule", eval_rule)
+    monkeypatch.setattr(art_mod, "eval_rule", eval_rule)
+    # CPU tensors report device -1: let the fast check see device 0, as a CUDA tensor would
+    monkeypatch.setattr(torch.Tensor, "get_device", lambda self: 0)
+    b = torch.randn(16, 24)
+    inputs = {M: (torch.randn(M, 16), torch.empty(M, 24)) for M in (17, 40, 64)}
+    for a, c in inputs.values():  # first call per M: binds, plans
+        k(a, b, c)
+    assert packs == [17, 40, 64] and binds == [17, 40, 64] and rules[0] > 0
+    plans = {M: k.for_m(M)._plans[0] for M in inputs}
+    binds.clear()
+    rules[0] = 0
+    for _ in range(3):
+        for a, c in inputs.values():
+            c.fill_(float("nan"))
+            assert k(a, b, c) is c
+            torch.testing.assert_close(c.double(), a.double() @ b.double(), rtol=1e-5,
+                                       atol=1e-5)
+    assert packs == [17, 40, 64] and binds == [] and rules[0] == 0
+    assert {M: k.for_m(M)._plans[0] for M in inputs} == plans
+    assert all(len(plans[M].calls) == 4 for M in inputs)  # 1 + 3 launches, each its own plan
+    # the general path still names mistakes: a fresh C with beta, an operand it does not take
+    a = inputs[40][0]
+    with pytest.raises(ValueError, match="beta: must be 0 when c is None"):
+        k(a, b, beta=1.0)
+    with pytest.raises(TypeError, match="bias: not an operand of this kernel"):
+        k(a, b, bias=torch.randn(24))
+    with pytest.raises(ValueError, match=r"b: expected shape"):
+        k(a, torch.randn(16, 8))
+
+
 def test_every_m_compiles_one_kernel_per_range(fresh, cpu_gpu, compiler):
     """M = 1..300 through deepgen.gemm(dynamic_m=True): one compile per range touched (1-16,
     17-64, 65-256, 257-2048), each result checked against float64."""
