@@ -30,6 +30,7 @@ from deepgen import build, fallback, range_table, scaled
 from deepgen.epilogue import ACTIVATIONS, EpilogueSpec
 from deepgen.runtime import cache, torch_op
 from deepgen.runtime.kernel import ALIGNMENT, TORCH_DTYPES, Kernel, strides_match
+from deepgen.runtime.kernel import check_devices as _check_devices  # the tests replace it
 from deepgen.spec import GemmSpec
 
 _DTYPE_NAMES = {v: k for k, v in TORCH_DTYPES.items()}
@@ -259,15 +260,6 @@ def spec_for(a, b, out=None, *, bias=None, activation=None,
     return GemmSpec(M=M, N=N, K=K, batch=batch, dtype=dtype, out_dtype=out_dtype,
                     layout=la + lb, allow_tf32=dtype == "f32" and _tf32_allowed(),
                     epilogue=epilogue_for(activation, bias, bias_dim, dtype)), a, b
-
-
-def _check_devices(tensors: list[tuple[str, torch.Tensor]]) -> None:
-    first = tensors[0][1].device
-    for name, t in tensors:
-        if t.device.type != "cuda":
-            raise TypeError(f"{name}: must be a CUDA tensor, got device '{t.device}'")
-        if t.device != first:
-            raise ValueError(f"{name}: on {t.device}, but a is on {first}")
 
 
 def _in_place_or_copy(t: torch.Tensor) -> tuple[torch.Tensor, str]:

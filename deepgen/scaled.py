@@ -28,6 +28,7 @@ from deepgen.dtypes import FP8_DTYPES, OUTPUT_DTYPES
 from deepgen.epilogue import ACTIVATIONS, EpilogueSpec
 from deepgen.runtime import cache
 from deepgen.runtime.kernel import ALIGNMENT, TORCH_DTYPES, Kernel, strides_match
+from deepgen.runtime.kernel import check_devices as _check_devices  # the tests replace it
 from deepgen.spec import GemmSpec
 
 _NAMES = {v: k for k, v in TORCH_DTYPES.items()}
@@ -224,11 +225,6 @@ def _scale_mode(scale_a, scale_b, a, M: int, N: int, fp8: bool) -> str:
                      f"{tuple(scale_b.shape)}")
 
 
-def _check_devices(tensors) -> None:
-    """Every tensor a CUDA tensor on a's device: deepgen.api's check (imported here, where
-    it runs: api imports this module; the tests of argument checks on the CPU replace this)."""
-    from deepgen.api import _check_devices as check
-    check(tensors)
 
 
 def _is_packed(t: torch.Tensor, layout: str) -> bool:

@@ -94,6 +94,17 @@ def check_operands(expected: Sequence[Operand], actual: Sequence[Facts]) -> None
                              f"aligned (a view with a storage offset?); pass a copy")
 
 
+def check_devices(tensors: Sequence[tuple]) -> None:
+    """(name, tensor) pairs: every tensor a CUDA tensor on the first one's device (a), before
+    any spec is built (deepgen.gemm and its scaled form)."""
+    first = tensors[0][1].device
+    for name, t in tensors:
+        if t.device.type != "cuda":
+            raise TypeError(f"{name}: must be a CUDA tensor, got device '{t.device}'")
+        if t.device != first:
+            raise ValueError(f"{name}: on {t.device}, but a is on {first}")
+
+
 def _check_shape(op: Operand, f: Facts) -> None:
     batch = op.shape[0]
     if len(f.shape) == 3 or (len(f.shape) == 2 and batch == 1):
