@@ -118,6 +118,37 @@ def test_build_keeps_only_checked_results_of_the_device(tmp_path):
     assert db["entries"] == [] and "no longer validates" in " ".join(db["shipped"]["dropped"])
 
 
+def test_build_keeps_a_range_entry_with_its_points(tmp_path):
+    """A range problem's tune result (tuner/ranges.py: M a range, the best candidate's
+    "points") ships with its points; routing then sends that M range to the range kernel."""
+    rspec = range_table.range_spec(spec_of(40))
+    points = [{"M": 17, "ms": 0.020, "baseline_ms": 0.030, "rel_err": 1e-3},
+              {"M": 64, "ms": 0.025, "baseline_ms": 0.030, "rel_err": 1e-3}]
+    res = {"format": "deepgen-tune-results/1", "updated": "2026-12-03 00:00:00",
+           "device": H200, "target": "sm_90a", "shapes": [
+               {"key": "range", "spec": rspec.to_dict(), "baseline": {"ms": 0.03},
+                "top": [{"config": {"strategy": "wgmma"}, "ms": 0.022, "points": points}]},
+               {"key": "range-no-points", "spec": range_table.range_spec(
+                   spec_of(300)).to_dict(), "baseline": {"ms": 0.03},
+                "top": [{"config": {"strategy": "wgmma"}, "ms": 0.022}]}]}
+    (tmp_path / "r.json").write_text(json.dumps(res))
+    db = shipped.build([tmp_path / "r.json"])
+    (e,) = db["entries"]
+    assert e["points"] == [{k: p[k] for k in ("M", "ms", "baseline_ms")} for p in points]
+    assert e["tflops"] is None and "range-no-points" in " ".join(db["shipped"]["dropped"])
+    ship = tmp_path / "ship"
+    ship.mkdir()
+    (ship / "tuned-r.json").write_text(shipped.dumps(db))
+    import deepgen.runtime.shipped_db as sdb
+
+    saved = sdb.DATA_DIR
+    sdb.DATA_DIR = ship
+    try:
+        assert optimize.route_of(spec_of(33), "sm_90a", H200) == "range"
+    finally:
+        sdb.DATA_DIR = saved
+
+
 def test_package_data_is_in_the_wheel():
     """scikit-build-core copies every file of the package folders that git does not ignore."""
     path = shipped_db.DATA_DIR / "tuned-sm_90a-h200.json"

@@ -50,8 +50,10 @@ def _rel(path: Path) -> str:
 
 
 def _entry(spec: dict, config: dict, ms, base_ms, device: str, target: str, source: str,
-           key: str, method: str) -> dict | None:
-    """A database entry, or None when a time is missing or not positive."""
+           key: str, method: str, points=None) -> dict | None:
+    """A database entry, or None when a time is missing or not positive. A range spec's
+    entry (M a deepgen.dims.Dim, tuner/ranges.py) keeps its measured `points` (routing
+    needs every one to beat torch) and has no TFLOP/s of its own."""
     try:
         s = GemmSpec.from_dict(spec)
         ms, base_ms = float(ms), float(base_ms)
@@ -59,10 +61,16 @@ def _entry(spec: dict, config: dict, ms, base_ms, device: str, target: str, sour
         return None
     if not (ms > 0 and base_ms > 0) or not isinstance(config, dict):
         return None
-    tf = lambda t: round(s.flops / (t * 1e-3) / 1e12, 4)
-    return {"spec": s.to_dict(), "target": target, "config": config,
-            "ms": ms, "tflops": tf(ms), "baseline_ms": base_ms, "baseline_tflops": tf(base_ms),
-            "device": device, "source": source, "source_key": key, "method": method}
+    if s.dynamic_m and not points:
+        return None  # a range entry without its points could never route: not shipped
+    tf = lambda t: None if s.dynamic_m else round(s.flops / (t * 1e-3) / 1e12, 4)
+    e = {"spec": s.to_dict(), "target": target, "config": config,
+         "ms": ms, "tflops": tf(ms), "baseline_ms": base_ms, "baseline_tflops": tf(base_ms),
+         "device": device, "source": source, "source_key": key, "method": method}
+    if points:
+        e["points"] = [{k: p[k] for k in ("M", "ms", "baseline_ms") if k in p}
+                       for p in points]
+    return e
 
 
 def entries_of(path: Path, device: str, target: str) -> tuple[list[dict], list[str]]:
@@ -84,7 +92,8 @@ def entries_of(path: Path, device: str, target: str) -> tuple[list[dict], list[s
                 continue
             best = sh["top"][0]
             e = _entry(sh["spec"], best.get("config"), best.get("ms"), base, device, target,
-                       src, sh["key"], "deepgen tune (best checked candidate, median)")
+                       src, sh["key"], "deepgen tune (best checked candidate, median)",
+                       best.get("points"))
             (out.append(e) if e else dropped.append(f"{src} {sh['key']}: incomplete"))
     elif fmt == FORMATS[1]:
         for r in data.get("results", []):
