@@ -11,7 +11,9 @@ configs.
 
 A spec with no entry of its own borrows the config of the nearest tuned shape: same dtype,
 out_dtype, layout, allow_tf32 and batched-ness (batch > 1 or not), nearest by log-distance of
-M, N and K, provided the config still validates for the new shape. That check needs the
+M, N and K, provided the config still validates for the new shape (range entries, M a
+deepgen.dims.Dim, neither lend nor borrow: deepgen/range_table.py takes a range's own
+entry). That check needs the
 compiler, which the runtime never imports: the caller passes it as `validate(config, spec,
 target) -> bool` (deepgen.build.config_fits, at the package root); without one, or when no
 neighbour's config fits, lookup returns None and the default heuristic applies. Configs are
@@ -87,8 +89,10 @@ def nearest(entries: list[tuple[GemmSpec, str | None, dict]], spec: GemmSpec,
         return sum(math.log(a / b) ** 2 for a, b in ((s.M, spec.M), (s.N, spec.N),
                                                      (s.K, spec.K), (s.batch, spec.batch)))
 
+    if spec.dynamic_m:  # a range kernel takes its own entry only (deepgen/range_table.py)
+        return None
     near = sorted(((distance(s), t is None, i) for i, (s, t, _) in enumerate(entries)
-                   if kind(s) == kind(spec) and t in (target, None)))
+                   if kind(s) == kind(spec) and t in (target, None) and not s.dynamic_m))
     for _, _, i in near:  # target-specific entries first among equally near ones
         config = entries[i][2]
         if validate(dict(config), spec, target):

@@ -64,3 +64,20 @@ def ray_compile_fn(task: dict):
     """(record, artifact) like deepgen.tuner.compiling.build, without the compiler."""
     _act(task)
     return {"id": task["id"], "stage": "compile", "ok": True, "pid": os.getpid()}, None
+
+
+def bench_fn_range(task: dict, state: dict) -> dict:
+    """A range candidate's fake record (tuner/ranges.py summarize): per M of sample_ms, a time
+    from the bundle's config (more stages and wider BN 'faster') and torch's 1.0 ms."""
+    import json
+
+    from deepgen.dims import Dim
+    from deepgen.tuner.ranges import sample_ms, summarize
+
+    with open(os.path.join(task["dir"], "kernel.json")) as f:
+        meta = json.load(f)
+    cfg, dim = meta["config"], Dim(**task["spec"]["M"])
+    points = [{"M": M, "ms": (1.0 + M / 1024) * 64 / cfg["BN"] / cfg["stages"],
+               "baseline_ms": 1.0, "rel_err": 1e-3, "tflops": 1.0, "baseline_tflops": 2.0}
+              for M in sample_ms(dim)]
+    return summarize(points, gpu=state["slot"], device="Fake GPU")

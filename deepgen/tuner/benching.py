@@ -7,6 +7,8 @@ One worker process per GPU (see supervisor.py) runs, per candidate:
   2. timing: CUDA events, warm-up, median of repeats, inputs rotated through sets larger than
      L2 (measure.time_ms); the torch.matmul baseline (cuBLAS; no TF32 for f32) is timed in the
      same process on the same inputs, once per shape.
+A range candidate (M a range) is checked and timed at a few M of its range, ranked by the
+geometric mean (tuner/ranges.py bench_range).
 Any exception there restarts the worker (an illegal address leaves the CUDA context unusable).
 Imports neither MLIR nor the compiler: this runs on GPU hosts that have neither.
 """
@@ -33,6 +35,10 @@ def bench_task(task: dict, state: dict) -> dict:
     from deepgen.spec import GemmSpec
 
     spec = GemmSpec.from_dict(task["spec"])
+    if spec.dynamic_m:  # a range kernel: timed at a few M of its range (tuner/ranges.py)
+        from .ranges import bench_range
+
+        return bench_range(task, state)
     shape = (spec.M, spec.N, spec.K, spec.batch, spec.dtype, spec.out_dtype, spec.layout,
              spec.allow_tf32)
     if state["shape"] != shape:  # new shape: new inputs, new baseline (old ones freed first)

@@ -109,7 +109,8 @@ def _from_native(path: Path, data: dict, pairs_seen) -> TuningConfig:
     specs = []
     for i, shape in enumerate(data["shapes"]):
         where = f"$.shapes[{i}]"
-        dims = {k: _values(path, f"{where}.{k}", v) for k, v in shape.items()}
+        dims = {k: _m_range(path, f"{where}.{k}", v) if k == "M" and _is_m_range(v)
+                else _values(path, f"{where}.{k}", v) for k, v in shape.items()}
         if "size" in dims:
             dims.update(M=dims["size"], N=dims["size"], K=dims.pop("size"))
         batches = dims.get("batch", [1])
@@ -160,6 +161,21 @@ def _values(path, where: str, value) -> list:
         out.append(v)
         v = v * value["times"] if "times" in value else v + value["step"]
     return out
+
+
+def _is_m_range(value) -> bool:
+    return isinstance(value, dict) and "max" in value
+
+
+def _m_range(path, where: str, value: dict) -> list:
+    """{"max", "min", "multiple_of"} -> [Dim]: the problem is the range kernel serving it
+    (deepgen/tuner/ranges.py)."""
+    from deepgen.dims import Dim
+
+    try:
+        return [Dim(**value)]
+    except SpecError as e:
+        raise TuningConfigError(path, where, str(e)) from None
 
 
 def _spec(path, where: str, **kw) -> GemmSpec:

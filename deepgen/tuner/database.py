@@ -4,7 +4,10 @@ that deepgen.gemm reads (deepgen.runtime.tuned: $DEEPGEN_CACHE_DIR/tuned.json).
 An entry per (spec, target): the winner's config and time ("ms") and torch's time for the same
 shape, measured by the same worker in the same run ("baseline_ms", "baseline_tflops"), which
 deepgen.optimize routes by (entries installed before "baseline_ms" existed give it through
-"baseline_tflops"; an entry with neither is never routed). An installed winner replaces the
+"baseline_tflops"; an entry with neither is never routed). A range problem's entry (spec M a
+range, tuner/ranges.py) also has "points" [{M, ms, baseline_ms, ...}], the times at each M
+it was measured at (deepgen.routing reads them); its spec is the key deepgen/range_table.py
+looks the range kernel's config up by. An installed winner replaces the
 entry of the same spec and target and leaves every other entry alone. The file is rewritten
 atomically, so a concurrent deepgen.gemm sees the old database or the new one. Imports
 neither MLIR nor torch.
@@ -39,6 +42,7 @@ def winners(res: dict, source: str) -> list[dict]:
                     "ms": best["ms"], "tflops": best["tflops"],
                     "baseline_ms": base.get("ms"), "baseline_tflops": base.get("tflops"),
                     "device": res.get("device"),
+                    **({"points": best["points"]} if best.get("points") else {}),
                     "source": source, "installed": time.strftime("%Y-%m-%d %H:%M:%S")})
     return out
 

@@ -4,7 +4,8 @@ results.json ("format": "deepgen-tune-results/1"), per shape: counts (candidates
 compile failures, correct, wrong, bench failures, with the most common errors), the cuBLAS
 baseline timed by the same workers, the top K candidates (config, ms, TFLOP/s, ratio to
 the baseline, relative error, compile time, registers and spills) and the default heuristic's
-config for comparison. A function of its inputs only, so rebuilding it is always safe.
+config for comparison; a range problem's (M a range, tuner/ranges.py) entries keep their
+per-M "points" and its times are geometric means over them. A function of its inputs only, so rebuilding it is always safe.
 """
 from __future__ import annotations
 
@@ -40,6 +41,14 @@ def build(index: dict, candidates: list[Candidate], records: list[dict], top: in
         errors.update(first_line(r.get("error", "")) for _, r in ran if not r.get("ok"))
         spec = sh["spec"]
         base_ms = statistics.median(baselines) if baselines else None
+        base_tflops = None
+        if base_ms is not None:
+            rspec = GemmSpec.from_dict(spec)
+            if rspec.dynamic_m:  # a range: the geometric mean over its timed M (tuner/ranges.py)
+                tf = [r["baseline_tflops"] for _, r in ran if r.get("baseline_tflops")]
+                base_tflops = statistics.median(tf) if tf else None
+            else:
+                base_tflops = rspec.flops / (base_ms * 1e-3) / 1e12
         default = next((_entry(c, r) for c, r in ran if c.default and r.get("ok")), None)
         shapes.append({
             "key": sh["key"], "spec": spec,
@@ -50,8 +59,7 @@ def build(index: dict, candidates: list[Candidate], records: list[dict], top: in
                        "bench_failed": len(ran) - len(ok) - len(wrong)},
             "errors": dict(errors.most_common(5)),
             "baseline": None if base_ms is None else {
-                "name": "torch.matmul (cuBLAS)", "ms": base_ms,
-                "tflops": GemmSpec.from_dict(spec).flops / (base_ms * 1e-3) / 1e12},
+                "name": "torch.matmul (cuBLAS)", "ms": base_ms, "tflops": base_tflops},
             "top": [_entry(c, r) for c, r in ok[:top]],
             "default": default,
         })
@@ -72,7 +80,7 @@ def _entry(c: Candidate, r: dict) -> dict:
             "vs_baseline": r.get("vs_baseline"), "rel_err": r.get("rel_err"),
             "compile_seconds": c.compile.get("seconds"), "registers": most("registers"),
             "spill_stores": most("spill_stores"), "spill_loads": most("spill_loads"),
-            "default": c.default}
+            "default": c.default, **({"points": r["points"]} if r.get("points") else {})}
 
 
 def write(directory: str | os.PathLike, results: dict) -> Path:

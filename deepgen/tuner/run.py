@@ -62,11 +62,18 @@ def plan(config_path, opts: Options):
     limit = opts.max_candidates or cfg.max_candidates
     shapes, candidates = [], []
     for spec in cfg.specs:
-        walk = space.Space(spec, cfg.space, cfg.target, cfg.base)
+        if spec.dynamic_m:  # a range of M: the range path's wgmma configs (tuner/ranges.py)
+            from . import ranges
+
+            walk = ranges.RangeSpace(spec, cfg.space, cfg.target, cfg.base)
+            base_config = ranges.default_config(spec, cfg.target)
+        else:
+            walk = space.Space(spec, cfg.space, cfg.target, cfg.base)
+            base_config = default_config(spec, cfg.target).to_dict()
         chosen = [Candidate(spec, c.to_dict(), cfg.target)
                   for c in space.sample(walk, limit, cfg.seed)]
         # The heuristic's own pick is always measured: the tuned result never loses to it.
-        default = Candidate(spec, default_config(spec, cfg.target).to_dict(), cfg.target, True)
+        default = Candidate(spec, base_config, cfg.target, True)
         same = next((c for c in chosen if c.id == default.id), None)
         if same is not None:
             same.default = True
