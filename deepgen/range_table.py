@@ -9,6 +9,13 @@ environment variable DEEPGEN_DYNAMIC_M=1; DEEPGEN_MAX_M sets the last range's ma
 max_m, a spec or target no strategy builds ranges for: compiler/ranges.py) takes the
 exact-shape kernel as before, with a warning once per reason where a range was refused.
 
+Under torch.compile (dynamic=True, or automatic dynamic shapes after a second M) the op
+torch.ops.deepgen.gemm is traced once with a symbolic M (its fake gives the (M, N) output);
+at run time the op body follows the process switch (deepgen.set_dynamic_m /
+DEEPGEN_DYNAMIC_M: dynamic_m= of a deepgen.gemm call inside a compiled function is not
+part of the op), so a new M compiles nothing within a known range. CUDA graphs capture one
+M per graph (runtime/range_kernel.py).
+
 The range kernel of a range comes, in order, from this process's table, a preloaded bundle
 (deepgen precompile writes them), the disk cache, else the compiler (the tuned database's
 entry for the range spec when it has one, else the range default).

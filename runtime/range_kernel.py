@@ -17,6 +17,13 @@ to its launch (`Kernel._run`), so it costs what `Kernel.__call__` costs plus one
 by M (no second Python frame, no keyword forwarding, no rule evaluated). Anything else (a
 new M, a form the fast check leaves out, extra operands such as a bias, a bad argument) goes
 through `for_m(M)(...)`, which binds or names the mistake.
+
+CUDA graphs: the range kernel binds M at launch (the grid, the M argument and the TMA
+descriptors, encoded from the tensors' pointers and M), so a captured graph holds one M and
+its tensors: replaying it serves that M only. Capture one graph per M you replay (torch's
+CUDA graph trees under torch.compile(mode="reduce-overhead") record one per distinct shape
+the same way), or pad M up to a captured size. Make one call at each M before capturing (it
+loads the binary and builds that M's plan outside the capture).
 """
 from __future__ import annotations
 

@@ -306,3 +306,46 @@ def test_preloaded_range_bundle_runs_without_a_compiler(fresh, cpu_gpu, monkeypa
         torch.testing.assert_close(deepgen.gemm(a, b, dynamic_m=True).double(),
                                    a.double() @ b.double(), rtol=1e-5, atol=1e-5)
     assert isinstance(deepgen.runtime.load(tmp_path / "b"), RangeKernel)
+
+
+# -- torch.compile with dynamic shapes -------------------------------------------------------
+
+def test_torch_compile_dynamic_traces_once_and_compiles_one_kernel_per_range(
+        fresh, cpu_gpu, compiler):
+    """torch.compile(f, dynamic=True) over deepgen.gemm (the op torch.ops.deepgen.gemm under
+    compile) with range kernels on (deepgen.set_dynamic_m): one graph for every M, M symbolic
+    in it (the op's fake gives the (M, N) output of a symbolic M); running it compiles one
+    range kernel per range touched, every result against float64."""
+    torch._dynamo.reset()
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    deepgen.set_dynamic_m(True)
+    # deepgen.fallback reads DEEPGEN_DISABLE lazily: read inside the first trace, its state
+    # changes under dynamo's guard and costs one retrace per process (not per M); read it first
+    from deepgen import fallback
+
+    fallback.disabled()
+    f = torch.compile(lambda a, b: deepgen.gemm(a, b) * 2.0, dynamic=True, backend=backend)
+    b = torch.randn(16, 8)
+    try:
+        for M in (3, 5, 17, 40, 64, 100, 300, 1000):
+            a = torch.randn(M, 16)
+            c = f(a, b)
+            assert c.shape == (M, 8)
+            torch.testing.assert_close(c.double(), 2 * a.double() @ b.double(), rtol=1e-5,
+                                       atol=1e-5)
+    finally:
+        torch._dynamo.reset()
+    assert len(graphs) == 1  # traced once: no recompile for a new M
+    (gm,) = graphs
+    ops = [n for n in gm.graph.nodes if n.op == "call_function"
+           and "deepgen" in str(n.target)]
+    assert len(ops) == 1
+    out_m = ops[0].meta["example_value"].shape[0]
+    assert isinstance(out_m, torch.SymInt)  # the fake's output M is the input's symbol
+    ranges = [(s.M.min, s.M.max) for s, _, _ in compiler.calls]
+    assert ranges == [(1, 16), (17, 64), (65, 256), (257, 2048)]
