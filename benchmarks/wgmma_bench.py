@@ -281,6 +281,19 @@ for _variant, _cfg in {"pp128x192_s5": dict(PP, BM=128, BN=192, stages=5),
     CASES[f"ppd_bf16_NN_4096^3_{_variant}"] = (dict(BIG, dtype="bf16", layout="NN"), _cfg,
                                                1.0, 0.0, "bf16_NN_4096^3")
 
+# 8192^3 and wave quantization (session 3, not yet run): 128x256 tiles are 2048 = 15.5 waves of
+# 132 CTAs (the last wave half idle, ~3%, about the gap to cuBLAS); 128x192 tiles are 2752 =
+# 20.85 waves. "q8k_" cases: the default against 192-wide tiles, cooperative and ping-pong.
+_Q8K = dict(M=8192, N=8192, K=8192)
+for _lay in ("NN", "NT"):
+    for _variant, _cfg in {"default": None,
+                           "c2_128x192_s5": dict(COOP, BN=192, stages=5),
+                           "c2_128x192_s5_pers": dict(COOP, BN=192, stages=5, persistent=True),
+                           "pp128x192_s5": dict(PP, BM=128, BN=192, stages=5),
+                           "pp128x128_s7": PP7}.items():
+        CASES[f"q8k_bf16_{_lay}_{_variant}"] = (dict(_Q8K, dtype="bf16", layout=_lay), _cfg,
+                                                1.0, 0.0, f"bf16_{_lay}_8192^3")
+
 
 def compile_all(bundle: Path, only: str | None) -> None:
     from deepgen.compiler import compile_artifact
