@@ -150,7 +150,7 @@ def _tf32_allowed() -> bool:
 
 def _gemm_slow(a, b, out, alpha, beta, config, bias=None, activation=None, bias_dim="col",
                dynamic_m=None):
-    if getattr(a, "dtype", None) in scaled.FP8:  # fp8 without scales: the scaled form's rules
+    if getattr(a, "dtype", None) in scaled.QUANTIZED:  # fp8/int8 without scales: scaled's rules
         return scaled.gemm(a, b, out=out, alpha=alpha, beta=beta, bias=bias,
                            activation=activation, bias_dim=bias_dim, config=config)
     spec, a2, b2 = spec_for(a, b, out, bias=bias, activation=activation, bias_dim=bias_dim)

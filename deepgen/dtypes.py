@@ -4,7 +4,7 @@ A DType names an element type the way each layer spells it: DeepGen's name ("bf1
 size, torch's dtype attribute ("bfloat16"), MLIR's type ("bf16"), PTX's type (".bf16"), and
 the tolerance a GEMM result of that output type is checked with against float64 (relative
 Frobenius error; DESIGN.md). Adding a dtype touches this table; `compiled` says whether
-DeepGen's kernels take it yet (fp8 and int8 are declared for a later issue).
+DeepGen's kernels take it yet.
 
 This module imports neither MLIR nor torch.
 """
@@ -44,7 +44,12 @@ DTYPES: dict[str, DType] = {d.name: d for d in (
     # partial sums to f32 registers.
     DType("e4m3", 1, "float8_e4m3fn", "f8E4M3FN", "e4m3", 6e-3, output=False),
     DType("e5m2", 1, "float8_e5m2", "f8E5M2", "e5m2", 6e-3, output=False),
-    DType("int8", 1, "int8", "i8", "s8", 0.0, compiled=False),
+    # int8 inputs (w8a8; the wgmma strategy, layout NT): s32 accumulation on the tensor cores
+    # (exact), converted to f32 in the epilogue (exact while |acc| < 2^24, e.g. K <= 1024 at
+    # full-range +-127 inputs; beyond, one f32 rounding, 6e-8 relative), then the scales and
+    # the chain in f32: only the f32 rounding of the scaling and the output's remain (applied
+    # as max(this, the output type's)).
+    DType("int8", 1, "int8", "i8", "s8", 1e-6, output=False),
 )}
 
 # Element types of A/B and of C (and of a bias) that the kernels take today.
@@ -53,6 +58,8 @@ OUTPUT_DTYPES = tuple(n for n in INPUT_DTYPES if DTYPES[n].output)
 # Quantized inputs: only the wgmma strategy multiplies them (sm_90a, layout NT), optionally
 # with scales (GemmSpec.scale); every other strategy rejects them by name.
 FP8_DTYPES = ("e4m3", "e5m2")
+INT8_DTYPES = ("int8",)
+QUANTIZED_DTYPES = FP8_DTYPES + INT8_DTYPES  # fp8 or int8: wgmma m64nNk32, scales, NT only
 
 
 def dtype(name: str) -> DType:

@@ -1,4 +1,4 @@
-"""deepgen.gemm's quantized (fp8) form, after torch._scaled_mm:
+"""deepgen.gemm's quantized (fp8, int8) form, after torch._scaled_mm:
 
     deepgen.gemm(a, b, scale_a=sa, scale_b=sb, out_dtype=torch.bfloat16)
         = (a.float() @ b.float()) * sa * sb, cast to out_dtype        (then bias, activation)
@@ -14,8 +14,15 @@ torch.bfloat16, torch.float16 or torch.float32 (fp8 output is not built): requir
 `out` is given. alpha, beta, out, bias and activation as deepgen.gemm (the bias defaults to
 the output type, as torch._scaled_mm's).
 
-deepgen.gemm comes here when it gets fp8 inputs, a scale or an out_dtype; errors name the
-argument before anything compiles. Block scales (DeepSeek's 1x128 / 128x128) are not built.
+int8 (w8a8) follows the same convention (torch._scaled_mm takes no int8 on every build, and
+torch._int_mm takes no scales and returns the raw int32 product): a, b torch.int8, a (M, K)
+row-major, b (K, N) column-major (w.t() of an (N, K) int8 weight), the product summed in s32
+on the tensor cores (exact), converted to f32 (exact while |a @ b| < 2^24), then
+* scale_a * scale_b (per tensor, or rowwise: per token x per channel), alpha, bias,
+activation, cast to out_dtype (bf16, f16 or f32; required: int32 output is not built).
+
+deepgen.gemm comes here when it gets fp8 or int8 inputs, a scale or an out_dtype; errors name
+the argument before anything compiles. Block scales (DeepSeek's 1x128 / 128x128) are not built.
 """
 from __future__ import annotations
 
@@ -24,7 +31,7 @@ import functools
 import torch
 
 from deepgen import build
-from deepgen.dtypes import FP8_DTYPES, OUTPUT_DTYPES
+from deepgen.dtypes import FP8_DTYPES, OUTPUT_DTYPES, QUANTIZED_DTYPES
 from deepgen.epilogue import ACTIVATIONS, EpilogueSpec
 from deepgen.runtime import cache
 from deepgen.runtime.kernel import ALIGNMENT, TORCH_DTYPES, Kernel, strides_match
@@ -33,6 +40,7 @@ from deepgen.spec import GemmSpec
 
 _NAMES = {v: k for k, v in TORCH_DTYPES.items()}
 FP8 = tuple(TORCH_DTYPES[n] for n in FP8_DTYPES)
+QUANTIZED = tuple(TORCH_DTYPES[n] for n in QUANTIZED_DTYPES)  # fp8 and int8
 _OUT = tuple(TORCH_DTYPES[n] for n in OUTPUT_DTYPES)
 _by_call: dict[tuple, Kernel] = {}  # call signature -> kernel, for calls needing no copies
 _by_spec: dict[tuple, Kernel] = {}  # (spec, config, target) -> kernel
@@ -146,15 +154,17 @@ def spec_for(a, b, out=None, *, bias=None, activation=None, bias_dim="col", scal
     (M, K), (K2, N) = a.shape, b.shape
     if K2 != K:
         raise ValueError(f"b: has {K2} rows, but a has K = {K} columns")
-    fp8 = a.dtype in FP8
+    fp8 = a.dtype in QUANTIZED  # fp8 or int8: the same rules
     if fp8:
+        kind = "fp8" if a.dtype in FP8 else "int8"
         if not _is_packed(a, "N"):
-            raise ValueError(f"a: fp8 a must be row-major (M, K) (contiguous, 16-byte aligned), "
-                             f"got strides {a.stride()}: fp8 wgmma reads K-major operands only")
+            raise ValueError(f"a: {kind} a must be row-major (M, K) (contiguous, 16-byte "
+                             f"aligned), got strides {a.stride()}: {kind} wgmma reads K-major "
+                             f"operands only")
         if not _is_packed(b, "T"):
-            raise ValueError(f"b: fp8 b must be column-major (K, N), i.e. w.t() of an (N, K) "
-                             f"row-major w (layout NT: fp8 wgmma reads K-major operands only), "
-                             f"got strides {b.stride()} for shape {tuple(b.shape)}")
+            raise ValueError(f"b: {kind} b must be column-major (K, N), i.e. w.t() of an (N, K) "
+                             f"row-major w (layout NT: {kind} wgmma reads K-major operands "
+                             f"only), got strides {b.stride()} for shape {tuple(b.shape)}")
     if out_dtype is not None and out_dtype not in _OUT:
         raise TypeError(f"out_dtype: must be one of {', '.join(map(str, _OUT))}, got "
                         f"{out_dtype}")
@@ -166,9 +176,9 @@ def spec_for(a, b, out=None, *, bias=None, activation=None, bias_dim="col", scal
         out_dtype = out.dtype
     if out_dtype is None:
         if fp8:
-            raise TypeError(f"out_dtype: {a.dtype} inputs need an output dtype (fp8 output is "
-                            f"not built): pass out_dtype=torch.bfloat16 (or float16, float32) "
-                            f"or out=")
+            raise TypeError(f"out_dtype: {a.dtype} inputs need an output dtype ({kind} output "
+                            f"is not built): pass out_dtype=torch.bfloat16 (or float16, "
+                            f"float32) or out=")
         out_dtype = a.dtype
     if out_dtype not in _OUT:
         raise TypeError(f"out: dtype {out_dtype} is not an output dtype (one of "
@@ -211,8 +221,8 @@ def _scale_mode(scale_a, scale_b, a, M: int, N: int, fp8: bool) -> str:
         if s.dtype != torch.float32:
             raise TypeError(f"{name}: must be float32 (as torch._scaled_mm), got {s.dtype}")
     if not fp8:
-        raise TypeError(f"scale_a, scale_b: scales apply to fp8 inputs ({', '.join(map(str, FP8))}),"
-                        f" got {a.dtype}")
+        raise TypeError(f"scale_a, scale_b: scales apply to fp8 inputs ({', '.join(map(str, FP8))})"
+                        f" and int8 inputs, got {a.dtype}")
     if scale_a.numel() == 1 and scale_b.numel() == 1:
         return "tensor"
     rows = tuple(scale_a.shape) in ((M,), (M, 1))

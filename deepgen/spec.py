@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 
 from deepgen.dims import Dim
-from deepgen.dtypes import DTYPES, FP8_DTYPES, INPUT_DTYPES, OUTPUT_DTYPES
+from deepgen.dtypes import DTYPES, FP8_DTYPES, INPUT_DTYPES, OUTPUT_DTYPES, QUANTIZED_DTYPES
 from deepgen.epilogue import EpilogueSpec
 from deepgen.errors import SpecError
 
@@ -24,7 +24,7 @@ DTYPE_BYTES = {name: d.bytes for name, d in DTYPES.items()}
 LAYOUTS = ("NN", "NT", "TN", "TT")
 # Largest value a 32-bit index computation in the kernel can address safely.
 MAX_ELEMENTS = 2**31 - 1
-# Scales of quantized (fp8) inputs, applied to the f32 accumulator before the epilogue chain:
+# Scales of quantized (fp8, int8) inputs, applied to the f32 accumulator before the epilogue chain:
 # "none"; "tensor": acc * scale_a * scale_b, two f32 scalars in device memory (1 element
 # each; torch._scaled_mm's per-tensor form); "rowwise": acc[m, n] * scale_a[m] * scale_b[n]
 # (M and N f32 values: per token of A times per channel of B, w8a8).
@@ -52,7 +52,7 @@ class GemmSpec:
     # What happens to the accumulator before the store (deepgen.epilogue); the default is
     # C = alpha * A @ B + beta * C.
     epilogue: EpilogueSpec = field(default_factory=EpilogueSpec)
-    scale: str = "none"  # scales of fp8 inputs (SCALES): operands scale_a and scale_b
+    scale: str = "none"  # scales of fp8/int8 inputs (SCALES): operands scale_a and scale_b
 
     def __post_init__(self) -> None:
         if self.out_dtype is None:
@@ -104,8 +104,8 @@ class GemmSpec:
         _require(not self.allow_tf32 or self.dtype == "f32", "allow_tf32",
                  f"applies to f32 inputs only, got dtype {self.dtype!r}")
         _require(self.scale in SCALES, "scale", f"must be one of {SCALES}, got {self.scale!r}")
-        _require(self.scale == "none" or self.dtype in FP8_DTYPES, "scale",
-                 f"scales apply to quantized inputs ({', '.join(FP8_DTYPES)}), got dtype "
+        _require(self.scale == "none" or self.dtype in QUANTIZED_DTYPES, "scale",
+                 f"scales apply to quantized inputs ({', '.join(QUANTIZED_DTYPES)}), got dtype "
                  f"{self.dtype!r} with scale {self.scale!r}")
         for name, rows, cols in (("A", self.max_m, self.K), ("B", self.K, self.N),
                                  ("C", self.max_m, self.N)):
@@ -145,9 +145,15 @@ class GemmSpec:
     def is_fp8(self) -> bool:
         return self.dtype in FP8_DTYPES
 
+    @property
+    def is_quantized(self) -> bool:
+        """fp8 or int8 inputs (deepgen.dtypes.QUANTIZED_DTYPES): wgmma alone, optional scales."""
+        return self.dtype in QUANTIZED_DTYPES
+
     def operand_dtype(self, operand: str) -> str:
-        if operand == "bias":  # fp8 inputs: the output type's bias (as torch._scaled_mm)
-            return self.epilogue.bias_dtype_for(self.out_dtype if self.is_fp8 else self.dtype)
+        if operand == "bias":  # fp8/int8 inputs: the output type's bias (as torch._scaled_mm)
+            return self.epilogue.bias_dtype_for(self.out_dtype if self.is_quantized
+                                                else self.dtype)
         if operand in SCALE_OPERANDS:
             return "f32"
         return self.out_dtype if operand == "C" else self.dtype

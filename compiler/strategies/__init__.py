@@ -61,7 +61,7 @@ def choose(spec: GemmSpec, target: Target | str = "sm_90a") -> Strategy:
     cores (mma_sync) for f16/bf16/tf32 on NVIDIA sm_80+, SIMT otherwise (f32, AMD, older
     GPUs); fp8: wgmma."""
     target = _target(target)
-    if spec.is_fp8:  # fp8: wgmma alone (its validate names what else it needs: sm_90a, NT)
+    if spec.is_quantized:  # fp8, int8: wgmma alone (its validate names what else it needs: sm_90a, NT)
         return _WGMMA
     if _WGMMA.preferred(spec, target):  # first: its swap_ab takes M = 2..4 from gemv
         return _WGMMA

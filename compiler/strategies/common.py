@@ -17,9 +17,10 @@ def check(ok: bool, field: str, message: str) -> None:
 
 
 def check_not_fp8(spec: GemmSpec, strategy: str) -> None:
-    """fp8 inputs (deepgen.dtypes.FP8_DTYPES) are the wgmma strategy's alone."""
-    check(not spec.is_fp8, "dtype",
-          f"the {strategy} strategy does not multiply fp8 ({spec.dtype}) inputs: only the wgmma "
+    """fp8 and int8 inputs (deepgen.dtypes.QUANTIZED_DTYPES) are the wgmma strategy's alone."""
+    kind = "fp8" if spec.is_fp8 else "int8"
+    check(not spec.is_quantized, "dtype",
+          f"the {strategy} strategy does not multiply {kind} ({spec.dtype}) inputs: only the wgmma "
           f"strategy does (sm_90a, layout NT: A stored M x K, B stored N x K)")
 
 

@@ -39,7 +39,7 @@ HEADER = "deepgen_gemm.h"
 SOURCE = "deepgen_gemm.c"
 # CUtensorMapDataType and bytes per element (runtime/src/launcher.cpp tma_data_type)
 TMA_TYPES = {"f32": (7, 4), "f16": (6, 2), "bf16": (9, 2), "tf32": (11, 4), "e4m3": (0, 1),
-             "e5m2": (0, 1)}
+             "e5m2": (0, 1), "int8": (0, 1)}
 ENUMS = {"interleave": (0, 16, 32), "swizzle": (0, 32, 64, 128), "l2_promotion": (0, 64, 128, 256)}
 MAX_DEFAULT_SHARED = 48 * 1024
 

@@ -17,7 +17,7 @@ def shape(text: str) -> tuple[int, int]:
 def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("shapes", nargs="+", type=shape, metavar="NxK",
                    help="(N, K) of each GEMM, e.g. 4096x4096 14336x4096")
-    p.add_argument("--dtype", default="bf16", help="f16, bf16, e4m3, e5m2 (A and B)")
+    p.add_argument("--dtype", default="bf16", help="f16, bf16, e4m3, e5m2, int8 (A and B)")
     p.add_argument("--out-dtype", default=None, help="element type of C (default: dtype)")
     p.add_argument("--layout", default="NT",
                    help="NT (nn.Linear: B stored N x K), NN, TN or TT")

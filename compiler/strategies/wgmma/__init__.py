@@ -22,12 +22,12 @@ class Wgmma(Strategy):
     config_class = WgmmaConfig
     config_module = _c
     passes = ()  # no DeepGen passes: build_module emits the kernel
-    summary = "Hopper: TMA + mbarrier ring, warp-specialized wgmma (sm_90a, f16/bf16, tf32, fp8)"
+    summary = "Hopper: TMA + mbarrier ring, warp-specialized wgmma (sm_90a, f16/bf16, tf32, fp8, int8)"
     builds_kernel = True  # a kernel builder: build_module / launches / lowering hooks
 
     def serves(self, spec: GemmSpec, target: Target) -> bool:
-        if (_c.is_tf32(spec) or _c.is_fp8(spec)) and spec.layout != "NT":
-            return False  # tf32 and fp8 wgmma: K-major operands only
+        if (_c.is_tf32(spec) or _c.is_quantized(spec)) and spec.layout != "NT":
+            return False  # tf32, fp8 and int8 wgmma: K-major operands only
         return (target.name == "sm_90a" and _c.dtype_problem(spec) is None
                 and spec.layout in _c.BUILT_LAYOUTS and _c.tma_problem(spec) is None)
 

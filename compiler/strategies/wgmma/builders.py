@@ -11,10 +11,11 @@ reads like the algorithm (kernel.py). Every helper emits at the current insertio
                      tensor cores)
     tma_load         cp.async.bulk.tensor global -> shared, completing on an mbarrier
     smem_descriptor  a wgmma matrix descriptor (128-byte swizzle, K- or MN-major)
-    Accumulator      the f32 accumulator of one m64nNk16 (k8: tf32) wgmma (an !llvm.struct of N/2 f32
-                     per thread) and where each of its registers lies in the 64 x N tile
-    wgmma            nvvm.wgmma.mma_async (f16, bf16, tf32), zero-initialised (scale-d 0)
-                     when asked
+    Accumulator      the accumulator of one m64nNk16 (k8: tf32, k32: fp8, int8) wgmma (an
+                     !llvm.struct of N/2 f32, or s32 for int8, per thread), its registers
+                     read as f32, and where each of them lies in the 64 x N tile
+    wgmma            nvvm.wgmma.mma_async (f16, bf16, tf32, e4m3, e5m2, int8 as s8),
+                     zero-initialised (scale-d 0) when asked
     if_, elect_one, warpgroup_role   control flow as context managers
 """
 from __future__ import annotations
@@ -28,7 +29,8 @@ from ... import irb
 
 DESCRIPTOR_BYTES = 128
 # wgmma's K by input type (32 bytes each)
-WGMMA_K = {"f16": 16, "bf16": 16, "tf32": 8, "e4m3": 32, "e5m2": 32}
+WGMMA_K = {"f16": 16, "bf16": 16, "tf32": 8, "e4m3": 32, "e5m2": 32, "int8": 32}
+WGMMA_TYPES = {"int8": "s8"}  # DeepGen's name -> #nvvm.wgmma_type where they differ
 SW128_LAYOUT = 1  # wgmma descriptor bits 62-63: 1 = 128-byte swizzle
 
 
@@ -334,19 +336,26 @@ def add_bytes(desc: ir.Value, nbytes: int) -> ir.Value:
 
 
 class Accumulator:
-    """The f32 accumulator of an m64nNk16 wgmma: N/2 registers per thread of the warpgroup.
-    Register j of lane l in warp w holds row 16 w + l / 4 + 8 ((j / 2) mod 2) and column
-    8 (j / 4) + 2 (l mod 4) + (j mod 2)."""
+    """The accumulator of an m64nNkK wgmma: N/2 registers per thread of the warpgroup, f32, or
+    s32 (dtype "s32": int8 inputs). Register j of lane l in warp w holds row
+    16 w + l / 4 + 8 ((j / 2) mod 2) and column 8 (j / 4) + 2 (l mod 4) + (j mod 2)."""
 
-    def __init__(self, n: int):
-        self.n = n
+    def __init__(self, n: int, dtype: str = "f32"):
+        if dtype not in ("f32", "s32"):
+            raise ValueError(f"Accumulator: dtype f32 or s32, got {dtype!r}")
+        self.n, self.dtype = n, dtype
         self.size = n // 2
-        self.type = ir.Type.parse("!llvm.struct<(" + ", ".join(["f32"] * self.size) + ")>")
+        elem = "i32" if dtype == "s32" else "f32"
+        self.type = ir.Type.parse("!llvm.struct<(" + ", ".join([elem] * self.size) + ")>")
 
     def undef(self) -> ir.Value:
         return llvm.UndefOp(self.type).result
 
     def get(self, acc: ir.Value, j: int) -> ir.Value:
+        """Register j as f32: an s32 register converted (cvt.rn.f32.s32, exact while its
+        magnitude is below 2^24)."""
+        if self.dtype == "s32":
+            return arith.sitofp(ir.F32Type.get(), llvm.extractvalue(i32_t(), acc, [j]))
         return llvm.extractvalue(ir.F32Type.get(), acc, [j])
 
     def pairs(self):
@@ -360,17 +369,19 @@ def wgmma(acc: Accumulator, value: ir.Value, desc_a, desc_b, *, dtype: str, zero
           b_mn_major: bool, a_mn_major: bool = False) -> ir.Value:
     """One wgmma.mma_async (A and B from shared memory, f32 accumulator): m64nNk16 for f16
     and bf16, m64nNk8 for dtype "tf32" (f32 data in shared memory, read as tf32), m64nNk32
-    for fp8 ("e4m3", "e5m2"; K-major operands only, as tf32).
+    for fp8 ("e4m3", "e5m2"; K-major operands only, as tf32) and for "int8" (.s32.s8.s8 into
+    an s32 accumulator, Accumulator(n, "s32"); K-major only).
     zero: scale-d = 0, the product overwrites the accumulator (the first MMA of a tile).
     a_mn_major / b_mn_major: the operand's transpose bit (16-bit types only: tf32 has none),
     its tile stored with M (N) contiguous rather than K."""
     a = ir.Attribute.parse
     k = WGMMA_K[dtype]
+    t = WGMMA_TYPES.get(dtype, dtype)
     return nvvm.wgmma_mma_async(
         acc.type, value, desc_a, desc_b,
         a(f"#nvvm.shape<m = 64, n = {acc.n}, k = {k}>"),
-        a(f"#nvvm.wgmma_type<{dtype}>"), a(f"#nvvm.wgmma_type<{dtype}>"),
-        a("#nvvm.wgmma_type<f32>"),
+        a(f"#nvvm.wgmma_type<{t}>"), a(f"#nvvm.wgmma_type<{t}>"),
+        a(f"#nvvm.wgmma_type<{acc.dtype}>"),
         a(f"#nvvm.wgmma_scale_out<{'zero' if zero else 'one'}>"),
         a("#nvvm.wgmma_scale_in<one>"), a("#nvvm.wgmma_scale_in<one>"),
         a(f"#nvvm.mma_layout<{'col' if a_mn_major else 'row'}>"),

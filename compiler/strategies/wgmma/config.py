@@ -36,13 +36,19 @@ each wgmma is m64nNk32 (4 per K tile and slab, again 32 bytes of K apart). The s
 (GemmSpec.scale: per tensor, or rowwise) multiply the accumulator before the epilogue chain
 (kernel.py); split-K partials are stored scaled (the scales are linear), so the shared reduce
 needs none. The default for fp8 (fp8_config) is the 16-bit rule's tile and mode at the same
-bytes per stage."""
+bytes per stage.
+
+int8 (w8a8: int8 inputs, C f32, f16 or bf16): wgmma m64nNk32 .s32.s8.s8, K-major operands
+only (layout NT), BK = 128 as fp8, the same defaults; the accumulator is s32 (exact), turned
+into f32 (cvt.rn.f32.s32: exact while |acc| < 2^24) where the epilogue reads it, then the
+scales and the chain as fp8's. Integer wgmma takes N of 8, 16, 24 or a multiple of 16 up to
+256 (INT8_WGMMA_N)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import ClassVar
 
-from deepgen.dtypes import FP8_DTYPES
+from deepgen.dtypes import FP8_DTYPES, INT8_DTYPES, QUANTIZED_DTYPES
 from deepgen.spec import DTYPE_BYTES, GemmSpec
 
 from ...target import Target
@@ -54,7 +60,9 @@ WARPGROUP = 128  # threads: 4 consecutive warps issue one wgmma together
 WGMMA_M = 64  # rows of one wgmma (per warpgroup)
 WGMMA_K = 16  # depth of one wgmma for 16-bit inputs
 TF32_WGMMA_K = 8  # depth of one tf32 wgmma: 8 x 4 bytes, the same 32 bytes of a K-major row
-FP8_WGMMA_K = 32  # depth of one fp8 (e4m3/e5m2) wgmma: 32 x 1 byte
+FP8_WGMMA_K = 32  # depth of one fp8 (e4m3/e5m2) or int8 wgmma: 32 x 1 byte
+# the N of an integer (s8) wgmma: 8, 16, 24, then multiples of 16 (PTX ISA, wgmma shapes)
+INT8_WGMMA_N = (8, 16, 24) + tuple(range(32, 257, 16))
 MAX_WGMMA_N = 256
 SWIZZLE = 128  # bytes: the shared tiles' swizzle span (TMA and wgmma descriptors)
 TMA_MAX_BOX = 256  # elements per box dimension
@@ -160,15 +168,35 @@ def is_fp8(spec: GemmSpec) -> bool:
     return spec.dtype in FP8_DTYPES
 
 
+def is_int8(spec: GemmSpec) -> bool:
+    """int8 inputs: wgmma m64nNk32 .s32.s8.s8 (s32 accumulator), K-major operands only."""
+    return spec.dtype in INT8_DTYPES
+
+
+def is_quantized(spec: GemmSpec) -> bool:
+    """fp8 or int8 inputs: one byte each, BK 128, layout NT, optional scales."""
+    return spec.dtype in QUANTIZED_DTYPES
+
+
+def accumulator_dtype(spec: GemmSpec) -> str:
+    """The wgmma accumulator's element type: s32 for int8 inputs, else f32."""
+    return "s32" if is_int8(spec) else "f32"
+
+
+def int8_bn(bn: int) -> int:
+    """`bn` rounded up to an N integer wgmma takes (INT8_WGMMA_N)."""
+    return next(n for n in INT8_WGMMA_N if n >= bn)
+
+
 def wgmma_dtype(spec: GemmSpec) -> str:
     """The wgmma input type: tf32 for f32 data, else the spec's 16-bit or fp8 type."""
     return "tf32" if is_tf32(spec) else spec.dtype
 
 
 def wgmma_k(spec: GemmSpec) -> int:
-    """The K of one wgmma: k8 for tf32, k16 for 16-bit types, k32 for fp8 (32 bytes of K
-    each)."""
-    if is_fp8(spec):
+    """The K of one wgmma: k8 for tf32, k16 for 16-bit types, k32 for fp8 and int8 (32 bytes
+    of K each)."""
+    if is_quantized(spec):
         return FP8_WGMMA_K
     return TF32_WGMMA_K if is_tf32(spec) else WGMMA_K
 
@@ -181,9 +209,9 @@ def span_k(spec: GemmSpec) -> int:
 def dtype_problem(spec: GemmSpec) -> str | None:
     """Why wgmma cannot multiply this spec's inputs (None when it can): f16/bf16, or f32 as
     tf32 when TF32 is allowed (tf32's layout, NT only, is checked with the operands)."""
-    if spec.dtype in ("f16", "bf16") or is_tf32(spec) or is_fp8(spec):
+    if spec.dtype in ("f16", "bf16") or is_tf32(spec) or is_quantized(spec):
         return None
-    return (f"the wgmma strategy multiplies f16, bf16, fp8 (e4m3, e5m2), or f32 as tf32 "
+    return (f"the wgmma strategy multiplies f16, bf16, fp8 (e4m3, e5m2), int8, or f32 as tf32 "
             f"(allow_tf32=True), "
             f"got {spec.dtype}{' without allow_tf32' if spec.dtype == 'f32' else ''}")
 
@@ -247,7 +275,8 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
     common.check_ints(cfg, zero_ok=())
     check(target.name == "sm_90a", "strategy",
           f"wgmma needs sm_90a (wgmma.mma_async, setmaxnreg), got target {target.name}"
-          f"{f' (fp8 {spec.dtype} inputs are built by wgmma alone)' if is_fp8(spec) else ''}")
+          f"{f' (fp8 {spec.dtype} inputs are built by wgmma alone)' if is_fp8(spec) else ''}"
+          f"{' (int8 inputs are built by wgmma alone; mma.sync m16n8k32 is not built)' if is_int8(spec) else ''}")
     problem = dtype_problem(spec)
     check(problem is None, "dtype", problem or "")
     ops = operands(cfg, spec)
@@ -262,6 +291,11 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
               f"fp8 ({spec.dtype}) wgmma reads only K-major operands: layout NT (A stored M x "
               f"K, B stored N x K as nn.Linear's weight; torch._scaled_mm's b is its (K, N) "
               f"column-major view), got layout {spec.layout}")
+    if is_int8(spec):  # integer wgmma: no transpose bits either
+        check(spec.layout == "NT", "layout",
+              f"int8 wgmma reads only K-major operands: layout NT (A stored M x K, B stored N "
+              f"x K as nn.Linear's weight; deepgen.gemm's b is its (K, N) column-major view "
+              f"w.t()), got layout {spec.layout}")
     if spec.scale == "tensor":  # acc * scales folded into alpha (kernel._scaled_alpha)
         check(spec.epilogue.steps[:1] == ("alpha_beta",), "epilogue",
               f"scales apply to the accumulator before the chain: its first step must be "
@@ -327,6 +361,9 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
           f"the wgmma N: a multiple of {n_step} from {n_step} to {MAX_WGMMA_N}"
           f"{f' (layout {spec.layout}: B MN-major, boxes of one swizzle span)' if n_step > 8 else ''}"
           f"{' (swap_ab: BN runs over M)' if cfg.swap_ab else ''}, got {cfg.BN}")
+    if is_int8(spec):
+        check(cfg.BN in INT8_WGMMA_N, "BN",
+              f"int8 wgmma's N: 8, 16, 24 or a multiple of 16 up to {MAX_WGMMA_N}, got {cfg.BN}")
     elt = DTYPE_BYTES[spec.dtype]
     check(cfg.BK * elt == SWIZZLE, "BK",
           f"one {SWIZZLE}-byte swizzle span: {SWIZZLE // elt} {spec.dtype} elements (the TMA "
@@ -435,7 +472,7 @@ PREFERRED_DTYPES = ("f16", "bf16")
 
 
 def preferred(spec: GemmSpec) -> bool:
-    if is_fp8(spec):  # no other strategy multiplies fp8
+    if is_quantized(spec):  # no other strategy multiplies fp8 or int8
         return True
     if is_tf32(spec):
         return spec.layout == "NT" and preferred_tile(spec) == _PREFERRED_TILES[0][:3]
@@ -473,8 +510,8 @@ def default_config(spec: GemmSpec, target: Target) -> WgmmaConfig:
     where `preferred_tile` is the large 128x256 tile and K <= PINGPONG_MAX_K (4 stages for
     K <= PINGPONG_SHORT_K), MID_PINGPONG for its mid-size 64x128 tile (not at decode sizes,
     which swap_ab serves); else the cooperative default (cooperative_default); fp8:
-    fp8_config."""
-    if is_fp8(spec):
+    fp8_config (int8 too)."""
+    if is_quantized(spec):
         return fp8_config(spec, target)
     tile = preferred_tile(spec)
     if spec.layout in PINGPONG_LAYOUTS and spec.dtype in PINGPONG_DTYPES:
@@ -513,7 +550,7 @@ def cooperative_default(spec: GemmSpec, target: Target) -> WgmmaConfig:
     tile."""
     if is_tf32(spec):
         return tf32_config(spec)
-    if is_fp8(spec):
+    if is_quantized(spec):
         return fp8_config(spec, target, cooperative=True)
     if preferred_swap(spec):
         return swap_default(spec, target)
@@ -549,6 +586,15 @@ FP8_PINGPONG_MAX_K = 8192
 
 
 def fp8_config(spec: GemmSpec, target: Target, cooperative: bool = False) -> WgmmaConfig:
+    """The fp8 and int8 default (_fp8_config; int8: its BN rounded up to an N integer wgmma
+    takes, int8_bn)."""
+    cfg = _fp8_config(spec, target, cooperative)
+    if is_int8(spec) and cfg.BN not in INT8_WGMMA_N:
+        cfg = cfg.replace(BN=int8_bn(cfg.BN))
+    return cfg
+
+
+def _fp8_config(spec: GemmSpec, target: Target, cooperative: bool = False) -> WgmmaConfig:
     """The fp8 default: the 16-bit rules at the same bytes per stage (a 128-byte span of K:
     BK = 128 fp8 against 64 bf16, so the stage sizes, stage counts and tiles carry over):
     swap_config at decode sizes (preferred_swap; split_k 1 with scales), where the large

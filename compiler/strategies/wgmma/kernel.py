@@ -65,8 +65,9 @@ from ...epilogue import emit
 from ...passes import split_k as SK
 from ...passes.tile_gemm import kernel_module
 from . import builders as B
-from .config import (WARPGROUP, WGMMA_M, WgmmaConfig, data_bytes, estimates, k_tiles,
-                     operands, slice_tiles, tile_bytes, wgmma_dtype, wgmma_k)
+from .config import (WARPGROUP, WGMMA_M, WgmmaConfig, accumulator_dtype, data_bytes,
+                     estimates, k_tiles, operands, slice_tiles, tile_bytes, wgmma_dtype,
+                     wgmma_k)
 
 ENTRY = "deepgen_wgmma_gemm"
 # After the backend's NVVM lowering: mbarrier try_wait.parity and friends are inline-PTX ops
@@ -426,7 +427,7 @@ def _consumer(spec, cfg, ring, arena, tid, row_base, m0, n0, bz, g0, ks, a_bytes
               stash: _Stash | None = None, scales=None, m_bound=None) -> None:
     """One tile's mainloop and epilogue for one consumer warpgroup, on rows row_base.. of the
     tile (cooperative: its share; ping-pong: 0, the whole tile, in its turn)."""
-    acc = B.Accumulator(cfg.BN)
+    acc = B.Accumulator(cfg.BN, accumulator_dtype(spec))  # s32 for int8, read as f32
     mn_major_b = not operands(cfg, spec).b_k_major
     mn_major_a = not operands(cfg, spec).a_k_major
     mma_k, mma_dtype = wgmma_k(spec), wgmma_dtype(spec)  # tf32: k8 steps over f32 tiles

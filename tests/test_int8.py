@@ -1,0 +1,238 @@
+"""int8 (w8a8) GEMMs on the CPU (their GPU counterpart: tests/gpu/test_int8_gpu.py): the
+registry and the spec (int8 inputs, not an output; scales; the cache key), validation that
+names the field and the limit before any MLIR runs (layout NT only, sm_90a, integer wgmma's
+N, BK one 128-byte span, the other strategies reject int8), the default (wgmma with fp8's
+rules, BN rounded to an integer wgmma N), the kernels' PTX (wgmma m64nNk32.s32.s8.s8 into an
+s32 accumulator, converted to f32 by cvt.rn.f32.s32 in the epilogue, no f32 wgmma) and SASS
+(IGMMA.64xNx32.S8.S8, I2FP.F32.S32, no local memory), and deepgen.gemm's int8 form (the fp8
+form's conventions: a row-major, b = w.t(), out_dtype required) and the torch ops' fakes."""
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+import deepgen
+from deepgen import build, scaled
+from deepgen.compiler import compile_artifact, strategies
+from deepgen.compiler.strategies.wgmma import WgmmaConfig
+from deepgen.compiler.strategies.wgmma.config import INT8_WGMMA_N, int8_bn
+from deepgen.compiler.target import get_target
+from deepgen.dtypes import DTYPES, INPUT_DTYPES, OUTPUT_DTYPES
+from deepgen.epilogue import EpilogueSpec
+from deepgen.spec import GemmSpec, SpecError
+
+H100 = get_target("sm_90a")
+INT8 = GemmSpec(M=512, N=512, K=512, dtype="int8", out_dtype="bf16", layout="NT",
+                scale="tensor")
+
+
+def _resolve(spec=INT8, **fields):
+    return strategies.resolve({"strategy": "wgmma", **fields} if fields else None, spec, H100)
+
+
+def test_registry_int8_is_an_input_not_an_output():
+    assert "int8" in INPUT_DTYPES and "int8" not in OUTPUT_DTYPES
+    assert DTYPES["int8"].compiled and not DTYPES["int8"].output
+    assert DTYPES["int8"].ptx == "s8"
+
+
+@pytest.mark.parametrize("fields,message", [
+    (dict(out_dtype="int8"), r"^out_dtype: must be one of \('f32', 'f16', 'bf16'\)"),
+    (dict(dtype="f16", out_dtype="f16"),
+     r"^scale: scales apply to quantized inputs \(e4m3, e5m2, int8\)"),
+    (dict(epilogue={"steps": ["alpha_beta", "bias_col"], "bias_dtype": "int8"}),
+     r"^epilogue.bias_dtype: must be one of \('f32', 'f16', 'bf16'\)"),
+])
+def test_spec_rejects(fields, message):
+    base = dict(M=64, N=64, K=64, dtype="int8", out_dtype="bf16", layout="NT", scale="tensor")
+    with pytest.raises(SpecError, match=message):
+        GemmSpec(**{**base, **fields})
+
+
+def test_spec_dict_and_cache_key():
+    assert GemmSpec.from_dict(INT8.to_dict()) == INT8
+    fp8 = GemmSpec(**{**INT8.to_dict(), "dtype": "e4m3"})
+    rowwise = GemmSpec(**{**INT8.to_dict(), "scale": "rowwise"})
+    keys = [build.key_parts(s, {"strategy": "wgmma"}, "sm_90a")["spec"]
+            for s in (INT8, fp8, rowwise)]
+    assert keys[0] != keys[1] and keys[0] != keys[2] and keys[1] != keys[2]
+    assert INT8.is_quantized and not INT8.is_fp8
+    assert rowwise.operand_shape("scale_a") == (512,) and rowwise.operand_dtype("scale_b") == "f32"
+    biased = GemmSpec(M=64, N=64, K=64, dtype="int8", out_dtype="f16", layout="NT",
+                      epilogue=EpilogueSpec.of(bias="col"))
+    assert biased.operand_dtype("bias") == "f16"  # the output type's, as fp8's
+
+
+@pytest.mark.parametrize("spec_fields,target,config,message", [
+    (dict(layout="NN"), "sm_90a", None,
+     r"^layout: int8 wgmma reads only K-major operands: layout NT .* got layout NN"),
+    (dict(layout="TN"), "sm_90a", {"strategy": "wgmma"}, r"^layout: int8 wgmma"),
+    (dict(), "sm_80", None,
+     r"^strategy: wgmma needs sm_90a .* \(int8 inputs are built by wgmma alone; mma.sync "
+     r"m16n8k32 is not built\)"),
+    (dict(K=1000), "sm_90a", None, r"^layout: TMA needs 16-byte-aligned row strides"),
+    (dict(), "sm_90a", {"strategy": "simt"}, r"^dtype: the simt strategy does not multiply int8"),
+    (dict(), "sm_90a", {"strategy": "mma_sync"},
+     r"^dtype: the mma_sync strategy does not multiply int8 \(int8\)"),
+    (dict(M=4), "sm_90a", {"strategy": "gemv"}, r"^dtype: the gemv strategy does not multiply int8"),
+    (dict(), "sm_90a", {"strategy": "wgmma", "BK": 64},
+     r"^BK: one 128-byte swizzle span: 128 int8 elements"),
+    (dict(), "sm_90a", {"strategy": "wgmma", "BN": 40},
+     r"^BN: int8 wgmma's N: 8, 16, 24 or a multiple of 16 up to 256, got 40"),
+    (dict(), "sm_90a", {"strategy": "wgmma", "split_k": 2},
+     r"^split_k: split_k 2 with scales: the workspace reduce applies none"),
+    (dict(epilogue=EpilogueSpec.of(alpha_beta=False, activation="relu")), "sm_90a", None,
+     r"^epilogue: scales apply to the accumulator before the chain"),
+])
+def test_validation_names_the_field_and_the_limit(spec_fields, target, config, message):
+    spec = GemmSpec(**{**INT8.to_dict(), **spec_fields})
+    with pytest.raises(SpecError, match=message):
+        strategies.resolve(config, spec, target)
+
+
+def test_the_default_is_wgmma_with_fp8s_rules_and_an_integer_n():
+    for m in (1, 16, 512, 4096):
+        spec = GemmSpec(M=m, N=4096, K=4096, dtype="int8", out_dtype="bf16", layout="NT",
+                        scale="rowwise")
+        assert strategies.choose(spec, H100).name == "wgmma", m
+    big = GemmSpec(M=4096, N=4096, K=4096, dtype="int8", out_dtype="bf16", layout="NT",
+                   scale="rowwise")
+    fp8 = GemmSpec(**{**big.to_dict(), "dtype": "e4m3"})
+    assert _resolve(big) == _resolve(fp8) == WgmmaConfig(
+        BM=128, BN=128, BK=128, stages=7, consumers=2, mode="pingpong", persistent=True)
+    narrow = GemmSpec(M=512, N=40, K=256, dtype="int8", out_dtype="f32", layout="NT")
+    assert _resolve(narrow).BN == 48  # fp8's rule gives 40, not an integer wgmma N
+    assert [int8_bn(n) for n in (1, 8, 9, 24, 25, 33, 129, 256)] == [8, 8, 16, 24, 32, 48, 144,
+                                                                    256]
+    assert set(INT8_WGMMA_N) >= {8, 16, 24, 32, 48, 128, 256} and 40 not in INT8_WGMMA_N
+    decode = GemmSpec(M=20, N=4096, K=4096, dtype="int8", out_dtype="bf16", layout="NT",
+                      scale="tensor")
+    cfg = _resolve(decode)
+    assert (cfg.swap_ab, cfg.BN, cfg.split_k) == (True, 24, 1)
+
+
+@pytest.fixture(scope="module")
+def artifacts():
+    def c(spec, config=None):
+        return compile_artifact(spec, config, "sm_90a", keep_ir=False)
+
+    return {
+        "tensor": c(INT8),
+        "rowwise_pingpong": c(GemmSpec(M=4096, N=4096, K=4096, dtype="int8", out_dtype="bf16",
+                                       layout="NT", scale="rowwise")),
+        "rowwise_bias_relu_c2": c(GemmSpec(M=1000, N=1232, K=4000, dtype="int8",
+                                           out_dtype="f16", layout="NT", scale="rowwise",
+                                           epilogue=EpilogueSpec.of(bias="col",
+                                                                    activation="relu")),
+                                  {"strategy": "wgmma", "BM": 128, "BN": 256, "consumers": 2}),
+        "swap_tensor": c(GemmSpec(M=16, N=4096, K=4096, dtype="int8", out_dtype="bf16",
+                                  layout="NT", scale="tensor")),
+        "plain_f32": c(GemmSpec(M=256, N=192, K=384, dtype="int8", out_dtype="f32",
+                                layout="NT")),
+    }
+
+
+@pytest.mark.parametrize("name,n,slabs,scale", [
+    ("tensor", 128, 2, "tensor"), ("rowwise_pingpong", 128, 2, "rowwise"),
+    ("rowwise_bias_relu_c2", 256, 1, "rowwise"), ("swap_tensor", 16, 2, "tensor"),
+    ("plain_f32", 128, 2, None)])
+def test_ptx_has_s32_s8_wgmma_and_converts_the_accumulator(artifacts, name, n, slabs, scale):
+    """m64nNk32.s32.s8.s8 (no scale/transpose immediates: integer wgmma has none), BK/32 = 4
+    per K tile and slab in the peeled first tile and the loop; no f32 wgmma; every s32
+    register converted once per store (cvt.rn.f32.s32); TMA boxes of 128 int8; the scales as
+    the last two pointer params; no spills."""
+    art = artifacts[name]
+    main = art.launches[0]
+    ptx = art.assembly
+    mma = re.findall(rf"wgmma\.mma_async\.sync\.aligned\.m64n{n}k32\.s32\.s8\.s8 "
+                     r"\{[^}]*\}, %rd\d+, %rd\d+, (?:p|\d);", ptx)
+    assert len(mma) == 2 * 4 * slabs, len(mma)
+    assert not re.search(r"wgmma\.mma_async\S*\.f32\.", ptx)
+    assert len(re.findall(r"cvt\.rn\.f32\.s32", ptx)) >= slabs * n // 2
+    a, b = main.params[:2]
+    assert (a.dtype, a.box[1:], a.swizzle) == ("int8", (art.config["BM"], 128), 128)
+    assert (b.dtype, b.box[1:]) == ("int8", (n, 128))
+    names = [p.name for p in main.params]
+    if scale:
+        assert names[-2:] == ["scale_a", "scale_b"]
+        for p, rule in zip(main.params[-2:], ("M", "N")):
+            assert (p.kind, p.dtype, p.shape) == ("ptr", "f32",
+                                                  (rule,) if scale == "rowwise" else (1,))
+    else:
+        assert "scale_a" not in names
+    res = art.resources[main.entry]
+    assert res["spill_stores"] == res["spill_loads"] == res["stack_bytes"] == 0, res
+
+
+def test_sass_has_igmma_and_no_local_memory(artifacts):
+    """ptxas writes integer wgmma as IGMMA and the conversion as I2FP.F32.S32."""
+    from test_wgmma import _check_sass
+
+    _check_sass(artifacts, r"IGMMA\.64x(16|128|256)x32\.S8\.S8\b")
+    _check_sass({"tensor": artifacts["tensor"]}, r"I2FP\.F32\.S32\b")
+
+
+# -- deepgen.gemm's int8 form -----------------------------------------------------------------
+
+@pytest.fixture
+def cpu(monkeypatch):
+    """CPU tensors accepted as CUDA tensors (argument checks only: nothing is launched)."""
+    monkeypatch.setattr(scaled, "_check_devices", lambda tensors: None)
+
+
+def _i8(*shape):
+    return torch.randint(-127, 128, shape, dtype=torch.int8)
+
+
+def _sc():
+    return torch.tensor(0.5)
+
+
+@pytest.mark.parametrize("kwargs,error,message", [
+    (dict(a=_i8(64, 32), b=_i8(32, 48), scale_a=_sc(), scale_b=_sc(),
+          out_dtype=torch.bfloat16), ValueError, r"^b: int8 b must be column-major \(K, N\)"),
+    (dict(a=_i8(32, 64).t(), b=_i8(48, 32).t(), scale_a=_sc(), scale_b=_sc(),
+          out_dtype=torch.bfloat16), ValueError, r"^a: int8 a must be row-major"),
+    (dict(a=_i8(64, 32), b=_i8(48, 32).t(), scale_a=_sc(), scale_b=_sc()), TypeError,
+     r"^out_dtype: torch.int8 inputs need an output dtype \(int8 output is not built\)"),
+    (dict(a=_i8(64, 32), b=_i8(48, 32).t()), TypeError,
+     r"^out_dtype: torch.int8 inputs need an output dtype"),
+    (dict(a=_i8(64, 32), b=_i8(48, 32).t(), scale_a=_sc(), scale_b=_sc(),
+          out_dtype=torch.int32), TypeError, r"^out_dtype: must be one of"),
+    (dict(a=_i8(64, 32), b=_i8(48, 32).t(), scale_a=_sc(), out_dtype=torch.bfloat16),
+     TypeError, r"^scale_b: missing; give both"),
+    (dict(a=_i8(64, 32), b=_i8(48, 32).t(), scale_a=torch.ones(64, 1),
+          scale_b=torch.ones(48, 1), out_dtype=torch.bfloat16), ValueError,
+     r"^scale_a, scale_b: one element each"),
+    (dict(a=_i8(64, 32), b=_i8(48, 32).t().to(torch.float8_e4m3fn), scale_a=_sc(),
+          scale_b=_sc(), out_dtype=torch.bfloat16), TypeError, r"^b: dtype .* differs"),
+])
+def test_int8_arguments_are_checked_before_compiling(cpu, kwargs, error, message):
+    a, b = kwargs.pop("a"), kwargs.pop("b")
+    with pytest.raises(error, match=message):
+        deepgen.gemm(a, b, **kwargs)
+
+
+def test_int8_spec_follows_the_fp8_convention(cpu):
+    a, w = _i8(64, 32), _i8(48, 32)
+    spec = scaled.spec_for(a, w.t(), scale_a=_sc(), scale_b=torch.tensor([2.0]),
+                           out_dtype=torch.bfloat16, bias=torch.randn(48).bfloat16())
+    assert (spec.M, spec.N, spec.K, spec.dtype, spec.out_dtype, spec.layout, spec.scale) == (
+        64, 48, 32, "int8", "bf16", "NT", "tensor")
+    assert spec.epilogue == EpilogueSpec.of(bias="col")
+    rowwise = scaled.spec_for(a, w.t(), scale_a=torch.ones(64, 1), scale_b=torch.ones(1, 48),
+                              out_dtype=torch.float32)
+    assert (rowwise.scale, rowwise.out_dtype) == ("rowwise", "f32")
+    assert scaled.spec_for(a, w.t(), out_dtype=torch.float16).scale == "none"
+
+
+def test_torch_op_fakes_take_int8():
+    a = torch.empty(64, 32, dtype=torch.int8, device="meta")
+    b = torch.empty(48, 32, dtype=torch.int8, device="meta").t()
+    s = torch.empty((), device="meta")
+    out = torch.ops.deepgen.gemm(a, b, 1.0, None, "none", "col", s, s, torch.bfloat16)
+    assert (tuple(out.shape), out.dtype) == ((64, 48), torch.bfloat16)
+    with pytest.raises(TypeError, match="need an output dtype"):
+        torch.ops.deepgen.gemm(a, b, 1.0, None, "none", "col", s, s)
