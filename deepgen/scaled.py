@@ -22,7 +22,14 @@ on the tensor cores (exact), converted to f32 (exact while |a @ b| < 2^24), then
 activation, cast to out_dtype (bf16, f16 or f32; required: int32 output is not built).
 
 deepgen.gemm comes here when it gets fp8 or int8 inputs, a scale or an out_dtype; errors name
-the argument before anything compiles. Block scales (DeepSeek's 1x128 / 128x128) are not built.
+the argument before anything compiles.
+
+Block scales (fp8 only; DeepSeek-V3's fine-grained scaling, DeepGEMM's layout):
+scale_a (M, ceil(K/128)) f32, one per 1 x 128 block of a along K, best given M-major (strides
+(1, M): `sa_t.t()` of a contiguous (ceil(K/128), M) tensor, what DeepGEMM and torch's
+blockwise scaled_mm take; any other layout is copied per call); scale_b (ceil(N/128),
+ceil(K/128)) f32 contiguous, one per 128 x 128 block of the (N, K) weight. C[m, n] =
+sum over K blocks kb of (a[m, kb] . w[n, kb]) * scale_a[m, kb] * scale_b[n // 128, kb].
 """
 from __future__ import annotations
 
@@ -120,7 +127,11 @@ def _extras(spec: GemmSpec, bias, scale_a, scale_b) -> dict:
         contiguous = bias.shape[0] <= 1 or bias.stride(0) == 1
         extra["bias"] = bias if contiguous and not bias.data_ptr() % ALIGNMENT else (
             bias.clone(memory_format=torch.contiguous_format))
-    if spec.scale != "none":
+    if spec.scale == "block":  # the kernel reads scale_a as (ceil(K/128), M), contiguous
+        sa_t = scale_a.t()
+        extra["scale_a"] = sa_t if sa_t.is_contiguous() else sa_t.contiguous()
+        extra["scale_b"] = scale_b if scale_b.is_contiguous() else scale_b.contiguous()
+    elif spec.scale != "none":
         extra["scale_a"], extra["scale_b"] = (s if s.dim() == 1 and s.stride(0) == 1
                                               else s.reshape(-1).contiguous()
                                               for s in (scale_a, scale_b))
@@ -229,10 +240,18 @@ def _scale_mode(scale_a, scale_b, a, M: int, N: int, fp8: bool) -> str:
     cols = tuple(scale_b.shape) in ((N,), (1, N))
     if rows and cols:
         return "rowwise"
+    K = a.shape[1]
+    kb, nb = -(-K // 128), -(-N // 128)
+    if tuple(scale_a.shape) == (M, kb) and tuple(scale_b.shape) == (nb, kb):
+        if a.dtype not in FP8:
+            raise TypeError(f"scale_a, scale_b: block scales are built for fp8 inputs, got "
+                            f"{a.dtype}")
+        return "block"
     raise ValueError(f"scale_a, scale_b: one element each (per tensor), or scale_a (M, 1) = "
                      f"({M}, 1) and scale_b (1, N) = (1, {N}) (rowwise: per token of a, per "
-                     f"channel of b), got shapes {tuple(scale_a.shape)} and "
-                     f"{tuple(scale_b.shape)}")
+                     f"channel of b), or (fp8 block scales) scale_a (M, ceil(K/128)) = ({M}, "
+                     f"{kb}) and scale_b (ceil(N/128), ceil(K/128)) = ({nb}, {kb}), got shapes "
+                     f"{tuple(scale_a.shape)} and {tuple(scale_b.shape)}")
 
 
 

@@ -28,7 +28,12 @@ MAX_ELEMENTS = 2**31 - 1
 # "none"; "tensor": acc * scale_a * scale_b, two f32 scalars in device memory (1 element
 # each; torch._scaled_mm's per-tensor form); "rowwise": acc[m, n] * scale_a[m] * scale_b[n]
 # (M and N f32 values: per token of A times per channel of B, w8a8).
-SCALES = ("none", "tensor", "rowwise")
+# "block" (fp8; DeepSeek-V3 / DeepGEMM's fine-grained scaling): scale_a per 1 x 128 block of A
+# along K, stored (ceil(K/128), M) (M-major: the (M, K/128) scales' column-major storage, as
+# DeepGEMM and torch's blockwise form take them), scale_b per 128 x 128 block of B (N, K),
+# stored (ceil(N/128), ceil(K/128)) row-major; applied in the main loop per K block.
+SCALES = ("none", "tensor", "rowwise", "block")
+SCALE_BLOCK = 128
 SCALE_OPERANDS = ("scale_a", "scale_b")
 
 
@@ -182,12 +187,16 @@ class GemmSpec:
 
     def operand_shape(self, operand: str) -> tuple[int, ...]:
         """Elements of a named operand besides A/B/C: the bias is M (row) or N (col) long;
-        a per-tensor scale 1, rowwise scale_a M and scale_b N."""
+        a per-tensor scale 1, rowwise scale_a M and scale_b N; block scale_a (ceil(K/128), M),
+        scale_b (ceil(N/128), ceil(K/128))."""
         if operand == "bias":
             return (self.M,) if self.epilogue.bias == "row" else (self.N,)
         if operand in SCALE_OPERANDS:
             if self.scale == "tensor":
                 return (1,)
+            if self.scale == "block":
+                kb = -(-self.K // SCALE_BLOCK)
+                return (kb, self.M) if operand == "scale_a" else (-(-self.N // SCALE_BLOCK), kb)
             return (self.M,) if operand == "scale_a" else (self.N,)
         return (self.batch, *self.stored_shape(operand))
 

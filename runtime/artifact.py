@@ -338,6 +338,9 @@ def operand_shape_rule(name: str, spec) -> tuple:
         scale = getattr(spec, "scale", "none")
         if scale == "none":
             raise ArtifactError(f"{name}: the spec has no scales (scale 'none')")
+        if scale == "block":  # per K block of 128 (A: x 1 row; B: x 128 rows of N)
+            kb = -(-spec.K // 128)
+            return (kb, "M") if name == "scale_a" else (-(-spec.N // 128), kb)
         return (1,) if scale == "tensor" else ("M",) if name == "scale_a" else ("N",)
     raise ArtifactError(f"operand {name!r}: no shape rule (operands: A, B, C, bias, scale_a, "
                         f"scale_b)")

@@ -167,9 +167,12 @@ def _check_scaled(a, b, scale_a, scale_b, out_dtype) -> None:
             torch._check_type(s.dtype == torch.float32,
                               lambda name=name, s=s: f"{name}: must be float32, got {s.dtype}")
             want = a.shape[-2] if name == "scale_a" else b.shape[-1]  # rowwise: M or N
-            torch._check_value(s.numel() == 1 or s.numel() == want,
-                               lambda name=name, s=s, want=want: f"{name}: one element (per "
-                               f"tensor) or {want} (rowwise), got shape {tuple(s.shape)}")
+            kb, nb = -(-a.shape[-1] // 128), -(-b.shape[-1] // 128)  # fp8 block scales
+            block = (a.shape[-2], kb) if name == "scale_a" else (nb, kb)
+            torch._check_value(s.numel() == 1 or s.numel() == want or tuple(s.shape) == block,
+                               lambda name=name, s=s, want=want, block=block: f"{name}: one "
+                               f"element (per tensor), {want} (rowwise) or {block} (block), "
+                               f"got shape {tuple(s.shape)}")
 
 
 def _gemm_out_fake(a, b, out, alpha=1.0, beta=0.0, bias=None, activation="none",

@@ -40,7 +40,7 @@ def test_registry_fp8_inputs_not_outputs():
 @pytest.mark.parametrize("fields,message", [
     (dict(out_dtype="e4m3"), r"^out_dtype: must be one of \('f32', 'f16', 'bf16'\)"),
     (dict(dtype="bf16", out_dtype="bf16"), r"^scale: scales apply to quantized inputs"),
-    (dict(scale="block"), r"^scale: must be one of \('none', 'tensor', 'rowwise'\)"),
+    (dict(scale="blocks"), r"^scale: must be one of \('none', 'tensor', 'rowwise', 'block'\)"),
     (dict(epilogue={"steps": ["alpha_beta", "bias_col"], "bias_dtype": "e4m3"}),
      r"^epilogue.bias_dtype: must be one of \('f32', 'f16', 'bf16'\)"),
 ])
@@ -271,6 +271,6 @@ def test_torch_op_fakes_give_the_output_dtype():
                                   torch.empty(64, 1, device="meta"),
                                   torch.empty(1, 48, device="meta"), torch.float16)
     assert (tuple(rows.shape), rows.dtype) == ((64, 48), torch.float16)
-    with pytest.raises(ValueError, match=r"one element \(per tensor\) or 64 \(rowwise\)"):
+    with pytest.raises(ValueError, match=r"one element \(per tensor\), 64 \(rowwise\)"):
         torch.ops.deepgen.gemm(a, b, 1.0, None, "none", "col", torch.empty(3, device="meta"),
                                s, torch.bfloat16)

@@ -42,7 +42,17 @@ int8 (w8a8: int8 inputs, C f32, f16 or bf16): wgmma m64nNk32 .s32.s8.s8, K-major
 only (layout NT), BK = 128 as fp8, the same defaults; the accumulator is s32 (exact), turned
 into f32 (cvt.rn.f32.s32: exact while |acc| < 2^24) where the epilogue reads it, then the
 scales and the chain as fp8's. Integer wgmma takes N of 8, 16, 24 or a multiple of 16 up to
-256 (INT8_WGMMA_N)."""
+256 (INT8_WGMMA_N).
+
+Block scales (fp8, GemmSpec.scale "block": DeepSeek-V3's 1 x 128 blocks of A, 128 x 128 of B,
+DeepGEMM's scheme): BK = 128 is one scale block, so per K tile a consumer issues the tile's
+wgmma into a temporary accumulator (scale-d 0 on its first), waits for them (wait_group 0),
+releases the stage and adds temp x scale_a[kb, row] x scale_b[n0 / 128, kb] into its main f32
+accumulator (FMA: the partial sums are promoted to f32 registers every 128 of K, which bounds
+the error fp8 wgmma's narrower accumulator adds). A consumer holds both accumulators, so
+slabs x BN <= BLOCK_MAX_COLUMNS (cooperative BM = 128 with 2 consumers, BN 128); BN divides
+128 (a tile lies in one block of B's scales); cooperative mode, no split-K, swap_ab or
+clusters (block_config is the default)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -265,6 +275,32 @@ def tma_problem(spec: GemmSpec) -> str | None:
     return None
 
 
+BLOCK_MAX_COLUMNS = 128  # slabs x BN per consumer with block scales (main + temp accumulators)
+
+
+def _validate_block(cfg: WgmmaConfig, spec: GemmSpec) -> None:
+    """Block scales: what the main loop's per-K-tile promotion is built for."""
+    check(is_fp8(spec), "scale",
+          f"block scales are built for fp8 (e4m3, e5m2) inputs, got {spec.dtype}")
+    check(not spec.dynamic_m, "scale", "block scales with a range of M: not built")
+    check(cfg.mode == "cooperative", "mode",
+          f"block scales: mode 'cooperative' (ping-pong's 128 x 128 per warpgroup would need "
+          f"256 accumulator registers, main + temporary), got {cfg.mode!r}")
+    check(cfg.split_k == 1, "split_k", f"block scales with split_k: not built, got "
+          f"{cfg.split_k}")
+    check(not cfg.swap_ab, "swap_ab", "block scales with swap_ab: not built")
+    check(cfg.cluster_m == 1, "cluster_m",
+          f"block scales with clusters: not built, got {cfg.cluster_m}x1")
+    check(128 % cfg.BN == 0, "BN",
+          f"block scales: BN must divide 128 (a tile's columns lie in one 128-row block of B's "
+          f"scales), got {cfg.BN}")
+    cols = cfg.slabs * cfg.BN
+    check(cols <= BLOCK_MAX_COLUMNS, "BM",
+          f"block scales keep a main and a temporary accumulator: slabs x BN <= "
+          f"{BLOCK_MAX_COLUMNS} per consumer warpgroup (BM = 64 x consumers, BN <= 128), got "
+          f"{cfg.slabs} x {cfg.BN} (BM {cfg.BM}, {cfg.consumers} consumer(s))")
+
+
 def register_cap(cfg: WgmmaConfig) -> int:
     """Registers per thread a CTA is launched with at most: the register file over the
     threads of ctas_per_sm CTAs, in steps of 8, at most 248 (255 per thread)."""
@@ -300,6 +336,8 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
         check(spec.epilogue.steps[:1] == ("alpha_beta",), "epilogue",
               f"scales apply to the accumulator before the chain: its first step must be "
               f"alpha_beta, got {str(spec.epilogue)!r}")
+    if spec.scale == "block":
+        _validate_block(cfg, spec)
     if spec.scale != "none":
         check(cfg.split_k == 1 or getattr(cfg, "reduce", "workspace") == "cluster", "split_k",
               f"split_k {cfg.split_k} with scales: the workspace reduce applies none (not "
@@ -588,10 +626,22 @@ FP8_PINGPONG_MAX_K = 8192
 def fp8_config(spec: GemmSpec, target: Target, cooperative: bool = False) -> WgmmaConfig:
     """The fp8 and int8 default (_fp8_config; int8: its BN rounded up to an N integer wgmma
     takes, int8_bn)."""
+    if spec.scale == "block":
+        return block_config(spec)
     cfg = _fp8_config(spec, target, cooperative)
     if is_int8(spec) and cfg.BN not in INT8_WGMMA_N:
         cfg = cfg.replace(BN=int8_bn(cfg.BN))
     return cfg
+
+
+def block_config(spec: GemmSpec) -> WgmmaConfig:
+    """Block-scaled fp8: cooperative 128 x 128 with 2 consumers (64 rows each: 64 main + 64
+    temporary accumulator registers per thread), 6 stages of 32 KiB, persistent; 64 x 128
+    with one consumer, 8 stages, where M <= 64. Not measured yet."""
+    if spec.M <= 64:
+        return WgmmaConfig(BM=64, BN=128, BK=span_k(spec), consumers=1, stages=8,
+                           persistent=True)
+    return WgmmaConfig(BM=128, BN=128, BK=span_k(spec), consumers=2, stages=6, persistent=True)
 
 
 def _fp8_config(spec: GemmSpec, target: Target, cooperative: bool = False) -> WgmmaConfig:

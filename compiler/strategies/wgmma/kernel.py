@@ -241,6 +241,8 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
             alpha = _scaled_alpha(alpha, *scale_args)
         # rowwise: acc[m, n] * scale_a[m] * scale_b[n], before the chain (compiler/epilogue.py)
         rowwise = tuple(scale_args) if spec.scale == "rowwise" else None
+        # block: per K tile, in the main loop (_consumer_block)
+        block = tuple(scale_args) if spec.scale == "block" else None
         tid = gpu.thread_id(gpu.Dimension.x)
         pid = gpu.block_id(gpu.Dimension.x)
         m_bound = None
@@ -330,6 +332,11 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
                         turn=_PingPongTurn(turns, consumer_index, i, count), scales=rowwise,
                         m_bound=m_bound),
                         first=consumer_index, step=2)
+                elif block is not None:  # fp8 block scales: promotion per K tile
+                    row_base = irb.mul(consumer_index, cfg.rows_per_consumer)
+                    for_tiles(lambda m0, n0, bz, g0, ks, _i, _count: _consumer_block(
+                        spec, cfg, ring, arena, tid, row_base, m0, n0, bz, g0, ks, a_bytes,
+                        stage_bytes, c_mem, alpha, beta, bias, out_t, block))
                 else:
                     row_base = irb.mul(consumer_index, cfg.rows_per_consumer)
                     for_tiles(lambda m0, n0, bz, g0, ks, _i, _count: _consumer(
@@ -506,6 +513,82 @@ def _consumer(spec, cfg, ring, arena, tid, row_base, m0, n0, bz, g0, ks, a_bytes
         return
     _epilogue(spec, cfg, regs, tid, m0, n0, row_base, bz, c_mem, alpha, beta, bias, out_t,
               scales, m_bound=m_bound)
+
+
+def _consumer_block(spec, cfg, ring, arena, tid, row_base, m0, n0, bz, g0, ks, a_bytes,
+                    stage_bytes, c_mem, alpha, beta, bias, out_t, block) -> None:
+    """One tile with fp8 block scales (GemmSpec.scale "block"; DeepGEMM's promotion): per K
+    tile t (one 128-wide scale block, BK = 128), load this thread's scales (scale_a[t, row]
+    for its two rows per slab, scale_b[n0 / 128, t]) before waiting for the stage, issue the
+    tile's wgmma into a temporary accumulator (scale-d 0 first), wait for them
+    (wait_group 0), release the stage, and fold temp x scale_a x scale_b into the main f32
+    accumulator with one FMA per register; the epilogue stores the main accumulator through
+    the chain (no scales left to apply). K-major operands only (fp8, layout NT)."""
+    from mlir.dialects import math as math_d
+
+    acc = B.Accumulator(cfg.BN)
+    mma_k, mma_dtype = wgmma_k(spec), wgmma_dtype(spec)
+    k_steps = cfg.BK // mma_k
+    elt = DTYPE_BYTES[spec.dtype]
+    scale_a, scale_b = block
+    f32 = ir.F32Type.get()
+    lane = irb.rem(tid, 32)
+    warp = irb.rem(irb.div(tid, 32), 4)
+    row0 = irb.add(irb.add(m0, row_base), irb.add(irb.mul(warp, 16), irb.div(lane, 4)))
+    # the thread's rows: slab r, half h (registers with (j / 2) mod 2 = h) at row0 + 64 r + 8 h,
+    # clamped into A (rows past M read row M - 1's scale; their results are never stored)
+    rows = [irb.min_(irb.add(row0, r * WGMMA_M + 8 * h), spec.M - 1)
+            for r in range(cfg.slabs) for h in range(2)]
+    n_block = irb.div(n0, 128)
+    leader = B.eq(irb.rem(tid, WARPGROUP), 0)
+
+    def mma_tile(stage):
+        a_addr = arena.addr32(irb.add(irb.mul(stage, stage_bytes),
+                                      irb.mul(row_base, cfg.BK * elt)))
+        b_addr = arena.addr32(irb.add(irb.mul(stage, stage_bytes), a_bytes))
+        da = B.smem_descriptor(a_addr, leading_bytes=16, stride_bytes=1024)
+        db = B.smem_descriptor(b_addr, leading_bytes=16, stride_bytes=1024)
+        nvvm.wgmma_fence_aligned()
+        accs = [acc.undef() for _ in range(cfg.slabs)]
+        for kk in range(k_steps):
+            for r in range(cfg.slabs):
+                a_off = r * WGMMA_M * cfg.BK * elt + kk * mma_k * elt
+                accs[r] = B.wgmma(acc, accs[r], B.add_bytes(da, a_off),
+                                  B.add_bytes(db, kk * mma_k * elt), dtype=mma_dtype,
+                                  zero=kk == 0, b_mn_major=False)
+        nvvm.wgmma_commit_group_sync_aligned()
+        return accs
+
+    size = cfg.slabs * acc.size
+    zero = irb.const_f32(0.0)
+    st0 = B.PipelineState.at(g0, cfg.stages)
+    loop = scf.ForOp(irb.const_index(0), irb.val(ks.count), irb.const_index(1),
+                     [zero] * size + st0.values)
+    with ir.InsertionPoint(loop.body):
+        t = loop.induction_variable
+        carried = list(loop.inner_iter_args)
+        main, st = carried[:size], B.PipelineState.carried(carried[size:], cfg.stages)
+        kb = irb.add(ks.first, t)
+        sb = memref.load(scale_b, [irb.val(n_block), irb.val(kb)])
+        scales = [arith.mulf(memref.load(scale_a, [irb.val(kb), irb.val(row)]), sb)
+                  for row in rows]
+        ring.consumer_wait(st)
+        tmp = mma_tile(st.stage)
+        nvvm.wgmma_wait_group_sync_aligned(0)  # the tile's products are in tmp, its stage read
+        with B.if_(leader):
+            ring.consumer_release(st)
+        new = []
+        for r in range(cfg.slabs):
+            for j in range(acc.size):
+                s = scales[2 * r + (j // 2) % 2]
+                new.append(math_d.fma(acc.get(tmp[r], j), s, main[r * acc.size + j]))
+        scf.yield_(new + st.advance().values)
+    main = list(loop.results)[:size]
+    del f32
+    pairs = [((r, j), r * WGMMA_M + drow, dcol)
+             for r in range(cfg.slabs) for j, drow, dcol in acc.pairs()]
+    regs = _Registers(pairs, lambda key, i: main[key[0] * acc.size + key[1] + i])
+    _epilogue(spec, cfg, regs, tid, m0, n0, row_base, bz, c_mem, alpha, beta, bias, out_t)
 
 
 class _Registers:
