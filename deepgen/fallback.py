@@ -28,6 +28,11 @@ def disabled(refresh: bool = False) -> bool:
     return _state["disabled"]
 
 
+# read at import: a first read inside torch.compile's trace would add a guard on the
+# environment and trace deepgen.gemm a second time
+disabled()
+
+
 def warn_once(reason: str) -> None:
     """One RuntimeWarning per process for the first call that falls back to torch."""
     if not _state["warned"]:
