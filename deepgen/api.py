@@ -56,7 +56,8 @@ def gemm(a: torch.Tensor, b: torch.Tensor, *, out: torch.Tensor | None = None,
     "silu". config: a TileConfig or dict forcing the tile configuration. dynamic_m: True
     runs a range kernel serving every M of its range (deepgen/range_table.py: a new M within
     a known range compiles nothing), False the exact-shape kernel; None follows
-    deepgen.set_dynamic_m / DEEPGEN_DYNAMIC_M (default: exact-shape kernels).
+    deepgen.set_dynamic_m / DEEPGEN_DYNAMIC_M (default: exact-shape kernels); under
+    torch.compile only that process switch applies (the traced op has no dynamic_m).
     a may also be (..., M, K) with a 2-D b: its leading dimensions fold into M (F.linear)."""
     if out is None and beta != 0:
         raise ValueError(f"beta: must be 0 when out is None (got {beta}): there is no C")
