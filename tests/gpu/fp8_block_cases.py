@@ -1,0 +1,38 @@
+"""Block-scaled fp8 GPU correctness cases (tests/gpu/test_fp8_block_gpu.py; make_bundle.py
+compiles them into DIR/fp8_block/<name>): GemmSpec.scale "block" (1 x 128 scales of A along
+K, 128 x 128 of B), e4m3 and e5m2, layout NT: the default (cooperative 128 x 128, 2
+consumers, persistent) on DeepGEMM shapes (a partial last block of N at N = 2112), the M <= 64
+default (64 x 128, 1 consumer), partial tiles with K not a multiple of 128 (the last scale
+block partly zero-filled), BN 64 (two tiles per block of B), bias + relu f32 out, alpha and
+beta with C read, non-persistent.
+
+Each case: (name, spec fields, wgmma config fields given, alpha, beta)."""
+from __future__ import annotations
+
+
+def _epi(bias=None, activation=None) -> dict:
+    from deepgen.epilogue import EpilogueSpec
+    return EpilogueSpec.of(bias=bias, activation=activation).to_dict()
+
+
+def cases() -> list:
+    b = dict(dtype="e4m3", out_dtype="bf16", layout="NT", scale="block")
+    return [
+        ("block-4096x2112x7168", dict(b, M=4096, N=2112, K=7168), {}, 1.0, 0.0),
+        ("block-128x24576x1536", dict(b, M=128, N=24576, K=1536), {}, 1.0, 0.0),
+        ("block-64x4096x7168", dict(b, M=64, N=4096, K=7168), {}, 1.0, 0.0),
+        ("block-4096x7168x16384", dict(b, M=4096, N=7168, K=16384), {}, 1.0, 0.0),
+        ("block-1000x1000x4000-bn64-bias-relu-f32",
+         dict(b, M=1000, N=1000, K=4000, out_dtype="f32", epilogue=_epi("col", "relu")),
+         {"BN": 64, "persistent": False}, 1.0, 0.0),
+        ("block-e5m2-f16-alpha-beta", dict(b, M=300, N=392, K=1040, dtype="e5m2",
+                                           out_dtype="f16"), {"persistent": False}, 2.0, 0.5),
+    ]
+
+
+def compile_case(spec_fields: dict, given: dict, target: str = "sm_90a"):
+    from deepgen.compiler import compile_artifact
+    from deepgen.spec import GemmSpec
+
+    return compile_artifact(GemmSpec(**spec_fields), {"strategy": "wgmma", **given}, target,
+                            keep_ir=False)
