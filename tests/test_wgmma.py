@@ -91,7 +91,7 @@ def _validate(spec=NT, target=H100, **fields):
     # tf32: f32 inputs with allow_tf32, layout NT only (no transpose bits), BK = 32 f32
     ({}, TF32, H100, None),
     ({}, GemmSpec(M=64, N=64, K=64, dtype="f32", layout="NT"), H100,
-     r"^dtype: .*f16, bf16, fp8 \(e4m3, e5m2\), or f32 as tf32 \(allow_tf32=True\), got f32 "
+     r"^dtype: .*f16, bf16, fp8 \(e4m3, e5m2\), int8, or f32 as tf32 \(allow_tf32=True\), got f32 "
      r"without allow_tf32"),
     ({}, GemmSpec(M=64, N=64, K=64, dtype="f32", allow_tf32=True, layout="NN"), H100,
      r"^layout: tf32 wgmma reads only K-major operands \(A stored M x K, B stored N x K: "
