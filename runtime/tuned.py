@@ -20,7 +20,8 @@ neighbour's config fits, lookup returns None and the default heuristic applies. 
 handed back as stored (a dict, whatever its format): reading them is the compiler's business.
 `deepgen tune install DIR` writes the entries. After the user's own entry, a shipped
 database's own entry for the spec counts (runtime/shipped_db.py: package data for one GPU,
-used only on that GPU), before any neighbour. An unreadable or malformed file is reported
+used only on that GPU; not an entry marked "heuristic", a default measured as routing's
+evidence), before any neighbour. An unreadable or malformed file is reported
 once as a warning and ignored: a broken database must not stop GEMMs from running. Imports
 neither MLIR, torch nor deepgen.compiler.
 """
@@ -71,6 +72,8 @@ def find(spec: GemmSpec, target: str | None = None, *, validate: Validate | None
     if found is not None:
         return dict(found), "user", str(path)
     ship = shipped_db.entry(spec, target, device_name)
+    if ship is not None and ship[0].get("heuristic"):
+        ship = None  # a default measured for routing's evidence: today's heuristic decides
     if ship is not None and (validate is None or validate(dict(ship[0]["config"]), spec,
                                                           target)):
         return dict(ship[0]["config"]), "shipped", ship[1]

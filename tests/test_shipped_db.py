@@ -196,6 +196,18 @@ def test_user_entry_wins_over_the_shipped_one(ship_dir, monkeypatch):
     assert optimize.database_entry(spec_of(64), "sm_90a", H200)["origin"] == "user"
 
 
+def test_a_heuristic_entry_is_evidence_for_routing_but_does_not_pick_the_config(ship_dir,
+                                                                               monkeypatch):
+    """A suite's default runner (the heuristic of its day) ships as routing's evidence only:
+    deepgen.gemm keeps today's heuristic for the spec, optimize still reads the times."""
+    monkeypatch.setenv("DEEPGEN_DEVICE_NAME", H200)
+    _ship(ship_dir, [{**_e(spec_of(64), 0.01, 0.02, {"strategy": "mma_sync", "BM": 64}),
+                      "heuristic": True}])
+    assert tuned.lookup(spec_of(64), "sm_90a") is None
+    assert tuned.find(spec_of(64), "sm_90a") is None
+    assert optimize.wins(spec_of(64), "sm_90a", H200)
+
+
 @pytest.mark.parametrize("content", ["{not json", json.dumps({"format": "other"}),
                                      json.dumps({"format": "deepgen-tuned/1",
                                                  "entries": []}),  # no shipped header

@@ -50,10 +50,13 @@ def _rel(path: Path) -> str:
 
 
 def _entry(spec: dict, config: dict, ms, base_ms, device: str, target: str, source: str,
-           key: str, method: str, points=None) -> dict | None:
+           key: str, method: str, points=None, heuristic: bool = False) -> dict | None:
     """A database entry, or None when a time is missing or not positive. A range spec's
     entry (M a deepgen.dims.Dim, tuner/ranges.py) keeps its measured `points` (routing
-    needs every one to beat torch) and has no TFLOP/s of its own."""
+    needs every one to beat torch) and has no TFLOP/s of its own. `heuristic`: the config
+    was the default heuristic's when measured (a suite's default runner), so the entry is
+    evidence for routing (DeepGen's time against torch's) but does not pick the config:
+    the heuristic has moved on since (runtime/tuned.find skips it)."""
     try:
         s = GemmSpec.from_dict(spec)
         ms, base_ms = float(ms), float(base_ms)
@@ -67,6 +70,8 @@ def _entry(spec: dict, config: dict, ms, base_ms, device: str, target: str, sour
     e = {"spec": s.to_dict(), "target": target, "config": config,
          "ms": ms, "tflops": tf(ms), "baseline_ms": base_ms, "baseline_tflops": tf(base_ms),
          "device": device, "source": source, "source_key": key, "method": method}
+    if heuristic:
+        e["heuristic"] = True
     if points:
         e["points"] = [{k: p[k] for k in ("M", "ms", "baseline_ms") if k in p}
                        for p in points]
@@ -110,7 +115,7 @@ def entries_of(path: Path, device: str, target: str) -> tuple[list[dict], list[s
                     "layout": r["layout"]}
             e = _entry(spec, runners[name]["config"], ms, base.get("ms"), device, target, src,
                        f"{r['name']}:{name}", "decode_suite (CUDA graph, rotating B copies, "
-                       "median of rounds)")
+                       "median of rounds)", heuristic=name == "default")
             (out.append(e) if e else dropped.append(f"{src} {r['name']}: incomplete"))
     else:
         for r in data.get("results", []):
@@ -118,7 +123,8 @@ def entries_of(path: Path, device: str, target: str) -> tuple[list[dict], list[s
                 dropped.append(f"{src} {r.get('name')}: check not ok")
                 continue
             e = _entry(r["spec"], r.get("config"), r.get("deepgen_ms"), r.get("torch_ms"),
-                       device, target, src, r["name"], "gemm_suite (median of rounds)")
+                       device, target, src, r["name"], "gemm_suite (median of rounds)",
+                       heuristic=r.get("config_source", "default") == "default")
             (out.append(e) if e else dropped.append(f"{src} {r.get('name')}: incomplete"))
     return out, dropped
 
