@@ -18,13 +18,11 @@ not reach). deepgen.gemm (the API door, host cost included) is timed for the def
 """
 from __future__ import annotations
 
-import argparse
-import datetime
-import json
-import statistics
 import sys
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import quant_bench as qb
 
 SHAPES = {  # name: (M, N, K, scale mode)
     "4096^3": (4096, 4096, 4096, "rowwise"),
@@ -52,148 +50,86 @@ def spec_of(M, N, K, scale="rowwise"):
     return GemmSpec(M=M, N=N, K=K, dtype="int8", out_dtype="bf16", layout="NT", scale=scale)
 
 
-def build(directory: Path, shapes) -> None:
-    from deepgen.compiler import compile_artifact, strategies
+def _variants(spec):
+    return SMALL_VARIANTS if spec.M < 128 else VARIANTS
 
-    index = []
-    for name in shapes:
-        spec = spec_of(*SHAPES[name])
-        variants = SMALL_VARIANTS if spec.M < 128 else VARIANTS
-        seen = set()
-        for vname in variants:
-            fields = VARIANTS[vname]
-            try:
-                cfg = strategies.resolve(
-                    None if fields is None else {"strategy": "wgmma", **fields}, spec, "sm_90a")
-            except Exception as e:  # noqa: BLE001 - a variant that does not fit is reported
-                print(f"{name} {vname}: skipped ({e})")
-                continue
-            if cfg in seen:
-                continue
-            seen.add(cfg)
-            t = time.perf_counter()
-            art = compile_artifact(spec, cfg, "sm_90a", keep_ir=False)
-            art.save(directory / name / vname)
-            res = art.resources[art.launches[0].entry]
-            print(f"{name:18s} {vname:28s} {time.perf_counter() - t:5.2f} s  regs "
-                  f"{res['registers']} spills {res['spill_stores']}")
-            index.append({"shape": name, "variant": vname, "config": cfg.to_dict()})
-    (directory / "index.json").write_text(json.dumps(index, indent=1))
+
+def build(directory: Path, shapes) -> None:
+    qb.build_variants(directory, shapes, SHAPES, spec_of, VARIANTS, _variants)
+
+
+def _shape(directory: Path, index: list, name: str, rounds: int) -> dict:
+    import torch
+    from deepgen.runtime import measure
+
+    import deepgen
+
+    M, N, K, scale = SHAPES[name]
+    spec = spec_of(*SHAPES[name])
+    entries, kernels = qb.load_shape(directory, index, name)
+    count = qb.set_count(M, N, K, measure.L2_BYTES)
+    g = torch.Generator().manual_seed(0)
+    sets = [(torch.randint(-127, 128, (M, K), generator=g, dtype=torch.int8).cuda(),
+             torch.randint(-127, 128, (N, K), generator=g, dtype=torch.int8).cuda().t())
+            for _ in range(count)]
+    if scale == "rowwise":  # per token (M, 1) x per channel (1, N)
+        sa = (0.5 + torch.rand(M, 1, device="cuda")) / 127
+        sb = (0.5 + torch.rand(1, N, device="cuda")) / 127
+    else:
+        sa, sb = torch.tensor(0.7 / 127, device="cuda"), torch.tensor(1.3 / 127,
+                                                                        device="cuda")
+    sa1, sb1 = sa.reshape(-1), sb.reshape(-1)
+    c = torch.empty(M, N, device="cuda", dtype=torch.bfloat16)
+    impls = {
+        REFERENCE: lambda a, b: (torch._int_mm(a, b) * sa * sb).to(torch.bfloat16),
+        "torch._int_mm (int32 out, unscaled)": lambda a, b: torch._int_mm(a, b),
+    }
+
+    def kernel_call(k):
+        return lambda a, b: k(a, b, c, scale_a=sa1, scale_b=sb1)
+
+    impls.update({f"deepgen:{vname}": kernel_call(k) for vname, k in kernels.items()})
+    impls["deepgen.gemm"] = lambda a, b: deepgen.gemm(a, b, out=c, scale_a=sa, scale_b=sb)
+    a, b = sets[0]
+    ref = (a.double() * sa.double()) @ (b.double() * sb.double())
+
+    def scaled(r):  # the unscaled int32 product: check it scaled here
+        return r.double() * sa.double() * sb.double() if r.dtype == torch.int32 else r
+
+    checks = qb.check_once(impls, lambda fn: fn(a, b), c, ref, measure.rel_error,
+                           torch.cuda.synchronize, result=scaled)
+    del ref
+    tops, med = qb.interleaved(impls, sets, rounds, spec.flops, measure.time_ms)
+    base = med[REFERENCE]
+    raw = med["torch._int_mm (int32 out, unscaled)"]
+    row = {"shape": name, "M": M, "N": N, "K": K, "scale": scale, "median_tops": med,
+           "ratio_vs_reference": {i: v / base for i, v in med.items()},
+           "ratio_vs_int_mm_alone": {i: v / raw for i, v in med.items()},
+           "rounds_tops": tops, "rel_error": checks,
+           "configs": {e["variant"]: e["config"] for e in entries}}
+    best = qb.best_deepgen(med)
+    print(f"{name:18s} torch+scale {base:7.1f}  int_mm {raw:7.1f}  default "
+          f"{med['deepgen:default']:7.1f} ({med['deepgen:default'] / base:.3f}x)  best "
+          f"{best} {med[best]:7.1f} ({med[best] / base:.3f}x)", flush=True)
+    return row
 
 
 def run(directory: Path, out: Path, rounds: int, shapes) -> dict:
-    import torch
-
-    import deepgen
-    from deepgen.runtime import load, measure, preload
-
-    index = json.loads((directory / "index.json").read_text())
-    results = []
-    for name in shapes:
-        M, N, K, scale = SHAPES[name]
-        spec = spec_of(*SHAPES[name])
-        entries = [e for e in index if e["shape"] == name]
-        kernels = {e["variant"]: load(directory / name / e["variant"]) for e in entries}
-        preload(directory / name / "default")
-        per_set = M * K + N * K
-        count = max(1, min(8, -(-2 * measure.L2_BYTES // per_set)))
-        g = torch.Generator().manual_seed(0)
-        sets = [(torch.randint(-127, 128, (M, K), generator=g, dtype=torch.int8).cuda(),
-                 torch.randint(-127, 128, (N, K), generator=g, dtype=torch.int8).cuda().t())
-                for _ in range(count)]
-        if scale == "rowwise":  # per token (M, 1) x per channel (1, N)
-            sa = (0.5 + torch.rand(M, 1, device="cuda")) / 127
-            sb = (0.5 + torch.rand(1, N, device="cuda")) / 127
-        else:
-            sa, sb = torch.tensor(0.7 / 127, device="cuda"), torch.tensor(1.3 / 127,
-                                                                            device="cuda")
-        sa1, sb1 = sa.reshape(-1), sb.reshape(-1)
-        c = torch.empty(M, N, device="cuda", dtype=torch.bfloat16)
-        impls = {
-            REFERENCE: lambda a, b: (torch._int_mm(a, b) * sa * sb).to(torch.bfloat16),
-            "torch._int_mm (int32 out, unscaled)": lambda a, b: torch._int_mm(a, b),
-        }
-        for vname, k in kernels.items():
-            impls[f"deepgen:{vname}"] = (lambda k: lambda a, b: k(a, b, c, scale_a=sa1,
-                                                                 scale_b=sb1))(k)
-        impls["deepgen.gemm"] = lambda a, b: deepgen.gemm(a, b, out=c, scale_a=sa, scale_b=sb)
-        a, b = sets[0]
-        ref = (a.double() * sa.double()) @ (b.double() * sb.double())
-        checks = {}
-        for iname, fn in impls.items():
-            c.fill_(float("nan"))
-            r = fn(a, b)
-            torch.cuda.synchronize()
-            r = r if r is not None else c
-            if r.dtype == torch.int32:  # the unscaled product: check it scaled here
-                r = r.double() * sa.double() * sb.double()
-            checks[iname] = measure.rel_error(r, ref)
-        del ref
-        times = {iname: [] for iname in impls}
-        for _ in range(rounds):
-            for iname, fn in impls.items():
-                times[iname].append(measure.time_ms(fn, sets))
-        tops = {i: [spec.flops / (ms * 1e-3) / 1e12 for ms in t] for i, t in times.items()}
-        med = {i: statistics.median(v) for i, v in tops.items()}
-        base = med[REFERENCE]
-        raw = med["torch._int_mm (int32 out, unscaled)"]
-        row = {"shape": name, "M": M, "N": N, "K": K, "scale": scale, "median_tops": med,
-               "ratio_vs_reference": {i: v / base for i, v in med.items()},
-               "ratio_vs_int_mm_alone": {i: v / raw for i, v in med.items()},
-               "rounds_tops": tops, "rel_error": checks,
-               "configs": {e["variant"]: e["config"] for e in entries}}
-        results.append(row)
-        best = max((i for i in med if i.startswith("deepgen:")), key=med.get)
-        print(f"{name:18s} torch+scale {base:7.1f}  int_mm {raw:7.1f}  default "
-              f"{med['deepgen:default']:7.1f} ({med['deepgen:default'] / base:.3f}x)  best "
-              f"{best} {med[best]:7.1f} ({med[best] / base:.3f}x)", flush=True)
-        del sets
-        torch.cuda.empty_cache()
-    doc = {"benchmark": "int8_bench", "device": torch.cuda.get_device_name(),
-           "git_commit": _git_commit(), "torch": torch.__version__, "cuda": torch.version.cuda,
-           "deepgen": deepgen.__version__,
-           "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           "rounds": rounds, "dtype": "int8", "layout": "NT", "out_dtype": "bf16",
+    results = qb.run_shapes(directory, shapes,
+                            lambda index, name: _shape(directory, index, name, rounds))
+    doc = {**qb.doc_head("int8_bench", rounds), "dtype": "int8", "layout": "NT",
+           "out_dtype": "bf16",
            "reference": f"{REFERENCE}: (torch._int_mm(a, w.t()) * scale_a * scale_b)"
                         f".to(bfloat16), end to end",
            "timing": "median of per-round medians (measure.time_ms: triton do_bench median, "
                      "inputs rotated past L2); TOPS = 2MNK / time", "results": results}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=1))
-    print(f"{'shape':18s} {'impl':38s} {'TOPS':>8s} {'x ref':>7s} {'x int_mm':>8s} "
-          f"{'rel err':>9s}")
-    for row in results:
-        for i, v in row["median_tops"].items():
-            print(f"{row['shape']:18s} {i:38s} {v:8.1f} {row['ratio_vs_reference'][i]:7.3f} "
-                  f"{row['ratio_vs_int_mm_alone'][i]:8.3f} {row['rel_error'][i]:9.2e}")
-    return doc
-
-
-def _git_commit() -> str | None:
-    import subprocess
-
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
+    return qb.finish(out, doc, qb.format_table(
+        results, "median_tops", "TOPS", 38,
+        [("ratio_vs_reference", "x ref", 7), ("ratio_vs_int_mm_alone", "x int_mm", 8)]))
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--build", type=Path, metavar="DIR")
-    p.add_argument("--run", type=Path, metavar="DIR")
-    p.add_argument("--out", type=Path, default=Path("int8_bench.json"))
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--shapes", nargs="*", default=list(SHAPES), choices=list(SHAPES))
-    a = p.parse_args(argv)
-    if a.build:
-        build(a.build, a.shapes)
-    if a.run:
-        run(a.run, a.out, a.rounds, a.shapes)
-    if not (a.build or a.run):
-        p.error("give --build DIR and/or --run DIR")
-    return 0
+    return qb.main(__doc__, SHAPES, build, run, "int8_bench.json", argv)
 
 
 if __name__ == "__main__":
