@@ -12,16 +12,13 @@ promotion every 128 of K should keep the error at the output type's rounding, at
 """
 from __future__ import annotations
 
-import json
-import os
-import zlib
-
-import pytest
-
 import make_bundle
+import pytest
+import quant_gpu
+from quant_gpu import tolerance
+
 from deepgen.dtypes import DTYPES
 from deepgen.spec import GemmSpec
-from test_gemm_gpu import GUARD, SENTINEL, _guarded_c
 
 pytestmark = pytest.mark.gpu
 
@@ -29,22 +26,7 @@ CASES = make_bundle.strategy_cases("fp8_block").cases()
 ERRORS: dict = {}
 
 
-def tolerance(spec: GemmSpec) -> float:
-    return max(DTYPES[spec.dtype].tolerance, DTYPES[spec.out_dtype].tolerance)
-
-
-@pytest.fixture(scope="module")
-def hopper():
-    import torch
-
-    if torch.cuda.get_device_capability() != (9, 0):
-        pytest.skip(f"fp8 wgmma kernels are sm_90a: {torch.cuda.get_device_name()} is not "
-                    f"Hopper")
-    yield
-    path = os.environ.get("DEEPGEN_FP8_BLOCK_ERRORS")
-    if path:
-        with open(path, "w") as f:
-            json.dump(ERRORS, f, indent=1, sort_keys=True)
+hopper = quant_gpu.hopper_fixture(ERRORS, "DEEPGEN_FP8_BLOCK_ERRORS", "fp8")
 
 
 def block_scales(M: int, N: int, K: int, g):
@@ -65,46 +47,34 @@ def dequantized(a, w, sa, sb):
     return a.double() * ka, w.double() * kw[:, :K]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_block_case_matches_float64(case, kernels, hopper):
+def _operands(spec, seed: int):
+    """Random fp8 A and W (torch's global generator, seeded), block scales from a generator."""
     import torch
 
-    from deepgen.runtime import measure
-
-    name, spec_fields, given, alpha, beta = case
-    spec = GemmSpec(**spec_fields)
-    k = kernels.strategy_case("fp8_block", name, spec_fields, given)
-    assert k.spec == spec and k.config["strategy"] == "wgmma"
-    g = torch.Generator().manual_seed(zlib.crc32(name.encode()))
-    torch.manual_seed(zlib.crc32(name.encode()))
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
     fp8 = getattr(torch, DTYPES[spec.dtype].torch)
-    errs = []
-    for _run in range(2):
+
+    def one(_run: int):
         a = torch.randn(spec.M, spec.K, device="cuda").to(fp8)
         w = torch.randn(spec.N, spec.K, device="cuda").to(fp8)
-        extra = {n: measure.operand(spec, n) for n in spec.epilogue.operands()}
         sa, sb = block_scales(spec.M, spec.N, spec.K, g)
-        buf, c = _guarded_c(spec, beta)
         a64, w64 = dequantized(a, w, sa, sb)
-        ref = measure.reference(a64, w64.t(), c, alpha, beta, spec.epilogue, extra.get("bias"))
-        k(a, w.t(), c, alpha=alpha, beta=beta, scale_a=sa.t(), scale_b=sb, **extra)
-        torch.cuda.synchronize()
-        nan = int(torch.isnan(c).sum())
-        assert nan == 0, f"{nan} elements of C not written"
-        errs.append(measure.rel_error(c, ref))
-        margins = torch.cat([buf[:GUARD], buf[-GUARD:]])
-        assert bool((margins == SENTINEL).all()), "the kernel wrote outside C"
-    ERRORS[name] = {"errors": errs, "tolerance": tolerance(spec), "config": k.config}
-    assert max(errs) <= tolerance(spec), f"relative errors {errs}"
-    for attrs in k.driver_attributes():
-        assert attrs["local_bytes"] == 0, attrs
+        return a, w.t(), a64, w64.t(), {"scale_a": sa.t(), "scale_b": sb}
+
+    return one
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_block_case_matches_float64(case, kernels, hopper):
+    quant_gpu.check_case(kernels, "fp8_block", case, ERRORS, _operands)
 
 
 def test_gemm_block_form_matches_float64_and_torch(kernels, hopper):
     import torch
+    from deepgen.runtime import measure, preload
 
     import deepgen
-    from deepgen.runtime import measure, preload
 
     name = "block-4096x2112x7168"
     spec = GemmSpec(**next(c[1] for c in CASES if c[0] == name))

@@ -11,16 +11,12 @@ the fp8 tolerances of deepgen/dtypes.py are set from.
 """
 from __future__ import annotations
 
-import json
-import os
-import zlib
-
-import pytest
-
 import make_bundle
-from deepgen.dtypes import DTYPES
+import pytest
+import quant_gpu
+from quant_gpu import tolerance
+
 from deepgen.spec import GemmSpec
-from test_gemm_gpu import GUARD, SENTINEL, _guarded_c
 
 pytestmark = pytest.mark.gpu
 
@@ -28,83 +24,30 @@ CASES = make_bundle.strategy_cases("fp8").cases()
 ERRORS: dict = {}
 
 
-def tolerance(spec: GemmSpec) -> float:
-    """fp8 inputs: the registry's limit for the input type (the kernel's f32 accumulation on
-    the tensor cores) or the output type's rounding, whichever is larger."""
-    return max(DTYPES[spec.dtype].tolerance, DTYPES[spec.out_dtype].tolerance)
+hopper = quant_gpu.hopper_fixture(ERRORS, "DEEPGEN_FP8_ERRORS", "fp8")
 
 
-@pytest.fixture(scope="module")
-def hopper():
+def _operands(spec, seed: int):
+    """Random fp8 A and B (torch's global generator, seeded), scales in 0.25 .. 2.25 seeded
+    per run."""
     import torch
-
-    if torch.cuda.get_device_capability() != (9, 0):
-        pytest.skip(f"fp8 wgmma kernels are sm_90a: {torch.cuda.get_device_name()} is not "
-                    f"Hopper")
-    yield
-    path = os.environ.get("DEEPGEN_FP8_ERRORS")
-    if path:
-        with open(path, "w") as f:
-            json.dump(ERRORS, f, indent=1, sort_keys=True)
-
-
-def _scales(spec: GemmSpec, seed: int):
-    """f32 scales in 0.25 .. 2.25 (or None without scales): 1-element CUDA tensors (per
-    tensor), or M and N values (rowwise)."""
-    import torch
-
-    if spec.scale == "none":
-        return None, None
-    g = torch.Generator().manual_seed(seed)
-    n_a, n_b = (1, 1) if spec.scale == "tensor" else (spec.M, spec.N)
-    sa, sb = (0.25 + 2 * torch.rand(n, generator=g) for n in (n_a, n_b))
-    return sa.cuda(), sb.cuda()
-
-
-def _reference(spec, a, b, c, alpha, beta, bias, sa, sb):
-    """float64 of the dequantized inputs: a * scale_a (per row) @ b * scale_b (per column)."""
     from deepgen.runtime import measure
 
-    a64, b64 = a.double(), b.double()
-    if sa is not None:
-        a64, b64 = a64 * sa.double()[:, None], b64 * sb.double()[None, :]
-    return measure.reference(a64, b64, c, alpha, beta, spec.epilogue, bias)
+    torch.manual_seed(seed)
+
+    def one(run: int):
+        a, b = measure.operand(spec, "A"), measure.operand(spec, "B")
+        g = torch.Generator().manual_seed(seed + run)
+        sa, sb = quant_gpu.scales(spec, g)
+        scale_args = {} if sa is None else {"scale_a": sa, "scale_b": sb}
+        return (a, b, *quant_gpu.dequantized(a, b, sa, sb), scale_args)
+
+    return one
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_fp8_case_matches_float64(case, kernels, hopper):
-    import torch
-
-    from deepgen.runtime import measure
-
-    name, spec_fields, given, alpha, beta = case
-    spec = GemmSpec(**spec_fields)
-    k = kernels.strategy_case("fp8", name, spec_fields, given)
-    assert k.spec == spec and k.config["strategy"] == "wgmma"
-    for key, value in given.items():
-        assert k.config[key] == value, key
-    seed = zlib.crc32(name.encode())
-    torch.manual_seed(seed)
-    errs = []
-    for run in range(2):  # fresh inputs each run: a race shows as a moving error
-        a, b = measure.operand(spec, "A"), measure.operand(spec, "B")
-        extra = {n: measure.operand(spec, n) for n in spec.epilogue.operands()}
-        sa, sb = _scales(spec, seed + run)
-        if sa is not None:
-            extra.update(scale_a=sa, scale_b=sb)
-        buf, c = _guarded_c(spec, beta)
-        ref = _reference(spec, a, b, c, alpha, beta, extra.get("bias"), sa, sb)
-        k(a, b, c, alpha=alpha, beta=beta, **extra)
-        torch.cuda.synchronize()
-        nan = int(torch.isnan(c).sum())
-        assert nan == 0, f"{nan} elements of C not written"
-        errs.append(measure.rel_error(c, ref))
-        margins = torch.cat([buf[:GUARD], buf[-GUARD:]])
-        assert bool((margins == SENTINEL).all()), "the kernel wrote outside C"
-    ERRORS[name] = {"errors": errs, "tolerance": tolerance(spec), "config": k.config}
-    assert max(errs) <= tolerance(spec), f"relative errors {errs}"
-    for attrs in k.driver_attributes():
-        assert attrs["local_bytes"] == 0, attrs
+    quant_gpu.check_case(kernels, "fp8", case, ERRORS, _operands)
 
 
 def test_gemm_scaled_form_matches_torch_scaled_mm_and_replays_new_scales(kernels, hopper):
@@ -112,9 +55,9 @@ def test_gemm_scaled_form_matches_torch_scaled_mm_and_replays_new_scales(kernels
     preloaded 4096^3 case kernel) against torch._scaled_mm and float64; in a CUDA graph, new scale
     values written into the same tensors change the replayed result."""
     import torch
+    from deepgen.runtime import measure, preload
 
     import deepgen
-    from deepgen.runtime import measure, preload
 
     name = "fp8-e4m3-4096"  # torch._scaled_mm wants N a multiple of 16
     spec_fields = next(c[1] for c in CASES if c[0] == name)
@@ -152,9 +95,9 @@ def test_gemm_scaled_form_matches_torch_scaled_mm_and_replays_new_scales(kernels
 def test_gemm_rowwise_matches_torch_scaled_mm(kernels, hopper):
     """Rowwise scales as torch._scaled_mm takes them: scale_a (M, 1), scale_b (1, N)."""
     import torch
+    from deepgen.runtime import measure, preload
 
     import deepgen
-    from deepgen.runtime import measure, preload
 
     name = "fp8-e4m3-rowwise-4096"
     spec_fields = next(c[1] for c in CASES if c[0] == name)

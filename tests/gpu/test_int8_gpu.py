@@ -14,16 +14,12 @@ measured relative error there (JSON).
 """
 from __future__ import annotations
 
-import json
-import os
-import zlib
-
-import pytest
-
 import make_bundle
-from deepgen.dtypes import DTYPES
+import pytest
+import quant_gpu
+from quant_gpu import tolerance
+
 from deepgen.spec import GemmSpec
-from test_gemm_gpu import GUARD, SENTINEL, _guarded_c
 
 pytestmark = pytest.mark.gpu
 
@@ -31,24 +27,7 @@ CASES = make_bundle.strategy_cases("int8").cases()
 ERRORS: dict = {}
 
 
-def tolerance(spec: GemmSpec) -> float:
-    """int8 inputs: the registry's limit (f32 scaling of an exact product) or the output
-    type's rounding, whichever is larger."""
-    return max(DTYPES[spec.dtype].tolerance, DTYPES[spec.out_dtype].tolerance)
-
-
-@pytest.fixture(scope="module")
-def hopper():
-    import torch
-
-    if torch.cuda.get_device_capability() != (9, 0):
-        pytest.skip(f"int8 wgmma kernels are sm_90a: {torch.cuda.get_device_name()} is not "
-                    f"Hopper")
-    yield
-    path = os.environ.get("DEEPGEN_INT8_ERRORS")
-    if path:
-        with open(path, "w") as f:
-            json.dump(ERRORS, f, indent=1, sort_keys=True)
+hopper = quant_gpu.hopper_fixture(ERRORS, "DEEPGEN_INT8_ERRORS", "int8")
 
 
 def _operand(spec: GemmSpec, name: str, g):
@@ -61,59 +40,25 @@ def _operand(spec: GemmSpec, name: str, g):
     return t if name == "A" else t.t()
 
 
-def _scales(spec: GemmSpec, g):
+def _operands(spec, seed: int):
+    """A, B and the scales (about 1/127 as a quantizer's: results of order sqrt(K)) from one
+    generator."""
     import torch
 
-    if spec.scale == "none":
-        return None, None
-    n_a, n_b = (1, 1) if spec.scale == "tensor" else (spec.M, spec.N)
-    # about 1/127 as a quantizer's: results of order sqrt(K)
-    sa, sb = ((0.25 + 2 * torch.rand(n, generator=g)) / 127 for n in (n_a, n_b))
-    return sa.cuda(), sb.cuda()
+    g = torch.Generator().manual_seed(seed)
 
+    def one(_run: int):
+        a, b = _operand(spec, "A", g), _operand(spec, "B", g)
+        sa, sb = quant_gpu.scales(spec, g, unit=127)
+        scale_args = {} if sa is None else {"scale_a": sa, "scale_b": sb}
+        return (a, b, *quant_gpu.dequantized(a, b, sa, sb), scale_args)
 
-def _reference(spec, a, b, c, alpha, beta, bias, sa, sb):
-    from deepgen.runtime import measure
-
-    a64, b64 = a.double(), b.double()
-    if sa is not None:
-        a64, b64 = a64 * sa.double()[:, None], b64 * sb.double()[None, :]
-    return measure.reference(a64, b64, c, alpha, beta, spec.epilogue, bias)
+    return one
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_int8_case_matches_float64(case, kernels, hopper):
-    import torch
-
-    from deepgen.runtime import measure
-
-    name, spec_fields, given, alpha, beta = case
-    spec = GemmSpec(**spec_fields)
-    k = kernels.strategy_case("int8", name, spec_fields, given)
-    assert k.spec == spec and k.config["strategy"] == "wgmma"
-    for key, value in given.items():
-        assert k.config[key] == value, key
-    g = torch.Generator().manual_seed(zlib.crc32(name.encode()))
-    errs = []
-    for _run in range(2):  # fresh inputs each run: a race shows as a moving error
-        a, b = _operand(spec, "A", g), _operand(spec, "B", g)
-        extra = {n: measure.operand(spec, n) for n in spec.epilogue.operands()}
-        sa, sb = _scales(spec, g)
-        if sa is not None:
-            extra.update(scale_a=sa, scale_b=sb)
-        buf, c = _guarded_c(spec, beta)
-        ref = _reference(spec, a, b, c, alpha, beta, extra.get("bias"), sa, sb)
-        k(a, b, c, alpha=alpha, beta=beta, **extra)
-        torch.cuda.synchronize()
-        nan = int(torch.isnan(c).sum())
-        assert nan == 0, f"{nan} elements of C not written"
-        errs.append(measure.rel_error(c, ref))
-        margins = torch.cat([buf[:GUARD], buf[-GUARD:]])
-        assert bool((margins == SENTINEL).all()), "the kernel wrote outside C"
-    ERRORS[name] = {"errors": errs, "tolerance": tolerance(spec), "config": k.config}
-    assert max(errs) <= tolerance(spec), f"relative errors {errs}"
-    for attrs in k.driver_attributes():
-        assert attrs["local_bytes"] == 0, attrs
+    quant_gpu.check_case(kernels, "int8", case, ERRORS, _operands)
 
 
 @pytest.mark.parametrize("name,out_dtype", [("int8-rowwise-4096", "bfloat16"),
@@ -123,9 +68,9 @@ def test_gemm_int8_matches_int_mm_then_scaled(kernels, hopper, name, out_dtype):
     torch._int_mm(a, w.t()) * scale_a * scale_b in torch and float64; f32 out equals the
     exact product scaled in f32 to 1e-6."""
     import torch
+    from deepgen.runtime import measure, preload
 
     import deepgen
-    from deepgen.runtime import measure, preload
 
     spec_fields = next(c[1] for c in CASES if c[0] == name)
     spec = GemmSpec(**spec_fields)
