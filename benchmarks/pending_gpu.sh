@@ -4,11 +4,13 @@
 #   issue 16: int8 w8a8 and block-scaled fp8 (GPU tests, int8_bench, fp8_block_bench)
 #   issue 17: range kernels (GPU tests, dynamic_m_bench: range vs exact, host cost per call)
 #   issue 14: 8192^3 against wave quantization (wgmma_bench's q8k_ cases)
+#   issue 15: M = 64/128 decode points against wave quantization without swap_ab: 128-row
+#             tiles as narrow as N / 128 (BN 32-80: one wave of about 128 CTAs, no split)
 #
 #   bash benchmarks/pending_gpu.sh build DIR        # CPU with MLIR: every bundle into DIR
 #   bash benchmarks/pending_gpu.sh run DIR [PART]   # GPU: results and logs into $OUT
 #
-# PART (run only): int8, dynm or q8k; all three when left out (about 6-8 minutes of device
+# PART (run only): int8, dynm, q8k or dec; all four when left out (about 6-8 minutes of device
 # time; keep one call under the device's 600 s per command by running the parts separately
 # when the machine is cold). DIR must be carried to the device (run(carry=[DIR])).
 set -u
@@ -24,6 +26,13 @@ build() {
   python benchmarks/fp8_block_bench.py --build "$dir/block_bench" >> "$dir/build.log" 2>&1
   python benchmarks/dynamic_m_bench.py --compile "$dir/dynm" >> "$dir/build.log" 2>&1
   python benchmarks/wgmma_bench.py --compile-only "$dir/q8k" --only '^q8k_' >> "$dir/build.log" 2>&1
+  local extra=()
+  for bn in 32 48 64 80; do
+    extra+=(--extra "ns$bn={\"strategy\": \"wgmma\", \"swap_ab\": false, \"BM\": 128, \"BN\": $bn, \"consumers\": 1, \"split_k\": 1, \"stages\": 6}")
+  done
+  python benchmarks/decode_suite.py --compile-only "$dir/dec" --dtypes bf16 --ms 64,128 \
+    --nk 4096x4096,6144x4096,8192x8192,10240x8192,4096x14336 --default-only "${extra[@]}" \
+    >> "$dir/build.log" 2>&1
   tail -3 "$dir/build.log"
   du -sh "$dir"
 }
@@ -48,6 +57,11 @@ run_dynm() {
     --out "$OUT/dynamic_m_bench-h200-$day.json" 2>&1 | tail -10
 }
 
+run_dec() {
+  timeout 120 python benchmarks/decode_suite.py --run "$dir/dec" \
+    --out "$OUT/decode_narrow-h200-$day.json" 2>&1 | tail -14
+}
+
 run_q8k() {
   timeout 300 python benchmarks/wgmma_bench.py --run "$dir/q8k" --rounds 5 \
     --out "$OUT/wgmma_bench-h200-$day-q8k.json" > "$OUT/q8k.log" 2>&1
@@ -58,8 +72,8 @@ case "$mode" in
   build) mkdir -p "$dir" && build ;;
   run)
     case "$part" in
-      int8|dynm|q8k|all) ;;
-      *) echo "PART: int8, dynm or q8k, got $part" >&2; exit 2 ;;
+      int8|dynm|q8k|dec|all) ;;
+      *) echo "PART: int8, dynm, q8k or dec, got $part" >&2; exit 2 ;;
     esac
     : "${OUT:?run writes into \$OUT (the device machine sets it)}"
     python3 -m pip install --no-build-isolation --no-deps -q -e . > "$OUT/pip.log" 2>&1
@@ -67,7 +81,8 @@ case "$mode" in
       int8) run_int8 ;;
       dynm) run_dynm ;;
       q8k) run_q8k ;;
-      all) run_int8; run_dynm; run_q8k ;;
+      dec) run_dec ;;
+      all) run_int8; run_dynm; run_q8k; run_dec ;;
     esac ;;
   *) echo "mode: build or run, got $mode" >&2; exit 2 ;;
 esac
