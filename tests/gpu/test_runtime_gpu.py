@@ -277,7 +277,8 @@ def _bundle_dirs() -> list[Path]:
     return sorted(p.parent for p in Path(BUNDLES).glob("*/kernel.json"))
 
 
-@pytest.mark.skipif(not BUNDLES, reason="DEEPGEN_GPU_BUNDLES not set")
+@pytest.mark.skipif(not BUNDLES, reason="needs an NVIDIA GPU and DEEPGEN_GPU_BUNDLES=DIR "
+                                          "(benchmarks/runtime_bundles.py --out DIR) to run")
 @pytest.mark.parametrize("bundle", _bundle_dirs(), ids=lambda p: p.name)
 def test_compiled_bundle_runs_correctly(bundle):
     k = load(bundle)
