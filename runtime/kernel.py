@@ -130,7 +130,41 @@ def _check_strides(op: Operand, f: Facts) -> None:
                      f"for this layout")
 
 
-class Kernel:
+class ArtifactView:
+    """What a kernel is, read from its artifact (`_artifact`) and spec (`_spec`): shared by
+    Kernel and runtime/range_kernel.py's RangeKernel."""
+
+    _artifact: KernelArtifact
+    _spec: GemmSpec
+
+    @property
+    def artifact(self) -> KernelArtifact:
+        return self._artifact
+
+    @property
+    def spec(self) -> GemmSpec:
+        return self._spec
+
+    @property
+    def config(self) -> dict:
+        return self._artifact.config
+
+    @property
+    def target(self) -> str:
+        return self._artifact.target
+
+    @property
+    def ptx(self) -> str:
+        """The PTX (or AMDGPU assembly) the binary was built from; "" when not kept."""
+        return self._artifact.assembly
+
+    @property
+    def binary(self) -> bytes:
+        """The GPU binary (cubin, or hsaco for AMD)."""
+        return self._artifact.binary
+
+
+class Kernel(ArtifactView):
     """A KernelArtifact made callable on torch tensors (see the module docstring)."""
 
     def __init__(self, artifact: KernelArtifact):
@@ -349,22 +383,6 @@ class Kernel:
     # -- what it is --------------------------------------------------------------------------
 
     @property
-    def artifact(self) -> KernelArtifact:
-        return self._artifact
-
-    @property
-    def spec(self) -> GemmSpec:
-        return self._spec
-
-    @property
-    def config(self) -> dict:
-        return self._artifact.config
-
-    @property
-    def target(self) -> str:
-        return self._artifact.target
-
-    @property
     def registers(self) -> int | None:
         """Registers per thread, the largest over the kernel's entries (ptxas's count)."""
         return self._resource("registers")
@@ -382,16 +400,6 @@ class Kernel:
     @property
     def workspace_bytes(self) -> int:
         return self._workspace_bytes
-
-    @property
-    def ptx(self) -> str:
-        """The PTX (or AMDGPU assembly) the binary was built from; "" when not kept."""
-        return self._artifact.assembly
-
-    @property
-    def binary(self) -> bytes:
-        """The GPU binary (cubin, or hsaco for AMD)."""
-        return self._artifact.binary
 
     @property
     def signature(self) -> dict[str, tuple[Param, ...]]:

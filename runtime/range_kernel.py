@@ -34,10 +34,10 @@ import threading
 from deepgen.spec import GemmSpec
 
 from .artifact import KernelArtifact
-from .kernel import ALIGNMENT, Kernel
+from .kernel import ALIGNMENT, ArtifactView, Kernel
 
 
-class RangeKernel:
+class RangeKernel(ArtifactView):
     def __init__(self, artifact: KernelArtifact):
         spec = GemmSpec.from_dict(artifact.spec)
         if not spec.dynamic_m:
@@ -99,33 +99,9 @@ class RangeKernel:
     # -- what it is --------------------------------------------------------------------------
 
     @property
-    def spec(self) -> GemmSpec:
-        return self._spec
-
-    @property
     def dim(self):
         """The range of M (deepgen.dims.Dim)."""
         return self._dim
-
-    @property
-    def artifact(self) -> KernelArtifact:
-        return self._artifact
-
-    @property
-    def config(self) -> dict:
-        return self._artifact.config
-
-    @property
-    def target(self) -> str:
-        return self._artifact.target
-
-    @property
-    def binary(self) -> bytes:
-        return self._artifact.binary
-
-    @property
-    def ptx(self) -> str:
-        return self._artifact.assembly
 
     @property
     def launches(self):
