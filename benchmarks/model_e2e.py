@@ -68,55 +68,17 @@ def compile_bundle(d: Path) -> int:
 
 
 def build_model(torch):
-    nn = torch.nn
-    F = torch.nn.functional
+    """examples/llama.py's Llama-style model at this benchmark's sizes, random weights
+    (seeded; 2-D parameters normal with std 0.02)."""
+    import importlib.util
 
-    class RMSNorm(nn.Module):
-        def __init__(self, n):
-            super().__init__()
-            self.weight = nn.Parameter(torch.ones(n))
-
-        def forward(self, x):
-            v = x.float().pow(2).mean(-1, keepdim=True)
-            return (x.float() * torch.rsqrt(v + 1e-6)).to(x.dtype) * self.weight
-
-    class Layer(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.n1, self.n2 = RMSNorm(HIDDEN), RMSNorm(HIDDEN)
-            self.q, self.k, self.v, self.o = (nn.Linear(HIDDEN, HIDDEN, bias=False)
-                                              for _ in range(4))
-            self.gate = nn.Linear(HIDDEN, INTER, bias=False)
-            self.up = nn.Linear(HIDDEN, INTER, bias=False)
-            self.down = nn.Linear(INTER, HIDDEN, bias=False)
-
-        def forward(self, x):
-            b, s, _ = x.shape
-            h = self.n1(x)
-            q, k, v = (p(h).view(b, s, HEADS, -1).transpose(1, 2) for p in (self.q, self.k,
-                                                                          self.v))
-            a = F.scaled_dot_product_attention(q, k, v, is_causal=s > 1)
-            x = x + self.o(a.transpose(1, 2).reshape(b, s, HIDDEN))
-            h = self.n2(x)
-            return x + self.down(F.silu(self.gate(h)) * self.up(h))
-
-    class Model(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.embed = nn.Embedding(VOCAB, HIDDEN)
-            self.layers = nn.ModuleList(Layer() for _ in range(LAYERS))
-            self.norm = RMSNorm(HIDDEN)
-            self.head = nn.Linear(HIDDEN, VOCAB, bias=False)
-
-        def forward(self, tokens):
-            x = self.embed(tokens)
-            for layer in self.layers:
-                x = layer(x)
-            return self.head(self.norm(x))
-
+    path = Path(__file__).resolve().parents[1] / "examples" / "llama.py"
+    spec = importlib.util.spec_from_file_location("deepgen_example_llama", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
     torch.manual_seed(0)
-    model = Model()
-    for name, p in model.named_parameters():
+    model = example.Llama(HIDDEN, LAYERS, HEADS, INTER, VOCAB)
+    for p in model.parameters():
         if p.dim() == 2:
             torch.nn.init.normal_(p, std=0.02)
     return model
