@@ -17,7 +17,7 @@ from deepgen import api, build
 from deepgen.runtime import cache
 from deepgen.runtime.reference import reference_artifact
 from deepgen.spec import GemmSpec
-from runtime_fakes import FakeCompiler, install_fake_compiler, pretend_kernels_run_on_cpu
+from runtime_fakes import FakeCompiler, install_fake_compiler
 
 
 @pytest.fixture(autouse=True)
@@ -35,20 +35,6 @@ def fresh_state(tmp_path, monkeypatch):
 @pytest.fixture
 def compiler(monkeypatch) -> FakeCompiler:
     return install_fake_compiler(monkeypatch)
-
-
-@pytest.fixture
-def no_compiler(monkeypatch):
-    monkeypatch.setitem(sys.modules, "deepgen.compiler", None)  # import raises ImportError
-    monkeypatch.delattr(deepgen, "compiler", raising=False)
-
-
-@pytest.fixture
-def cpu_gpu(monkeypatch):
-    """CPU tensors accepted as CUDA tensors of an sm_90a device; returns the plans made."""
-    monkeypatch.setattr(api, "_check_devices", lambda tensors: None)
-    monkeypatch.setattr(api, "target_of", lambda device: "sm_90a")
-    return pretend_kernels_run_on_cpu(monkeypatch)
 
 
 def reference(a, b, out=None, alpha=1.0, beta=0.0):

@@ -14,7 +14,6 @@ from deepgen.runtime.range_kernel import RangeKernel, make_kernel
 from deepgen.runtime.reference import BLOCK, reference_artifact
 from runtime_fakes import (
     FakeCompiler,
-    pretend_kernels_run_on_cpu,
 )
 
 import deepgen
@@ -160,13 +159,6 @@ def fresh(tmp_path, monkeypatch):
         t.clear()
     cache.clear_memory()
     range_table.set_dynamic_m(None)
-
-
-@pytest.fixture
-def cpu_gpu(monkeypatch):
-    monkeypatch.setattr(api, "_check_devices", lambda tensors: None)
-    monkeypatch.setattr(api, "target_of", lambda device: "sm_90a")
-    return pretend_kernels_run_on_cpu(monkeypatch)
 
 
 @pytest.fixture

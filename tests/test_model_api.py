@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from deepgen.runtime import cache
 from deepgen.runtime.artifact import Launch, param_for
 from deepgen.runtime.reference import reference_artifact
-from runtime_fakes import FakeCompiler, pretend_kernels_run_on_cpu
+from runtime_fakes import FakeCompiler
 
 import deepgen
 from deepgen import api, fallback
@@ -65,19 +65,6 @@ def compiler(monkeypatch):
     monkeypatch.setitem(sys.modules, "deepgen.compiler", fake)
     monkeypatch.setattr(deepgen, "compiler", fake, raising=False)
     return fake
-
-
-@pytest.fixture
-def no_compiler(monkeypatch):
-    monkeypatch.setitem(sys.modules, "deepgen.compiler", None)  # import raises ImportError
-    monkeypatch.delattr(deepgen, "compiler", raising=False)
-
-
-@pytest.fixture
-def cpu_gpu(monkeypatch):
-    monkeypatch.setattr(api, "_check_devices", lambda tensors: None)
-    monkeypatch.setattr(api, "target_of", lambda device: "sm_90a")
-    return pretend_kernels_run_on_cpu(monkeypatch)
 
 
 def ref(a, b, alpha=1.0, bias=None, activation=None, bias_dim="col"):
