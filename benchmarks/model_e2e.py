@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
+import functools
 import json
 import os
 import platform
@@ -67,32 +68,27 @@ def compile_bundle(d: Path) -> int:
     return 0
 
 
-def build_model(torch):
-    """examples/llama.py's Llama-style model at this benchmark's sizes, random weights
-    (seeded; 2-D parameters normal with std 0.02)."""
+@functools.cache
+def example():
+    """examples/llama.py (its model and its timer), loaded from its path."""
     import importlib.util
 
     path = Path(__file__).resolve().parents[1] / "examples" / "llama.py"
     spec = importlib.util.spec_from_file_location("deepgen_example_llama", path)
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def build_model(torch):
+    """examples/llama.py's Llama-style model at this benchmark's sizes, random weights
+    (seeded; 2-D parameters normal with std 0.02)."""
     torch.manual_seed(0)
-    model = example.Llama(HIDDEN, LAYERS, HEADS, INTER, VOCAB)
+    model = example().Llama(HIDDEN, LAYERS, HEADS, INTER, VOCAB)
     for p in model.parameters():
         if p.dim() == 2:
             torch.nn.init.normal_(p, std=0.02)
     return model
-
-
-def event_ms(torch, fn, calls: int) -> float:
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    torch.cuda.synchronize()
-    start.record()
-    for _ in range(calls):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / calls
 
 
 def main(argv=None) -> int:
@@ -208,8 +204,8 @@ def main(argv=None) -> int:
                     m(tokens)
             t, o = [], []
             for _ in range(args.rounds):
-                t.append(event_ms(torch, lambda x=tokens: model(x), args.calls))
-                o.append(event_ms(torch, lambda x=tokens: optimized(x), args.calls))
+                t.append(example().time_ms(lambda x=tokens: model(x), True, args.calls))
+                o.append(example().time_ms(lambda x=tokens: optimized(x), True, args.calls))
             prof = profiles[step]
             share = prof["gemm_percent"] / 100
             times = {(g["M"], g["N"], g["K"]): g for g in per_shape}
