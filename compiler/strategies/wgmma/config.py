@@ -151,6 +151,11 @@ class WgmmaConfig(StrategyConfig):
         """64-row wgmma slabs per consumer warpgroup (accumulators per thread)."""
         return self.rows_per_consumer // WGMMA_M
 
+    @property
+    def accumulator_registers(self) -> int:
+        """Accumulator registers per consumer thread: BN/2 per slab (m64nBN over 128)."""
+        return self.slabs * self.BN // 2
+
     def lowering(self):
         raise NotImplementedError("wgmma builds its kernel directly: no flat lowering")
 
@@ -259,7 +264,7 @@ def data_bytes(cfg: WgmmaConfig, spec: GemmSpec) -> int:
 
 def estimates(cfg: WgmmaConfig, spec: GemmSpec) -> dict:
     shared = data_bytes(cfg, spec) + 2 * cfg.stages * BARRIER_BYTES
-    acc = cfg.slabs * cfg.BN // 2  # f32 accumulator registers per consumer thread
+    acc = cfg.accumulator_registers
     return {"shared_bytes": shared, "registers": acc + 40, "accumulator_registers": acc}
 
 

@@ -633,8 +633,7 @@ class _Stash:
     def __init__(self, cfg: WgmmaConfig):
         self.cfg = cfg
         self.threads = cfg.consumers * WARPGROUP
-        self.regs = cfg.slabs * cfg.BN // 2
-        self.groups = self.regs // 4
+        self.groups = cfg.accumulator_registers // 4
 
     def offset(self, g: int, tid) -> ir.Value:
         return irb.mul(irb.add(irb.sub(tid, WARPGROUP), g * self.threads), 16)
