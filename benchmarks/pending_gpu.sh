@@ -6,11 +6,12 @@
 #   issue 14: 8192^3 against wave quantization (wgmma_bench's q8k_ cases)
 #   issue 15: M = 64/128 decode points against wave quantization without swap_ab: 128-row
 #             tiles as narrow as N / 128 (BN 32-80: one wave of about 128 CTAs, no split)
+#   issue 18: the model GPU tests (autograd, optimize) and model_e2e end to end
 #
 #   bash benchmarks/pending_gpu.sh build DIR        # CPU with MLIR: every bundle into DIR
 #   bash benchmarks/pending_gpu.sh run DIR [PART]   # GPU: results and logs into $OUT
 #
-# PART (run only): int8, dynm, q8k or dec; all four when left out (about 6-8 minutes of device
+# PART (run only): int8, dynm, q8k, dec or e2e, or a comma list; all five when left out (about 6-8 minutes of device
 # time; keep one call under the device's 600 s per command by running the parts separately
 # when the machine is cold). DIR must be carried to the device (run(carry=[DIR])).
 set -u
@@ -33,6 +34,8 @@ build() {
   python benchmarks/decode_suite.py --compile-only "$dir/dec" --dtypes bf16 --ms 64,128 \
     --nk 4096x4096,6144x4096,8192x8192,10240x8192,4096x14336 --default-only "${extra[@]}" \
     >> "$dir/build.log" 2>&1
+  python tests/gpu/model_cases.py "$dir/gpu" >> "$dir/build.log" 2>&1
+  python benchmarks/model_e2e.py --compile "$dir/e2e" >> "$dir/build.log" 2>&1
   tail -3 "$dir/build.log"
   du -sh "$dir"
 }
@@ -68,21 +71,28 @@ run_q8k() {
   tail -14 "$OUT/q8k.log"
 }
 
+run_e2e() {
+  DEEPGEN_TEST_BUNDLE="$dir/gpu" timeout 200 python -m pytest tests/gpu/test_model_gpu.py \
+    -m gpu -q -rs -p no:cacheprovider > "$OUT/gpu_tests-model.log" 2>&1
+  tail -3 "$OUT/gpu_tests-model.log"
+  timeout 300 python benchmarks/model_e2e.py --bundle "$dir/e2e" \
+    --out "$OUT/model_e2e-h200-$day.json" --png "$OUT/model_e2e-h200-$day-prefill-gemms.png" \
+    > "$OUT/model_e2e.log" 2>&1
+  tail -16 "$OUT/model_e2e.log"
+}
+
 case "$mode" in
   build) mkdir -p "$dir" && build ;;
   run)
-    case "$part" in
-      int8|dynm|q8k|dec|all) ;;
-      *) echo "PART: int8, dynm, q8k or dec, got $part" >&2; exit 2 ;;
-    esac
+    [ "$part" = all ] && part=int8,dynm,q8k,dec,e2e
+    for p in ${part//,/ }; do
+      case "$p" in
+        int8|dynm|q8k|dec|e2e) ;;
+        *) echo "PART: int8, dynm, q8k, dec or e2e (or a comma list), got $p" >&2; exit 2 ;;
+      esac
+    done
     : "${OUT:?run writes into \$OUT (the device machine sets it)}"
     python3 -m pip install --no-build-isolation --no-deps -q -e . > "$OUT/pip.log" 2>&1
-    case "$part" in
-      int8) run_int8 ;;
-      dynm) run_dynm ;;
-      q8k) run_q8k ;;
-      dec) run_dec ;;
-      all) run_int8; run_dynm; run_q8k; run_dec ;;
-    esac ;;
+    for p in ${part//,/ }; do "run_$p"; done ;;
   *) echo "mode: build or run, got $mode" >&2; exit 2 ;;
 esac

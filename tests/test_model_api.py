@@ -446,3 +446,27 @@ def test_optimize_fuses_a_following_activation(cpu_gpu, compiler, fake_gpu_rule)
     optimize.restore(model)
     assert [type(m) for m in model] == [torch.nn.Linear, torch.nn.GELU, torch.nn.Linear]
     torch.testing.assert_close(model(x), want)
+
+
+def test_gpu_model_bundle_holds_every_kernel_the_gpu_cases_call():
+    """tests/gpu/model_cases.py compiles what the GPU model tests call, found by running them
+    here: the optimized MLP's layers too (its _may_win reads a database the CPU run lacks; the
+    2026-12-02 GPU run failed on the missing kernels)."""
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent / "gpu"))
+    try:
+        import model_cases
+    finally:
+        sys.path.pop(0)
+    got = {(s.M, s.N, s.K, s.layout, any(st.startswith("bias") for st in s.epilogue.steps))
+           for s in model_cases.collect_specs()}
+    for fields in model_cases.mlp_specs():
+        bias = fields["N"] == model_cases.MLP["head"]
+        assert (fields["M"], fields["N"], fields["K"], "NT", bias) in got
+    assert routing_is_restored()
+
+
+def routing_is_restored() -> bool:
+    return optimize.wins.__module__ == "deepgen.routing" and \
+        optimize._may_win.__name__ == "_may_win" and optimize.range_wins.__name__ == "range_wins"

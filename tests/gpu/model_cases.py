@@ -81,7 +81,7 @@ def collect_specs() -> list:
 
     seen = {}
     saved = (api._check_devices, api.target_of, api._kernel_or_torch, routing._on_gpu,
-             routing._device, routing.wins)
+             routing._device, routing.wins, routing.range_wins, routing._may_win)
 
     def record(spec, config, target):  # returns None: torch computes
         seen.setdefault(spec, None)
@@ -91,7 +91,11 @@ def collect_specs() -> list:
     api._kernel_or_torch = record
     routing._on_gpu = lambda t: True
     routing._device = lambda index: ("sm_90a", "collect")
+    # the GPU test's database makes every MLP layer win at its exact M (no range entries);
+    # here there is no database, so the rule is told the same
     routing.wins = lambda *args, **kwargs: True
+    routing.range_wins = lambda *args, **kwargs: False
+    routing._may_win = lambda linear: True
     fallback._state["warned"] = True
     try:
         with warnings.catch_warnings():
@@ -112,7 +116,7 @@ def collect_specs() -> list:
                 model(x)
     finally:
         (api._check_devices, api.target_of, api._kernel_or_torch, routing._on_gpu,
-         routing._device, routing.wins) = saved
+         routing._device, routing.wins, routing.range_wins, routing._may_win) = saved
     return list(seen)
 
 
