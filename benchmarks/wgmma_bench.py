@@ -294,6 +294,22 @@ for _lay in ("NN", "NT"):
         CASES[f"q8k_bf16_{_lay}_{_variant}"] = (dict(_Q8K, dtype="bf16", layout=_lay), _cfg,
                                                 1.0, 0.0, f"bf16_{_lay}_8192^3")
 
+# The ping-pong 128x192 default past K = 4096 (session 4) where the large tile rule applies:
+# "kbig_" cases, the default against the cooperative 128x256 it replaced and ping-pong 128x128,
+# and at K = 4096 the 128x192 against the 128x128 default there.
+for _name, _fields in {"bf16_NN_8192^3": dict(_Q8K, dtype="bf16", layout="NN"),
+                       "f16_NN_8192^3": dict(_Q8K, dtype="f16", layout="NN"),
+                       "bf16_NN_2048x4096x14336": dict(M=2048, N=4096, K=14336, dtype="bf16",
+                                                       layout="NN"),
+                       "bf16_NN_4096x4096x14336": dict(M=4096, N=4096, K=14336, dtype="bf16",
+                                                       layout="NN"),
+                       "bf16_NN_4096^3": dict(BIG, dtype="bf16", layout="NN"),
+                       "bf16_NN_4096x14336x4096": dict(M=4096, N=14336, K=4096, dtype="bf16",
+                                                       layout="NN")}.items():
+    for _variant, _cfg in {"default": None, "c2_128x256_s4": COOP, "pp128x128_s7": PP7,
+                           "pp128x192_s5": dict(PP, BM=128, BN=192, stages=5)}.items():
+        CASES[f"kbig_{_name}_{_variant}"] = (_fields, _cfg, 1.0, 0.0, _name)
+
 
 def compile_all(bundle: Path, only: str | None) -> None:
     from deepgen.compiler import compile_artifact

@@ -40,7 +40,7 @@ def _validate(spec=NT, target=H100, **fields):
     ({"BN": 100}, NT, H100, r"^BN: the wgmma N: a multiple of 8"),
     ({"BN": 96}, NN, H100, r"^BN: .*multiple of 64 .*layout NN"),
     ({"BK": 32}, NT, H100, r"^BK: one 128-byte swizzle span: 64 bf16 elements"),
-    ({"stages": 9}, NT, H100, r"^stages: must be 2 to 8"),
+    ({"stages": 17}, NT, H100, r"^stages: must be 2 to 16"),
     ({"BN": 256, "consumers": 2, "stages": 5}, NT, H100,
      r"^stages: 5 stages of 49152 bytes .* exceed the 232448 bytes of shared memory"),
     ({"consumers": 3, "BM": 192}, NT, H100, r"^consumers: 1 or 2"),
@@ -136,16 +136,19 @@ def test_the_default_only_where_measured_faster():
         assert strategies.choose(spec, H100).name != "wgmma", spec
         assert strategies.default_config(spec, H100).strategy != "wgmma", spec
     # the large tile: ping-pong 128 x 128 per warpgroup where K <= PINGPONG_MAX_K in the
-    # measured layouts (NT, NN), else the cooperative 128 x 256
+    # measured layouts (NT, NN), 128 x 192 up to WIDE_PINGPONG_MAX_K, else the cooperative
+    # 128 x 256
     pingpong = WgmmaConfig(BM=128, BN=128, consumers=2, mode="pingpong", persistent=True,
                            stages=7)
+    wide = pingpong.replace(BN=192, stages=5)
     coop = WgmmaConfig(BN=256, consumers=2)
     for spec, want in ((big, pingpong),
                        (GemmSpec(M=2048, N=14336, K=4096, dtype="f16", layout="NT"), pingpong),
                        (GemmSpec(M=512, N=512, K=512, batch=64, dtype="bf16"),
                         pingpong.replace(stages=4)),  # a short K loop: 4 stages
                        (GemmSpec(M=2048, N=4096, K=14336, dtype="bf16"), coop),
-                       (GemmSpec(M=8192, N=8192, K=8192, dtype="f16", layout="NT"), coop),
+                       (GemmSpec(M=8192, N=8192, K=8192, dtype="f16", layout="NT"), wide),
+                       (GemmSpec(M=4096, N=4096, K=8200, dtype="bf16"), coop),
                        (GemmSpec(M=4096, N=4096, K=4096, dtype="bf16", layout="TN"), coop),
                        (GemmSpec(M=8192, N=8192, K=8192, dtype="f16", layout="TT"), coop)):
         assert strategies.default_config(spec, H100) == want, spec

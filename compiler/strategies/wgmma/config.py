@@ -546,14 +546,28 @@ PINGPONG_SHORT_K_STAGES = 4
 # warpgroup in 6 stages: 1024^3 0.92x, where the cooperative 64 x 128 in 4 stages ran 0.81x
 # (in 6 stages, persistent: 0.87x)
 MID_PINGPONG = dict(BM=64, BN=128, consumers=2, mode="pingpong", persistent=True, stages=6)
+# and past PINGPONG_MAX_K up to WIDE_PINGPONG_MAX_K, ping-pong of 128 x 192 per warpgroup in
+# 5 stages (40 KiB each): fewer bytes per flop than 128 x 128, and at 8192^3 2752 tiles = 20.85
+# waves of 132 where 128 x 256 makes 2048 = 15.5 (the last wave half idle). Measured on the
+# H200 2026-12-02 (5 interleaved rounds): 8192^3 NN 1.01x / NT 1.00x cuBLAS
+# (results/wgmma_bench-h200-2026-12-02-q8k.json), bf16 NN 1.04x / f16 NN 1.01x (-kbig.json),
+# where the cooperative 128 x 256 ran 0.93-0.96x and ping-pong 128 x 128 0.93-0.97x; at
+# K = 14336 (2048 and 4096 x 4096 x 14336) the cooperative 128 x 256 stays: 0.93-0.94x, where
+# 128 x 192 ran 0.87-0.88x and 128 x 128 0.90x (longer K loops: the epilogue it hides is a
+# smaller share, the bytes per flop a larger one). Only with many tiles (8192^3: 2048 of
+# 128 x 256): a decode-sized M (128 x 57344 x 8192, one row of tiles) keeps the 128 x 256
+WIDE_PINGPONG = dict(BM=128, BN=192, consumers=2, mode="pingpong", persistent=True, stages=5)
+WIDE_PINGPONG_MAX_K = 8192
+WIDE_PINGPONG_MIN_TILES = 1024
 
 
 def default_config(spec: GemmSpec, target: Target) -> WgmmaConfig:
     """Ping-pong where measured (the layout and dtype in PINGPONG_LAYOUTS, _DTYPES): PINGPONG
     where `preferred_tile` is the large 128x256 tile and K <= PINGPONG_MAX_K (4 stages for
-    K <= PINGPONG_SHORT_K), MID_PINGPONG for its mid-size 64x128 tile (not at decode sizes,
-    which swap_ab serves); else the cooperative default (cooperative_default); fp8:
-    fp8_config (int8 too)."""
+    K <= PINGPONG_SHORT_K), WIDE_PINGPONG for it up to K = WIDE_PINGPONG_MAX_K (with at least
+    WIDE_PINGPONG_MIN_TILES of 128x256), MID_PINGPONG for its mid-size 64x128 tile (not at
+    decode sizes, which swap_ab serves); else the cooperative default (cooperative_default);
+    fp8: fp8_config (int8 too)."""
     if is_quantized(spec):
         return fp8_config(spec, target)
     tile = preferred_tile(spec)
@@ -562,6 +576,9 @@ def default_config(spec: GemmSpec, target: Target) -> WgmmaConfig:
             short = spec.K <= PINGPONG_SHORT_K
             return WgmmaConfig(**PINGPONG).replace(
                 stages=PINGPONG_SHORT_K_STAGES if short else PINGPONG["stages"])
+        if (tile == (128, 256, 2) and spec.K <= WIDE_PINGPONG_MAX_K
+                and _tiles(spec, 128, 256) >= WIDE_PINGPONG_MIN_TILES):
+            return WgmmaConfig(**WIDE_PINGPONG)
         if tile == (64, 128, 1) and not preferred_swap(spec):
             return WgmmaConfig(**MID_PINGPONG)
     return cooperative_default(spec, target)
