@@ -2,15 +2,15 @@
 its GEMM shapes, build the tuned database from those times, optimize the model, time it end
 to end against torch. One run, one GPU; torch timed in the same run, interleaved rounds.
 
-    python benchmarks/model_e2e.py --compile DIR          (CPU, MLIR: the kernels, default
-                                                           configs, into a bundle)
-    python benchmarks/model_e2e.py --bundle DIR --out results.json [--png gemms.png]
+    python benchmarks/model_e2e.py --compile DIR [--size 8b]   (CPU, MLIR: the kernels,
+                                                                default configs, a bundle)
+    python benchmarks/model_e2e.py --bundle DIR [--size 8b] --out results.json [--png gemms.png]
 
-The model (random weights, bf16, built in plain torch, no download): embedding, LAYERS decoder
-layers (RMSNorm, q/k/v/o projections HIDDEN x HIDDEN, SDPA attention with HEADS heads, a
-SiLU-gated MLP HIDDEN -> INTER -> HIDDEN), RMSNorm and an lm_head to VOCAB logits; no biases.
-Steps: a prefill of BATCH x SEQ tokens and a decode-shaped step of BATCH x 1 token (no KV
-cache: the GEMMs have the decode's M = BATCH).
+The model (random weights, bf16, built in plain torch, no download; widths from SIZES):
+embedding, `layers` decoder layers (RMSNorm, q/k/v/o projections hidden x hidden, SDPA
+attention with `heads` heads, a SiLU-gated MLP hidden -> inter -> hidden), RMSNorm and an
+lm_head to `vocab` logits; no biases. Steps: a prefill of batch x seq tokens and a
+decode-shaped step of batch x 1 token (no KV cache: the GEMMs have the decode's M = batch).
 
 1. deepgen.profile of the torch model at both steps (op table, GEMMs by shape);
 2. per GEMM shape of the profiles: DeepGen's kernel (the bundle's, default config: this is not
@@ -39,15 +39,20 @@ import tempfile
 import time
 from pathlib import Path
 
-HIDDEN, HEADS, INTER, LAYERS, VOCAB = 2048, 16, 5632, 2, 32000
-BATCH, SEQ = 4, 512
+# --size: "small" (examples/llama.py's widths), "8b" (Llama-3-8B's widths: hidden 4096, MLP
+# 14336, vocab 128256; every projection hidden x hidden, as in the example), 2 layers each
+SIZES = {"small": {"hidden": 2048, "heads": 16, "inter": 5632, "layers": 2, "vocab": 32000,
+                   "batch": 4, "seq": 512},
+         "8b": {"hidden": 4096, "heads": 32, "inter": 14336, "layers": 2, "vocab": 128256,
+                "batch": 4, "seq": 512}}
 
 
-def shapes() -> list[tuple[int, int, int]]:
+def shapes(size: dict) -> list[tuple[int, int, int]]:
     """(M, N, K) of every linear layer at both steps (layout NT: weights stored (N, K))."""
+    h, i, v = size["hidden"], size["inter"], size["vocab"]
     out = []
-    for M in (BATCH * SEQ, BATCH):
-        out += [(M, HIDDEN, HIDDEN), (M, INTER, HIDDEN), (M, HIDDEN, INTER), (M, VOCAB, HIDDEN)]
+    for M in (size["batch"] * size["seq"], size["batch"]):
+        out += [(M, h, h), (M, i, h), (M, h, i), (M, v, h)]
     return out
 
 
@@ -57,10 +62,10 @@ def spec_of(M, N, K):
     return GemmSpec(M=M, N=N, K=K, dtype="bf16", layout="NT")
 
 
-def compile_bundle(d: Path) -> int:
+def compile_bundle(d: Path, size: dict) -> int:
     from deepgen.compiler import compile_artifact
 
-    for M, N, K in shapes():
+    for M, N, K in shapes(size):
         t0 = time.time()
         art = compile_artifact(spec_of(M, N, K), None, "sm_90a")
         art.save(d / f"bf16-{M}x{N}x{K}-NT")
@@ -80,11 +85,12 @@ def example():
     return module
 
 
-def build_model(torch):
-    """examples/llama.py's Llama-style model at this benchmark's sizes, random weights
-    (seeded; 2-D parameters normal with std 0.02)."""
+def build_model(torch, size: dict):
+    """examples/llama.py's Llama-style model at `size`, random weights (seeded; 2-D
+    parameters normal with std 0.02)."""
     torch.manual_seed(0)
-    model = example().Llama(HIDDEN, LAYERS, HEADS, INTER, VOCAB)
+    model = example().Llama(size["hidden"], size["layers"], size["heads"], size["inter"],
+                            size["vocab"])
     for p in model.parameters():
         if p.dim() == 2:
             torch.nn.init.normal_(p, std=0.02)
@@ -99,9 +105,12 @@ def main(argv=None) -> int:
     p.add_argument("--png", type=Path, help="the prefill profile's GEMM chart")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--calls", type=int, default=10)
+    p.add_argument("--size", choices=sorted(SIZES), default="small",
+                   help="the model's widths (the bundle must be compiled for the same)")
     args = p.parse_args(argv)
+    size = SIZES[args.size]
     if args.compile:
-        return compile_bundle(args.compile)
+        return compile_bundle(args.compile, size)
 
     import torch
     from deepgen.runtime import cache, measure
@@ -117,15 +126,15 @@ def main(argv=None) -> int:
         cache.preload(k)
     device = torch.cuda.get_device_name(0)
     target = api.target_of(0)
-    model = build_model(torch).cuda().to(torch.bfloat16).eval()
-    steps = {"prefill": torch.randint(0, VOCAB, (BATCH, SEQ), device="cuda"),
-             "decode": torch.randint(0, VOCAB, (BATCH, 1), device="cuda")}
+    model = build_model(torch, size).cuda().to(torch.bfloat16).eval()
+    batch, seq, vocab = size["batch"], size["seq"], size["vocab"]
+    steps = {"prefill": torch.randint(0, vocab, (batch, seq), device="cuda"),
+             "decode": torch.randint(0, vocab, (batch, 1), device="cuda")}
     result = {"benchmark": "model_e2e", "date": datetime.datetime.now().isoformat(),
               "device": device, "target": target, "torch": torch.__version__,
               "cuda": torch.version.cuda, "python": platform.python_version(),
               "deepgen": deepgen.__version__, "model": {
-                  "hidden": HIDDEN, "heads": HEADS, "intermediate": INTER, "layers": LAYERS,
-                  "vocab": VOCAB, "batch": BATCH, "seq": SEQ, "dtype": "bf16"},
+                  **size, "name": args.size, "dtype": "bf16"},
               "rounds": args.rounds,
               "calls": args.calls, "note": "DeepGen kernels use default configs (not tuned)"}
 
@@ -142,7 +151,7 @@ def main(argv=None) -> int:
 
     # 2. DeepGen vs torch per GEMM shape, interleaved rounds
     per_shape = []
-    for M, N, K in shapes():
+    for M, N, K in shapes(size):
         spec = spec_of(M, N, K)
         kernel = api.kernel_for(spec, None, target)
         err = measure.check(kernel, spec)
