@@ -311,6 +311,46 @@ for _name, _fields in {"bf16_NN_8192^3": dict(_Q8K, dtype="bf16", layout="NN"),
         CASES[f"kbig_{_name}_{_variant}"] = (_fields, _cfg, 1.0, 0.0, _name)
 
 
+# The TMA epilogue (epilogue "tma": stmatrix into shared sub-tiles, TMA stores) against the
+# direct one, on the defaults at the large points (layout NN): "tmast_" cases. Its buffers
+# take 2 x 64 x epilogue_n x 2 bytes per consumer: ping-pong 128 x 128 fits 6 stages of 7
+# ("direct_s6" separates the ring from the epilogue there).
+def tma_store_variant(epilogue_n: int | None, stages_only: bool = False):
+    """The spec's default with the TMA epilogue of `epilogue_n` columns (None: the direct
+    epilogue), as many stages as fit the shared memory (at most the default's)."""
+    def make(spec):
+        from deepgen.compiler import strategies
+        from deepgen.compiler.target import get_target
+        from deepgen.spec import SpecError
+
+        target = get_target("sm_90a")
+        cfg = strategies.default_config(spec, target)
+        if epilogue_n is not None:
+            cfg = cfg.replace(epilogue="tma", epilogue_n=epilogue_n)
+        elif stages_only:
+            cfg = cfg.replace(stages=cfg.stages - 1)
+        while True:
+            try:
+                return strategies.resolve(cfg, spec, target)
+            except SpecError:
+                if cfg.stages <= 2:
+                    raise
+                cfg = cfg.replace(stages=cfg.stages - 1)
+    return make
+
+
+for _name, _fields in {"4096^3": BIG, "8192^3": dict(M=8192, N=8192, K=8192),
+                       "2048x4096x14336": dict(M=2048, N=4096, K=14336),
+                       "4096x4096x14336": dict(M=4096, N=4096, K=14336),
+                       "2048x14336x4096": dict(M=2048, N=14336, K=4096)}.items():
+    _variants = {"default": None, "tma32": tma_store_variant(32), "tma64": tma_store_variant(64)}
+    if _fields["K"] == 4096:  # ping-pong 128 x 128 in 7 stages: the direct epilogue in 6
+        _variants["direct_s6"] = tma_store_variant(None, stages_only=True)
+    for _variant, _cfg in _variants.items():
+        CASES[f"tmast_bf16_NN_{_name}_{_variant}"] = (dict(_fields, dtype="bf16", layout="NN"),
+                                                      _cfg, 1.0, 0.0, f"bf16_NN_{_name}")
+
+
 def compile_all(bundle: Path, only: str | None) -> None:
     from deepgen.compiler import compile_artifact
     from deepgen.spec import GemmSpec

@@ -9,7 +9,7 @@ M as wgmma's N, with and without split-K, bias of either kind, TT through B MN-m
 operand MN-major (layouts TN and TT, NN and TN swapped: its transpose bit), tf32 (f32 inputs
 with allow_tf32, layout NT: tf32_cases),
 ping-pong (two warpgroups on their own tiles, taking turns: odd and even tile counts per CTA,
-a CTA whose second warpgroup has no tile).
+a CTA whose second warpgroup has no tile), the TMA epilogue (tma_store_cases).
 
 Each case: (name, spec fields, wgmma config fields given (the rest completed by the
 strategy), alpha, beta)."""
@@ -144,7 +144,54 @@ def cases() -> list:
                                                      epilogue=_epi("col", "gelu_tanh")),
          {**PP, "BM": 128, "BN": 128}, 1.0, 0.0),
     ]
-    return out + tf32_cases()
+    return out + tf32_cases() + tma_store_cases()
+
+
+def tma_store_cases() -> list:
+    """The TMA epilogue (epilogue "tma": stmatrix into swizzled shared sub-tiles of 64 x 16,
+    32 or 64 columns, TMA stores clipping partial tiles): one and two consumers, ping-pong
+    (odd tile counts per CTA; an odd number of sub-tiles per tile), persistent (one and two
+    CTAs per SM), a 2x1 cluster, partial tiles in M and N (a tile of 8 valid columns, M below
+    one slab), batch, alpha/beta with C read, bias and activations."""
+    nt = dict(dtype="bf16", layout="NT")
+    t = {"epilogue": "tma"}
+    return [
+        ("wgmma-tmast-NT-partial-c1-n32", dict(nt, M=1000, N=520, K=1000),
+         {**t, **C1, "epilogue_n": 32}, 1.0, 0.0),
+        ("wgmma-tmast-NN-batch2-c2-n64-beta", dict(M=256, N=512, K=192, batch=2, dtype="f16",
+                                                   layout="NN"),
+         {**t, **C2_WIDE, "epilogue_n": 64}, 2.0, 1.0),
+        ("wgmma-tmast-NT-biascol-gelu-c2tall-n16", dict(nt, M=300, N=520, K=200,
+                                                        epilogue=_epi("col", "gelu_tanh")),
+         {**t, **C2_TALL, "epilogue_n": 16}, 1.0, 0.0),
+        ("wgmma-tmast-NN-biasrow-silu-beta", dict(M=130, N=192, K=96, dtype="f16", layout="NN",
+                                                  epilogue=_epi("row", "silu")),
+         {**t, "BN": 64, "epilogue_n": 64}, 1.0, 0.5),
+        ("wgmma-tmast-NT-alpha-beta", dict(nt, M=384, N=256, K=256), {**t, **C1}, 1.5, -0.5),
+        ("wgmma-tmast-NT-batch3-n8-tail-f16", dict(M=200, N=136, K=520, batch=3, dtype="f16",
+                                                   layout="NT"), {**t, **C1}, 1.0, 0.0),
+        ("wgmma-tmast-NT-m40", dict(nt, M=40, N=128, K=64), {**t, **C1, "epilogue_n": 64},
+         1.0, 0.0),
+        ("wgmma-tmast-NT-pingpong-odd-tiles", dict(nt, M=2100, N=2104, K=200),
+         {**t, **PP, "BM": 128, "BN": 128, "stages": 6}, 1.0, 0.0),
+        ("wgmma-tmast-NN-pingpong-64x192-n64-batch3-beta",
+         dict(M=1000, N=2000, K=192, batch=3, dtype="f16", layout="NN"),
+         {**t, **PP, "BM": 64, "BN": 192, "stages": 5, "epilogue_n": 64}, 0.5, 2.0),
+        ("wgmma-tmast-NN-pingpong-128x192-bias-relu", dict(M=2000, N=1920, K=256, dtype="bf16",
+                                                          layout="NN",
+                                                          epilogue=_epi("col", "relu")),
+         {**t, **PP, "BM": 128, "BN": 192, "stages": 5}, 1.0, 0.0),
+        ("wgmma-tmast-NT-persistent-batch2", dict(nt, M=2000, N=1000, K=200, batch=2),
+         {**t, "persistent": True, **C1}, 1.0, 0.0),
+        ("wgmma-tmast-NN-persistent-c2-beta", dict(M=2048, N=2048, K=320, dtype="f16",
+                                                   layout="NN"),
+         {**t, "persistent": True, **C2_WIDE, "epilogue_n": 64}, 0.5, 2.0),
+        ("wgmma-tmast-NT-persistent-2cta", dict(nt, M=4096, N=2048, K=128),
+         {**t, "persistent": True, "ctas_per_sm": 2, "stages": 3, "consumer_registers": 216,
+          **C1}, 1.0, 0.0),
+        ("wgmma-tmast-NT-cluster2-partial", dict(nt, M=1000, N=520, K=1000),
+         {**t, "cluster_m": 2, **C2_WIDE}, 1.0, 0.0),
+    ]
 
 
 def tf32_cases() -> list:

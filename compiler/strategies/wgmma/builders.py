@@ -10,6 +10,8 @@ reads like the algorithm (kernel.py). Every helper emits at the current insertio
     WarpgroupTurns   warpgroups taking turns in a fixed order on named barriers (ping-pong's
                      tensor cores)
     tma_load         cp.async.bulk.tensor global -> shared, completing on an mbarrier
+    tma_store        cp.async.bulk.tensor shared -> global (bulk_commit, bulk_wait_read),
+                     stmatrix_x4, fence_async_shared, named_barrier: the TMA epilogue's steps
     smem_descriptor  a wgmma matrix descriptor (128-byte swizzle, K- or MN-major)
     Accumulator      the accumulator of one m64nNk16 (k8: tf32, k32: fp8, int8) wgmma (an
                      !llvm.struct of N/2 f32, or s32 for int8, per thread), its registers
@@ -308,6 +310,49 @@ def tma_load(desc, dst: ir.Value, coords, bar: ir.Value, multicast: int | None =
                                                          multicast)
     nvvm.cp_async_bulk_tensor_shared_cluster_global(dst, desc, [to_i32(c) for c in coords],
                                                     bar, [], multicast_mask=mask)
+
+
+def tma_store(desc, src: ir.Value, coords) -> None:
+    """cp.async.bulk.tensor of shared `src` (shared::cta) into the box at `coords` (innermost
+    first) of `desc`'s tensor; elements outside the tensor are not written. Completes
+    asynchronously: commit_group, then wait_group_read before `src` is written again."""
+    nvvm.cp_async_bulk_tensor_global_shared_cta(desc, src, [to_i32(c) for c in coords])
+
+
+def bulk_commit() -> None:
+    """cp.async.bulk.commit_group: the thread's bulk copies issued since the last one."""
+    nvvm.cp_async_bulk_commit_group()
+
+
+def bulk_wait_read(pending: int) -> None:
+    """cp.async.bulk.wait_group.read: at most `pending` of the thread's committed groups
+    still read their shared source (the rest may still be writing global memory)."""
+    nvvm.cp_async_bulk_wait_group(pending, read=ir.UnitAttr.get())
+
+
+def fence_async_shared() -> None:
+    """fence.proxy.async.shared::cta: this thread's shared-memory writes visible to the async
+    proxy (a TMA store issued after a barrier)."""
+    nvvm.fence_proxy(nvvm.ProxyKind.async_shared, space=nvvm.SharedSpace.shared_cta)
+
+
+def named_barrier(barrier_id, threads: int) -> None:
+    """bar.sync on named barrier `barrier_id` (an int or index value) of `threads` threads."""
+    nvvm.barrier(None, barrier_id=to_i32(barrier_id), number_of_threads=irb.const_i32(threads))
+
+
+def stmatrix_x4(ptr: ir.Value, regs) -> None:
+    """stmatrix.sync.aligned.m8n8.x4.b16: four 8 x 8 matrices of 16-bit elements from the
+    warp, register i of each lane (two neighbouring columns of row lane / 4, columns
+    2 (lane mod 4)) into matrix i, whose 8 rows (16 bytes each) lanes 8 i .. 8 i + 7 address."""
+    nvvm.stmatrix(ptr, list(regs), nvvm.MMALayout.row,
+                  ir.Attribute.parse("#nvvm.ld_st_matrix_shape<m = 8, n = 8>"),
+                  nvvm.LdStMatrixEltType.B16)
+
+
+def pack_i32(v: ir.Value) -> ir.Value:
+    """A vector<2 x 16-bit> as one i32 register (the first element in the low half)."""
+    return llvm.bitcast(i32_t(), v)
 
 
 def cluster_sync() -> None:

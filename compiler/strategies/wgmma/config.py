@@ -93,6 +93,12 @@ MAX_CLUSTER = 8  # CTAs of a portable cluster
 RASTERS = ("row",)
 BUILT_LAYOUTS = ("NT", "NN", "TN", "TT")  # A or B MN-major: wgmma's transpose bits (16-bit)
 PREFERRED_LAYOUTS = ("NT", "NN")  # where the default heuristic takes every measured rule
+EPILOGUES = ("direct", "tma")
+# the TMA epilogue's sub-tile columns: 16-bit outputs, rows of 32, 64 or 128 bytes (the TMA
+# store box's inner dimension and its swizzle span: stmatrix's 16-byte rows conflict-free)
+EPILOGUE_NS = (16, 32, 64)
+EPILOGUE_BUFFERS = 2  # per consumer warpgroup: one fills while the other's TMA store reads
+TMA_EPILOGUE_OUT = ("bf16", "f16")  # stmatrix stores 16-bit elements
 
 
 @dataclass(frozen=True)
@@ -126,6 +132,12 @@ class WgmmaConfig(StrategyConfig):
     # fills wgmma's 64-row M; the epilogue stores the transposed accumulator into C
     swap_ab: bool = False
     reduce: str = "workspace"  # split_k's sum of the slices (REDUCES)
+    # the tile's way out (EPILOGUES): "direct" (each thread stores its pairs of registers to
+    # C with guarded 2-vector stores) or "tma" (through shared memory: stmatrix into a
+    # 64 x epilogue_n sub-tile buffer, two per consumer warpgroup, each sent out by one TMA
+    # store that clips partial tiles, overlapped with the next sub-tile)
+    epilogue: str = "direct"
+    epilogue_n: int = 32  # "tma": columns of a sub-tile (EPILOGUE_NS; a swizzle span)
 
     @property
     def threads(self) -> int:
@@ -258,8 +270,24 @@ def partial_bytes(cfg: WgmmaConfig) -> int:
 
 
 def data_bytes(cfg: WgmmaConfig, spec: GemmSpec) -> int:
-    """Shared bytes before the barriers: the ring's stages, or the partials where larger."""
+    """Shared bytes before the barriers: the ring's stages, or the partials where larger,
+    then the TMA epilogue's sub-tile buffers (epilogue_bytes)."""
+    return ring_bytes(cfg, spec) + epilogue_bytes(cfg, spec)
+
+
+def ring_bytes(cfg: WgmmaConfig, spec: GemmSpec) -> int:
+    """Shared bytes of the ring's stages, or of the partials where larger (the TMA epilogue's
+    buffers follow: 1024-byte aligned, as every stage size is)."""
     return max(cfg.stages * sum(tile_bytes(cfg, spec)), partial_bytes(cfg))
+
+
+def epilogue_bytes(cfg: WgmmaConfig, spec: GemmSpec) -> int:
+    """Shared bytes of the TMA epilogue's sub-tile buffers: EPILOGUE_BUFFERS per consumer
+    warpgroup of WGMMA_M x epilogue_n output elements (0 for the direct epilogue)."""
+    if cfg.epilogue != "tma":
+        return 0
+    return (cfg.consumers * EPILOGUE_BUFFERS * WGMMA_M * cfg.epilogue_n
+            * DTYPE_BYTES[spec.out_dtype])
 
 
 def estimates(cfg: WgmmaConfig, spec: GemmSpec) -> dict:
@@ -304,6 +332,38 @@ def _validate_block(cfg: WgmmaConfig, spec: GemmSpec) -> None:
           f"block scales keep a main and a temporary accumulator: slabs x BN <= "
           f"{BLOCK_MAX_COLUMNS} per consumer warpgroup (BM = 64 x consumers, BN <= 128), got "
           f"{cfg.slabs} x {cfg.BN} (BM {cfg.BM}, {cfg.consumers} consumer(s))")
+
+
+def tma_epilogue_problem(cfg: WgmmaConfig, spec: GemmSpec) -> tuple[str, str] | None:
+    """(field, why) where the TMA epilogue cannot serve this spec and config (None when it
+    can): 16-bit C, C's row pitch a multiple of 16 bytes (TMA), one tile per CTA's output
+    (no split-K, swap_ab or block scales: their stores are not built through it)."""
+    out = spec.out_dtype
+    if out not in TMA_EPILOGUE_OUT:
+        return "epilogue", (f"'tma' stores {'/'.join(TMA_EPILOGUE_OUT)} outputs (stmatrix "
+                            f"writes 16-bit elements), got out_dtype {out}")
+    pitch = spec.N * DTYPE_BYTES[out]
+    if pitch % TMA_STRIDE_ALIGN:
+        return "epilogue", (f"'tma' needs C's row pitch a multiple of {TMA_STRIDE_ALIGN} "
+                            f"bytes: N = {spec.N} {out} elements = {pitch} bytes")
+    for field, on, what in (("split_k", cfg.split_k > 1, f"split_k {cfg.split_k}"),
+                            ("swap_ab", cfg.swap_ab, "swap_ab"),
+                            ("scale", spec.scale == "block", "block scales")):
+        if on:
+            return field, f"{what} with epilogue 'tma': not built (use epilogue 'direct')"
+    if cfg.epilogue_n not in EPILOGUE_NS or cfg.BN % cfg.epilogue_n:
+        return "epilogue_n", (f"'tma' sub-tile columns: one of {EPILOGUE_NS} dividing BN = "
+                              f"{cfg.BN}, got {cfg.epilogue_n}")
+    return None
+
+
+def _validate_epilogue(cfg: WgmmaConfig, spec: GemmSpec) -> None:
+    check(cfg.epilogue in EPILOGUES, "epilogue",
+          f"must be one of {EPILOGUES}, got {cfg.epilogue!r}")
+    if cfg.epilogue == "tma":
+        problem = tma_epilogue_problem(cfg, spec)
+        if problem is not None:
+            check(False, *problem)
 
 
 def register_cap(cfg: WgmmaConfig) -> int:
@@ -430,6 +490,7 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
               f"x {cfg.consumer_registers}) = {need} registers exceed the {cfg.threads} x {cap} "
               f"= {cfg.threads * cap} a CTA of {cfg.threads} threads holds (setmaxnreg moves "
               f"registers only within a CTA)")
+    _validate_epilogue(cfg, spec)
     est = estimates(cfg, spec)
     if ctas > 1:
         need = ctas * (est["shared_bytes"] + CTA_RESERVED_SHARED)
@@ -437,7 +498,8 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
               f"{ctas} CTAs x ({est['shared_bytes']} + {CTA_RESERVED_SHARED}) = {need} bytes of "
               f"shared memory exceed the {SM_SHARED} of an SM (fewer stages or a smaller tile)")
     check(est["shared_bytes"] <= target.max_shared_bytes_per_block, "stages",
-          f"{cfg.stages} stages of {sum(tile_bytes(cfg, spec))} bytes (+ barriers) = "
+          f"{cfg.stages} stages of {sum(tile_bytes(cfg, spec))} bytes (+ barriers"
+          f"{f', + {epilogue_bytes(cfg, spec)} of TMA epilogue buffers' if cfg.epilogue == 'tma' else ''}) = "
           f"{est['shared_bytes']} bytes exceed the {target.max_shared_bytes_per_block} bytes of "
           f"shared memory per block of {target.name}")
     limit = (cfg.consumer_registers if cfg.warp_specialized

@@ -65,6 +65,7 @@ from ...epilogue import emit
 from ...passes import split_k as SK
 from ...passes.tile_gemm import kernel_module
 from . import builders as B
+from . import tma_epilogue as TE
 from .config import (WARPGROUP, WGMMA_M, WgmmaConfig, accumulator_dtype, data_bytes,
                      estimates, k_tiles, operands, slice_tiles, tile_bytes, wgmma_dtype,
                      wgmma_k)
@@ -74,6 +75,7 @@ ENTRY = "deepgen_wgmma_gemm"
 # that LLVM translation rejects until convert-nvvm-to-llvm has expanded them.
 EXTRA_LOWERING = ["convert-nvvm-to-llvm", "reconcile-unrealized-casts"]
 TMA_PARAMS = (0, 1)  # the descriptors' positions among the kernel's parameters
+C_STORE = "C_store"  # the TMA epilogue's descriptor of C (param 2, after A's and B's)
 SMS = 132  # multiprocessors of an H100 SXM / H200: the persistent grid's size
 
 
@@ -109,6 +111,8 @@ def signature(cfg: WgmmaConfig, spec: GemmSpec) -> tuple:
     a_box = (1, cfg.BM, cfg.BK) if ops.a_k_major else (1, cfg.BK, 128 // elt)
     params = [tma_param(ops.a, ops.a, spec, a_box),
               tma_param(ops.b, ops.b, spec, b_box)]
+    if cfg.epilogue == "tma":  # C's store descriptor: boxes of one epilogue sub-tile
+        params.append(tma_param(C_STORE, "C", spec, TE.box(cfg), swizzle=TE.swizzle(cfg, spec)))
     if cfg.workspace_reduce:  # raw partials to W; the reduce launch reads C, alpha, beta, bias
         return tuple(params + [param_for("W", spec)])
     params += [param_for("C", spec), param_for("alpha", spec), param_for("beta", spec)]
@@ -205,6 +209,8 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
     ptr = llvm.PointerType.get()
     c_t = ir.MemRefType.get([spec.batch, spec.M, spec.N], out_t)
     types = [ptr, ptr, c_t, f32, f32]
+    if cfg.epilogue == "tma":  # C's TMA store descriptor after A's and B's
+        types.insert(2, ptr)
     if cfg.workspace_reduce:  # W: the slices' f32 partials
         types = [ptr, ptr, ir.MemRefType.get([spec.batch * cfg.split_k, spec.M, spec.N], f32)]
     elif spec.epilogue.bias:
@@ -225,6 +231,7 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
         block = kernel.add_entry_block()
     args = list(block.arguments)
     m_arg = args.pop() if dynamic_m else None
+    epi = TE.TmaEpilogue(cfg, spec, arena, args.pop(2)) if cfg.epilogue == "tma" else None
     if scales:
         args, scale_args = args[:-len(scales)], args[-len(scales):]
     desc_a, desc_b, c_mem = args[:3]  # c_mem: C, or W with split_k
@@ -330,7 +337,7 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
                         spec, cfg, ring, arena, tid, 0, m0, n0, bz, g0, ks, a_bytes,
                         stage_bytes, c_mem, alpha, beta, bias, out_t,
                         turn=_PingPongTurn(turns, consumer_index, i, count), scales=rowwise,
-                        m_bound=m_bound),
+                        m_bound=m_bound, epi=epi),
                         first=consumer_index, step=2)
                 elif block is not None:  # fp8 block scales: promotion per K tile
                     row_base = irb.mul(consumer_index, cfg.rows_per_consumer)
@@ -342,7 +349,7 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
                     for_tiles(lambda m0, n0, bz, g0, ks, _i, _count: _consumer(
                         spec, cfg, ring, arena, tid, row_base, m0, n0, bz, g0, ks, a_bytes,
                         stage_bytes, c_mem, alpha, beta, bias, out_t, stash=stash,
-                        scales=rowwise, m_bound=m_bound))
+                        scales=rowwise, m_bound=m_bound, epi=epi))
                     if stash is not None:  # every CTA's partials stashed: sum a share
                         # (here, not after the branches, where ptxas would hold the code to
                         # the producer's 40 registers)
@@ -350,6 +357,8 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
                         for_tiles(lambda m0, n0, bz, _g0, _ks, _i, _count: _cluster_reduce(
                             spec, cfg, stash, arena, tid, m0, n0, row_base, bz, c_mem, alpha,
                             beta, bias, out_t, scales=rowwise))
+                if epi is not None:  # no exit while a TMA store reads shared memory
+                    epi.drain(tid)
         if cfg.cluster_m > 1 or stash is not None:
             B.cluster_sync()  # no CTA exits while a peer may still use its shared memory
         gpu.return_([])
@@ -431,9 +440,11 @@ class _PingPongTurn:
 
 def _consumer(spec, cfg, ring, arena, tid, row_base, m0, n0, bz, g0, ks, a_bytes,
               stage_bytes, c_mem, alpha, beta, bias, out_t, turn: _PingPongTurn | None = None,
-              stash: _Stash | None = None, scales=None, m_bound=None) -> None:
+              stash: _Stash | None = None, scales=None, m_bound=None,
+              epi: TE.TmaEpilogue | None = None) -> None:
     """One tile's mainloop and epilogue for one consumer warpgroup, on rows row_base.. of the
-    tile (cooperative: its share; ping-pong: 0, the whole tile, in its turn)."""
+    tile (cooperative: its share; ping-pong: 0, the whole tile, in its turn); `epi`: out
+    through shared memory and TMA stores (tma_epilogue.py)."""
     acc = B.Accumulator(cfg.BN, accumulator_dtype(spec))  # s32 for int8, read as f32
     mn_major_b = not operands(cfg, spec).b_k_major
     mn_major_a = not operands(cfg, spec).a_k_major
@@ -502,6 +513,10 @@ def _consumer(spec, cfg, ring, arena, tid, row_base, m0, n0, bz, g0, ks, a_bytes
             ring.consumer_release(released)  # the tile's last K tile
     if stash is not None:  # the cluster sums the slices (_cluster_reduce)
         stash.put(arena, acc, accs, tid)
+        return
+    if epi is not None:
+        epi.store(lambda r, j: acc.get(accs[r], j), tid, m0, n0, row_base, bz, c_mem, alpha,
+                  beta, bias, out_t, scales, m_bound=m_bound)
         return
     regs = _Registers.whole(cfg, acc, accs)
     if cfg.swap_ab:
@@ -791,6 +806,6 @@ def finish_lowered(module, cfg: WgmmaConfig) -> None:
     at entry (maxntid with minctasm ctas_per_sm, __launch_bounds__(threads, ctas_per_sm)) so
     that setmaxnreg applies."""
     f = B.lowered_kernel(module, ENTRY)
-    B.mark_grid_constants(f, TMA_PARAMS)
+    B.mark_grid_constants(f, TMA_PARAMS + ((2,) if cfg.epilogue == "tma" else ()))
     f.attributes["nvvm.minctasm"] = ir.IntegerAttr.get(ir.IntegerType.get_signless(32),
                                                        cfg.ctas_per_sm)
