@@ -34,7 +34,7 @@ def test_registry_and_what_a_strategy_provides():
 @pytest.mark.parametrize("spec, target, name", [
     (F32, "sm_90a", "simt"),
     (BF16, "sm_90a", "wgmma"),  # large: measured faster (wgmma/config.py preferred)
-    (GemmSpec(M=128, N=4096, K=4096, dtype="bf16"), "sm_90a", "wgmma"),  # swap_ab + split-K
+    (GemmSpec(M=128, N=4096, K=4096, dtype="bf16"), "sm_90a", "wgmma"),  # swap_ab, 64-row tiles
     (GemmSpec(M=128, N=1024, K=4096, dtype="bf16"), "sm_90a", "mma_sync"),  # not measured
     (BF16, "sm_80", "mma_sync"),
     (GemmSpec(M=64, N=64, K=64, dtype="f16"), "sm_80", "mma_sync"),

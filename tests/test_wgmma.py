@@ -161,13 +161,18 @@ def test_the_default_only_where_measured_faster():
         assert strategies.default_config(GemmSpec(M=m, N=n, K=4096, dtype="bf16"), H100) == want
     # decode sizes, M = 8..128 against N, K >= 4096 (NT and NN): swap_ab with split-K to a
     # wave; a split of 2 summed in 2-CTA clusters, where 128-row tiles would split 4, 64-row
-    # tiles split 2 in clusters (M <= 32 or K <= 8192)
+    # tiles split 2 in clusters (M > 32: with the deep ring); 64-row tiles without a split
+    # (deep ring) where they alone make a wave (M <= 32: of at least 100 CTAs) and K <= 8192
     swap = {(16, 4096, 4096, "NT"): (64, 16, 8, 2, "cluster"),
             (8, 14336, 4096, "NN"): (128, 8, 8, 1, "workspace"),
-            (128, 4096, 4096, "NN"): (64, 128, 5, 2, "cluster"),
-            (64, 8192, 8192, "NT"): (128, 64, 6, 2, "cluster"),
-            (128, 28672, 4096, "NT"): (128, 128, 5, 1, "workspace"),
-            (100, 4096, 14336, "NT"): (128, 104, 5, 4, "workspace"),
+            (16, 8192, 8192, "NT"): (64, 16, 16, 1, "workspace"),
+            (16, 6144, 4096, "NT"): (128, 16, 8, 2, "cluster"),
+            (128, 4096, 4096, "NN"): (64, 128, 9, 1, "workspace"),
+            (64, 8192, 8192, "NN"): (64, 64, 14, 1, "workspace"),
+            (64, 10240, 8192, "NN"): (128, 64, 6, 1, "workspace"),
+            (128, 28672, 4096, "NN"): (128, 128, 5, 1, "workspace"),
+            (64, 8192, 28672, "NT"): (128, 64, 6, 2, "cluster"),
+            (100, 4096, 14336, "NT"): (64, 104, 10, 2, "cluster"),
             (32, 4096, 14336, "NT"): (64, 32, 8, 2, "cluster")}
     for (m, n, k, layout), (bm, bn, stages, split, reduce) in swap.items():
         spec = GemmSpec(M=m, N=n, K=k, dtype="bf16", layout=layout)
@@ -175,6 +180,20 @@ def test_the_default_only_where_measured_faster():
         want = WgmmaConfig(BM=bm, BN=bn, stages=stages, split_k=split, swap_ab=True,
                            reduce=reduce)
         assert strategies.default_config(spec, H100) == want, spec
+    # 32 < M <= 128, NT, K <= 8192: the narrow non-swapped tile, N / 132 columns rounded up to
+    # 16 (one wave), 64 rows (M <= 64) or 128 with 2 consumers, the deep ring, no split
+    narrow = {(64, 4096, 4096): (64, 32, 1, 16), (128, 6144, 4096): (128, 48, 2, 10),
+              (128, 10240, 8192): (128, 80, 2, 8), (96, 28672, 4096): (128, 224, 2, 5),
+              (64, 28672, 4096): (64, 224, 1, 6)}
+    for (m, n, k), (bm, bn, consumers, stages) in narrow.items():
+        spec = GemmSpec(M=m, N=n, K=k, dtype="bf16", layout="NT")
+        assert strategies.default_config(spec, H100) == WgmmaConfig(
+            BM=bm, BN=bn, consumers=consumers, stages=stages), spec
+    # not past K = 8192 nor past N = 224 x 132 (swap_ab's rules there)
+    assert strategies.default_config(GemmSpec(M=64, N=57344, K=8192, dtype="bf16", layout="NT"),
+                                     H100).swap_ab
+    assert strategies.default_config(GemmSpec(M=128, N=8192, K=28672, dtype="bf16",
+                                              layout="NT"), H100).swap_ab
     # enough 128x256 tiles at M = 128: the first tile rule stays (measured 1.02x vs 0.98x)
     assert strategies.default_config(GemmSpec(M=128, N=57344, K=8192, dtype="bf16",
                                               layout="NT"), H100) == WgmmaConfig(BN=256,
@@ -291,7 +310,7 @@ def test_split_k_writes_partials_to_the_workspace_and_launches_the_shared_reduce
         assert res["spill_stores"] == res["stack_bytes"] == 0, (entry, res)
     # the 128 x 4096 x 4096 target: 32 tiles x 4 slices of 16 K tiles
     big = compile_artifact(GemmSpec(M=128, N=4096, K=4096, dtype="bf16", layout="NT"),
-                           {"strategy": "wgmma", "split_k": 4, "BM": 128,
+                           {"strategy": "wgmma", "swap_ab": True, "split_k": 4, "BM": 128,
                             "reduce": "workspace"}, "sm_90a", keep_ir=False)
     assert big.launches[0].grid == (32, 1, 4) and big.workspace_bytes == 4 * 128 * 4096 * 4
 

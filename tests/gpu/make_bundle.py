@@ -10,6 +10,7 @@ DIR/wgmma/  the wgmma strategy's cases of tests/gpu/wgmma_cases.py (test_wgmma_g
 DIR/fp8/    the fp8 cases of tests/gpu/fp8_cases.py (test_fp8_gpu.py; wgmma kernels);
 DIR/int8/   the int8 (w8a8) cases of tests/gpu/int8_cases.py (test_int8_gpu.py; wgmma kernels);
 DIR/fp8_block/  block-scaled fp8 cases of tests/gpu/fp8_block_cases.py (test_fp8_block_gpu.py);
+DIR/decode/ the decode defaults' cases of tests/gpu/decode_cases.py (test_decode_gpu.py);
 DIR/tma/    the TMA probe kernels of tests/gpu/tma_probe.py, one KernelArtifact per variant
             (test_tma_gpu.py: by-value descriptors, mbarriers, clusters).
 
@@ -53,7 +54,7 @@ def gemm_suite():
 
 
 def strategy_cases(kind: str):
-    """tests/gpu/<kind>_cases.py (kind "gemv", "wgmma", "fp8", "int8" or "fp8_block"):
+    """tests/gpu/<kind>_cases.py (kind "gemv", "wgmma", "fp8", "int8", "fp8_block" or "decode"):
     cases() and compile_case()."""
     return load_module(f"tests/gpu/{kind}_cases.py", f"deepgen_tests_{kind}_cases")
 
@@ -96,7 +97,7 @@ def make_bundle(directory: Path, only: str | None = None, log=print) -> dict:
     tma = tma_probe().make_bundles(directory / "tma", only, log=log)
     return {"sweep": [e["name"] for e in index], "suite": suite, "tma": tma,
             **{kind: make_strategy_cases(kind, directory / kind, only, log)
-               for kind in ("gemv", "wgmma", "fp8", "int8", "fp8_block")}}
+               for kind in ("gemv", "wgmma", "fp8", "int8", "fp8_block", "decode")}}
 
 
 def make_strategy_cases(kind: str, directory: Path, only: str | None = None,

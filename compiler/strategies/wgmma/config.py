@@ -77,7 +77,7 @@ MAX_WGMMA_N = 256
 SWIZZLE = 128  # bytes: the shared tiles' swizzle span (TMA and wgmma descriptors)
 TMA_MAX_BOX = 256  # elements per box dimension
 TMA_STRIDE_ALIGN = 16  # bytes: TMA needs every stride (row pitch) a multiple of 16 bytes
-MAX_STAGES = 8
+MAX_STAGES = 16  # deep rings stream narrow decode tiles (a few KiB a stage)
 BARRIER_BYTES = 8
 REGISTER_FILE = 65536  # 32-bit registers per SM
 SM_SHARED = 228 * 1024  # shared memory per SM, shared by its resident CTAs
@@ -675,7 +675,7 @@ def cooperative_default(spec: GemmSpec, target: Target) -> WgmmaConfig:
     if is_quantized(spec):
         return fp8_config(spec, target, cooperative=True)
     if preferred_swap(spec):
-        return swap_default(spec, target)
+        return decode_default(spec, target)
     tile = preferred_tile(spec)
     if tile is not None:
         bm, bn, consumers = tile
@@ -754,6 +754,7 @@ def _fp8_config(spec: GemmSpec, target: Target, cooperative: bool = False) -> Wg
 # swap_ab rings: stages of one BM x BK tile of B and one BN x BK tile of A, as many as fit in
 # this many bytes (a decode GEMM streams B: the bytes in flight per SM are what it runs on)
 SWAP_RING_BYTES = 160 * 1024
+SWAP_MAX_STAGES = 8  # and at most this many (the deep ring below: DECODE_RING_BYTES)
 
 
 def swap_config(spec: GemmSpec, target: Target, bm: int = 128,
@@ -771,7 +772,7 @@ def swap_config(spec: GemmSpec, target: Target, bm: int = 128,
         cfg = cfg.replace(consumer_registers=216)
     budget = min(SWAP_RING_BYTES, SM_SHARED // ctas_per_sm - CTA_RESERVED_SHARED
                  - 2 * MAX_STAGES * BARRIER_BYTES)
-    cfg = cfg.replace(stages=max(2, min(MAX_STAGES, budget // sum(tile_bytes(cfg, spec)))))
+    cfg = cfg.replace(stages=max(2, min(SWAP_MAX_STAGES, budget // sum(tile_bytes(cfg, spec)))))
     return fit_split_k(cfg, spec, target)
 
 
@@ -784,22 +785,78 @@ def swap_config(spec: GemmSpec, target: Target, bm: int = 128,
 # tiles in clusters of 2 fill the SMs instead (M <= 32: 1.03-1.12x -> 1.05-1.22x; M = 64, 128
 # with K = 4096: 0.86x -> 0.91-0.92x), except at M >= 64 with K > 8192 (1.00-1.06x -> 0.94-1.04x).
 SWAP_CLUSTER_SPLIT = 2
-SWAP_BM64_MAX_K = 8192  # above it, M >= 64 keeps 128-row tiles and the workspace split
+SWAP_BM64_MAX_K = 8192  # the 64-row tiles without a split (below) up to this K
+# Decode rules past those (results/decode_suite-h200-2026-12-02-cand.json and -cand-b.json:
+# bf16 M = 8..128, NT and NN, candidates timed beside the default and cuBLAS, 5 interleaved
+# rounds; the ratios below are that run's, default -> rule):
+# - a ring as deep as the block's shared memory holds (DECODE_RING_BYTES, up to MAX_STAGES)
+#   where a CTA streams one narrow tile: 64-row swap_ab tiles of a few KiB a stage ran
+#   best at 13-16 stages, where 8 left them short of the bandwidth;
+# - M <= 32 where 64-row tiles alone make 100..132 CTAs (N = 8192) and K <= 8192: those, no
+#   split (8192 x 8192: 0.97-0.98x -> 1.00-1.01x; NN 1.00x -> 1.01x);
+# - 32 < M <= 128, layout NT, K <= 8192, N up to NARROW_MAX_BN x SMs: the narrow
+#   non-swapped tile (narrow_config): 64 rows (M <= 64) or 128 with 2 consumers, N / SMs
+#   columns rounded up to 16 (one wave, no split): M = 64: 0.92-1.00x -> 0.98-1.05x
+#   (N = 4096..28672), M = 128: 0.78-0.98x -> 0.92-1.01x;
+# - the same sizes in layout NN (B MN-major: BN multiples of 64, no narrow tile) where
+#   64-row swap_ab tiles make one wave (N <= 8448): those, no split (M = 64: 0.92-0.96x ->
+#   0.95-1.03x, M = 128: 0.81-0.92x -> 0.95-1.04x);
+# - 32 < M <= 128 where the 128-row swap_ab tiles would split K more than twice (N = 4096,
+#   K = 14336): 64-row tiles split 2 in clusters with the deep ring (NT 1.05x / 1.00x ->
+#   1.11x / 1.04x at M = 64 / 128, NN 1.05x / 0.99x -> 1.11x / 1.03x).
+DECODE_RING_BYTES = 224 * 1024
+NARROW_M = (33, 128)
+NARROW_MAX_K = 8192
+NARROW_MAX_BN = 224  # 2 slabs x 112 accumulator registers per consumer (M <= 64: 1 slab)
+NARROW_LAYOUTS = ("NT",)  # B K-major: BN in steps of 8 (NN: 64)
+SWAP_ONE_WAVE_MIN_TILES = 100
+
+
+def deep_ring(cfg: WgmmaConfig, spec: GemmSpec) -> WgmmaConfig:
+    """`cfg` with as many stages as DECODE_RING_BYTES hold (at most MAX_STAGES)."""
+    return cfg.replace(stages=max(2, min(MAX_STAGES,
+                                         DECODE_RING_BYTES // sum(tile_bytes(cfg, spec)))))
+
+
+def narrow_config(spec: GemmSpec, target: Target) -> WgmmaConfig | None:
+    """The narrow non-swapped decode tile where its rule applies (see above), else None:
+    BM 64 with one consumer (M <= 64) or 128 with two, BN = N / SMs rounded up to 16, the deep
+    ring, no split."""
+    if not (NARROW_M[0] <= spec.M <= NARROW_M[1] and spec.layout in NARROW_LAYOUTS
+            and spec.K <= NARROW_MAX_K and spec.batch == 1):
+        return None
+    bn = -(-spec.N // target.multiprocessors // 16) * 16
+    if bn > NARROW_MAX_BN:
+        return None
+    bm = 64 if spec.M <= 64 else 128
+    return deep_ring(WgmmaConfig(BM=bm, BN=bn, BK=span_k(spec), consumers=bm // WGMMA_M), spec)
+
+
+def decode_default(spec: GemmSpec, target: Target) -> WgmmaConfig:
+    """The default where `preferred_swap`: the narrow non-swapped tile (narrow_config) where
+    it applies, else swap_default."""
+    return narrow_config(spec, target) or swap_default(spec, target)
 
 
 def swap_default(spec: GemmSpec, target: Target) -> WgmmaConfig:
     """The default swap_ab config: swap_config (128 rows of N per tile, split_k to one wave);
-    a split of 2 summed within 2-CTA clusters; a larger split replaced by 64-row tiles split
-    in 2 in clusters (M <= 32, or K <= SWAP_BM64_MAX_K), as measured (SWAP_CLUSTER_SPLIT)."""
+    with K <= SWAP_BM64_MAX_K, 64-row tiles without a split, the deep ring, where they alone
+    make one wave of at least SWAP_ONE_WAVE_MIN_TILES (M <= 32) or any wave (M > 32); a
+    split of 2 summed within 2-CTA clusters; a larger split replaced by 64-row tiles split in
+    2 in clusters (M > 32: with the deep ring), as measured (SWAP_CLUSTER_SPLIT, above)."""
     cfg = swap_config(spec, target)
+    if spec.K <= SWAP_BM64_MAX_K:
+        tiles = -(-spec.N // 64) * spec.batch
+        least = SWAP_ONE_WAVE_MIN_TILES if spec.M <= 32 else 1
+        if least <= tiles <= target.multiprocessors:
+            return deep_ring(cfg.replace(BM=64, split_k=1), spec)
     if cfg.split_k == 1:
         return cfg
     if cfg.split_k <= SWAP_CLUSTER_SPLIT:
         return cfg.replace(reduce="cluster")
-    if spec.M <= 32 or spec.K <= SWAP_BM64_MAX_K:
-        return fit_split_k(cfg.replace(BM=64, reduce="cluster"), spec, target,
-                           max_split=SWAP_CLUSTER_SPLIT)
-    return cfg
+    rows = fit_split_k(cfg.replace(BM=64, reduce="cluster"), spec, target,
+                       max_split=SWAP_CLUSTER_SPLIT)
+    return rows if spec.M <= 32 else deep_ring(rows, spec)
 
 
 def fit_split_k(cfg: WgmmaConfig, spec: GemmSpec, target: Target,
