@@ -114,6 +114,8 @@ def collect_specs() -> list:
             routing.reset()
             with torch.no_grad():
                 model(x)
+            x = x.detach().requires_grad_()  # the backward test's GEMMs too
+            model(x).float().sum().backward()
     finally:
         (api._check_devices, api.target_of, api._kernel_or_torch, routing._on_gpu,
          routing._device, routing.wins, routing.range_wins, routing._may_win) = saved
