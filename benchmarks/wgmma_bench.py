@@ -351,6 +351,32 @@ for _name, _fields in {"4096^3": BIG, "8192^3": dict(M=8192, N=8192, K=8192),
                                                       _cfg, 1.0, 0.0, f"bf16_NN_{_name}")
 
 
+# The TMA epilogue as the default (config.PINGPONG_TMA, COOPERATIVE_TMA) against the direct
+# epilogue it replaced, at every suite point whose default kernel it changed (layout NN, bf16
+# and f16): "tmast2_" cases.
+def direct_before(spec):
+    """The default with the direct epilogue it had before the TMA rule (ping-pong: 7 stages)."""
+    from deepgen.compiler import strategies
+    from deepgen.compiler.target import get_target
+
+    cfg = strategies.default_config(spec, get_target("sm_90a"))
+    stages = 7 if cfg.mode == "pingpong" and cfg.epilogue == "tma" else cfg.stages
+    return cfg.replace(epilogue="direct", epilogue_n=32, stages=stages)
+
+
+for _dt in ("bf16", "f16"):
+    for _name, _fields in {"4096^3": BIG, "2048^3": dict(M=2048, N=2048, K=2048),
+                           "8x2048^3": dict(M=2048, N=2048, K=2048, batch=8),
+                           "2048x4096x4096": dict(M=2048, N=4096, K=4096),
+                           "2048x14336x4096": dict(M=2048, N=14336, K=4096),
+                           "4096x14336x4096": dict(M=4096, N=14336, K=4096),
+                           "2048x4096x14336": dict(M=2048, N=4096, K=14336),
+                           "4096x4096x14336": dict(M=4096, N=4096, K=14336)}.items():
+        for _variant, _cfg in {"default": None, "direct": direct_before}.items():
+            CASES[f"tmast2_{_dt}_NN_{_name}_{_variant}"] = (
+                dict(_fields, dtype=_dt, layout="NN"), _cfg, 1.0, 0.0, f"{_dt}_NN_{_name}")
+
+
 def compile_all(bundle: Path, only: str | None) -> None:
     from deepgen.compiler import compile_artifact
     from deepgen.spec import GemmSpec

@@ -142,13 +142,21 @@ def test_the_default_only_where_measured_faster():
                            stages=7)
     wide = pingpong.replace(BN=192, stages=5)
     coop = WgmmaConfig(BN=256, consumers=2)
-    for spec, want in ((big, pingpong),
-                       (GemmSpec(M=2048, N=14336, K=4096, dtype="f16", layout="NT"), pingpong),
+    # with the TMA epilogue where measured faster (config.PINGPONG_TMA, COOPERATIVE_TMA): its
+    # buffers take the ping-pong ring's 7th stage; C in f32 or of an odd row pitch keeps direct
+    pp_tma = pingpong.replace(epilogue="tma", epilogue_n=64, stages=6)
+    coop_tma = coop.replace(epilogue="tma", epilogue_n=32)
+    for spec, want in ((big, pp_tma),
+                       (GemmSpec(M=2048, N=14336, K=4096, dtype="f16", layout="NT"), pp_tma),
+                       (GemmSpec(M=4096, N=4096, K=4096, dtype="bf16", out_dtype="f32"),
+                        pingpong),
+                       (GemmSpec(M=4096, N=4104, K=4096, dtype="bf16", layout="NT"), pp_tma),
+                       (GemmSpec(M=4096, N=4100, K=4096, dtype="bf16", layout="NT"), pingpong),
                        (GemmSpec(M=512, N=512, K=512, batch=64, dtype="bf16"),
                         pingpong.replace(stages=4)),  # a short K loop: 4 stages
-                       (GemmSpec(M=2048, N=4096, K=14336, dtype="bf16"), coop),
+                       (GemmSpec(M=2048, N=4096, K=14336, dtype="bf16"), coop_tma),
                        (GemmSpec(M=8192, N=8192, K=8192, dtype="f16", layout="NT"), wide),
-                       (GemmSpec(M=4096, N=4096, K=8200, dtype="bf16"), coop),
+                       (GemmSpec(M=4096, N=4096, K=8200, dtype="bf16"), coop_tma),
                        (GemmSpec(M=4096, N=4096, K=4096, dtype="bf16", layout="TN"), coop),
                        (GemmSpec(M=8192, N=8192, K=8192, dtype="f16", layout="TT"), coop)):
         assert strategies.default_config(spec, H100) == want, spec
@@ -156,7 +164,7 @@ def test_the_default_only_where_measured_faster():
     mid = {(1024, 1024): WgmmaConfig(BM=64, BN=128, consumers=2, mode="pingpong",
                                      persistent=True, stages=6),
            (256, 14336): WgmmaConfig(),
-           (1024, 4096): pingpong}
+           (1024, 4096): pp_tma}
     for (m, n), want in mid.items():
         assert strategies.default_config(GemmSpec(M=m, N=n, K=4096, dtype="bf16"), H100) == want
     # decode sizes, M = 8..128 against N, K >= 4096 (NT and NN): swap_ab with split-K to a
@@ -213,7 +221,14 @@ def test_the_default_only_where_measured_faster():
     assert strategies.resolve({"strategy": "wgmma", "persistent": True}, big, H100) == \
         WgmmaConfig(BN=256, consumers=2, persistent=True)
     assert strategies.resolve({"strategy": "wgmma", "stages": 5}, big, H100) == \
-        pingpong.replace(stages=5)
+        pp_tma.replace(stages=5)
+    # fields the default's TMA epilogue cannot take drop it (an explicit epilogue keeps it)
+    assert strategies.resolve({"strategy": "wgmma", "stages": 7}, big, H100) == pingpong
+    with pytest.raises(SpecError, match=r"^stages: 7 stages .* TMA epilogue buffers"):
+        _validate(big, epilogue="tma", stages=7)
+    k14 = GemmSpec(M=2048, N=4096, K=14336, dtype="bf16")
+    assert strategies.resolve({"strategy": "wgmma", "split_k": 2}, k14, H100) == \
+        coop.replace(split_k=2)
     assert WgmmaConfig.from_dict(cfg.to_dict()) == cfg
     assert strategies.get("wgmma").serves(NT, H100)
     assert not strategies.get("wgmma").serves(NT, get_target("sm_80"))

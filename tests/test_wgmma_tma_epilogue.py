@@ -40,7 +40,7 @@ T = {"strategy": "wgmma", "epilogue": "tma"}
     (NT, {**T, "BN": 40, "epilogue_n": 16}, r"^epilogue_n: .*dividing BN = 40, got 16"),
     # the buffers count in the shared-memory check: ping-pong 128 x 128 in 7 stages is full
     (GemmSpec(M=4096, N=4096, K=4096, dtype="bf16", layout="NN"),
-     {**T, **PP, "BM": 128, "BN": 128, "stages": 7},
+     {**T, **PP, "BM": 128, "BN": 128, "stages": 7, "epilogue_n": 32},
      (r"^stages: 7 stages of 32768 bytes \(\+ barriers, \+ 16384 of TMA epilogue buffers\) = "
       r"245872 bytes exceed the 232448")),
 ])
@@ -56,16 +56,27 @@ def test_buffers_two_per_consumer_warpgroup_of_64_rows():
     assert epilogue_bytes(cfg.replace(epilogue_n=16), GemmSpec(M=512, N=512, K=512, dtype="bf16", layout="NT", out_dtype="f16")) == 2 * 2 * 64 * 16 * 2
 
 
-@pytest.mark.parametrize("spec", [
-    NT, GemmSpec(M=4096, N=4096, K=4096, dtype="bf16", layout="NN"),
-    GemmSpec(M=2048, N=4096, K=14336, dtype="bf16", layout="NN"),
-    GemmSpec(M=127, N=129, K=40, dtype="bf16", layout="NT"),
-    GemmSpec(M=512, N=512, K=512, dtype="bf16", layout="NT", out_dtype="f32"),
+@pytest.mark.parametrize("spec,want", [
+    # ping-pong 128 x 128 (K 512 < K <= 4096): 64-column sub-tiles in 6 stages; a short K
+    # loop keeps direct (not measured); the cooperative 128 x 256 past K = 8192: 32 columns
+    (GemmSpec(M=4096, N=4096, K=4096, dtype="bf16", layout="NN"), ("tma", 64, 6)),
+    (GemmSpec(M=2048, N=14336, K=4096, dtype="f16", layout="NT"), ("tma", 64, 6)),
+    (GemmSpec(M=512, N=512, K=512, batch=64, dtype="bf16", layout="NN"), ("direct", 32, 4)),
+    (GemmSpec(M=2048, N=4096, K=14336, dtype="bf16", layout="NN"), ("tma", 32, 4)),
+    # 8192^3 (ping-pong 128 x 192) measured level: direct
+    (GemmSpec(M=8192, N=8192, K=8192, dtype="bf16", layout="NN"), ("direct", 32, 5)),
+    # C the TMA epilogue cannot store: f32, a row pitch not a multiple of 16 bytes
+    (GemmSpec(M=4096, N=4096, K=4096, dtype="bf16", layout="NN", out_dtype="f32"),
+     ("direct", 32, 7)),
+    (GemmSpec(M=4096, N=4100, K=4096, dtype="bf16", layout="NT"), ("direct", 32, 7)),
+    (GemmSpec(M=2048, N=4100, K=14336, dtype="bf16", layout="NT"), ("direct", 32, 4)),
+    # the cooperative 128 x 256 elsewhere (layout TN) and the mid-size tiles: direct
+    (GemmSpec(M=4096, N=4096, K=4096, dtype="bf16", layout="TN"), ("direct", 32, 4)),
+    (GemmSpec(M=1024, N=1024, K=1024, dtype="bf16", layout="NN"), ("direct", 32, 6)),
 ])
-def test_the_default_keeps_the_direct_epilogue_where_not_measured_faster(spec):
+def test_the_default_takes_the_tma_epilogue_where_measured_faster(spec, want):
     cfg = strategies.default_config(spec, H100)
-    if cfg.strategy == "wgmma":
-        assert cfg.epilogue == "direct"
+    assert (cfg.epilogue, cfg.epilogue_n, cfg.stages) == want, cfg
 
 
 KERNELS = {

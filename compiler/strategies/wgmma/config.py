@@ -59,7 +59,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from deepgen.dtypes import FP8_DTYPES, INT8_DTYPES, QUANTIZED_DTYPES
-from deepgen.spec import DTYPE_BYTES, GemmSpec
+from deepgen.spec import DTYPE_BYTES, GemmSpec, SpecError
 
 from ...target import Target
 from .. import common
@@ -623,24 +623,52 @@ WIDE_PINGPONG_MAX_K = 8192
 WIDE_PINGPONG_MIN_TILES = 1024
 
 
+# The TMA epilogue (epilogue "tma": stmatrix into shared sub-tiles, TMA stores), measured on
+# the H200 2026-12-02 against the direct epilogue (results/wgmma_bench-h200-2026-12-02-
+# tmastore.json, bf16 NN, 5 interleaved rounds, every kernel checked): ping-pong 128 x 128
+# with 64-column sub-tiles in 6 stages (its buffers take the 7th stage's shared memory):
+# 4096^3 0.96x cuBLAS where the direct epilogue in 7 stages ran 0.92x (in 6: 0.94x),
+# 2048x14336x4096 0.98x vs 0.96x (6 stages: 0.96x); the cooperative 128 x 256 at K = 14336
+# with 32-column sub-tiles: 2048x4096x14336 0.99x vs 0.94x, 4096x4096x14336 1.00x vs 0.97x
+# (64 columns: 0.96x, 0.99x); ping-pong 128 x 192 at 8192^3 level (1.01x either way: direct
+# kept). With these defaults (-tmastore2.json, every suite point whose kernel they changed,
+# NN, against the direct epilogue before them): bf16 4096^3 0.97x vs 0.92x, 2048^3 1.01x vs
+# 0.92x, 8x2048^3 0.99x vs 0.94x, 2048x4096x4096 0.97x vs 0.93x, 2048x14336x4096 1.00x vs
+# 0.97x, 4096x14336x4096 0.98x vs 0.97x, 2048x4096x14336 0.99x vs 0.95x, 4096x4096x14336
+# 0.99x vs 0.96x; f16 0.95-1.03x vs 0.92-0.98x (4096x14336x4096 level at 0.95x). Where C
+# cannot take it (f32 out, a row pitch not a multiple of 16 bytes) the direct epilogue
+# stays (tma_epilogue_problem).
+PINGPONG_TMA = dict(epilogue="tma", epilogue_n=64, stages=6)
+COOPERATIVE_TMA = dict(epilogue="tma", epilogue_n=32)
+
+
+def with_tma_epilogue(cfg: WgmmaConfig, spec: GemmSpec, fields: dict) -> WgmmaConfig:
+    """`cfg` with the TMA epilogue's `fields` where it serves the spec, else `cfg`."""
+    tma = cfg.replace(**fields)
+    return tma if tma_epilogue_problem(tma, spec) is None else cfg
+
+
 def default_config(spec: GemmSpec, target: Target) -> WgmmaConfig:
     """Ping-pong where measured (the layout and dtype in PINGPONG_LAYOUTS, _DTYPES): PINGPONG
     where `preferred_tile` is the large 128x256 tile and K <= PINGPONG_MAX_K (4 stages for
-    K <= PINGPONG_SHORT_K), WIDE_PINGPONG for it up to K = WIDE_PINGPONG_MAX_K (with at least
-    WIDE_PINGPONG_MIN_TILES of 128x256), MID_PINGPONG for its mid-size 64x128 tile (not at
-    decode sizes, which swap_ab serves); else the cooperative default (cooperative_default);
-    fp8: fp8_config (int8 too)."""
+    K <= PINGPONG_SHORT_K; above, the TMA epilogue: PINGPONG_TMA), WIDE_PINGPONG for it up
+    to K = WIDE_PINGPONG_MAX_K (with at least WIDE_PINGPONG_MIN_TILES of 128x256), the
+    cooperative 128x256 with the TMA epilogue (COOPERATIVE_TMA) past that K, MID_PINGPONG
+    for its mid-size 64x128 tile (not at decode sizes, which swap_ab serves); else the
+    cooperative default (cooperative_default); fp8: fp8_config (int8 too)."""
     if is_quantized(spec):
         return fp8_config(spec, target)
     tile = preferred_tile(spec)
     if spec.layout in PINGPONG_LAYOUTS and spec.dtype in PINGPONG_DTYPES:
         if tile == (128, 256, 2) and spec.K <= PINGPONG_MAX_K:
-            short = spec.K <= PINGPONG_SHORT_K
-            return WgmmaConfig(**PINGPONG).replace(
-                stages=PINGPONG_SHORT_K_STAGES if short else PINGPONG["stages"])
+            if spec.K <= PINGPONG_SHORT_K:
+                return WgmmaConfig(**PINGPONG).replace(stages=PINGPONG_SHORT_K_STAGES)
+            return with_tma_epilogue(WgmmaConfig(**PINGPONG), spec, PINGPONG_TMA)
         if (tile == (128, 256, 2) and spec.K <= WIDE_PINGPONG_MAX_K
                 and _tiles(spec, 128, 256) >= WIDE_PINGPONG_MIN_TILES):
             return WgmmaConfig(**WIDE_PINGPONG)
+        if tile == (128, 256, 2) and spec.K > WIDE_PINGPONG_MAX_K:
+            return with_tma_epilogue(cooperative_default(spec, target), spec, COOPERATIVE_TMA)
         if tile == (64, 128, 1) and not preferred_swap(spec):
             return WgmmaConfig(**MID_PINGPONG)
     return cooperative_default(spec, target)
@@ -656,12 +684,20 @@ _COOPERATIVE_FIELDS = ("BM", "BN", "consumers", "persistent", "cluster_m", "ctas
 def complete(given: dict, spec: GemmSpec, target: Target) -> WgmmaConfig:
     """The config of the fields `given` over the spec's default (default_config), or over
     its cooperative default where the default is ping-pong, `mode` is not given and a field
-    of _COOPERATIVE_FIELDS is."""
+    of _COOPERATIVE_FIELDS is; the default's TMA epilogue dropped (the direct one) where
+    `epilogue` is not given and the given fields leave it invalid (split_k, swap_ab, a BN
+    its sub-tile does not divide, more stages than fit beside its buffers)."""
     cfg = default_config(spec, target)
     if (cfg.mode == "pingpong" and "mode" not in given
             and any(f in given for f in _COOPERATIVE_FIELDS)):
         cfg = cooperative_default(spec, target)
-    return cfg.replace(**given)
+    cfg = cfg.replace(**given)
+    if cfg.epilogue == "tma" and "epilogue" not in given:
+        try:
+            validate(cfg, spec, target)
+        except SpecError:
+            return cfg.replace(epilogue="direct", epilogue_n=WgmmaConfig.epilogue_n)
+    return cfg
 
 
 def cooperative_default(spec: GemmSpec, target: Target) -> WgmmaConfig:
