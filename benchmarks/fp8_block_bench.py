@@ -36,12 +36,20 @@ DEEPGEMM_H800 = {
     (128, 7168, 16384): 645, (128, 4096, 7168): 533, (4096, 2112, 7168): 1058,
     (4096, 24576, 1536): 990, (4096, 7168, 16384): 1358, (4096, 4096, 7168): 1304,
 }
+# two CTAs per SM of 64 x BN with one consumer each (not in lockstep: one's promotion and
+# epilogue under the other's wgmma), 4 stages of 24 KiB each, registers 2 x 128 x (24 + 232)
+TWO_CTAS = {"BM": 64, "consumers": 1, "ctas_per_sm": 2, "stages": 4, "producer_registers": 24,
+            "consumer_registers": 232}
 VARIANTS = {  # name: wgmma fields over the block default (None: the default itself)
     "default": None,
     "nonpersistent": {"persistent": False},
+    "cluster2": {"cluster_m": 2, "persistent": False},  # B multicast to a pair of tile rows
     "bn64": {"BN": 64},
+    "bm64x2": TWO_CTAS,
+    "bm64x2-bn64": {**TWO_CTAS, "BN": 64},
 }
-SMALL_VARIANTS = ("default", "bn64")
+SMALL_VARIANTS = ("default", "bn64", "bm64x2")
+LARGE_VARIANTS = ("default", "nonpersistent", "cluster2", "bm64x2", "bm64x2-bn64")
 
 
 def spec_of(M, N, K):
@@ -57,7 +65,8 @@ def _line(name: str, vname: str, seconds: float, res: dict) -> str:
 
 def build(directory: Path, shapes) -> None:
     qb.build_variants(directory, shapes, SHAPES, spec_of, VARIANTS,
-                      lambda spec: SMALL_VARIANTS if spec.M <= 128 else VARIANTS, line=_line)
+                      lambda spec: SMALL_VARIANTS if spec.M <= 128 else LARGE_VARIANTS,
+                      line=_line)
 
 
 def _dequant(x, scales, rows_per_block: int):

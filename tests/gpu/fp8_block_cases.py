@@ -4,7 +4,8 @@ K, 128 x 128 of B), e4m3 and e5m2, layout NT: the default (cooperative 128 x 128
 consumers, persistent) on DeepGEMM shapes (a partial last block of N at N = 2112), the M <= 64
 default (64 x 128, 1 consumer), partial tiles with K not a multiple of 128 (the last scale
 block partly zero-filled), BN 64 (two tiles per block of B), bias + relu f32 out, alpha and
-beta with C read, non-persistent.
+beta with C read, non-persistent, 1 and 2 K tiles (the promotion pipeline's short forms), a
+2x1 cluster, two CTAs per SM.
 
 Each case: (name, spec fields, wgmma config fields given, alpha, beta)."""
 from __future__ import annotations
@@ -27,6 +28,16 @@ def cases() -> list:
          {"BN": 64, "persistent": False}, 1.0, 0.0),
         ("block-e5m2-f16-alpha-beta", dict(b, M=300, N=392, K=1040, dtype="e5m2",
                                            out_dtype="f16"), {"persistent": False}, 2.0, 0.5),
+        # the promotion's pipeline: 2 K tiles (no loop, the last tile), 1 (prologue alone)
+        ("block-two-k-tiles", dict(b, M=256, N=256, K=208), {}, 1.0, 0.0),
+        ("block-one-k-tile", dict(b, M=200, N=256, K=96), {}, 1.0, 0.0),
+        # a 2x1 cluster (B multicast): 3 tile rows, the pair's second CTA of the last past M
+        ("block-320x384x1040-cluster2", dict(b, M=320, N=384, K=1040),
+         {"cluster_m": 2, "persistent": False}, 1.0, 0.0),
+        # two CTAs per SM of 64 x 128 (one consumer each), persistent, partial last tiles
+        ("block-1000x2112x7168-bm64-2ctas", dict(b, M=1000, N=2112, K=7168),
+         {"BM": 64, "consumers": 1, "ctas_per_sm": 2, "stages": 4, "producer_registers": 24,
+          "consumer_registers": 232}, 1.0, 0.0),
     ]
 
 

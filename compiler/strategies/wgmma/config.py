@@ -46,13 +46,14 @@ scales and the chain as fp8's. Integer wgmma takes N of 8, 16, 24 or a multiple 
 
 Block scales (fp8, GemmSpec.scale "block": DeepSeek-V3's 1 x 128 blocks of A, 128 x 128 of B,
 DeepGEMM's scheme): BK = 128 is one scale block, so per K tile a consumer issues the tile's
-wgmma into a temporary accumulator (scale-d 0 on its first), waits for them (wait_group 0),
-releases the stage and adds temp x scale_a[kb, row] x scale_b[n0 / 128, kb] into its main f32
+wgmma into one of two temporary accumulators (scale-d 0 on its first) and, while they run,
+adds the previous tile's temp x scale_a[kb, row] x scale_b[n0 / 128, kb] into its main f32
 accumulator (FMA: the partial sums are promoted to f32 registers every 128 of K, which bounds
-the error fp8 wgmma's narrower accumulator adds). A consumer holds both accumulators, so
-slabs x BN <= BLOCK_MAX_COLUMNS (cooperative BM = 128 with 2 consumers, BN 128); BN divides
-128 (a tile lies in one block of B's scales); cooperative mode, no split-K, swap_ab or
-clusters (block_config is the default)."""
+the error fp8 wgmma's narrower accumulator adds), then waits for them (wait_group 0) and
+releases the stage. A consumer holds the three accumulators, so slabs x BN <=
+BLOCK_MAX_COLUMNS (cooperative BM = 128 with 2 consumers, BN 128); BN divides 128 (a tile lies
+in one block of B's scales); cooperative mode, no split-K or swap_ab; 2x1 clusters as
+cooperative ones (not persistent; block_config is the default)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -308,7 +309,7 @@ def tma_problem(spec: GemmSpec) -> str | None:
     return None
 
 
-BLOCK_MAX_COLUMNS = 128  # slabs x BN per consumer with block scales (main + temp accumulators)
+BLOCK_MAX_COLUMNS = 128  # slabs x BN per consumer with block scales (main + 2 temporaries)
 
 
 def _validate_block(cfg: WgmmaConfig, spec: GemmSpec) -> None:
@@ -322,14 +323,12 @@ def _validate_block(cfg: WgmmaConfig, spec: GemmSpec) -> None:
     check(cfg.split_k == 1, "split_k", f"block scales with split_k: not built, got "
           f"{cfg.split_k}")
     check(not cfg.swap_ab, "swap_ab", "block scales with swap_ab: not built")
-    check(cfg.cluster_m == 1, "cluster_m",
-          f"block scales with clusters: not built, got {cfg.cluster_m}x1")
     check(128 % cfg.BN == 0, "BN",
           f"block scales: BN must divide 128 (a tile's columns lie in one 128-row block of B's "
           f"scales), got {cfg.BN}")
     cols = cfg.slabs * cfg.BN
     check(cols <= BLOCK_MAX_COLUMNS, "BM",
-          f"block scales keep a main and a temporary accumulator: slabs x BN <= "
+          f"block scales keep a main and two temporary accumulators: slabs x BN <= "
           f"{BLOCK_MAX_COLUMNS} per consumer warpgroup (BM = 64 x consumers, BN <= 128), got "
           f"{cfg.slabs} x {cfg.BN} (BM {cfg.BM}, {cfg.consumers} consumer(s))")
 
@@ -755,13 +754,16 @@ def fp8_config(spec: GemmSpec, target: Target, cooperative: bool = False) -> Wgm
 
 
 def block_config(spec: GemmSpec) -> WgmmaConfig:
-    """Block-scaled fp8: cooperative 128 x 128 with 2 consumers (64 rows each: 64 main + 64
-    temporary accumulator registers per thread), 6 stages of 32 KiB, persistent; 64 x 128
-    with one consumer, 8 stages, where M <= 64. Not measured yet."""
+    """Block-scaled fp8: cooperative 128 x 128 with 2 consumers (64 rows each: 64 main + 2 x
+    64 temporary accumulator registers per thread), 6 stages of 32 KiB, persistent, the
+    registers split 24 (producer) / 240 (consumers) as FlashAttention-3's (at 40 / 232 ptxas
+    spills 8 bytes at M = 256); 64 x 128 with one consumer, 8 stages, where M <= 64, its
+    consumer at 240 (256 threads launch with 240 each)."""
     if spec.M <= 64:
         return WgmmaConfig(BM=64, BN=128, BK=span_k(spec), consumers=1, stages=8,
-                           persistent=True)
-    return WgmmaConfig(BM=128, BN=128, BK=span_k(spec), consumers=2, stages=6, persistent=True)
+                           persistent=True, consumer_registers=240)
+    return WgmmaConfig(BM=128, BN=128, BK=span_k(spec), consumers=2, stages=6, persistent=True,
+                       producer_registers=24, consumer_registers=240)
 
 
 def _fp8_config(spec: GemmSpec, target: Target, cooperative: bool = False) -> WgmmaConfig:

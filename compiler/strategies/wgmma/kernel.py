@@ -341,9 +341,18 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
                         first=consumer_index, step=2)
                 elif block is not None:  # fp8 block scales: promotion per K tile
                     row_base = irb.mul(consumer_index, cfg.rows_per_consumer)
-                    for_tiles(lambda m0, n0, bz, g0, ks, _i, _count: _consumer_block(
-                        spec, cfg, ring, arena, tid, row_base, m0, n0, bz, g0, ks, a_bytes,
-                        stage_bytes, c_mem, alpha, beta, bias, out_t, block))
+                    if cfg.persistent:  # the CTA's tiles pid, pid + grid, ... (for_tiles')
+                        n_ctas = grid(cfg, spec)[0]
+                        total = tiles_m * tiles_n * spec.batch
+                        _consumer_block(
+                            spec, cfg, ring, arena, tid, row_base,
+                            lambda i: origin(irb.add(pid, irb.mul(i, n_ctas)), None),
+                            irb.div(irb.sub(total + n_ctas - 1, pid), n_ctas), whole,
+                            a_bytes, stage_bytes, c_mem, alpha, beta, bias, out_t, block)
+                    else:  # one tile (a cluster's: the pair's)
+                        for_tiles(lambda m0, n0, bz, _g0, ks, _i, _count: _consumer_block(
+                            spec, cfg, ring, arena, tid, row_base, lambda _t: (m0, n0, bz), 1,
+                            ks, a_bytes, stage_bytes, c_mem, alpha, beta, bias, out_t, block))
                 else:
                     row_base = irb.mul(consumer_index, cfg.rows_per_consumer)
                     for_tiles(lambda m0, n0, bz, g0, ks, _i, _count: _consumer(
@@ -530,15 +539,28 @@ def _consumer(spec, cfg, ring, arena, tid, row_base, m0, n0, bz, g0, ks, a_bytes
               scales, m_bound=m_bound)
 
 
-def _consumer_block(spec, cfg, ring, arena, tid, row_base, m0, n0, bz, g0, ks, a_bytes,
+def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_bytes,
                     stage_bytes, c_mem, alpha, beta, bias, out_t, block) -> None:
-    """One tile with fp8 block scales (GemmSpec.scale "block"; DeepGEMM's promotion): per K
-    tile t (one 128-wide scale block, BK = 128), load this thread's scales (scale_a[t, row]
-    for its two rows per slab, scale_b[n0 / 128, t]) before waiting for the stage, issue the
-    tile's wgmma into a temporary accumulator (scale-d 0 first), wait for them
-    (wait_group 0), release the stage, and fold temp x scale_a x scale_b into the main f32
-    accumulator with one FMA per register; the epilogue stores the main accumulator through
-    the chain (no scales left to apply). K-major operands only (fp8, layout NT)."""
+    """A consumer's tiles with fp8 block scales (GemmSpec.scale "block"; DeepGEMM's
+    promotion): `count` tiles (1, or the persistent CTA's count, an index value), tile i at
+    tiles(i) = (m0, n0, batch), each over the K tiles of `ks`.
+
+    The promotion runs under the next K tile's wgmma, over two temporary accumulators: K
+    tile t (one 128-wide scale block, BK = 128) is issued into temporary t mod 2 (scale-d 0
+    first); then tile t - 1's products, complete in the other temporary, are folded into
+    the main f32 accumulator while tile t runs (main += temp x scale_a[kb, row] x
+    scale_b[n0 / 128, kb], one FMA per register); then tile t is waited for (wait_group 0)
+    and its stage released. Across tiles (persistent) the same: the next tile's first K tile
+    is issued before this tile's last promotion and its epilogue, which run under it.
+    Nothing is in flight across a loop's back edge nor read while its group may be (ptxas
+    serializes every wgmma of a kernel where it cannot tell: C7514/C7515), as
+    FlashAttention-3's intra-warpgroup overlap. A thread's scales of K tile t are loaded
+    (global, per thread) before tile t is waited for, and used a tile later. The K loop is
+    unrolled by two so each temporary keeps its registers (main + 2 temporaries: 3 x slabs x
+    BN / 2 per thread); empty volatile asm (_fence_operands) keeps the FMAs between the
+    wgmma issue and the wait. The epilogue stores the main accumulator through the chain (no
+    scales left to apply). The ring's state is carried from tile to tile. K-major operands
+    only (fp8, layout NT)."""
     from mlir.dialects import math as math_d
 
     acc = B.Accumulator(cfg.BN)
@@ -546,64 +568,149 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, m0, n0, bz, g0, ks, a
     k_steps = cfg.BK // mma_k
     elt = DTYPE_BYTES[spec.dtype]
     scale_a, scale_b = block
-    f32 = ir.F32Type.get()
     lane = irb.rem(tid, 32)
     warp = irb.rem(irb.div(tid, 32), 4)
-    row0 = irb.add(irb.add(m0, row_base), irb.add(irb.mul(warp, 16), irb.div(lane, 4)))
-    # the thread's rows: slab r, half h (registers with (j / 2) mod 2 = h) at row0 + 64 r + 8 h,
-    # clamped into A (rows past M read row M - 1's scale; their results are never stored)
-    rows = [irb.min_(irb.add(row0, r * WGMMA_M + 8 * h), spec.M - 1)
-            for r in range(cfg.slabs) for h in range(2)]
-    n_block = irb.div(n0, 128)
+    thread_row = irb.add(row_base, irb.add(irb.mul(warp, 16), irb.div(lane, 4)))
     leader = B.eq(irb.rem(tid, WARPGROUP), 0)
+    size, n = cfg.slabs * acc.size, cfg.slabs
+    k_count = ks.count  # static: block scales take no split-K (validate)
 
-    def mma_tile(stage):
-        a_addr = arena.addr32(irb.add(irb.mul(stage, stage_bytes),
+    class Tile:
+        """Tile i's origin and this thread's scale rows: slab r, half h (registers with
+        (j / 2) mod 2 = h) at m0 + thread_row + 64 r + 8 h, clamped into A (rows past M read
+        row M - 1's scale; their results are never stored)."""
+
+        def __init__(self, i):
+            self.m0, self.n0, self.bz = tiles(i)
+            row0 = irb.add(self.m0, thread_row)
+            self.rows = [irb.min_(irb.add(row0, r * WGMMA_M + 8 * h), spec.M - 1)
+                         for r in range(n) for h in range(2)]
+            self.n_block = irb.div(self.n0, 128)
+
+    def issue(tile, st, t):
+        """K tile t of `tile`: its scales loaded (scale_a x scale_b, one per row of
+        tile.rows), its stage waited for, its wgmma issued into a fresh temporary (committed
+        as one group): (temporary structs, scales)."""
+        kb = irb.val(irb.add(ks.first, t))
+        sb = memref.load(scale_b, [irb.val(tile.n_block), kb])
+        scales = [arith.mulf(memref.load(scale_a, [kb, irb.val(row)]), sb) for row in tile.rows]
+        ring.consumer_wait(st)
+        a_addr = arena.addr32(irb.add(irb.mul(st.stage, stage_bytes),
                                       irb.mul(row_base, cfg.BK * elt)))
-        b_addr = arena.addr32(irb.add(irb.mul(stage, stage_bytes), a_bytes))
+        b_addr = arena.addr32(irb.add(irb.mul(st.stage, stage_bytes), a_bytes))
         da = B.smem_descriptor(a_addr, leading_bytes=16, stride_bytes=1024)
         db = B.smem_descriptor(b_addr, leading_bytes=16, stride_bytes=1024)
         nvvm.wgmma_fence_aligned()
-        accs = [acc.undef() for _ in range(cfg.slabs)]
+        tmp = [acc.undef() for _ in range(n)]
         for kk in range(k_steps):
-            for r in range(cfg.slabs):
+            for r in range(n):
                 a_off = r * WGMMA_M * cfg.BK * elt + kk * mma_k * elt
-                accs[r] = B.wgmma(acc, accs[r], B.add_bytes(da, a_off),
-                                  B.add_bytes(db, kk * mma_k * elt), dtype=mma_dtype,
-                                  zero=kk == 0, b_mn_major=False)
+                tmp[r] = B.wgmma(acc, tmp[r], B.add_bytes(da, a_off),
+                                 B.add_bytes(db, kk * mma_k * elt), dtype=mma_dtype,
+                                 zero=kk == 0, b_mn_major=False)
         nvvm.wgmma_commit_group_sync_aligned()
-        return accs
+        return tmp, scales
 
-    size = cfg.slabs * acc.size
-    zero = irb.const_f32(0.0)
-    st0 = B.PipelineState.at(g0, cfg.stages)
-    loop = scf.ForOp(irb.const_index(0), irb.val(ks.count), irb.const_index(1),
-                     [zero] * size + st0.values)
-    with ir.InsertionPoint(loop.body):
-        t = loop.induction_variable
-        carried = list(loop.inner_iter_args)
-        main, st = carried[:size], B.PipelineState.carried(carried[size:], cfg.stages)
-        kb = irb.add(ks.first, t)
-        sb = memref.load(scale_b, [irb.val(n_block), irb.val(kb)])
-        scales = [arith.mulf(memref.load(scale_a, [irb.val(kb), irb.val(row)]), sb)
-                  for row in rows]
-        ring.consumer_wait(st)
-        tmp = mma_tile(st.stage)
-        nvvm.wgmma_wait_group_sync_aligned(0)  # the tile's products are in tmp, its stage read
+    def complete(st):
+        """The issued K tile's wgmma done (its temporary readable), its stage released."""
+        nvvm.wgmma_wait_group_sync_aligned(0)
         with B.if_(leader):
             ring.consumer_release(st)
-        new = []
-        for r in range(cfg.slabs):
-            for j in range(acc.size):
-                s = scales[2 * r + (j // 2) % 2]
-                new.append(math_d.fma(acc.get(tmp[r], j), s, main[r * acc.size + j]))
-        scf.yield_(new + st.advance().values)
-    main = list(loop.results)[:size]
-    del f32
-    pairs = [((r, j), r * WGMMA_M + drow, dcol)
-             for r in range(cfg.slabs) for j, drow, dcol in acc.pairs()]
-    regs = _Registers(pairs, lambda key, i: main[key[0] * acc.size + key[1] + i])
-    _epilogue(spec, cfg, regs, tid, m0, n0, row_base, bz, c_mem, alpha, beta, bias, out_t)
+
+    def promote(main, tmp, scales):
+        """main + tmp x scales (tmp complete): read after the wgmma issued before it (the
+        fence), its result held before the wait after it. (A tile's first promotion as a
+        product instead of an FMA into zeros, its first pair peeled, made ptxas spill.)"""
+        regs = _fence_operands([acc.get(tmp[r], j) for r in range(n) for j in range(acc.size)])
+        s = [scales[2 * r + (j // 2) % 2] for r in range(n) for j in range(acc.size)]
+        return _fence_operands([math_d.fma(v, f, m) for v, f, m in zip(regs, s, main)])
+
+    def k_loop(tile, st, tmp0, sc0):
+        """The tile's K tiles after the first (complete in tmp0, its stage state st): (main
+        without the last K tile, the last's temporary (complete), its scales, its state)."""
+        main = [irb.const_f32(0.0)] * size
+        pairs = (k_count - 1) // 2  # tiles 2p + 1 (temporary 1) and 2p + 2 (temporary 0)
+        if pairs:
+            loop = scf.ForOp(irb.const_index(0), _opaque_index(pairs), irb.const_index(1),
+                             main + tmp0 + sc0 + st.values)
+            with ir.InsertionPoint(loop.body):
+                p = loop.induction_variable
+                c = list(loop.inner_iter_args)
+                main, tmp0 = c[:size], c[size:size + n]
+                sc0, st = c[size + n:size + 3 * n], B.PipelineState.carried(c[-2:], cfg.stages)
+                t = irb.add(irb.mul(p, 2), 1)
+                st = st.advance()
+                tmp1, sc1 = issue(tile, st, t)
+                main = promote(main, tmp0, sc0)
+                complete(st)
+                st = st.advance()
+                tmp0, sc0 = issue(tile, st, irb.add(t, 1))
+                main = promote(main, tmp1, sc1)
+                complete(st)
+                scf.yield_(main + tmp0 + sc0 + st.values)
+            res = list(loop.results)
+            main, tmp0 = res[:size], res[size:size + n]
+            sc0, st = res[size + n:size + 3 * n], B.PipelineState.carried(res[-2:], cfg.stages)
+        if k_count - 1 > 2 * pairs:  # one more K tile (an even count): into temporary 1
+            st = st.advance()
+            tmp1, sc1 = issue(tile, st, k_count - 1)
+            main = promote(main, tmp0, sc0)
+            complete(st)
+            return main, tmp1, sc1, st
+        return main, tmp0, sc0, st
+
+    def store(tile, main):
+        pairs_ = [((r, j), r * WGMMA_M + drow, dcol)
+                  for r in range(n) for j, drow, dcol in acc.pairs()]
+        regs = _Registers(pairs_, lambda key, i: main[key[0] * acc.size + key[1] + i])
+        _epilogue(spec, cfg, regs, tid, tile.m0, tile.n0, row_base, tile.bz, c_mem, alpha, beta,
+                  bias, out_t)
+
+    st = B.PipelineState(0, 0, cfg.stages)  # the CTA's ring from its first tile on
+    first = Tile(0)
+    tmp0, sc0 = issue(first, st, 0)
+    complete(st)
+    last = first
+    if not (isinstance(count, int) and count == 1):
+        # tiles 0 .. count - 2, each with the next tile's first K tile issued under its end
+        loop = scf.ForOp(irb.const_index(0), irb.val(irb.sub(count, 1)), irb.const_index(1),
+                         tmp0 + sc0 + st.values)
+        with ir.InsertionPoint(loop.body):
+            i = loop.induction_variable
+            c = list(loop.inner_iter_args)
+            tile = Tile(i)
+            main, tmp_l, sc_l, st = k_loop(tile, B.PipelineState.carried(c[-2:], cfg.stages),
+                                           c[:n], c[n:3 * n])
+            if k_count % 2:  # the last K tile in the temporary the next tile starts in
+                main = promote(main, tmp_l, sc_l)  # (promoted after the issue, ptxas spills)
+            st = st.advance()
+            nxt_tmp, nxt_sc = issue(Tile(irb.add(i, 1)), st, 0)
+            store(tile, main if k_count % 2 else promote(main, tmp_l, sc_l))
+            complete(st)
+            scf.yield_(nxt_tmp + nxt_sc + st.values)
+        res = list(loop.results)
+        tmp0, sc0, st = res[:n], res[n:3 * n], B.PipelineState.carried(res[-2:], cfg.stages)
+        last = Tile(irb.sub(count, 1))
+    main, tmp_l, sc_l, st = k_loop(last, st, tmp0, sc0)
+    store(last, promote(main, tmp_l, sc_l))
+
+
+def _opaque_index(value: int) -> ir.Value:
+    """The constant `value` as an index LLVM cannot see through (a mov in inline asm): a
+    loop bound that keeps the loop a loop. Unrolled (a trip count of 1), the temporaries
+    lose the fixed registers the loop's carried values give them, and ptxas copied one in
+    flight (spills, every wgmma serialized: C7512)."""
+    i32 = ir.IntegerType.get_signless(32)
+    return arith.index_cast(irb.index_type(),
+                            llvm.inline_asm(i32, [], f"mov.u32 $0, {value};", "=r"))
+
+
+def _fence_operands(values: list) -> list:
+    """values passed through an empty volatile inline asm ("+f" each: CUTLASS's
+    warpgroup_fence_operand): computed where they stand, not sunk by LLVM past the wgmma
+    issued after them (where the registers they free would still be live)."""
+    f32 = ir.F32Type.get()
+    return [llvm.inline_asm(f32, [v], "", "=f,0", has_side_effects=True) for v in values]
 
 
 class _Registers:
