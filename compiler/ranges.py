@@ -37,11 +37,12 @@ def _check_range_config(cfg) -> None:
 
 def range_default(plan: GemmSpec, target: Target):
     """The wgmma config of a range planned at `plan` (M = max): the strategy's default, or
-    a cooperative tile where that default is swap_ab or split-K."""
+    a cooperative tile where that default is swap_ab, split-K or the narrow decode tile
+    (narrow_config: measured at exact M only)."""
     from .strategies.wgmma import config as wc
 
     cfg = wc.default_config(plan, target)
-    if cfg.swap_ab or cfg.split_k > 1:
+    if cfg.swap_ab or cfg.split_k > 1 or cfg == wc.narrow_config(plan, target):
         step = 8 if plan.b_transposed else wc.SWIZZLE // wc.DTYPE_BYTES[plan.dtype]
         bn = 128 if plan.N >= 128 else max(step, -(-plan.N // step) * step)
         cfg = wc.WgmmaConfig(BM=64 if plan.M <= 64 else 128, BN=bn, BK=wc.span_k(plan),

@@ -29,15 +29,21 @@ def test_decode_case_takes_its_rule(case):
     cfg = strategies.default_config(spec, H100)
     assert {k: getattr(cfg, k) for k in expect} == expect, name
     W.validate(cfg, spec, H100)
+    stage = sum(W.tile_bytes(cfg, spec))
+    if cfg.ctas_per_sm == 2:  # two resident CTAs: each a ring in half the SM's shared memory
+        est = W.estimates(cfg, spec)
+        assert 2 * (est["shared_bytes"] + W.CTA_RESERVED_SHARED) <= W.SM_SHARED, name
+        assert 2 * (est["shared_bytes"] + stage + W.CTA_RESERVED_SHARED) > W.SM_SHARED, name
+        return
     # the deep ring: the stages DECODE_RING_BYTES holds, past the 8 of the older rings where
     # the tile is narrow
-    assert cfg.stages == min(W.MAX_STAGES,
-                             W.DECODE_RING_BYTES // sum(W.tile_bytes(cfg, spec))), name
+    assert cfg.stages == min(W.MAX_STAGES, W.DECODE_RING_BYTES // stage), name
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c[0] in (
-    "decode-narrow-NT-m100-partial-biascol-gelu-beta", "decode-swap64-NT-m13-beta",
-    "decode-swap64-cluster-NT-m100-k14336-beta")], ids=lambda c: c[0])
+    "decode-narrow-NT-m100-partial-biascol-gelu-beta", "decode-narrow-NT-m100-c2-biascol-relu",
+    "decode-swap64-NT-m13-beta", "decode-swap64-cluster-NT-m100-k14336-beta",
+    "decode-swap-2cta-NT-m5-partial")], ids=lambda c: c[0])
 def test_decode_case_compiles_without_spills(case):
     name, spec_fields, expect, _alpha, _beta = case
     art = decode_cases.compile_case(spec_fields, expect)

@@ -190,13 +190,21 @@ def test_the_default_only_where_measured_faster():
         assert strategies.default_config(spec, H100) == want, spec
     # 32 < M <= 128, NT, K <= 8192: the narrow non-swapped tile, N / 132 columns rounded up to
     # 16 (one wave), 64 rows (M <= 64) or 128 with 2 consumers, the deep ring, no split
-    narrow = {(64, 4096, 4096): (64, 32, 1, 16), (128, 6144, 4096): (128, 48, 2, 10),
-              (128, 10240, 8192): (128, 80, 2, 8), (96, 28672, 4096): (128, 224, 2, 5),
-              (64, 28672, 4096): (64, 224, 1, 6)}
-    for (m, n, k), (bm, bn, consumers, stages) in narrow.items():
+    # (M > 64 with at least 48 columns: 64-row tiles of twice the columns in 2x1 clusters)
+    narrow = {(64, 4096, 4096): (64, 32, 1, 16, 1), (128, 4096, 4096): (128, 32, 2, 11, 1),
+              (128, 6144, 4096): (64, 96, 1, 11, 2), (128, 10240, 8192): (64, 160, 1, 8, 2),
+              (96, 28672, 4096): (128, 224, 2, 5, 1), (64, 28672, 4096): (64, 224, 1, 6, 1)}
+    for (m, n, k), (bm, bn, consumers, stages, cluster) in narrow.items():
         spec = GemmSpec(M=m, N=n, K=k, dtype="bf16", layout="NT")
         assert strategies.default_config(spec, H100) == WgmmaConfig(
-            BM=bm, BN=bn, consumers=consumers, stages=stages), spec
+            BM=bm, BN=bn, consumers=consumers, stages=stages, cluster_m=cluster), spec
+    # M <= 32, NT, one to two waves of 128-row swap_ab tiles: two CTAs per SM, one wave
+    two = strategies.default_config(GemmSpec(M=16, N=28672, K=4096, dtype="bf16", layout="NT"),
+                                    H100)
+    assert two == WgmmaConfig(BN=16, stages=6, swap_ab=True, ctas_per_sm=2,
+                              consumer_registers=216)
+    assert strategies.default_config(GemmSpec(M=16, N=28672, K=4096, dtype="bf16", layout="NN"),
+                                     H100).ctas_per_sm == 1
     # not past K = 8192 nor past N = 224 x 132 (swap_ab's rules there)
     assert strategies.default_config(GemmSpec(M=64, N=57344, K=8192, dtype="bf16", layout="NT"),
                                      H100).swap_ab

@@ -2,9 +2,9 @@
 each case is a decode-sized spec that the default heuristic serves with one of the rules,
 compiled with its default config (tests/gpu/test_decode_gpu.py; make_bundle.py compiles them
 into DIR/decode/<name>): the narrow non-swapped tile (64 rows with one consumer, 128 with
-two; the deep ring; partial tiles in M, N and K; bias, activations, beta), 64-row swap_ab
-tiles without a split (16 stages; NN: B MN-major as wgmma's A) and split 2 in a cluster with
-the deep ring.
+two, 64 rows of twice the columns in 2x1 clusters; the deep ring; partial tiles in M, N and
+K; bias, activations, beta), 64-row swap_ab tiles without a split (16 stages; NN: B MN-major
+as wgmma's A), split 2 in a cluster with the deep ring, and 128-row ones at two CTAs per SM.
 
 Each case: (name, spec fields, the fields the default config must have, alpha, beta)."""
 from __future__ import annotations
@@ -24,7 +24,13 @@ def cases() -> list:
     return [
         ("decode-narrow-NT-m100-partial-biascol-gelu-beta",
          {**nt, "M": 100, "N": 6152, "K": 4160, "epilogue": _epi("col", "gelu_tanh")},
-         {**NARROW, "BM": 128, "BN": 48, "consumers": 2, "stages": 10}, 1.0, 0.5),
+         {**NARROW, "BM": 64, "BN": 96, "cluster_m": 2, "stages": 11}, 1.0, 0.5),
+        ("decode-narrow-NT-m100-c2-biascol-relu",
+         {**nt, "M": 100, "N": 4096, "K": 4160, "epilogue": _epi("col", "relu")},
+         {**NARROW, "BM": 128, "BN": 32, "consumers": 2, "cluster_m": 1, "stages": 11}, 1.0, 0.0),
+        ("decode-swap-2cta-NT-m5-partial", {**nt, "M": 5, "N": 20488, "K": 4096},
+         {"swap_ab": True, "BM": 128, "BN": 8, "ctas_per_sm": 2, "stages": 6, "split_k": 1},
+         1.0, 0.0),
         ("decode-narrow-NT-m64-alpha-f16",
          {"M": 64, "N": 4096, "K": 4096, "dtype": "f16", "layout": "NT"},
          {**NARROW, "BM": 64, "BN": 32, "consumers": 1, "stages": 16}, 1.5, 0.0),

@@ -757,13 +757,23 @@ def block_config(spec: GemmSpec) -> WgmmaConfig:
     """Block-scaled fp8: cooperative 128 x 128 with 2 consumers (64 rows each: 64 main + 2 x
     64 temporary accumulator registers per thread), 6 stages of 32 KiB, persistent, the
     registers split 24 (producer) / 240 (consumers) as FlashAttention-3's (at 40 / 232 ptxas
-    spills 8 bytes at M = 256); 64 x 128 with one consumer, 8 stages, where M <= 64, its
-    consumer at 240 (256 threads launch with 240 each)."""
+    spills 8 bytes at M = 256); 64 rows with one consumer, 8 stages, where M <= 64, its
+    consumer at 240 (256 threads launch with 240 each). BN 64 where M <= BLOCK_NARROW_MAX_M:
+    twice the CTAs for a row or two of tiles."""
+    bn = 64 if spec.M <= BLOCK_NARROW_MAX_M else 128
     if spec.M <= 64:
-        return WgmmaConfig(BM=64, BN=128, BK=span_k(spec), consumers=1, stages=8,
+        return WgmmaConfig(BM=64, BN=bn, BK=span_k(spec), consumers=1, stages=8,
                            persistent=True, consumer_registers=240)
-    return WgmmaConfig(BM=128, BN=128, BK=span_k(spec), consumers=2, stages=6, persistent=True,
+    return WgmmaConfig(BM=128, BN=bn, BK=span_k(spec), consumers=2, stages=6, persistent=True,
                        producer_registers=24, consumer_registers=240)
+
+
+# Block scales at M <= 128 (DeepGEMM's M = 64 and 128 shapes), measured on the H200
+# (results/fp8_block_bench-h200-2026-12-02-final.json, 5 interleaved rounds, each kernel
+# checked against float64 with C poisoned): BN 64 over 128, M = 64: 66 -> 77, 203 -> 215,
+# 221 -> 265, 121 -> 127 TFLOP/s ((N, K) = (2112, 7168), (24576, 1536), (7168, 16384),
+# (4096, 7168)); M = 128: 117 -> 141, 348 -> 366, 417 -> 460, 214 -> 259
+BLOCK_NARROW_MAX_M = 128
 
 
 def _fp8_config(spec: GemmSpec, target: Target, cooperative: bool = False) -> WgmmaConfig:
@@ -842,11 +852,22 @@ SWAP_BM64_MAX_K = 8192  # the 64-row tiles without a split (below) up to this K
 # - 32 < M <= 128 where the 128-row swap_ab tiles would split K more than twice (N = 4096,
 #   K = 14336): 64-row tiles split 2 in clusters with the deep ring (NT 1.05x / 1.00x ->
 #   1.11x / 1.04x at M = 64 / 128, NN 1.05x / 0.99x -> 1.11x / 1.03x).
+# Then measured beside the full suite (results/decode_suite-h200-2026-12-02-x.json, bf16 NT,
+# 5 interleaved rounds, every kernel checked against float64; not yet in a full-suite run):
+# - M > 64 where the narrow tile is at least NARROW_MC_MIN_BN columns: 64-row tiles of
+#   2 x BN in 2x1 clusters (each CTA loads half of B's tile and multicasts it to both, so B
+#   crosses L2 once per tile, A's rows are split): 128 x 6144 / 8192 / 10240 x K 0.93x /
+#   0.91x / 0.97x -> 0.95x / 0.95x / 1.03x;
+# - M <= 32 where 128-row swap_ab tiles make between one and two waves (N = 28672: 224
+#   tiles): two CTAs per SM (all resident at once, the ring in half the shared memory),
+#   1.02-1.06x -> 1.08-1.09x (NT; NN not measured).
 DECODE_RING_BYTES = 224 * 1024
 NARROW_M = (33, 128)
 NARROW_MAX_K = 8192
 NARROW_MAX_BN = 224  # 2 slabs x 112 accumulator registers per consumer (M <= 64: 1 slab)
 NARROW_LAYOUTS = ("NT",)  # B K-major: BN in steps of 8 (NN: 64)
+NARROW_MC_MIN_BN = 48
+SWAP_TWO_CTA_LAYOUTS = ("NT",)  # measured
 SWAP_ONE_WAVE_MIN_TILES = 100
 
 
@@ -859,13 +880,16 @@ def deep_ring(cfg: WgmmaConfig, spec: GemmSpec) -> WgmmaConfig:
 def narrow_config(spec: GemmSpec, target: Target) -> WgmmaConfig | None:
     """The narrow non-swapped decode tile where its rule applies (see above), else None:
     BM 64 with one consumer (M <= 64) or 128 with two, BN = N / SMs rounded up to 16, the deep
-    ring, no split."""
+    ring, no split; M > 64 with BN >= NARROW_MC_MIN_BN: 64-row tiles of 2 x BN in 2x1
+    clusters multicasting B."""
     if not (NARROW_M[0] <= spec.M <= NARROW_M[1] and spec.layout in NARROW_LAYOUTS
             and spec.K <= NARROW_MAX_K and spec.batch == 1):
         return None
     bn = -(-spec.N // target.multiprocessors // 16) * 16
     if bn > NARROW_MAX_BN:
         return None
+    if spec.M > 64 and NARROW_MC_MIN_BN <= bn and 2 * bn <= MAX_WGMMA_N:
+        return deep_ring(WgmmaConfig(BM=64, BN=2 * bn, BK=span_k(spec), cluster_m=2), spec)
     bm = 64 if spec.M <= 64 else 128
     return deep_ring(WgmmaConfig(BM=bm, BN=bn, BK=span_k(spec), consumers=bm // WGMMA_M), spec)
 
@@ -878,11 +902,15 @@ def decode_default(spec: GemmSpec, target: Target) -> WgmmaConfig:
 
 def swap_default(spec: GemmSpec, target: Target) -> WgmmaConfig:
     """The default swap_ab config: swap_config (128 rows of N per tile, split_k to one wave);
-    with K <= SWAP_BM64_MAX_K, 64-row tiles without a split, the deep ring, where they alone
+    at M <= 32 with one to two waves of those tiles, two CTAs per SM; with K <= SWAP_BM64_MAX_K, 64-row tiles without a split, the deep ring, where they alone
     make one wave of at least SWAP_ONE_WAVE_MIN_TILES (M <= 32) or any wave (M > 32); a
     split of 2 summed within 2-CTA clusters; a larger split replaced by 64-row tiles split in
     2 in clusters (M > 32: with the deep ring), as measured (SWAP_CLUSTER_SPLIT, above)."""
     cfg = swap_config(spec, target)
+    tiles = -(-spec.N // cfg.BM) * spec.batch
+    if (spec.M <= 32 and spec.layout in SWAP_TWO_CTA_LAYOUTS
+            and target.multiprocessors < tiles <= 2 * target.multiprocessors):
+        return swap_config(spec, target, ctas_per_sm=2)  # one wave of two CTAs per SM
     if spec.K <= SWAP_BM64_MAX_K:
         tiles = -(-spec.N // 64) * spec.batch
         least = SWAP_ONE_WAVE_MIN_TILES if spec.M <= 32 else 1
