@@ -255,7 +255,8 @@ def artifacts():
         "swap_m16_split4": compile_artifact(SWAP16, {"strategy": "wgmma", "swap_ab": True,
                                                      "split_k": 4}, "sm_90a", keep_ir=False),
         "pp": compile_artifact(GemmSpec(M=4096, N=4096, K=4096, dtype="bf16", layout="NN"),
-                               {"strategy": "wgmma", **PP, "BM": 128, "BN": 128, "stages": 6},
+                               {"strategy": "wgmma", **PP, "BM": 128, "BN": 128, "stages": 6,
+                                "epilogue": "direct"},
                                "sm_90a", keep_ir=False),
     }
 
