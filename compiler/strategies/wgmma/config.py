@@ -647,14 +647,15 @@ def with_tma_epilogue(cfg: WgmmaConfig, spec: GemmSpec, fields: dict) -> WgmmaCo
     return tma if tma_epilogue_problem(tma, spec) is None else cfg
 
 
-def default_config(spec: GemmSpec, target: Target) -> WgmmaConfig:
+def default_config(spec: GemmSpec, target: Target, tma_epilogue: bool = True) -> WgmmaConfig:
     """Ping-pong where measured (the layout and dtype in PINGPONG_LAYOUTS, _DTYPES): PINGPONG
     where `preferred_tile` is the large 128x256 tile and K <= PINGPONG_MAX_K (4 stages for
     K <= PINGPONG_SHORT_K; above, the TMA epilogue: PINGPONG_TMA), WIDE_PINGPONG for it up
     to K = WIDE_PINGPONG_MAX_K (with at least WIDE_PINGPONG_MIN_TILES of 128x256), the
     cooperative 128x256 with the TMA epilogue (COOPERATIVE_TMA) past that K, MID_PINGPONG
     for its mid-size 64x128 tile (not at decode sizes, which swap_ab serves); else the
-    cooperative default (cooperative_default); fp8: fp8_config (int8 too)."""
+    cooperative default (cooperative_default); fp8: fp8_config (int8 too). Without
+    `tma_epilogue`, the direct epilogue throughout (the rules before it)."""
     if is_quantized(spec):
         return fp8_config(spec, target)
     tile = preferred_tile(spec)
@@ -662,11 +663,13 @@ def default_config(spec: GemmSpec, target: Target) -> WgmmaConfig:
         if tile == (128, 256, 2) and spec.K <= PINGPONG_MAX_K:
             if spec.K <= PINGPONG_SHORT_K:
                 return WgmmaConfig(**PINGPONG).replace(stages=PINGPONG_SHORT_K_STAGES)
+            if not tma_epilogue:
+                return WgmmaConfig(**PINGPONG)
             return with_tma_epilogue(WgmmaConfig(**PINGPONG), spec, PINGPONG_TMA)
         if (tile == (128, 256, 2) and spec.K <= WIDE_PINGPONG_MAX_K
                 and _tiles(spec, 128, 256) >= WIDE_PINGPONG_MIN_TILES):
             return WgmmaConfig(**WIDE_PINGPONG)
-        if tile == (128, 256, 2) and spec.K > WIDE_PINGPONG_MAX_K:
+        if tile == (128, 256, 2) and spec.K > WIDE_PINGPONG_MAX_K and tma_epilogue:
             return with_tma_epilogue(cooperative_default(spec, target), spec, COOPERATIVE_TMA)
         if tile == (64, 128, 1) and not preferred_swap(spec):
             return WgmmaConfig(**MID_PINGPONG)
