@@ -637,8 +637,8 @@ WIDE_PINGPONG_MIN_TILES = 1024
 # 0.99x vs 0.96x; f16 0.95-1.03x vs 0.92-0.98x (4096x14336x4096 level at 0.95x). Where C
 # cannot take it (f32 out, a row pitch not a multiple of 16 bytes) the direct epilogue
 # stays (tma_epilogue_problem).
-PINGPONG_TMA = dict(epilogue="tma", epilogue_n=64, stages=6)
-COOPERATIVE_TMA = dict(epilogue="tma", epilogue_n=32)
+PINGPONG_TMA = {"epilogue": "tma", "epilogue_n": 64, "stages": 6}
+COOPERATIVE_TMA = {"epilogue": "tma", "epilogue_n": 32}
 
 
 def with_tma_epilogue(cfg: WgmmaConfig, spec: GemmSpec, fields: dict) -> WgmmaConfig:
