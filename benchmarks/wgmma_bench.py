@@ -312,19 +312,30 @@ for _name, _fields in {"bf16_NN_8192^3": dict(_Q8K, dtype="bf16", layout="NN"),
 
 
 # The TMA epilogue (epilogue "tma": stmatrix into shared sub-tiles, TMA stores) against the
-# direct one, on the defaults at the large points (layout NN): "tmast_" cases. Its buffers
-# take 2 x 64 x epilogue_n x 2 bytes per consumer: ping-pong 128 x 128 fits 6 stages of 7
-# ("direct_s6" separates the ring from the epilogue there).
+# direct one, on the defaults before the TMA rule at the large points (layout NN): "tmast_"
+# cases (run 1). Its buffers take 2 x 64 x epilogue_n x 2 bytes per consumer: ping-pong
+# 128 x 128 fits 6 stages of 7 ("direct_s6" separates the ring from the epilogue there).
+def direct_before(spec):
+    """The default with the direct epilogue it had before the TMA rule (ping-pong: 7 stages)."""
+    from deepgen.compiler import strategies
+    from deepgen.compiler.target import get_target
+
+    cfg = strategies.default_config(spec, get_target("sm_90a"))
+    stages = 7 if cfg.mode == "pingpong" and cfg.epilogue == "tma" else cfg.stages
+    return cfg.replace(epilogue="direct", epilogue_n=32, stages=stages)
+
+
 def tma_store_variant(epilogue_n: int | None, stages_only: bool = False):
-    """The spec's default with the TMA epilogue of `epilogue_n` columns (None: the direct
-    epilogue), as many stages as fit the shared memory (at most the default's)."""
+    """direct_before with the TMA epilogue of `epilogue_n` columns (None: the direct epilogue;
+    stages_only: one stage fewer), as many stages as fit the shared memory."""
     def make(spec):
         from deepgen.compiler import strategies
         from deepgen.compiler.target import get_target
+
         from deepgen.spec import SpecError
 
         target = get_target("sm_90a")
-        cfg = strategies.default_config(spec, target)
+        cfg = direct_before(spec)
         if epilogue_n is not None:
             cfg = cfg.replace(epilogue="tma", epilogue_n=epilogue_n)
         elif stages_only:
@@ -339,42 +350,35 @@ def tma_store_variant(epilogue_n: int | None, stages_only: bool = False):
     return make
 
 
-for _name, _fields in {"4096^3": BIG, "8192^3": dict(M=8192, N=8192, K=8192),
-                       "2048x4096x14336": dict(M=2048, N=4096, K=14336),
-                       "4096x4096x14336": dict(M=4096, N=4096, K=14336),
-                       "2048x14336x4096": dict(M=2048, N=14336, K=4096)}.items():
-    _variants = {"default": None, "tma32": tma_store_variant(32), "tma64": tma_store_variant(64)}
+_TMAST_SHAPES = {"4096^3": BIG, "8192^3": {"M": 8192, "N": 8192, "K": 8192},
+                 "2048x4096x14336": {"M": 2048, "N": 4096, "K": 14336},
+                 "4096x4096x14336": {"M": 4096, "N": 4096, "K": 14336},
+                 "2048x14336x4096": {"M": 2048, "N": 14336, "K": 4096}}
+for _name, _fields in _TMAST_SHAPES.items():
+    _variants = {"default": direct_before, "tma32": tma_store_variant(32),
+                 "tma64": tma_store_variant(64)}
     if _fields["K"] == 4096:  # ping-pong 128 x 128 in 7 stages: the direct epilogue in 6
         _variants["direct_s6"] = tma_store_variant(None, stages_only=True)
     for _variant, _cfg in _variants.items():
-        CASES[f"tmast_bf16_NN_{_name}_{_variant}"] = (dict(_fields, dtype="bf16", layout="NN"),
-                                                      _cfg, 1.0, 0.0, f"bf16_NN_{_name}")
+        CASES[f"tmast_bf16_NN_{_name}_{_variant}"] = (
+            {**_fields, "dtype": "bf16", "layout": "NN"}, _cfg, 1.0, 0.0, f"bf16_NN_{_name}")
 
 
 # The TMA epilogue as the default (config.PINGPONG_TMA, COOPERATIVE_TMA) against the direct
 # epilogue it replaced, at every suite point whose default kernel it changed (layout NN, bf16
-# and f16): "tmast2_" cases.
-def direct_before(spec):
-    """The default with the direct epilogue it had before the TMA rule (ping-pong: 7 stages)."""
-    from deepgen.compiler import strategies
-    from deepgen.compiler.target import get_target
-
-    cfg = strategies.default_config(spec, get_target("sm_90a"))
-    stages = 7 if cfg.mode == "pingpong" and cfg.epilogue == "tma" else cfg.stages
-    return cfg.replace(epilogue="direct", epilogue_n=32, stages=stages)
-
-
+# and f16): "tmast2_" cases (run 2).
+_TMAST2_SHAPES = {"4096^3": BIG, "2048^3": {"M": 2048, "N": 2048, "K": 2048},
+                  "8x2048^3": {"M": 2048, "N": 2048, "K": 2048, "batch": 8},
+                  "2048x4096x4096": {"M": 2048, "N": 4096, "K": 4096},
+                  "2048x14336x4096": {"M": 2048, "N": 14336, "K": 4096},
+                  "4096x14336x4096": {"M": 4096, "N": 14336, "K": 4096},
+                  "2048x4096x14336": {"M": 2048, "N": 4096, "K": 14336},
+                  "4096x4096x14336": {"M": 4096, "N": 4096, "K": 14336}}
 for _dt in ("bf16", "f16"):
-    for _name, _fields in {"4096^3": BIG, "2048^3": dict(M=2048, N=2048, K=2048),
-                           "8x2048^3": dict(M=2048, N=2048, K=2048, batch=8),
-                           "2048x4096x4096": dict(M=2048, N=4096, K=4096),
-                           "2048x14336x4096": dict(M=2048, N=14336, K=4096),
-                           "4096x14336x4096": dict(M=4096, N=14336, K=4096),
-                           "2048x4096x14336": dict(M=2048, N=4096, K=14336),
-                           "4096x4096x14336": dict(M=4096, N=4096, K=14336)}.items():
+    for _name, _fields in _TMAST2_SHAPES.items():
         for _variant, _cfg in {"default": None, "direct": direct_before}.items():
             CASES[f"tmast2_{_dt}_NN_{_name}_{_variant}"] = (
-                dict(_fields, dtype=_dt, layout="NN"), _cfg, 1.0, 0.0, f"{_dt}_NN_{_name}")
+                {**_fields, "dtype": _dt, "layout": "NN"}, _cfg, 1.0, 0.0, f"{_dt}_NN_{_name}")
 
 
 def compile_all(bundle: Path, only: str | None) -> None:
