@@ -21,7 +21,9 @@ next tile while the consumers store this one), BK of
 one 128-byte swizzle span (64 16-bit elements), every layout (an MN-major operand, A stored
 K x M or B stored K x N, takes wgmma's transpose bit), split_k slices of K along grid z (not
 with the persistent grid or clusters; their sum by a second launch or, reduce "cluster", within
-a cluster of the slices' CTAs), swap_ab (C^T = B^T A^T for small M).
+a cluster of the slices' CTAs), swap_ab (C^T = B^T A^T for small M), the epilogue per
+thread ("direct") or through shared memory and TMA stores ("tma": 16-bit C; not with split_k,
+swap_ab or block scales).
 
 tf32 (f32 inputs, spec.allow_tf32): TMA copies the f32 operands into shared memory unchanged and
 wgmma reads them as tf32 (the tensor cores drop the low mantissa bits, as cuBLAS with TF32

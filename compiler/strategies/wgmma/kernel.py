@@ -16,6 +16,7 @@ Block of 128 x (1 + consumers) threads, dynamic shared memory
                       release stage of t-1 (one arrival per warpgroup)
         wait_group 0
         epilogue: the EpilogueSpec chain on pairs of neighbouring columns, guarded stores to C
+                  (epilogue "tma": stmatrix into shared sub-tiles, TMA stores; tma_epilogue.py)
 
 split_k > 1: grid z = batch x split_k, the CTA at z multiplies K slice z mod split_k (a
 contiguous run of K tiles, KSlice) and stores its raw f32 accumulator into the workspace W[z];
