@@ -45,11 +45,13 @@ VARIANTS = {  # name: wgmma fields over the block default (None: the default its
     "nonpersistent": {"persistent": False},
     "cluster2": {"cluster_m": 2, "persistent": False},  # B multicast to a pair of tile rows
     "bn64": {"BN": 64},
+    "bn128": {"BN": 128},  # at M <= 128, where the default has BN 64
     "bm64x2": TWO_CTAS,
     "bm64x2-bn64": {**TWO_CTAS, "BN": 64},
+    "g16": {"group_m": 16},  # the grouped walk over 16 tile rows (L2 reuse of B)
 }
-SMALL_VARIANTS = ("default", "bn64", "bm64x2")
-LARGE_VARIANTS = ("default", "nonpersistent", "cluster2", "bm64x2", "bm64x2-bn64")
+SMALL_VARIANTS = ("default", "bn128", "bm64x2")
+LARGE_VARIANTS = ("default", "nonpersistent", "cluster2", "bm64x2", "bm64x2-bn64", "g16")
 
 
 def spec_of(M, N, K):

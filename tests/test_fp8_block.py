@@ -68,7 +68,11 @@ def test_block_default():
         consumer_registers=240)
     small = GemmSpec(**{**BLOCK.to_dict(), "M": 64})
     assert strategies.resolve(None, small, H100) == WgmmaConfig(
-        BM=64, BN=128, BK=128, consumers=1, stages=8, persistent=True, consumer_registers=240)
+        BM=64, BN=64, BK=128, consumers=1, stages=8, persistent=True, consumer_registers=240)
+    # BN 64 up to M = 128 (BLOCK_NARROW_MAX_M), 128 past it
+    for m, bn in ((128, 64), (129, 128)):
+        cfg = strategies.resolve(None, GemmSpec(**{**BLOCK.to_dict(), "M": m}), H100)
+        assert (cfg.BM, cfg.BN, cfg.consumers) == (128, bn, 2), (m, cfg)
     # a given BN completes the block default, not the ping-pong one
     cfg = strategies.resolve({"strategy": "wgmma", "BN": 64}, BLOCK, H100)
     assert (cfg.mode, cfg.BN, cfg.consumers) == ("cooperative", 64, 2)
@@ -96,7 +100,7 @@ def artifacts():
     }
 
 
-@pytest.mark.parametrize("name,n,dtype", [("default", 128, "e4m3"), ("m64", 128, "e4m3"),
+@pytest.mark.parametrize("name,n,dtype", [("default", 128, "e4m3"), ("m64", 64, "e4m3"),
                                           ("bn64_bias_relu_f32", 64, "e4m3"),
                                           ("e5m2", 128, "e5m2"), ("odd", 128, "e4m3"),
                                           ("one", 128, "e4m3")])
