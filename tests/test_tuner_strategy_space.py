@@ -63,8 +63,11 @@ def test_wgmma_pruning_names_the_field_and_the_limit():
 
 def test_wgmma_tiles_larger_than_the_problem_and_duplicates_are_pruned():
     spec = GemmSpec(128, 14336, 4096, dtype="bf16", layout="NT")
-    configs, r = walk(spec, {"strategy": ["wgmma"], "BM": [128, 256], "cluster_m": [1, 2],
-                             "group_m": [1, 8, 16], "warp_specialized": [True, False]})
+    # BN and stages given: the default there (the narrow 64 x 224 tile in clusters, 6 stages)
+    # would not fit 128 rows in shared memory
+    configs, r = walk(spec, {"strategy": ["wgmma"], "BM": [128, 256], "BN": [128], "stages": [4],
+                             "cluster_m": [1, 2], "group_m": [1, 8, 16],
+                             "warp_specialized": [True, False]})
     assert {c.BM for c in configs} == {128} and {c.cluster_m for c in configs} == {1}
     assert {c.group_m for c in configs} == {1}  # one tile row: every group_m is the same
     assert r.pruned["BM: 256 is larger than M=128 needs (at most 128; idle threads)"] == 12
