@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from sass_text import sass_of
 import torch
 
 import deepgen
@@ -141,22 +142,8 @@ def test_sass_runs_the_promotion_between_a_groups_issue_and_its_wait(artifacts):
     """In the SASS (what runs), some window from a WARPGROUP.ARRIVE to the next
     WARPGROUP.DEPBAR holds the group's QGMMA and the previous K tile's N/2 FFMA: the
     promotion issued while the tensor cores work (cuobjdump)."""
-    import subprocess
-    import tempfile
-    from pathlib import Path
-
-    from deepgen.toolchain import cuobjdump_env, find_cuobjdump
-
-    exe = find_cuobjdump()
-    if exe is None:
-        pytest.skip("cuobjdump not found (pip install nvidia-cuda-cuobjdump "
-                    "nvidia-cuda-nvdisasm, or set DEEPGEN_CUOBJDUMP)")
     for name, n in (("default", 128), ("bn64_bias_relu_f32", 64), ("odd", 128)):
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "k.cubin"
-            path.write_bytes(artifacts[name].binary)
-            sass = subprocess.run([exe, "-sass", str(path)], capture_output=True, text=True,
-                                  env=cuobjdump_env(exe), check=True).stdout
+        sass = sass_of(artifacts[name].binary)
         windows = re.findall(r"WARPGROUP\.ARRIVE(.*?)WARPGROUP\.DEPBAR", sass, re.DOTALL)
         assert any(len(re.findall(r"\bQGMMA\.", w)) == 4 and len(re.findall(r"\bFFMA\b", w))
                    >= n // 2 for w in windows), name
