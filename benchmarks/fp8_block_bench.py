@@ -49,9 +49,16 @@ VARIANTS = {  # name: wgmma fields over the block default (None: the default its
     "bm64x2": TWO_CTAS,
     "bm64x2-bn64": {**TWO_CTAS, "BN": 64},
     "g16": {"group_m": 16},  # the grouped walk over 16 tile rows (L2 reuse of B)
+    # scale_a staged in shared memory by the producer (a TMA box per stage), not loaded
+    # from global memory per consumer thread
+    "smem_scales": {"smem_scales": True},
+    # persistent 2x1 clusters: a cluster walks pairs of tile rows, B multicast to both
+    "cluster2_pers": {"cluster_m": 2},
+    "cluster2_pers_smem": {"cluster_m": 2, "smem_scales": True},
 }
-SMALL_VARIANTS = ("default", "bn128", "bm64x2")
-LARGE_VARIANTS = ("default", "nonpersistent", "cluster2", "bm64x2", "bm64x2-bn64", "g16")
+SMALL_VARIANTS = ("default", "bn128", "bm64x2", "smem_scales")
+LARGE_VARIANTS = ("default", "nonpersistent", "cluster2", "bm64x2", "bm64x2-bn64", "g16",
+                  "smem_scales", "cluster2_pers", "cluster2_pers_smem")
 
 
 def spec_of(M, N, K):

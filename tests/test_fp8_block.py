@@ -5,7 +5,8 @@ PTX (per K tile: the wgmma into one of two temporary accumulators, the previous 
 promotion (one FMA per register into the main f32 accumulator) while it runs, wait_group 0;
 persistent, the next tile's first K tile under the last promotion and the epilogue; the
 scales loaded before the wait; no wgmma serialized by ptxas) and SASS (QGMMA, no local
-memory), deepgen.gemm's block form and the torch op's fake."""
+memory), deepgen.gemm's block form and the torch op's fake; the opt-in smem_scales (scale_a
+staged in shared memory by the producer's TMA) and persistent 2x1 clusters."""
 from __future__ import annotations
 
 import re
@@ -53,14 +54,58 @@ def test_block_spec_operands_and_key():
     (dict(), {"split_k": 2, "persistent": False}, r"^split_k: block scales with split_k"),
     (dict(M=16), {"swap_ab": True, "BN": 16, "BM": 128, "consumers": 1, "split_k": 1},
      r"^swap_ab: block scales with swap_ab: not built"),
-    (dict(), {"cluster_m": 2, "persistent": True},
-     r"^persistent: clusters with the persistent grid: not built"),
+    ({"scale": "tensor"}, {"smem_scales": True},
+     (r"^smem_scales: stages block scales' scale_a in shared memory \(scale 'block'\), got "
+      r"scale 'tensor'")),
+    ({}, {"smem_scales": True, "stages": 7},
+     (r"^stages: 7 stages of 32768 bytes \(\+ barriers, \+ 3584 of staged scale_a\) = "
+      r"233072 bytes exceed")),
 ])
 def test_block_validation_names_the_field_and_the_limit(spec_fields, config, message):
     spec = GemmSpec(**{**BLOCK.to_dict(), **spec_fields})
     with pytest.raises(SpecError, match=message):
         strategies.resolve(None if config is None else {"strategy": "wgmma", **config}, spec,
                            H100)
+
+
+def test_persistent_clusters_are_built_for_block_scales_only():
+    cfg = strategies.resolve({"strategy": "wgmma", "cluster_m": 2}, BLOCK, H100)
+    assert (cfg.cluster_m, cfg.persistent, cfg.smem_scales) == (2, True, False)
+    bf16 = GemmSpec(M=4096, N=4096, K=4096, dtype="bf16", layout="NT")
+    with pytest.raises(SpecError, match=r"^persistent: clusters with the persistent grid: "
+                                        r"built for block-scaled fp8 in 2x1 clusters only"):
+        strategies.resolve({"strategy": "wgmma", "mode": "cooperative", "cluster_m": 2,
+                            "persistent": True}, bf16, H100)
+
+
+@pytest.mark.parametrize("M,N,batch,group_m", [(4096, 2112, 1, 8), (1101, 392, 1, 8),
+                                               (4001, 2112, 1, 8), (300, 384, 3, 8),
+                                               (5120, 896, 1, 3), (64, 128, 1, 8)])
+def test_persistent_cluster_walk_covers_every_tile_once_in_pairs(M, N, batch, group_m):
+    """The persistent 2x1 walk (kernel._cluster_walk, on ints: irb folds them): the two
+    CTAs of a cluster take the same count of tiles, tile i of each in the same column and
+    batch element, vertically adjacent; over the grid every tile (the spare past M of an odd
+    tile-row count included) exactly once."""
+    from deepgen.compiler.strategies.wgmma import kernel as K
+
+    spec = GemmSpec(**{**BLOCK.to_dict(), "M": M, "N": N, "K": 1040, "batch": batch})
+    cfg = strategies.resolve({"strategy": "wgmma", "cluster_m": 2, "group_m": group_m}, spec,
+                             H100)
+    tm, tn = -(-M // cfg.BM), -(-N // cfg.BN)
+    grid = K.grid(cfg, spec)[0]
+    assert grid == 2 * min(-(-tm // 2) * tn * batch, 66)
+    seen = {}
+    for pid in range(grid):
+        (tile, count), (peer, peer_count) = (K._cluster_walk(cfg, spec, p, tm, tn)
+                                             for p in (pid, pid ^ 1))
+        assert count == peer_count
+        for i in range(count):
+            m0, n0, bz = tile(i)
+            assert (n0, bz) == peer(i)[1:] and abs(m0 - peer(i)[0]) == cfg.BM
+            seen.setdefault((m0, n0, bz), []).append(pid)
+    assert sorted(seen) == sorted((r * cfg.BM, c * cfg.BN, b) for r in range(2 * -(-tm // 2))
+                                  for c in range(tn) for b in range(batch))
+    assert all(len(v) == 1 for v in seen.values())
 
 
 def test_block_default():
@@ -98,13 +143,23 @@ def artifacts():
                           scale="block")),  # 9 K tiles: the loop's 4 pairs and no last tile
         "one": c(GemmSpec(M=256, N=256, K=96, dtype="e4m3", out_dtype="bf16", layout="NT",
                           scale="block")),  # one K tile: no loop
+        "smem": c(BLOCK, {"strategy": "wgmma", "smem_scales": True}),
+        "cluster_pers": c(BLOCK, {"strategy": "wgmma", "cluster_m": 2}),
+        # both; odd M, 9 tile rows (a spare CTA past M), 9 K tiles (the last partial)
+        "both_odd": c(GemmSpec(M=1101, N=392, K=1040, dtype="e4m3", out_dtype="bf16",
+                               layout="NT", scale="block"),
+                      {"strategy": "wgmma", "cluster_m": 2, "smem_scales": True}),
+        "smem_m64": c(GemmSpec(**{**BLOCK.to_dict(), "M": 63}),
+                      {"strategy": "wgmma", "smem_scales": True}),
     }
 
 
 @pytest.mark.parametrize("name,n,dtype", [("default", 128, "e4m3"), ("m64", 64, "e4m3"),
                                           ("bn64_bias_relu_f32", 64, "e4m3"),
                                           ("e5m2", 128, "e5m2"), ("odd", 128, "e4m3"),
-                                          ("one", 128, "e4m3")])
+                                          ("one", 128, "e4m3"), ("smem", 128, "e4m3"),
+                                          ("cluster_pers", 128, "e4m3"),
+                                          ("both_odd", 128, "e4m3"), ("smem_m64", 64, "e4m3")])
 def test_ptx_promotes_every_k_tile_under_the_next(artifacts, name, n, dtype):
     """The K tiles' wgmma issued in groups of 4 k32 (slabs 1; each K tile a fresh temporary,
     scale-d 0 first), one commit and one wait_group 0 per group and no wait_group 1 (nothing
@@ -132,7 +187,7 @@ def test_ptx_promotes_every_k_tile_under_the_next(artifacts, name, n, dtype):
         assert n // 2 in under, under
     loads = [m.start() for m in re.finditer(r"ld\.global(\.nc)?\.[bf]32\s", ptx)]
     assert any(p < mma[0] for p in loads)  # the scales of the tile, before its wgmma
-    names = [(p.name, p.shape) for p in main.params]
+    names = [(p.name, p.shape) for p in main.params if p.kind != "tma"]
     assert names[-2:] == [("scale_a", (kb, "M")), ("scale_b", (-(-spec["N"] // 128), kb))]
     res = art.resources[main.entry]
     assert res["spill_stores"] == res["spill_loads"] == res["stack_bytes"] == 0, res
@@ -142,7 +197,8 @@ def test_sass_runs_the_promotion_between_a_groups_issue_and_its_wait(artifacts):
     """In the SASS (what runs), some window from a WARPGROUP.ARRIVE to the next
     WARPGROUP.DEPBAR holds the group's QGMMA and the previous K tile's N/2 FFMA: the
     promotion issued while the tensor cores work (cuobjdump)."""
-    for name, n in (("default", 128), ("bn64_bias_relu_f32", 64), ("odd", 128)):
+    for name, n in (("default", 128), ("bn64_bias_relu_f32", 64), ("odd", 128),
+                    ("smem", 128), ("cluster_pers", 128), ("both_odd", 128)):
         sass = sass_of(artifacts[name].binary)
         windows = re.findall(r"WARPGROUP\.ARRIVE(.*?)WARPGROUP\.DEPBAR", sass, re.DOTALL)
         assert any(len(re.findall(r"\bQGMMA\.", w)) == 4 and len(re.findall(r"\bFFMA\b", w))
@@ -179,6 +235,54 @@ def test_sass_has_qgmma_and_no_local_memory(artifacts):
     _check_sass({k: v for k, v in artifacts.items() if k != "e5m2"},
                 r"QGMMA\.64x(64|128)x32\.F32\.E4M3\.E4M3\b")
     _check_sass({"e5m2": artifacts["e5m2"]}, r"QGMMA\.64x128x32\.F32\.E5M2\.E5M2\b")
+
+
+@pytest.mark.parametrize("name,bm,slabs", [("smem", 128, 1), ("both_odd", 128, 1),
+                                           ("smem_m64", 64, 1)])
+def test_smem_scales_staged_by_the_producer(artifacts, name, bm, slabs):
+    """smem_scales: scale_a's descriptor the last param (a by-value grid constant, scale_a
+    read flat: shape ceil(K/128) x M, boxes of BM), the producer's one 1-D TMA load per stage
+    beside the A and B boxes on the same full barrier, its expected bytes the stage's plus
+    BM x 4, the shared memory one BM x 4 slot more per stage; the consumers read their 2 rows
+    per slab from shared memory after the stage's wait (ld.shared, before the K tile's
+    wgmma), and load only scale_b from global memory (one value per K tile)."""
+    art = artifacts[name]
+    main = art.launches[0]
+    spec = art.spec if isinstance(art.spec, dict) else art.spec.to_dict()
+    kb = -(-spec["K"] // 128)
+    tma = main.params[-1]
+    assert (tma.name, tma.kind, tma.operand, tma.shape, tma.box, tma.swizzle) == (
+        "scale_a_tma", "tma", "scale_a", (kb * spec["M"],), (bm,), 0)
+    ptx = art.assembly
+    last = len(main.params) - 1
+    assert re.search(rf"\.param \.align 64 \.b8 deepgen_wgmma_gemm_param_{last}\[128\]", ptx)
+    loads = re.findall(r"cp\.async\.bulk\.tensor\.(\d)d\.shared::cluster\.global\.tile", ptx)
+    assert loads.count("1") == 1 and loads.count("3") >= 2, loads
+    cfg = art.config if isinstance(art.config, dict) else art.config.to_dict()
+    stage = (bm + cfg["BN"]) * 128
+    assert re.search(rf"\b{stage + 4 * bm}\b", ptx), stage + 4 * bm  # expect_tx bytes
+    assert main.shared_bytes == cfg["stages"] * (stage + 4 * bm + 16)
+    commits = len(re.findall(r"wgmma\.commit_group\.sync\.aligned;", ptx))
+    assert len(re.findall(r"ld\.shared\.[bf]32\s", ptx)) == 2 * slabs * commits
+    assert len(re.findall(r"ld\.global(\.nc)?\.[bf]32\s", ptx)) == commits  # scale_b
+    first_wait = ptx.index("mbarrier.try_wait.parity")
+    first_mma = ptx.index("wgmma.mma_async")
+    first_read = re.search(r"ld\.shared\.[bf]32\s", ptx).start()
+    assert first_wait < first_read < first_mma
+
+
+@pytest.mark.parametrize("name,grid", [("cluster_pers", 132), ("both_odd", 40)])
+def test_persistent_clusters_walk_pairs_of_tiles(artifacts, name, grid):
+    """Persistent 2x1 clusters: 2 x min(pairs of tiles, 66) CTAs in clusters of (2, 1, 1),
+    B's half multicast from each CTA (multicast mask), the stage released in both CTAs
+    (mapa + remote arrive), and the consumers' loop over the cluster's tiles."""
+    art = artifacts[name]
+    main = art.launches[0]
+    assert (main.grid, main.cluster) == ((grid, 1, 1), (2, 1, 1))
+    ptx = art.assembly
+    assert re.search(r"cp\.async\.bulk\.tensor\.3d\.shared::cluster\.global\.tile"
+                     r"\.mbarrier::complete_tx::bytes\.multicast::cluster", ptx)
+    assert "mapa" in ptx and "barrier.cluster.wait" in ptx
 
 
 # -- deepgen.gemm's block form ----------------------------------------------------------------

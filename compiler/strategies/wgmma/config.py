@@ -55,7 +55,13 @@ the error fp8 wgmma's narrower accumulator adds), then waits for them (wait_grou
 releases the stage. A consumer holds the three accumulators, so slabs x BN <=
 BLOCK_MAX_COLUMNS (cooperative BM = 128 with 2 consumers, BN 128); BN divides 128 (a tile lies
 in one block of B's scales); cooperative mode, no split-K or swap_ab; 2x1 clusters as
-cooperative ones (not persistent; block_config is the default)."""
+cooperative ones, non-persistent or persistent (a cluster walks pairs of vertically adjacent
+tiles together, the ring carried on from pair to pair; block_config is the default). Opt-in:
+smem_scales, scale_a staged in shared memory by the producer (per stage one 1-D TMA box of the
+K tile's BM scale_a values, scale_a read as one flat f32 array (ceil(K/128) x M): no row
+pitch to align, so any M; rows past M read the next K block's first values or, past the end,
+zeros, and are never stored; its flat coordinates fit TMA's 32 bits as A's M x K fits the
+spec's 32-bit size limit); the consumers read their rows' scales from shared memory."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -141,6 +147,10 @@ class WgmmaConfig(StrategyConfig):
     # store that clips partial tiles, overlapped with the next sub-tile)
     epilogue: str = "direct"
     epilogue_n: int = 32  # "tma": columns of a sub-tile (EPILOGUE_NS; a swizzle span)
+    # block scales: the producer brings each K tile's BM scale_a values into shared memory
+    # with the stage's A and B (one TMA box, counted in the stage's transaction bytes); the
+    # consumers read their rows' scales there instead of from global memory
+    smem_scales: bool = False
 
     @property
     def threads(self) -> int:
@@ -274,8 +284,20 @@ def partial_bytes(cfg: WgmmaConfig) -> int:
 
 def data_bytes(cfg: WgmmaConfig, spec: GemmSpec) -> int:
     """Shared bytes before the barriers: the ring's stages, or the partials where larger,
-    then the TMA epilogue's sub-tile buffers (epilogue_bytes)."""
+    then the TMA epilogue's sub-tile buffers (epilogue_bytes), then the staged scale_a
+    (scale_bytes)."""
+    return scale_offset(cfg, spec) + scale_bytes(cfg)
+
+
+def scale_offset(cfg: WgmmaConfig, spec: GemmSpec) -> int:
+    """Shared byte offset of the staged scale_a (smem_scales): after the ring and the TMA
+    epilogue's buffers (1024-byte aligned)."""
     return ring_bytes(cfg, spec) + epilogue_bytes(cfg, spec)
+
+
+def scale_bytes(cfg: WgmmaConfig) -> int:
+    """Shared bytes of the staged scale_a (smem_scales): BM f32 per stage (0 without)."""
+    return cfg.stages * cfg.BM * SCALE_BYTES if cfg.smem_scales else 0
 
 
 def ring_bytes(cfg: WgmmaConfig, spec: GemmSpec) -> int:
@@ -312,6 +334,7 @@ def tma_problem(spec: GemmSpec) -> str | None:
 
 
 BLOCK_MAX_COLUMNS = 128  # slabs x BN per consumer with block scales (main + 2 temporaries)
+SCALE_BYTES = 4  # an f32 scale
 
 
 def _validate_block(cfg: WgmmaConfig, spec: GemmSpec) -> None:
@@ -404,6 +427,9 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
               f"alpha_beta, got {str(spec.epilogue)!r}")
     if spec.scale == "block":
         _validate_block(cfg, spec)
+    check(not cfg.smem_scales or spec.scale == "block", "smem_scales",
+          f"stages block scales' scale_a in shared memory (scale 'block'), got scale "
+          f"{spec.scale!r}")
     if spec.scale != "none":
         check(cfg.split_k == 1 or getattr(cfg, "reduce", "workspace") == "cluster", "split_k",
               f"split_k {cfg.split_k} with scales: the workspace reduce applies none (not "
@@ -428,7 +454,10 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
     check(cfg.cluster_m in (1, 2) and cfg.cluster_n == 1, "cluster_m",
           f"1x1 and 2x1 clusters are built, got {cfg.cluster_m}x{cfg.cluster_n}")
     if cfg.cluster_m == 2:
-        check(not cfg.persistent, "persistent", "clusters with the persistent grid: not built")
+        # persistent 2x1 pairs: built for block scales (a cluster walks pairs of tiles)
+        check(not cfg.persistent or (spec.scale == "block" and cfg.cluster_m == 2),
+              "persistent", "clusters with the persistent grid: built for block-scaled fp8 "
+              "in 2x1 clusters only")
         halves = cfg.BN // 2 if ops.b_k_major else cfg.BN // (SWIZZLE // DTYPE_BYTES[spec.dtype])
         check(halves % (8 if ops.b_k_major else 2) == 0, "BN",
               f"a 2x1 cluster multicasts half of B from each CTA: BN/2 must be a multiple of 8 "
@@ -500,7 +529,8 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
               f"shared memory exceed the {SM_SHARED} of an SM (fewer stages or a smaller tile)")
     check(est["shared_bytes"] <= target.max_shared_bytes_per_block, "stages",
           f"{cfg.stages} stages of {sum(tile_bytes(cfg, spec))} bytes (+ barriers"
-          f"{f', + {epilogue_bytes(cfg, spec)} of TMA epilogue buffers' if cfg.epilogue == 'tma' else ''}) = "
+          f"{f', + {epilogue_bytes(cfg, spec)} of TMA epilogue buffers' if cfg.epilogue == 'tma' else ''}"
+          f"{f', + {scale_bytes(cfg)} of staged scale_a' if cfg.smem_scales else ''}) = "
           f"{est['shared_bytes']} bytes exceed the {target.max_shared_bytes_per_block} bytes of "
           f"shared memory per block of {target.name}")
     limit = (cfg.consumer_registers if cfg.warp_specialized

@@ -58,7 +58,7 @@ from __future__ import annotations
 from mlir import ir
 from mlir.dialects import arith, gpu, llvm, memref, nvvm, scf, vector
 
-from deepgen.runtime.artifact import Launch, param_for, tma_param
+from deepgen.runtime.artifact import Launch, Param, param_for, tma_param
 from deepgen.spec import DTYPE_BYTES, GemmSpec
 
 from ... import irb
@@ -67,9 +67,9 @@ from ...passes import split_k as SK
 from ...passes.tile_gemm import kernel_module
 from . import builders as B
 from . import tma_epilogue as TE
-from .config import (WARPGROUP, WGMMA_M, WgmmaConfig, accumulator_dtype, data_bytes,
-                     estimates, k_tiles, operands, slice_tiles, tile_bytes, wgmma_dtype,
-                     wgmma_k)
+from .config import (SCALE_BYTES, WARPGROUP, WGMMA_M, WgmmaConfig, accumulator_dtype,
+                     data_bytes, estimates, k_tiles, operands, scale_offset, slice_tiles,
+                     tile_bytes, wgmma_dtype, wgmma_k)
 
 ENTRY = "deepgen_wgmma_gemm"
 # After the backend's NVVM lowering: mbarrier try_wait.parity and friends are inline-PTX ops
@@ -78,6 +78,7 @@ EXTRA_LOWERING = ["convert-nvvm-to-llvm", "reconcile-unrealized-casts"]
 TMA_PARAMS = (0, 1)  # the descriptors' positions among the kernel's parameters
 C_STORE = "C_store"  # the TMA epilogue's descriptor of C (param 2, after A's and B's)
 SMS = 132  # multiprocessors of an H100 SXM / H200: the persistent grid's size
+SCALE_A_TMA = "scale_a_tma"  # smem_scales: scale_a's TMA descriptor (the last param)
 
 
 def grid(cfg: WgmmaConfig, spec: GemmSpec) -> tuple:
@@ -85,6 +86,8 @@ def grid(cfg: WgmmaConfig, spec: GemmSpec) -> tuple:
         return _range_grid(cfg, spec)
     ops = operands(cfg, spec)  # swap_ab: tile rows over N, columns over M
     tiles_m, tiles_n = -(-ops.rows // cfg.BM), -(-ops.cols // cfg.BN)
+    if cfg.persistent and cfg.cluster_m == 2:  # 2-CTA clusters walking pairs of tiles
+        return 2 * _pair_clusters(cfg, spec), 1, 1
     if cfg.persistent:  # one CTA per SM (ctas_per_sm per SM), each walking tiles
         return min(tiles_m * tiles_n * spec.batch, SMS * cfg.ctas_per_sm), 1, 1
     if cfg.cluster_m == 2:  # pairs of vertically adjacent tiles (an odd last row: a spare CTA)
@@ -120,9 +123,53 @@ def signature(cfg: WgmmaConfig, spec: GemmSpec) -> tuple:
     if spec.epilogue.bias:
         params.append(param_for("bias", spec))
     params += [param_for(n, spec) for n in _scale_operands(spec)]  # fp8 scales
+    if cfg.smem_scales:  # after scale_a's pointer param (the runtime checks its shape)
+        params.append(_scale_a_tma(cfg, spec))
     if spec.dynamic_m:  # a range kernel: M (i32), last
         params.append(param_for("M", spec))
     return tuple(params)
+
+
+def _scale_a_tma(cfg: WgmmaConfig, spec: GemmSpec) -> Param:
+    """smem_scales: scale_a ((ceil(K/128), M) f32, M-major) read by TMA as one flat array
+    of ceil(K/128) x M values (rank 1: no row pitch to align, so any M), boxes of BM values,
+    K tile kb's scales of the tile's rows at kb x M + m0 (rows past M: the next block's first
+    values, past the end zeros; their results are never stored); no swizzle."""
+    kb, m = spec.operand_shape("scale_a")
+    return Param(SCALE_A_TMA, "tma", dtype="f32", shape=(kb * m,), operand="scale_a",
+                 box=(cfg.BM,), swizzle=0)
+
+
+def _pair_clusters(cfg: WgmmaConfig, spec: GemmSpec) -> int:
+    """Persistent 2x1 clusters (block scales): one per two SMs (ctas_per_sm CTAs each), at
+    most one per pair of tiles."""
+    tiles_m, tiles_n = -(-spec.M // cfg.BM), -(-spec.N // cfg.BN)
+    return min(-(-tiles_m // 2) * tiles_n * spec.batch, SMS * cfg.ctas_per_sm // 2)
+
+
+def _cluster_walk(cfg: WgmmaConfig, spec: GemmSpec, pid, tiles_m: int, tiles_n: int):
+    """Persistent 2x1 clusters: cluster c = pid / 2 walks the pairs of vertically adjacent
+    tiles c, c + clusters, ... (grouped order over pairs of tile rows, batch outermost), this
+    CTA the pair's tile of rank pid mod 2 (an odd last tile row: the second CTA's tile past M,
+    loading zeros and multicasting its half of B): (tile(i) -> (m0, n0, batch element),
+    count). Both CTAs of a cluster walk the same count of tiles of the same K tiles, so their
+    rings advance together and every multicast stage is freed by both."""
+    clusters = _pair_clusters(cfg, spec)
+    cid, rank = irb.div(pid, 2), irb.rem(pid, 2)
+    pairs = -(-tiles_m // 2)
+    per_batch = pairs * tiles_n
+    count = irb.div(irb.sub(per_batch * spec.batch + clusters - 1, cid), clusters)
+    group = min(cfg.group_m, pairs)
+
+    def tile(i):
+        linear, bz = irb.add(cid, irb.mul(i, clusters)), 0
+        if spec.batch > 1:
+            bz, linear = irb.div(linear, per_batch), irb.rem(linear, per_batch)
+        pair_m, tile_n = _grouped_tile(linear, pairs, tiles_n, group)
+        tile_m = irb.add(irb.mul(pair_m, 2), rank)
+        return irb.mul(tile_m, cfg.BM), irb.mul(tile_n, cfg.BN), bz
+
+    return tile, count
 
 
 def _scale_operands(spec: GemmSpec) -> tuple[str, ...]:
@@ -219,6 +266,8 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
                                        irb.element_type(spec.operand_dtype("bias"))))
     scales = _scale_operands(spec)  # f32 memrefs after the epilogue's operands
     types += [ir.MemRefType.get(list(spec.operand_shape(n)), f32) for n in scales]
+    if cfg.smem_scales:  # scale_a's TMA descriptor
+        types.append(ptr)
     if dynamic_m:
         types.append(ir.IntegerType.get_signless(32))
     a_bytes, b_bytes = tile_bytes(cfg, spec)
@@ -232,6 +281,7 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
         block = kernel.add_entry_block()
     args = list(block.arguments)
     m_arg = args.pop() if dynamic_m else None
+    staged = _StagedScales(cfg, spec, arena, args.pop()) if cfg.smem_scales else None
     epi = TE.TmaEpilogue(cfg, spec, arena, args.pop(2)) if cfg.epilogue == "tma" else None
     if scales:
         args, scale_args = args[:-len(scales)], args[-len(scales):]
@@ -274,7 +324,16 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
             """body(m0, n0, bz, g0, ks, i, count) for each tile of this CTA, g0 its first ring
             iteration, ks its K slice, i its place in the CTA's walk of `count` tiles (both
             None unless persistent): one tile (the block's) or, persistent, the CTA's tiles
-            i = first, first + step, ... of pid, pid + grid, ... ."""
+            i = first, first + step, ... of pid, pid + grid, ... (2x1 clusters: of the
+            cluster's pairs, _cluster_walk)."""
+            if cfg.persistent and cfg.cluster_m == 2:  # a cluster's pairs, walked together
+                tile, count = _cluster_walk(cfg, spec, pid, tiles_m, tiles_n)
+                loop = scf.ForOp(irb.val(first), irb.val(count), irb.val(step))
+                with ir.InsertionPoint(loop.body):
+                    i = loop.induction_variable
+                    body(*tile(i), irb.mul(i, whole.count), whole, i, count)
+                    scf.yield_([])
+                return
             if cfg.cluster_m == 2:  # the pair's tile row, then this CTA's of the two
                 bz = gpu.block_id(gpu.Dimension.z) if spec.batch > 1 else 0
                 if dynamic_m:
@@ -325,7 +384,7 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
                     with B.if_(B.elect_one()):
                         for_tiles(lambda m0, n0, bz, g0, ks, _i, _count: _producer_loop(
                             spec, cfg, ring, arena, desc_a, desc_b, m0, n0, bz, g0, ks,
-                            a_bytes, stage_bytes, b_boxes))
+                            a_bytes, stage_bytes, b_boxes, staged=staged))
                 if stash is not None:  # the consumers' cluster barrier: stashes complete
                     B.cluster_sync()
             with consumer:
@@ -342,18 +401,22 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
                         first=consumer_index, step=2)
                 elif block is not None:  # fp8 block scales: promotion per K tile
                     row_base = irb.mul(consumer_index, cfg.rows_per_consumer)
-                    if cfg.persistent:  # the CTA's tiles pid, pid + grid, ... (for_tiles')
+                    if cfg.persistent and cfg.cluster_m == 2:  # the cluster's pairs
+                        walk = _cluster_walk(cfg, spec, pid, tiles_m, tiles_n)
+                    elif cfg.persistent:  # the CTA's tiles pid, pid + grid, ... (for_tiles')
                         n_ctas = grid(cfg, spec)[0]
                         total = tiles_m * tiles_n * spec.batch
-                        _consumer_block(
-                            spec, cfg, ring, arena, tid, row_base,
-                            lambda i: origin(irb.add(pid, irb.mul(i, n_ctas)), None),
-                            irb.div(irb.sub(total + n_ctas - 1, pid), n_ctas), whole,
-                            a_bytes, stage_bytes, c_mem, alpha, beta, bias, out_t, block)
+                        walk = (lambda i: origin(irb.add(pid, irb.mul(i, n_ctas)), None),
+                                irb.div(irb.sub(total + n_ctas - 1, pid), n_ctas))
+                    if cfg.persistent:
+                        _consumer_block(spec, cfg, ring, arena, tid, row_base, *walk, whole,
+                                        a_bytes, stage_bytes, c_mem, alpha, beta, bias, out_t,
+                                        block, staged)
                     else:  # one tile (a cluster's: the pair's)
                         for_tiles(lambda m0, n0, bz, _g0, ks, _i, _count: _consumer_block(
                             spec, cfg, ring, arena, tid, row_base, lambda _t: (m0, n0, bz), 1,
-                            ks, a_bytes, stage_bytes, c_mem, alpha, beta, bias, out_t, block))
+                            ks, a_bytes, stage_bytes, c_mem, alpha, beta, bias, out_t, block,
+                            staged))
                 else:
                     row_base = irb.mul(consumer_index, cfg.rows_per_consumer)
                     for_tiles(lambda m0, n0, bz, g0, ks, _i, _count: _consumer(
@@ -377,7 +440,7 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
 
 
 def _producer_loop(spec, cfg, ring, arena, desc_a, desc_b, m0, n0, bz, g0, ks, a_bytes,
-                   stage_bytes, b_boxes) -> None:
+                   stage_bytes, b_boxes, staged=None) -> None:
     elt = DTYPE_BYTES[spec.dtype]
     box_n = 128 // elt
     b_k_major = operands(cfg, spec).b_k_major
@@ -388,10 +451,13 @@ def _producer_loop(spec, cfg, ring, arena, desc_a, desc_b, m0, n0, bz, g0, ks, a
         t = loop.induction_variable
         st = B.PipelineState.carried(loop.inner_iter_args, cfg.stages)
         ring.producer_acquire(st)
-        ring.producer_commit(st, stage_bytes)
+        # smem_scales: the stage's scale_a too (staged.bytes more, on the same barrier)
+        ring.producer_commit(st, stage_bytes + (staged.bytes if staged is not None else 0))
         full = ring.full(st.stage)
         base = irb.mul(st.stage, stage_bytes)
         k0 = irb.mul(irb.add(ks.first, t), cfg.BK)
+        if staged is not None:  # the K tile's scale_a of the tile's rows
+            staged.load(st.stage, irb.add(ks.first, t), m0, full)
         # coordinates innermost first: (column, row, batch) of the stored matrices
         _load_a(spec, cfg, desc_a, arena, base, m0, k0, bz, full)
         if cfg.cluster_m == 1:
@@ -541,7 +607,8 @@ def _consumer(spec, cfg, ring, arena, tid, row_base, m0, n0, bz, g0, ks, a_bytes
 
 
 def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_bytes,
-                    stage_bytes, c_mem, alpha, beta, bias, out_t, block) -> None:
+                    stage_bytes, c_mem, alpha, beta, bias, out_t, block,
+                    staged: _StagedScales | None = None) -> None:
     """A consumer's tiles with fp8 block scales (GemmSpec.scale "block"; DeepGEMM's
     promotion): `count` tiles (1, or the persistent CTA's count, an index value), tile i at
     tiles(i) = (m0, n0, batch), each over the K tiles of `ks`.
@@ -556,7 +623,8 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
     Nothing is in flight across a loop's back edge nor read while its group may be (ptxas
     serializes every wgmma of a kernel where it cannot tell: C7514/C7515), as
     FlashAttention-3's intra-warpgroup overlap. A thread's scales of K tile t are loaded
-    (global, per thread) before tile t is waited for, and used a tile later. The K loop is
+    (global, per thread) before tile t is waited for, or (`staged`, smem_scales) scale_a read
+    from the stage's shared copy once it is full, and used a tile later. The K loop is
     unrolled by two so each temporary keeps its registers (main + 2 temporaries: 3 x slabs x
     BN / 2 per thread); empty volatile asm (_fence_operands) keeps the FMAs between the
     wgmma issue and the wait. The epilogue stores the main accumulator through the chain (no
@@ -575,6 +643,8 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
     leader = B.eq(irb.rem(tid, WARPGROUP), 0)
     size, n = cfg.slabs * acc.size, cfg.slabs
     k_count = ks.count  # static: block scales take no split-K (validate)
+    # smem_scales: this thread's rows within the tile (slab r, half h), as Tile.rows
+    local_rows = [irb.add(thread_row, r * WGMMA_M + 8 * h) for r in range(n) for h in range(2)]
 
     class Tile:
         """Tile i's origin and this thread's scale rows: slab r, half h (registers with
@@ -585,7 +655,7 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
             self.m0, self.n0, self.bz = tiles(i)
             row0 = irb.add(self.m0, thread_row)
             self.rows = [irb.min_(irb.add(row0, r * WGMMA_M + 8 * h), spec.M - 1)
-                         for r in range(n) for h in range(2)]
+                         for r in range(n) for h in range(2)] if staged is None else None
             self.n_block = irb.div(self.n0, 128)
 
     def issue(tile, st, t):
@@ -594,8 +664,13 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
         as one group): (temporary structs, scales)."""
         kb = irb.val(irb.add(ks.first, t))
         sb = memref.load(scale_b, [irb.val(tile.n_block), kb])
-        scales = [arith.mulf(memref.load(scale_a, [kb, irb.val(row)]), sb) for row in tile.rows]
-        ring.consumer_wait(st)
+        if staged is None:  # global loads, before the wait
+            scales = [arith.mulf(memref.load(scale_a, [kb, irb.val(row)]), sb)
+                      for row in tile.rows]
+            ring.consumer_wait(st)
+        else:  # the stage's copy of scale_a, once the stage is full
+            ring.consumer_wait(st)
+            scales = [arith.mulf(staged.read(st.stage, row), sb) for row in local_rows]
         a_addr = arena.addr32(irb.add(irb.mul(st.stage, stage_bytes),
                                       irb.mul(row_base, cfg.BK * elt)))
         b_addr = arena.addr32(irb.add(irb.mul(st.stage, stage_bytes), a_bytes))
@@ -694,6 +769,28 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
         last = Tile(irb.sub(count, 1))
     main, tmp_l, sc_l, st = k_loop(last, st, tmp0, sc0)
     store(last, promote(main, tmp_l, sc_l))
+
+
+class _StagedScales:
+    """smem_scales (block scales): per ring stage the K tile's BM scale_a values of the
+    tile's rows, at scale_offset + stage x BM x 4 (after the ring; config.scale_bytes): the
+    producer's TMA box of the flat scale_a at kb x M + m0 (_scale_a_tma) completes on the
+    stage's full barrier with A and B (`bytes` more transaction bytes); the consumers read
+    their rows with ld.shared once the stage is full, before they release it."""
+
+    def __init__(self, cfg: WgmmaConfig, spec: GemmSpec, arena, desc):
+        self.arena, self.desc, self.M = arena, desc, spec.M
+        self.offset, self.bytes = scale_offset(cfg, spec), cfg.BM * SCALE_BYTES
+
+    def _at(self, stage, row=0) -> ir.Value:
+        return self.arena.ptr(irb.add(irb.add(self.offset, irb.mul(stage, self.bytes)),
+                                      irb.mul(row, SCALE_BYTES)))
+
+    def load(self, stage, kb, m0, full) -> None:
+        B.tma_load(self.desc, self._at(stage), (irb.add(irb.mul(kb, self.M), m0),), full)
+
+    def read(self, stage, row) -> ir.Value:
+        return llvm.load(ir.F32Type.get(), self._at(stage, row))
 
 
 def _opaque_index(value: int) -> ir.Value:
@@ -914,6 +1011,9 @@ def finish_lowered(module, cfg: WgmmaConfig) -> None:
     at entry (maxntid with minctasm ctas_per_sm, __launch_bounds__(threads, ctas_per_sm)) so
     that setmaxnreg applies."""
     f = B.lowered_kernel(module, ENTRY)
-    B.mark_grid_constants(f, TMA_PARAMS + ((2,) if cfg.epilogue == "tma" else ()))
+    extra = (2,) if cfg.epilogue == "tma" else ()
+    if cfg.smem_scales:  # scale_a's descriptor: the last parameter (_scale_a_tma)
+        extra += (len(f.regions[0].blocks[0].arguments) - 1,)
+    B.mark_grid_constants(f, TMA_PARAMS + extra)
     f.attributes["nvvm.minctasm"] = ir.IntegerAttr.get(ir.IntegerType.get_signless(32),
                                                        cfg.ctas_per_sm)
