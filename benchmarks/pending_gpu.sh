@@ -1,94 +1,91 @@
 #!/bin/bash
 # What this repository has built but not yet run on the H200, as one batch (left by the
-# 2026-12-02 session; edit the list as items land):
-#   issue 16: int8 w8a8 and block-scaled fp8 (GPU tests, int8_bench, fp8_block_bench)
-#   issue 17: range kernels (GPU tests, dynamic_m_bench: range vs exact, host cost per call)
-#   issue 14: 8192^3 against wave quantization (wgmma_bench's q8k_ cases)
-#   issue 15: M = 64/128 decode points against wave quantization without swap_ab: 128-row
-#             tiles as narrow as N / 128 (BN 32-80: one wave of about 128 CTAs, no split)
-#   issue 18: the model GPU tests (autograd, optimize) and model_e2e end to end
+# 2026-12-02 session 4; edit the list as items land):
+#   tests:  every GPU test and the correctness sweep under session 4's defaults (the TMA-store
+#           epilogue, ping-pong 128x192, the decode rules; each was checked where measured,
+#           the whole set was not re-run)
+#   sanit:  compute-sanitizer (racecheck, synccheck, memcheck) on TMA-store epilogue kernels
+#           (issue 14: its stores, named barriers and bulk wait_group were not sanitizer-run)
+#   decode: the whole decode suite (bf16 + f16, every point, 5 rounds) with the two decode
+#           rules added after the last full run (2x1-cluster narrow tiles at M > 64, two CTAs
+#           per SM for swap_ab at M <= 32 against N = 28672): issue 15's figures
+#   block:  block-scaled fp8's opt-in smem_scales (scale_a staged by the producer) and
+#           persistent 2x1 clusters (issue 16), built CPU-only: their GPU cases (in the tests
+#           part's bundle) and fp8_block_bench at M = 4096 against the default
 #
 #   bash benchmarks/pending_gpu.sh build DIR        # CPU with MLIR: every bundle into DIR
 #   bash benchmarks/pending_gpu.sh run DIR [PART]   # GPU: results and logs into $OUT
 #
-# PART (run only): int8, dynm, q8k, dec or e2e, or a comma list; all five when left out (about 6-8 minutes of device
-# time; keep one call under the device's 600 s per command by running the parts separately
-# when the machine is cold). DIR must be carried to the device (run(carry=[DIR])).
+# PART (run only): tests, sanit, decode or block, or a comma list; all when left out (about 8-10
+# minutes of device time; keep one call under the device's 600 s per command by running the
+# parts separately when the machine is cold). DIR must be carried to the device
+# (run(carry=[DIR]), at most 64 MiB).
 set -u
 mode=${1:?build or run}
 dir=${2:?bundle directory}
 part=${3:-all}
 cd "$(dirname "$0")/.."
 day=$(date -u +%F)
+PARTS="tests sanit decode block"
+# the sanitizer's kernels: tests/gpu/wgmma_cases.py's TMA-store cases (cooperative partial
+# tiles, ping-pong odd tiles, persistent two CTAs per SM)
+SANIT_CASES="wgmma-tmast-NT-partial-c1-n32 wgmma-tmast-NT-pingpong-odd-tiles wgmma-tmast-NT-persistent-2cta"
 
 build() {
-  python tests/gpu/make_bundle.py "$dir/gpu" --only '^(int8|block)-' > "$dir/build.log" 2>&1
-  python benchmarks/int8_bench.py --build "$dir/int8_bench" >> "$dir/build.log" 2>&1
-  python benchmarks/fp8_block_bench.py --build "$dir/block_bench" >> "$dir/build.log" 2>&1
-  python benchmarks/dynamic_m_bench.py --compile "$dir/dynm" >> "$dir/build.log" 2>&1
-  python benchmarks/wgmma_bench.py --compile-only "$dir/q8k" --only '^q8k_' >> "$dir/build.log" 2>&1
-  local extra=()
-  for bn in 32 48 64 80; do
-    extra+=(--extra "ns$bn={\"strategy\": \"wgmma\", \"swap_ab\": false, \"BM\": 128, \"BN\": $bn, \"consumers\": 1, \"split_k\": 1, \"stages\": 6}")
-  done
-  python benchmarks/decode_suite.py --compile-only "$dir/dec" --dtypes bf16 --ms 64,128 \
-    --nk 4096x4096,6144x4096,8192x8192,10240x8192,4096x14336 --default-only "${extra[@]}" \
-    >> "$dir/build.log" 2>&1
-  python tests/gpu/model_cases.py "$dir/gpu" >> "$dir/build.log" 2>&1
-  python benchmarks/model_e2e.py --compile "$dir/e2e" >> "$dir/build.log" 2>&1
+  python tests/gpu/make_bundle.py "$dir/gpu" > "$dir/build.log" 2>&1
+  python benchmarks/runtime_bundles.py --out "$dir/runtime" >> "$dir/build.log" 2>&1
+  python benchmarks/decode_suite.py --compile-only "$dir/decode" --dtypes bf16,f16 \
+    --default-only >> "$dir/build.log" 2>&1
+  python benchmarks/fp8_block_bench.py --build "$dir/blockbench" >> "$dir/build.log" 2>&1
   tail -3 "$dir/build.log"
   du -sh "$dir"
 }
 
-run_int8() {
-  DEEPGEN_TEST_BUNDLE="$dir/gpu" DEEPGEN_INT8_ERRORS="$OUT/int8_errors.json" \
-    DEEPGEN_FP8_BLOCK_ERRORS="$OUT/fp8_block_errors.json" \
-    timeout 240 python -m pytest tests/gpu/test_int8_gpu.py tests/gpu/test_fp8_block_gpu.py \
-    -m gpu -q -p no:cacheprovider > "$OUT/gpu_tests-int8-block.log" 2>&1
-  tail -3 "$OUT/gpu_tests-int8-block.log"
-  timeout 200 python benchmarks/int8_bench.py --run "$dir/int8_bench" --rounds 5 \
-    --out "$OUT/int8_bench-h200-$day.json" 2>&1 | tail -12
-  timeout 300 python benchmarks/fp8_block_bench.py --run "$dir/block_bench" --rounds 5 \
-    --out "$OUT/fp8_block_bench-h200-$day.json" 2>&1 | tail -16
+run_tests() {
+  DEEPGEN_TEST_BUNDLE="$dir/gpu" DEEPGEN_GPU_BUNDLES="$dir/runtime" timeout 200 \
+    python -m pytest tests/gpu -m gpu -q -rs -p no:cacheprovider -k "not sweep_case" \
+    > "$OUT/gpu_tests-$day.log" 2>&1
+  echo "gpu tests: $(tail -n 1 "$OUT/gpu_tests-$day.log")"
+  timeout 120 python benchmarks/correctness_sweep.py --run "$dir/gpu/sweep" \
+    --out "$OUT/correctness_sweep-h200-$day.json" > "$OUT/sweep.log" 2>&1
+  echo "sweep: $(tail -n 2 "$OUT/sweep.log" | tr '\n' ' ')"
 }
 
-run_dynm() {
-  DEEPGEN_DYNAMIC_DIR="$dir/dynm" timeout 200 python -m pytest tests/gpu/test_dynamic_m_gpu.py \
-    -m gpu -q -rs -p no:cacheprovider > "$OUT/gpu_tests-dynamic_m.log" 2>&1
-  tail -3 "$OUT/gpu_tests-dynamic_m.log"
-  timeout 150 python benchmarks/dynamic_m_bench.py --run "$dir/dynm" --rounds 7 \
-    --out "$OUT/dynamic_m_bench-h200-$day.json" 2>&1 | tail -10
+run_sanit() {
+  for k in $SANIT_CASES; do
+    for t in racecheck synccheck memcheck; do
+      timeout 90 compute-sanitizer --tool "$t" python benchmarks/wgmma_bench.py \
+        --launch "$dir/gpu/wgmma/$k" --iters 1 2>&1 | tail -n 2 | sed "s/^/$k $t: /"
+    done
+  done > "$OUT/sanitizer-tma-epilogue-h200-$day.log" 2>&1
+  grep -E "SUMMARY" "$OUT/sanitizer-tma-epilogue-h200-$day.log"
 }
 
-run_dec() {
-  timeout 120 python benchmarks/decode_suite.py --run "$dir/dec" \
-    --out "$OUT/decode_narrow-h200-$day.json" 2>&1 | tail -14
+run_decode() {
+  timeout 300 python benchmarks/decode_suite.py --run "$dir/decode" --budget-s 280 \
+    --out "$OUT/decode_suite-h200-$day.json" > "$OUT/decode.log" 2>&1
+  grep -E "geometric" "$OUT/decode.log"
 }
 
-run_q8k() {
-  timeout 300 python benchmarks/wgmma_bench.py --run "$dir/q8k" --rounds 5 \
-    --out "$OUT/wgmma_bench-h200-$day-q8k.json" > "$OUT/q8k.log" 2>&1
-  tail -14 "$OUT/q8k.log"
-}
-
-run_e2e() {
-  DEEPGEN_TEST_BUNDLE="$dir/gpu" timeout 200 python -m pytest tests/gpu/test_model_gpu.py \
-    -m gpu -q -rs -p no:cacheprovider > "$OUT/gpu_tests-model.log" 2>&1
-  tail -3 "$OUT/gpu_tests-model.log"
-  timeout 300 python benchmarks/model_e2e.py --bundle "$dir/e2e" \
-    --out "$OUT/model_e2e-h200-$day.json" --png "$OUT/model_e2e-h200-$day-prefill-gemms.png" \
-    > "$OUT/model_e2e.log" 2>&1
-  tail -16 "$OUT/model_e2e.log"
+run_block() {
+  DEEPGEN_TEST_BUNDLE="$dir/gpu" DEEPGEN_FP8_BLOCK_ERRORS="$OUT/fp8_block_errors-$day.json" \
+    timeout 240 python -m pytest tests/gpu/test_fp8_block_gpu.py -m gpu -q -rs \
+    -p no:cacheprovider > "$OUT/fp8_block_gpu-$day.log" 2>&1
+  echo "block tests: $(tail -n 1 "$OUT/fp8_block_gpu-$day.log")"
+  timeout 300 python benchmarks/fp8_block_bench.py --run "$dir/blockbench" --rounds 5 \
+    --shapes 4096x2112x7168 4096x24576x1536 4096x7168x16384 4096x4096x7168 \
+    --out "$OUT/fp8_block_bench-h200-$day-smem-cpers.json" > "$OUT/block_bench.log" 2>&1
+  tail -n 12 "$OUT/block_bench.log"
 }
 
 case "$mode" in
   build) mkdir -p "$dir" && build ;;
   run)
-    [ "$part" = all ] && part=int8,dynm,q8k,dec,e2e
+    [ "$part" = all ] && part=${PARTS// /,}
     for p in ${part//,/ }; do
-      case "$p" in
-        int8|dynm|q8k|dec|e2e) ;;
-        *) echo "PART: int8, dynm, q8k, dec or e2e (or a comma list), got $p" >&2; exit 2 ;;
+      case " $PARTS " in
+        *" $p "*) ;;
+        *) echo "PART: one of $PARTS (or a comma list), got $p" >&2; exit 2 ;;
       esac
     done
     : "${OUT:?run writes into \$OUT (the device machine sets it)}"
