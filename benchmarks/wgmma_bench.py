@@ -381,6 +381,23 @@ for _dt in ("bf16", "f16"):
                 {**_fields, "dtype": _dt, "layout": "NN"}, _cfg, 1.0, 0.0, f"{_dt}_NN_{_name}")
 
 
+# 1x2 clusters (cluster_n 2: the CTAs of neighbouring tile columns share A, each loading half
+# of A's BM x BK tile and multicasting it to both) against the 2x1 (cluster_m 2: B shared) and
+# no cluster, on the cooperative 128 x 256 (direct epilogue, and the TMA epilogue with 32-column
+# sub-tiles the default takes past K = 8192), bf16 NN, with the default beside them: "c12_"
+# cases (not yet run). The epilogue spelled out: COOP alone keeps the default's where valid.
+C12_DIRECT = dict(COOP, epilogue="direct", epilogue_n=32)
+C12_TMA = dict(COOP, epilogue="tma", epilogue_n=32)
+for _name, _fields in {"4096^3": BIG, "8192^3": {"M": 8192, "N": 8192, "K": 8192}}.items():
+    for _variant, _cfg in {"default": None, "coop": C12_DIRECT,
+                           "coop_cl12": dict(C12_DIRECT, cluster_n=2),
+                           "coop_cl21": dict(C12_DIRECT, cluster_m=2),
+                           "coop_tma32": C12_TMA,
+                           "coop_tma32_cl12": dict(C12_TMA, cluster_n=2)}.items():
+        CASES[f"c12_bf16_NN_{_name}_{_variant}"] = (
+            {**_fields, "dtype": "bf16", "layout": "NN"}, _cfg, 1.0, 0.0, f"bf16_NN_{_name}")
+
+
 def compile_all(bundle: Path, only: str | None) -> None:
     from deepgen.compiler import compile_artifact
     from deepgen.spec import GemmSpec

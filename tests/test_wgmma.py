@@ -70,7 +70,22 @@ def _validate(spec=NT, target=H100, **fields):
     ({**PP, "BM": 128, "BN": 128, "stages": 8}, NT, H100, r"^stages: 8 stages of 32768 bytes"),
     ({**PP, "BM": 64, "BN": 256, "stages": 5}, NN, H100, None),
     ({"cluster_m": 2}, NT, H100, None),
-    ({"cluster_n": 2}, NT, H100, r"^cluster_m: 1x1 and 2x1 clusters are built, got 1x2"),
+    # 1x2 clusters: A's tile halves (BM/2 rows K-major, or BM/64 boxes MN-major) multicast
+    ({"cluster_n": 2}, NT, H100, None),
+    ({"cluster_n": 2, "BM": 64}, NT, H100, None),  # 32-row halves: whole swizzle atoms
+    ({"cluster_n": 2, "BM": 64}, GemmSpec(M=512, N=512, K=512, dtype="bf16", layout="TN"), H100,
+     r"^BM: a 1x2 cluster multicasts half of A from each CTA: BM/2 must be a multiple of 8 "
+     r"\(A K-major: .*\) or BM a multiple of 128 \(A MN-major: boxes of 64\), got 64"),
+    ({"cluster_n": 2, "BM": 64, "swap_ab": True}, NN, H100,
+     r"^BM: a 1x2 cluster multicasts half of B from each CTA"),  # swapped: wgmma's A is B
+    ({"cluster_n": 3}, NT, H100, r"^cluster_n: 1 or 2 \(clusters 1x1, 2x1 and 1x2 are built\), "
+                                 r"got 3"),
+    ({"cluster_m": 2, "cluster_n": 2}, NT, H100,
+     r"^cluster_n: cluster_m x cluster_n <= 2 \(1x1, 2x1 and 1x2 are built\), got 2x2"),
+    ({"cluster_n": 2, "persistent": True}, NT, H100, r"^persistent: clusters with the "),
+    ({**PP, "cluster_n": 2}, NT, H100, r"^cluster_n: mode 'pingpong' with clusters: not built "
+                                       r"\(1x1 only\), got 1x2"),
+    ({"split_k": 2, "cluster_n": 2}, NT, H100, r"^split_k: .* or clusters: not built"),
     ({"cluster_m": 2, "persistent": True}, NT, H100, r"^persistent: clusters with the "),
     ({"cluster_m": 2, "BN": 64}, NN, H100, r"^BN: a 2x1 cluster multicasts half of B"),
     ({"persistent": True}, NT, H100, None),
@@ -485,6 +500,65 @@ def test_cluster_multicasts_half_of_b_and_releases_stages_in_both_ctas():
     assert ptx.count("mapa.shared::cluster") == 2  # the release goes to both CTAs' barrier
     assert "mbarrier.arrive.shared::cluster.b64" in ptx
     assert ptx.count("barrier.cluster.arrive.aligned") == 2  # after init, before exit
+    assert art.resources[launch.entry]["spill_stores"] == 0
+
+
+def _tma_loads(ptx: str) -> list[tuple[int, bool]]:
+    """(kernel parameter of the descriptor, multicast?) of each TMA load in the PTX: the
+    descriptor's register traced back through cvta.param to the .param it names."""
+    param = dict(re.findall(r"mov\.b64 \t(%rd\d+), \w+_param_(\d+);", ptx))
+    generic = {reg: int(param[src])
+               for reg, src in re.findall(r"cvta\.param\.u64 \t(%rd\d+), (%rd\d+);", ptx)
+               if src in param}
+    return [(generic[reg], ".multicast::cluster" in op)
+            for op, reg in re.findall(r"cp\.async\.bulk\.tensor\.(\S+) \[[^\]]+\], \[(%rd\d+),",
+                                      ptx)
+            if "shared::cluster.global" in op]
+
+
+# 512 x 768 in 128 x 256 tiles: 4 tile rows, 3 tile columns (1x2: an odd count, the pairs'
+# fourth column a spare CTA per row that loads its half of A and stores nothing)
+@pytest.mark.parametrize("layout,cluster,grid,boxes,loads", [
+    ("NT", (1, 2), 16, [(1, 64, 64), (1, 256, 64)], [(0, True), (1, False)]),
+    ("NN", (1, 2), 16, [(1, 64, 64), (1, 64, 64)], [(0, True)] + [(1, False)] * 4),
+    # A MN-major: BM/64 = 2 boxes of BK x 64, one per CTA of the pair
+    ("TN", (1, 2), 16, [(1, 64, 64), (1, 64, 64)], [(0, True)] + [(1, False)] * 4),
+    ("NT", (2, 1), 12, [(1, 128, 64), (1, 128, 64)], [(0, False), (1, True)]),
+])
+def test_cluster_multicasts_half_of_the_shared_operand(layout, cluster, grid, boxes, loads):
+    """1x2 clusters share A (each CTA loads BM/2 of its rows and multicasts them), 2x1 share
+    B: the multicast TMA load names the shared operand's descriptor, whose box holds the
+    half; the pair is one launch cluster of 2 consecutive CTAs; both CTAs' barriers are
+    released (mapa), the cluster syncs after init and before exit; no spills; the SASS has
+    the multicast UTMALDG."""
+    spec = GemmSpec(M=512, N=768, K=512, dtype="bf16", layout=layout)
+    art = compile_artifact(spec, {"strategy": "wgmma", "BN": 256, "consumers": 2,
+                                  "cluster_m": cluster[0], "cluster_n": cluster[1]},
+                           "sm_90a", keep_ir=False)
+    launch, ptx = art.launches[0], art.assembly
+    assert launch.cluster == (2, 1, 1) and launch.grid == (grid, 1, 1)
+    assert [p.box for p in launch.params[:2]] == boxes
+    assert sorted(_tma_loads(ptx)) == sorted(loads)
+    assert ptx.count("mapa.shared::cluster") == 2
+    assert ptx.count("barrier.cluster.arrive.aligned") == 2
+    res = art.resources[launch.entry]
+    assert res["spill_stores"] == res["spill_loads"] == res["stack_bytes"] == 0, res
+    sass = sass_of(art.binary)
+    assert re.search(r"UTMALDG\.\dD\.MULTICAST\b", sass)
+    assert not re.search(r"\b(LDL|STL)\b", sass)
+
+
+def test_cluster_1x2_over_a_range_of_m_pairs_the_columns_of_each_row():
+    """A range kernel (M a launch argument): the grid rule is the tile rows at the actual M
+    times the tile columns rounded up to pairs (N = 768: 3 columns of 256, 2 pairs)."""
+    from deepgen.dims import range_of
+
+    spec = GemmSpec(M=range_of(3000), N=768, K=512, dtype="bf16", layout="NT")
+    art = compile_artifact(spec, {"strategy": "wgmma", "BN": 256, "consumers": 2,
+                                  "cluster_n": 2}, "sm_90a", keep_ir=False)
+    launch = art.launches[0]
+    assert launch.grid == ("cdiv(M, 128) * 4", 1, 1) and launch.cluster == (2, 1, 1)
+    assert [m for _, m in _tma_loads(art.assembly)] == [True, False]
     assert art.resources[launch.entry]["spill_stores"] == 0
 
 

@@ -144,7 +144,45 @@ def cases() -> list:
                                                      epilogue=_epi("col", "gelu_tanh")),
          {**PP, "BM": 128, "BN": 128}, 1.0, 0.0),
     ]
-    return out + tf32_cases() + tma_store_cases()
+    return out + tf32_cases() + tma_store_cases() + cluster_1x2_cases()
+
+
+def cluster_1x2_cases() -> list:
+    """1x2 clusters (cluster_n 2: the CTAs of neighbouring tile columns share A, each loading
+    half of A's tile and multicasting it to both): bf16 NT and NN at 4096^3, an odd number of
+    tile columns (the last pair's second CTA past N: it loads its half of A for its peer and
+    stores nothing), partial tiles in M and N, batch, bias and beta, A MN-major (TN: one of
+    the two 64-row boxes per CTA), 64-row tiles (32-row halves), swap_ab (wgmma's A is B: B
+    shared), the TMA epilogue, tf32, and the 2x1 twin of the first."""
+    nt = dict(dtype="bf16", layout="NT")
+    cl = {"cluster_n": 2}
+    wide = {"BM": 128, **C2_WIDE}  # spelled out: the default tile moves with the shape
+    return [
+        ("cl12-bf16-NT-4096", dict(nt, M=4096, N=4096, K=4096), {**cl, **wide}, 1.0, 0.0),
+        ("cl12-bf16-NN-4096", dict(M=4096, N=4096, K=4096, dtype="bf16", layout="NN"),
+         {**cl, **wide}, 1.0, 0.0),
+        ("cl12-bf16-NT-4096-cl21", dict(nt, M=4096, N=4096, K=4096),
+         {"cluster_m": 2, **wide}, 1.0, 0.0),
+        # 1100 / 256: 5 tile columns (a spare CTA per row), 1000 / 128: 8 rows, the last partial
+        ("cl12-bf16-NT-odd-cols-partial", dict(nt, M=1000, N=1100, K=1000),
+         {**cl, **wide}, 1.0, 0.0),
+        # 640 / 128: 5 columns, 600 / 128: 5 rows (partial), batch 2, bias + gelu, beta
+        ("cl12-f16-NN-odd-cols-batch2-bias-beta",
+         dict(M=600, N=640, K=256, batch=2, dtype="f16", layout="NN",
+              epilogue=_epi("col", "gelu_tanh")), {**cl, **C1}, 1.0, 0.5),
+        ("cl12-bf16-TN-odd-cols-biasrow", dict(M=768, N=1152, K=320, dtype="bf16", layout="TN",
+                                               epilogue=_epi("row", "silu")),
+         {**cl, **wide}, 1.5, -0.5),
+        ("cl12-bf16-NT-64x128-odd-cols", dict(nt, M=500, N=770, K=512),
+         {**cl, "BM": 64, "BN": 128, "consumers": 1}, 1.0, 0.0),
+        # swap_ab: tile rows over N (8 of 128), columns over M (1 of 64: its pair's spare CTA)
+        ("cl12-bf16-NT-swap-m64", dict(nt, M=64, N=1000, K=512),
+         {**cl, "swap_ab": True, "BM": 128, "BN": 64, "split_k": 1}, 1.0, 0.0),
+        ("cl12-bf16-NT-tmast-odd-cols", dict(nt, M=1000, N=520, K=1000),
+         {**cl, **wide, "epilogue": "tma", "epilogue_n": 32}, 1.0, 0.5),
+        ("cl12-tf32-NT-odd-cols", dict(M=1000, N=520, K=1000, dtype="f32", allow_tf32=True,
+                                       layout="NT"), {**cl, **wide}, 1.0, 0.0),
+    ]
 
 
 def tma_store_cases() -> list:

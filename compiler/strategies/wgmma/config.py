@@ -14,16 +14,16 @@ Modes: "cooperative" (all consumers on one BM x BN tile, BM/consumers rows each)
 they take turns on the tensor cores through ordered named barriers, so that one's epilogue
 runs under the other's mainloop, CUTLASS sm90's ping-pong schedule).
 
-What is built (the rest is named by validate as not built yet): both modes, clusters 1x1 and
-2x1 (B multicast, cooperative), a grid in grouped order (group_m), non-persistent or
-persistent (one CTA per SM taking tiles pid, pid + grid, ...; the producer runs on into the
-next tile while the consumers store this one), BK of
-one 128-byte swizzle span (64 16-bit elements), every layout (an MN-major operand, A stored
-K x M or B stored K x N, takes wgmma's transpose bit), split_k slices of K along grid z (not
-with the persistent grid or clusters; their sum by a second launch or, reduce "cluster", within
-a cluster of the slices' CTAs), swap_ab (C^T = B^T A^T for small M), the epilogue per
-thread ("direct") or through shared memory and TMA stores ("tma": 16-bit C; not with split_k,
-swap_ab or block scales).
+What is built (the rest is named by validate as not built yet): both modes, clusters 1x1, 2x1
+(B multicast) and 1x2 (A multicast; both cooperative, not persistent), a grid in grouped order
+(group_m), non-persistent or persistent (one CTA per SM taking tiles pid, pid + grid, ...; the
+producer runs on into the next tile while the consumers store this one), BK of one 128-byte
+swizzle span (64 16-bit elements), every layout (an MN-major operand, A stored K x M or B
+stored K x N, takes wgmma's transpose bit), split_k slices of K along grid z (not with the
+persistent grid or clusters; their sum by a second launch or, reduce "cluster", within a
+cluster of the slices' CTAs), swap_ab (C^T = B^T A^T for small M), the epilogue per thread
+("direct") or through shared memory and TMA stores ("tma": 16-bit C; not with split_k, swap_ab
+or block scales).
 
 tf32 (f32 inputs, spec.allow_tf32): TMA copies the f32 operands into shared memory unchanged and
 wgmma reads them as tf32 (the tensor cores drop the low mantissa bits, as cuBLAS with TF32
@@ -123,8 +123,9 @@ class WgmmaConfig(StrategyConfig):
     warp_specialized: bool = True  # setmaxnreg: producer lowers, consumers raise registers
     producer_registers: int = 40
     consumer_registers: int = 232
-    # thread-block cluster: 2 CTAs on vertically adjacent tiles (2x1) share B, each loading
-    # half of it and multicasting it to both (1x2 not built)
+    # thread-block cluster: 2 CTAs on vertically adjacent tiles (2x1) share B, or on
+    # horizontally adjacent tiles (1x2) share A, each loading half of the shared operand's
+    # tile and multicasting it to both (2x2 not built)
     cluster_m: int = 1
     cluster_n: int = 1
     persistent: bool = False  # one CTA per SM walking the tiles (static round robin)
@@ -160,6 +161,11 @@ class WgmmaConfig(StrategyConfig):
     def rows_per_consumer(self) -> int:
         """Rows of the tile one consumer warpgroup computes (ping-pong: the whole tile)."""
         return self.BM if self.mode == "pingpong" else self.BM // self.consumers
+
+    @property
+    def cluster_ctas(self) -> int:
+        """CTAs of a multicast cluster (cluster_m x cluster_n: 1, or 2 sharing an operand)."""
+        return self.cluster_m * self.cluster_n
 
     @property
     def cluster_reduce(self) -> bool:
@@ -390,6 +396,22 @@ def _validate_epilogue(cfg: WgmmaConfig, spec: GemmSpec) -> None:
             check(False, *problem)
 
 
+def multicast_half_problem(cfg: WgmmaConfig, spec: GemmSpec, field: str, operand: str,
+                           k_major: bool, shape: str) -> str | None:
+    """Why the CTAs of a 2-CTA cluster cannot each load half of the shared operand's tile
+    (`field` rows, BN of B for 2x1, BM of A for 1x2) and multicast it (None when they can):
+    K-major, each half is `field`/2 rows, a multiple of the 8 rows of a 128-byte swizzle atom;
+    MN-major, the tile is boxes of one 128-byte span (64 16-bit elements), split evenly."""
+    extent = getattr(cfg, field)
+    span = SWIZZLE // DTYPE_BYTES[spec.dtype]
+    halves = extent // 2 if k_major else extent // span
+    if halves % (8 if k_major else 2) == 0:
+        return None
+    return (f"a {shape} cluster multicasts half of {operand} from each CTA: {field}/2 must be "
+            f"a multiple of 8 ({operand} K-major: the rows of a swizzle atom) or {field} a "
+            f"multiple of {2 * span} ({operand} MN-major: boxes of {span}), got {extent}")
+
+
 def register_cap(cfg: WgmmaConfig) -> int:
     """Registers per thread a CTA is launched with at most: the register file over the
     threads of ctas_per_sm CTAs, in steps of 8, at most 248 (255 per thread)."""
@@ -445,30 +467,37 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
         check(cfg.persistent, "persistent",
               "mode 'pingpong' walks a persistent CTA's tiles (two at a time): set "
               "persistent=True")
-        check(cfg.cluster_m == 1, "cluster_m",
-              f"mode 'pingpong' with clusters: not built (1x1 only), got {cfg.cluster_m}x1")
+        for field in ("cluster_m", "cluster_n"):
+            check(getattr(cfg, field) == 1, field,
+                  f"mode 'pingpong' with clusters: not built (1x1 only), got "
+                  f"{cfg.cluster_m}x{cfg.cluster_n}")
         check(cfg.ctas_per_sm == 1, "ctas_per_sm",
               f"mode 'pingpong' overlaps two tiles in one CTA per SM: 1, got {cfg.ctas_per_sm}")
         check(not cfg.swap_ab, "swap_ab", "mode 'pingpong' with swap_ab: not built")
     check(cfg.raster in RASTERS, "raster", f"must be one of {RASTERS}, got {cfg.raster!r}")
-    check(cfg.cluster_m in (1, 2) and cfg.cluster_n == 1, "cluster_m",
-          f"1x1 and 2x1 clusters are built, got {cfg.cluster_m}x{cfg.cluster_n}")
-    if cfg.cluster_m == 2:
+    for field in ("cluster_m", "cluster_n"):
+        check(getattr(cfg, field) in (1, 2), field,
+              f"1 or 2 (clusters 1x1, 2x1 and 1x2 are built), got {getattr(cfg, field)}")
+    check(cfg.cluster_ctas <= 2, "cluster_n",
+          f"cluster_m x cluster_n <= 2 (1x1, 2x1 and 1x2 are built), got "
+          f"{cfg.cluster_m}x{cfg.cluster_n}")
+    if cfg.cluster_ctas > 1:
         # persistent 2x1 pairs: built for block scales (a cluster walks pairs of tiles)
         check(not cfg.persistent or (spec.scale == "block" and cfg.cluster_m == 2),
               "persistent", "clusters with the persistent grid: built for block-scaled fp8 "
               "in 2x1 clusters only")
-        halves = cfg.BN // 2 if ops.b_k_major else cfg.BN // (SWIZZLE // DTYPE_BYTES[spec.dtype])
-        check(halves % (8 if ops.b_k_major else 2) == 0, "BN",
-              f"a 2x1 cluster multicasts half of B from each CTA: BN/2 must be a multiple of 8 "
-              f"(NT) or BN a multiple of 128 (NN), got {cfg.BN}")
+        # the shared operand: B's BN rows (2x1) or A's BM rows (1x2), half from each CTA
+        shared = (("BN", ops.b, ops.b_k_major, "2x1") if cfg.cluster_m == 2
+                  else ("BM", ops.a, ops.a_k_major, "1x2"))
+        problem = multicast_half_problem(cfg, spec, *shared)
+        check(problem is None, shared[0], problem or "")
     check(cfg.split_k >= 1, "split_k", f"must be >= 1, got {cfg.split_k}")
     if cfg.split_k > 1:
         tiles, per = k_tiles(cfg, spec), slice_tiles(cfg, spec)
         check((cfg.split_k - 1) * per < tiles, "split_k",
               f"{cfg.split_k} slices of {per} K tiles leave the last one empty: K={spec.K} has "
               f"{tiles} tiles of BK={cfg.BK}")
-        check(not cfg.persistent and cfg.cluster_m == 1, "split_k",
+        check(not cfg.persistent and cfg.cluster_ctas == 1, "split_k",
               f"split_k {cfg.split_k} with the persistent grid or clusters: not built (one "
               f"K slice per CTA along grid z)")
     check(cfg.reduce in REDUCES, "reduce", f"must be one of {REDUCES}, got {cfg.reduce!r}")

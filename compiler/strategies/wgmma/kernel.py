@@ -31,7 +31,7 @@ swap_ab: the kernel computes C^T = B^T A^T, so "wgmma's A" below is the spec's B
 run over N) and "wgmma's B" the spec's A (BN columns over M; config.operands); the epilogue
 stores the transposed accumulator (_store_transposed). An MN-major operand (A stored K x M,
 B stored K x N) sets its wgmma transpose bit and loads as BK x 64 boxes, one per 64 rows or
-columns (_load_a; B as below).
+columns (_load_tile).
 
 Ping-pong (mode "pingpong", persistent): each consumer warpgroup computes whole BM x BN tiles,
 warpgroup 1 the CTA's tiles 0, 2, 4, ..., warpgroup 2 tiles 1, 3, ...; the producer fills the
@@ -48,10 +48,12 @@ Grid: (tiles_m * tiles_n, 1, batch) in grouped order (group_m block rows walked 
 column); persistent: min(tiles, SMs x ctas_per_sm) CTAs walking tiles pid, pid + grid, ...
 (the ring's (stage, phase) carried on); cluster_m 2: pairs of vertically adjacent tiles whose
 CTAs each load half of B and multicast it to both (their empty barriers count both CTAs'
-consumers). TMA descriptors of wgmma's A (batch, rows, cols as stored; K-major: box 1 x BM x
-BK, MN-major: boxes of 1 x BK x 64) and B (K-major: box 1 x BN x BK; MN-major: boxes of
-1 x BK x 64) are by-value grid-constant parameters; out-of-bounds
-elements of partial tiles arrive as zeros.
+consumers); cluster_n 2 the same with pairs of horizontally adjacent tiles (neighbouring tile
+columns of one row) sharing A (the pairs walked in grouped order, a pair's CTAs consecutive
+along grid x: a launch cluster of (2, 1, 1) either way; _pair_tile). TMA descriptors of
+wgmma's A (batch, rows, cols as stored; K-major: box 1 x BM x BK, MN-major: boxes of
+1 x BK x 64) and B (K-major: box 1 x BN x BK; MN-major: boxes of 1 x BK x 64) are by-value
+grid-constant parameters; out-of-bounds elements of partial tiles arrive as zeros.
 """
 from __future__ import annotations
 
@@ -92,6 +94,8 @@ def grid(cfg: WgmmaConfig, spec: GemmSpec) -> tuple:
         return min(tiles_m * tiles_n * spec.batch, SMS * cfg.ctas_per_sm), 1, 1
     if cfg.cluster_m == 2:  # pairs of vertically adjacent tiles (an odd last row: a spare CTA)
         return -(-tiles_m // 2) * 2 * tiles_n, 1, spec.batch
+    if cfg.cluster_n == 2:  # pairs of neighbouring tile columns (an odd last one: a spare CTA)
+        return tiles_m * -(-tiles_n // 2) * 2, 1, spec.batch
     return tiles_m * tiles_n, 1, spec.batch * cfg.split_k  # z: batch element x K slice
 
 
@@ -103,16 +107,19 @@ def _range_grid(cfg: WgmmaConfig, spec: GemmSpec) -> tuple:
         return f"min({tiles_m} * {tiles_n}, {SMS * cfg.ctas_per_sm})", 1, 1
     if cfg.cluster_m == 2:
         return f"cdiv({tiles_m}, 2) * {2 * tiles_n}", 1, 1
+    if cfg.cluster_n == 2:
+        return f"{tiles_m} * {2 * -(-tiles_n // 2)}", 1, 1
     return f"{tiles_m} * {tiles_n}", 1, 1
 
 
 def signature(cfg: WgmmaConfig, spec: GemmSpec) -> tuple:
     elt = DTYPE_BYTES[spec.dtype]
-    b_rows = cfg.BN // cfg.cluster_m  # a cluster's CTAs each load their share of B
+    b_rows = cfg.BN // cfg.cluster_m  # a cluster's CTAs each load their share of B (2x1)
+    a_rows = cfg.BM // cfg.cluster_n  # or of A (1x2)
     ops = operands(cfg, spec)  # the descriptors of wgmma's A and B operands, in that order
     b_box = (1, b_rows, cfg.BK) if ops.b_k_major else (1, cfg.BK, 128 // elt)
     # an MN-major operand: boxes of BK rows of K by one 128-byte span (64 elements) of M or N
-    a_box = (1, cfg.BM, cfg.BK) if ops.a_k_major else (1, cfg.BK, 128 // elt)
+    a_box = (1, a_rows, cfg.BK) if ops.a_k_major else (1, cfg.BK, 128 // elt)
     params = [tma_param(ops.a, ops.a, spec, a_box),
               tma_param(ops.b, ops.b, spec, b_box)]
     if cfg.epilogue == "tma":  # C's store descriptor: boxes of one epilogue sub-tile
@@ -187,10 +194,11 @@ def _scaled_alpha(alpha, scale_a, scale_b):
 
 
 def cluster(cfg: WgmmaConfig) -> tuple[int, int, int] | None:
-    """The launch's cluster shape: 2x1 pairs sharing B, or a tile's K slices along z."""
+    """The launch's cluster shape: 2x1 pairs sharing B and 1x2 pairs sharing A (consecutive
+    CTAs of the linear grid x, either way), or a tile's K slices along z."""
     if cfg.cluster_reduce:
         return 1, 1, cfg.split_k
-    return (cfg.cluster_m, 1, 1) if cfg.cluster_m > 1 else None
+    return (cfg.cluster_ctas, 1, 1) if cfg.cluster_ctas > 1 else None
 
 
 def launches(cfg: WgmmaConfig, spec: GemmSpec) -> list[Launch]:
@@ -238,6 +246,26 @@ def _grouped_tile(pid, tiles_m, tiles_n: int, group: int):
     return irb.add(first_m, irb.rem(local, size)), irb.div(local, size)
 
 
+def _pair_tile(cfg: WgmmaConfig, pid, tiles_m, tiles_n: int, dynamic_m: bool):
+    """(tile row, tile column) of CTA `pid` of a 2-CTA cluster grid: the pairs (2x1: of tile
+    rows, 1x2: of tile columns; an odd count leaves a spare CTA past the edge, which still
+    loads and multicasts its half of the shared operand) in grouped order, the CTA's tile
+    the pair's first or second (rank pid mod 2) along the cluster's axis."""
+    if cfg.cluster_m == 2:
+        rows = irb.div(irb.add(tiles_m, 1), 2) if dynamic_m else -(-tiles_m // 2)
+        cols = tiles_n
+    else:
+        rows, cols = tiles_m, -(-tiles_n // 2)
+    group = cfg.group_m if dynamic_m else min(cfg.group_m, rows)
+    pair_m, pair_n = _grouped_tile(irb.div(pid, 2), rows, cols, group)
+
+    def in_pair(p):
+        return irb.add(irb.mul(p, 2), irb.rem(pid, 2))
+
+    return (in_pair(pair_m) if cfg.cluster_m == 2 else pair_m,
+            in_pair(pair_n) if cfg.cluster_n == 2 else pair_n)
+
+
 def build_module(spec: GemmSpec, cfg: WgmmaConfig, target: str) -> ir.Module:
     """The module holding the kernel's gpu.module (in the current context and location)."""
     module = ir.Module.create()
@@ -251,7 +279,6 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
     # all a batch-1 store uses); M an i32 argument for the tile walk and the row guards
     dynamic_m = spec.dynamic_m
     spec = spec.planning()
-    elt = DTYPE_BYTES[spec.dtype]
     out_t = irb.element_type(spec.out_dtype)
     f32 = ir.F32Type.get()
     ptr = llvm.PointerType.get()
@@ -291,7 +318,6 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
     ops = operands(cfg, spec)
     tiles_m, tiles_n = -(-ops.rows // cfg.BM), -(-ops.cols // cfg.BN)
     whole = KSlice.whole(cfg, spec)
-    b_boxes = 1 if ops.b_k_major else cfg.BN // (128 // elt)
 
     with ir.InsertionPoint(block):
         arena.base()
@@ -334,15 +360,9 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
                     body(*tile(i), irb.mul(i, whole.count), whole, i, count)
                     scf.yield_([])
                 return
-            if cfg.cluster_m == 2:  # the pair's tile row, then this CTA's of the two
+            if cfg.cluster_ctas == 2:  # the pair's tiles, then this CTA's of the two
                 bz = gpu.block_id(gpu.Dimension.z) if spec.batch > 1 else 0
-                if dynamic_m:
-                    pairs = irb.div(irb.add(tiles_m, 1), 2)
-                    pair_m, tile_n = _grouped_tile(irb.div(pid, 2), pairs, tiles_n, cfg.group_m)
-                else:
-                    pair_m, tile_n = _grouped_tile(irb.div(pid, 2), -(-tiles_m // 2), tiles_n,
-                                                   min(cfg.group_m, -(-tiles_m // 2)))
-                tile_m = irb.add(irb.mul(pair_m, 2), irb.rem(pid, 2))
+                tile_m, tile_n = _pair_tile(cfg, pid, tiles_m, tiles_n, dynamic_m)
                 body(irb.mul(tile_m, cfg.BM), irb.mul(tile_n, cfg.BN), bz, 0, whole, None, None)
                 return
             if not cfg.persistent:
@@ -369,11 +389,11 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
         pingpong = cfg.mode == "pingpong"
         # ping-pong: a stage holds one warpgroup's tile, so one warpgroup releases it
         ring = B.MbarrierRing(arena, data_bytes(cfg, spec), S,
-                              1 if pingpong else cfg.consumers, cluster=cfg.cluster_m)
+                              1 if pingpong else cfg.consumers, cluster=cfg.cluster_ctas)
         with B.if_(B.eq(tid, 0)):
             ring.init()
         nvvm.barrier0()
-        if cfg.cluster_m > 1:  # the peer's barriers are initialised before any remote use
+        if cfg.cluster_ctas > 1:  # the peer's barriers are initialised before any remote use
             B.cluster_sync()
 
         with B.if_else(B.eq(wg, 0)) as (producer, consumer):
@@ -384,7 +404,7 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
                     with B.if_(B.elect_one()):
                         for_tiles(lambda m0, n0, bz, g0, ks, _i, _count: _producer_loop(
                             spec, cfg, ring, arena, desc_a, desc_b, m0, n0, bz, g0, ks,
-                            a_bytes, stage_bytes, b_boxes, staged=staged))
+                            a_bytes, stage_bytes, staged=staged))
                 if stash is not None:  # the consumers' cluster barrier: stashes complete
                     B.cluster_sync()
             with consumer:
@@ -432,7 +452,7 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
                             beta, bias, out_t, scales=rowwise))
                 if epi is not None:  # no exit while a TMA store reads shared memory
                     epi.drain(tid)
-        if cfg.cluster_m > 1 or stash is not None:
+        if cfg.cluster_ctas > 1 or stash is not None:
             B.cluster_sync()  # no CTA exits while a peer may still use its shared memory
         gpu.return_([])
     if cfg.workspace_reduce:  # the deterministic reduce of the partials, with the epilogue chain
@@ -440,10 +460,8 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
 
 
 def _producer_loop(spec, cfg, ring, arena, desc_a, desc_b, m0, n0, bz, g0, ks, a_bytes,
-                   stage_bytes, b_boxes, staged=None) -> None:
-    elt = DTYPE_BYTES[spec.dtype]
-    box_n = 128 // elt
-    b_k_major = operands(cfg, spec).b_k_major
+                   stage_bytes, staged=None) -> None:
+    ops = operands(cfg, spec)
     # the ring state at the tile's first K tile, advanced per K tile (no division in the loop)
     loop = scf.ForOp(irb.const_index(0), irb.val(ks.count), irb.const_index(1),
                      B.PipelineState.at(g0, cfg.stages).values)
@@ -458,43 +476,48 @@ def _producer_loop(spec, cfg, ring, arena, desc_a, desc_b, m0, n0, bz, g0, ks, a
         k0 = irb.mul(irb.add(ks.first, t), cfg.BK)
         if staged is not None:  # the K tile's scale_a of the tile's rows
             staged.load(st.stage, irb.add(ks.first, t), m0, full)
-        # coordinates innermost first: (column, row, batch) of the stored matrices
-        _load_a(spec, cfg, desc_a, arena, base, m0, k0, bz, full)
-        if cfg.cluster_m == 1:
-            if b_k_major:  # B stored (N, K): one BN x BK box
-                B.tma_load(desc_b, arena.ptr(irb.add(base, a_bytes)), (k0, n0, bz), full)
-            else:  # B stored (K, N): BK x 64 boxes side by side
-                for j in range(b_boxes):
-                    dst = arena.ptr(irb.add(base, a_bytes + j * cfg.BK * 128))
-                    B.tma_load(desc_b, dst, (irb.add(n0, j * box_n), k0, bz), full)
-        else:  # this CTA's half of B, multicast into both CTAs of the pair (same offsets)
-            rank = irb.rem(gpu.block_id(gpu.Dimension.x), 2)
-            if b_k_major:
-                half = cfg.BN // 2
-                dst = arena.ptr(irb.add(base, irb.add(a_bytes, irb.mul(rank, half * cfg.BK * elt))))
-                B.tma_load(desc_b, dst, (k0, irb.add(n0, irb.mul(rank, half)), bz), full,
-                           multicast=0b11)
-            else:
-                per = b_boxes // 2
-                for jj in range(per):
-                    j = irb.add(irb.mul(rank, per), jj)
-                    dst = arena.ptr(irb.add(base, irb.add(a_bytes, irb.mul(j, cfg.BK * 128))))
-                    B.tma_load(desc_b, dst, (irb.add(n0, irb.mul(j, box_n)), k0, bz), full,
-                               multicast=0b11)
+        # wgmma's A tile at the stage's start, B's after it; a 2-CTA cluster's shared operand
+        # (A for 1x2, B for 2x1) half from each CTA, multicast
+        _load_tile(spec, cfg, desc_a, arena, base, 0, m0, k0, bz, full, cfg.BM, ops.a_k_major,
+                   shared=cfg.cluster_n == 2)
+        _load_tile(spec, cfg, desc_b, arena, base, a_bytes, n0, k0, bz, full, cfg.BN,
+                   ops.b_k_major, shared=cfg.cluster_m == 2)
         scf.yield_(st.advance().values)
 
 
-def _load_a(spec, cfg, desc_a, arena, base, m0, k0, bz, full) -> None:
-    """The stage's tile of wgmma's A operand: one BM x BK box (K-major), or (MN-major: A
-    stored K x M, or B stored K x N with swap_ab) BM/64 boxes of BK x 64, each one 64-row
-    wgmma slab, side by side."""
-    if operands(cfg, spec).a_k_major:
-        B.tma_load(desc_a, arena.ptr(base), (k0, m0, bz), full)
+def _load_tile(spec, cfg, desc, arena, base, offset: int, origin, k0, bz, full, extent: int,
+               k_major: bool, shared: bool) -> None:
+    """One operand's tile of a stage (at byte `offset` of the stage at `base`): `extent` rows
+    (BM of wgmma's A, BN of its B) from `origin`; K-major (A stored (rows, K), B (cols, K)):
+    one extent x BK box; MN-major (A stored K x M, B stored K x N): extent/64 boxes of BK x 64,
+    each one 64-row atom, side by side; coordinates innermost first ((column, row, batch) of
+    the stored matrix). `shared`: the operand a 2-CTA cluster shares: this CTA (rank = block
+    x mod 2) loads half of it (K-major: rows rank x extent/2 on; MN-major: half the boxes)
+    and multicasts it into both CTAs of the pair at the same offsets (config's
+    multicast_half_problem: the halves whole swizzle atoms)."""
+    elt = DTYPE_BYTES[spec.dtype]
+    box = 128 // elt
+    if not shared:
+        if k_major:
+            B.tma_load(desc, arena.ptr(irb.add(base, offset)), (k0, origin, bz), full)
+            return
+        for j in range(extent // box):
+            dst = arena.ptr(irb.add(base, offset + j * cfg.BK * 128))
+            B.tma_load(desc, dst, (irb.add(origin, j * box), k0, bz), full)
         return
-    box = 128 // DTYPE_BYTES[spec.dtype]
-    for j in range(cfg.BM // box):
-        B.tma_load(desc_a, arena.ptr(irb.add(base, j * cfg.BK * 128)),
-                   (irb.add(m0, j * box), k0, bz), full)
+    rank = irb.rem(gpu.block_id(gpu.Dimension.x), 2)
+    if k_major:
+        half = extent // 2
+        dst = arena.ptr(irb.add(base, irb.add(offset, irb.mul(rank, half * cfg.BK * elt))))
+        B.tma_load(desc, dst, (k0, irb.add(origin, irb.mul(rank, half)), bz), full,
+                   multicast=0b11)
+        return
+    per = extent // box // 2
+    for jj in range(per):
+        j = irb.add(irb.mul(rank, per), jj)
+        dst = arena.ptr(irb.add(base, irb.add(offset, irb.mul(j, cfg.BK * 128))))
+        B.tma_load(desc, dst, (irb.add(origin, irb.mul(j, box)), k0, bz), full,
+                   multicast=0b11)
 
 
 class _PingPongTurn:
