@@ -53,7 +53,8 @@ def test_wgmma_pruning_names_the_field_and_the_limit():
     rules = r.by_rule()
     assert rules["stages: N stages of N bytes (+ barriers) = N bytes exceed the N bytes of "
                  "shared memory per block of sm_90a"] > 0
-    assert rules["persistent: clusters with the persistent grid: not built"] > 0
+    assert rules["persistent: clusters with the persistent grid: built for block-scaled fp8 in "
+                 "N clusters only"] > 0  # (by_rule writes numbers as N)
     assert any(k.startswith("BN: N slab(s) x BN/N = N accumulator registers") for k in rules)
     assert ("stages: 5 stages of 65536 bytes (+ barriers) = 327760 bytes exceed the 232448 "
             "bytes of shared memory per block of sm_90a") in r.pruned
@@ -76,6 +77,12 @@ def test_wgmma_tiles_larger_than_the_problem_and_duplicates_are_pruned():
     assert r.pruned["duplicate: group_m above the 1 tile rows of M=128 walks the same order as "
                     "group_m=1"] == 4
     assert len(configs) == 2
+    # 1x2 clusters: the same on one tile column (N = 128 in 128-column tiles)
+    narrow = GemmSpec(4096, 128, 4096, dtype="bf16", layout="NT")
+    configs, r = walk(narrow, {"strategy": ["wgmma"], "BN": [64, 128], "cluster_n": [1, 2]})
+    assert r.pruned["cluster_n: 2 CTAs per cluster on the 1 tile column(s) of N=128 "
+                    "(idle CTAs)"] == 1
+    assert {(c.BN, c.cluster_n) for c in configs} == {(64, 1), (64, 2), (128, 1)}
 
 
 def test_wgmma_consumer_registers_follow_ctas_per_sm_unless_listed():

@@ -419,11 +419,14 @@ def _wgmma_canonical(cfg, spec: GemmSpec) -> tuple[object, list[str]]:
 
 
 def _wgmma_idle(cfg, spec: GemmSpec) -> str | None:
-    """A 2x1 cluster on a problem of one tile row leaves one CTA of each pair without a tile."""
-    rows = -(-spec.M // cfg.BM) if cfg.BM >= 1 else 0
-    if cfg.cluster_m > 1 and rows < cfg.cluster_m:
-        return (f"cluster_m: {cfg.cluster_m} CTAs per cluster on the {rows} tile row(s) of "
-                f"M={spec.M} (idle CTAs)")
+    """A 2x1 (1x2) cluster on a problem of one tile row (column) leaves one CTA of each pair
+    without a tile."""
+    for field, dim, extent, tile, what in (("cluster_m", "M", spec.M, cfg.BM, "row"),
+                                           ("cluster_n", "N", spec.N, cfg.BN, "column")):
+        size, tiles = getattr(cfg, field), -(-extent // tile) if tile >= 1 else 0
+        if size > 1 and tiles < size:
+            return (f"{field}: {size} CTAs per cluster on the {tiles} tile {what}(s) of "
+                    f"{dim}={extent} (idle CTAs)")
     return None
 
 
