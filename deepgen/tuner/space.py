@@ -421,11 +421,11 @@ def _wgmma_canonical(cfg, spec: GemmSpec) -> tuple[object, list[str]]:
 def _wgmma_idle(cfg, spec: GemmSpec) -> str | None:
     """A 2x1 (1x2) cluster on a problem of one tile row (column) leaves one CTA of each pair
     without a tile."""
-    for field, dim, extent, tile, what in (("cluster_m", "M", spec.M, cfg.BM, "row"),
-                                           ("cluster_n", "N", spec.N, cfg.BN, "column")):
-        size, tiles = getattr(cfg, field), -(-extent // tile) if tile >= 1 else 0
+    for name, dim, extent, tile, what in (("cluster_m", "M", spec.M, cfg.BM, "row"),
+                                          ("cluster_n", "N", spec.N, cfg.BN, "column")):
+        size, tiles = getattr(cfg, name), -(-extent // tile) if tile >= 1 else 0
         if size > 1 and tiles < size:
-            return (f"{field}: {size} CTAs per cluster on the {tiles} tile {what}(s) of "
+            return (f"{name}: {size} CTAs per cluster on the {tiles} tile {what}(s) of "
                     f"{dim}={extent} (idle CTAs)")
     return None
 
