@@ -12,11 +12,14 @@
 #   block:  block-scaled fp8's opt-in smem_scales (scale_a staged by the producer) and
 #           persistent 2x1 clusters (issue 16), built CPU-only: their GPU cases (in the tests
 #           part's bundle) and fp8_block_bench at M = 4096 against the default
+#   c12:    1x2 clusters (cluster_n 2, A multicast; issue 14), built CPU-only: the cl12-* GPU
+#           cases (in the tests part's bundle), wgmma_bench's c12_ cases (4096^3, 8192^3), a
+#           sanitizer pass on one
 #
 #   bash benchmarks/pending_gpu.sh build DIR        # CPU with MLIR: every bundle into DIR
 #   bash benchmarks/pending_gpu.sh run DIR [PART]   # GPU: results and logs into $OUT
 #
-# PART (run only): tests, sanit, decode or block, or a comma list; all when left out (about 8-10
+# PART (run only): tests, sanit, decode, block or c12, or a comma list; all when left out (10-12
 # minutes of device time; keep one call under the device's 600 s per command by running the
 # parts separately when the machine is cold). DIR must be carried to the device
 # (run(carry=[DIR]), at most 64 MiB).
@@ -26,7 +29,7 @@ dir=${2:?bundle directory}
 part=${3:-all}
 cd "$(dirname "$0")/.."
 day=$(date -u +%F)
-PARTS="tests sanit decode block"
+PARTS="tests sanit decode block c12"
 # the sanitizer's kernels: tests/gpu/wgmma_cases.py's TMA-store cases (cooperative partial
 # tiles, ping-pong odd tiles, persistent two CTAs per SM)
 SANIT_CASES="wgmma-tmast-NT-partial-c1-n32 wgmma-tmast-NT-pingpong-odd-tiles wgmma-tmast-NT-persistent-2cta"
@@ -37,6 +40,7 @@ build() {
   python benchmarks/decode_suite.py --compile-only "$dir/decode" --dtypes bf16,f16 \
     --default-only >> "$dir/build.log" 2>&1
   python benchmarks/fp8_block_bench.py --build "$dir/blockbench" >> "$dir/build.log" 2>&1
+  python benchmarks/wgmma_bench.py --compile-only "$dir/c12" --only '^c12_' >> "$dir/build.log" 2>&1
   tail -3 "$dir/build.log"
   du -sh "$dir"
 }
@@ -76,6 +80,20 @@ run_block() {
     --shapes 4096x2112x7168 4096x24576x1536 4096x7168x16384 4096x4096x7168 \
     --out "$OUT/fp8_block_bench-h200-$day-smem-cpers.json" > "$OUT/block_bench.log" 2>&1
   tail -n 12 "$OUT/block_bench.log"
+}
+
+run_c12() {
+  DEEPGEN_TEST_BUNDLE="$dir/gpu" timeout 240 python -m pytest tests/gpu/test_wgmma_gpu.py -m gpu \
+    -q -rs -p no:cacheprovider -k cl12 > "$OUT/cl12_gpu_tests-$day.log" 2>&1
+  echo "cl12 tests: $(tail -n 1 "$OUT/cl12_gpu_tests-$day.log")"
+  for t in racecheck synccheck; do
+    timeout 90 compute-sanitizer --tool "$t" python benchmarks/wgmma_bench.py \
+      --launch "$dir/gpu/wgmma/cl12-bf16-NT-odd-cols-partial" --iters 1 2>&1 | tail -n 2
+  done > "$OUT/cl12-sanit-$day.log"
+  grep -E "SUMMARY" "$OUT/cl12-sanit-$day.log"
+  timeout 300 python benchmarks/wgmma_bench.py --run "$dir/c12" --rounds 5 \
+    --out "$OUT/wgmma_bench-h200-$day-c12.json" > "$OUT/c12_bench-$day.log" 2>&1
+  tail -n 16 "$OUT/c12_bench-$day.log"
 }
 
 case "$mode" in
