@@ -163,6 +163,10 @@ class ArtifactView:
         """The GPU binary (cubin, or hsaco for AMD)."""
         return self._artifact.binary
 
+    def save(self, directory: str | os.PathLike):
+        """Write a bundle that `deepgen.runtime.load` can run without the compiler."""
+        return self._artifact.save(directory)
+
 
 class Kernel(ArtifactView):
     """A KernelArtifact made callable on torch tensors (see the module docstring)."""
@@ -457,10 +461,6 @@ class Kernel(ArtifactView):
         except KeyError:
             raise KeyError(f"stage {stage!r}: not kept; available stages: "
                            f"{sorted(self._artifact.ir_stages) or 'none'}") from None
-
-    def save(self, directory: str | os.PathLike):
-        """Write a bundle that `deepgen.runtime.load` can run without the compiler."""
-        return self._artifact.save(directory)
 
     def __repr__(self) -> str:
         s = self._spec

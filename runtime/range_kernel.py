@@ -116,9 +116,6 @@ class RangeKernel(ArtifactView):
         return self._artifact.workspace_for({"M": M, "N": self._spec.N, "K": self._spec.K,
                                              "batch": self._spec.batch})
 
-    def save(self, directory: str | os.PathLike):
-        return self._artifact.save(directory)
-
     def __repr__(self) -> str:
         s = self._spec
         return (f"RangeKernel(M={s.M}, N={s.N}, K={s.K}, {s.dtype}->{s.out_dtype}, "
