@@ -28,16 +28,7 @@ SHAPES = {  # name: (M, N, K[, scale mode]); per-tensor scales unless named
     "16x4096x4096": (16, 4096, 4096),
     "4096^3-rowwise": (4096, 4096, 4096, "rowwise"),
 }
-COOP = {"BM": 128, "BN": 256, "consumers": 2, "mode": "cooperative", "stages": 4,
-        "persistent": False}
-VARIANTS = {  # name: wgmma fields over the default config (None: the default itself)
-    "default": None,
-    "pingpong-128x128-s7": {"mode": "pingpong", "BM": 128, "BN": 128, "consumers": 2,
-                            "persistent": True, "stages": 7},
-    "coop-128x256-s4": COOP,
-    "coop-128x256-s4-persistent": {**COOP, "persistent": True},
-    "coop-256x128-s4": {**COOP, "BM": 256, "BN": 128},
-}
+VARIANTS = {**qb.VARIANTS, "coop-256x128-s4": {**qb.COOP, "BM": 256, "BN": 128}}
 SMALL_VARIANTS = ("default",)  # at M = 16: the swap_ab default only
 
 

@@ -31,15 +31,7 @@ SHAPES = {  # name: (M, N, K, scale mode)
     "2048x4096x14336": (2048, 4096, 14336, "rowwise"),
     "32x4096x4096": (32, 4096, 4096, "rowwise"),  # torch._int_mm needs M > 16
 }
-COOP = {"BM": 128, "BN": 256, "consumers": 2, "mode": "cooperative", "stages": 4,
-        "persistent": False}
-VARIANTS = {  # name: wgmma fields over the default config (None: the default itself)
-    "default": None,
-    "pingpong-128x128-s7": {"mode": "pingpong", "BM": 128, "BN": 128, "consumers": 2,
-                            "persistent": True, "stages": 7},
-    "coop-128x256-s4": COOP,
-    "coop-128x256-s4-persistent": {**COOP, "persistent": True},
-}
+VARIANTS = qb.VARIANTS
 SMALL_VARIANTS = ("default",)
 REFERENCE = "torch._int_mm+scale"
 

@@ -22,6 +22,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gemm_suite import git_commit, write_json
 
 TARGET = "sm_90a"
+# the wgmma variants int8_bench and fp8_bench time against the default (fields over it;
+# None: the default itself)
+COOP = {"BM": 128, "BN": 256, "consumers": 2, "mode": "cooperative", "stages": 4,
+        "persistent": False}
+VARIANTS = {"default": None,
+            "pingpong-128x128-s7": {"mode": "pingpong", "BM": 128, "BN": 128, "consumers": 2,
+                                    "persistent": True, "stages": 7},
+            "coop-128x256-s4": COOP,
+            "coop-128x256-s4-persistent": {**COOP, "persistent": True}}
 
 
 def main(doc: str, shapes: dict, build, run, default_out: str, argv=None) -> int:
