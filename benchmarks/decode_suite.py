@@ -4,6 +4,7 @@ and f16.
 
     python benchmarks/decode_suite.py --compile-only DIR [--ms 1,2,4] [--dtypes bf16]  # CPU
     python benchmarks/decode_suite.py --run DIR [--out r.json] [--budget-s 200]        # GPU
+    python benchmarks/decode_suite.py --analyze r.json   # issue 15's figures and their bounds
 
 Per point: DeepGen's default kernel and, where they apply, alternatives (the other strategy's
 default; gemv variants of rows/unroll, bf16 M <= 16: what the default heuristic was decided
@@ -381,10 +382,66 @@ def run_bundle(bundle: Path, out: Path | None, rounds: int = 5, budget_s: float 
               flush=True)
         write_json(out, doc)
     doc["wall_s"] = round(time.monotonic() - t0, 1)
+    doc["analysis"] = analyze(doc)
     write_json(out, doc)
     print(f"\nwrote {out}\n")
     print(format_table(doc))
+    print(format_analysis(doc["analysis"]))
     return doc
+
+
+# H200 HBM3e: the data sheet's 4.8 TB/s, a rate no measured read reaches (the bound's ceiling)
+HBM_PEAK_GBPS = {"NVIDIA H200": 4800.0}
+BIG_B_BYTES = 64 * 2**20  # the issue's floors: B >= 64 MiB at >= 85% of the stream read,
+FLOORS = (0.85, 0.70)     # every other M <= 16 point at >= 70%
+GROUPS = {"M1_16": (1, 16), "M32_128": (32, 128)}
+
+
+def _geo(xs: list) -> float | None:
+    return round(math.exp(sum(map(math.log, xs)) / len(xs)), 3) if xs else None
+
+
+def analyze(doc: dict, runner: str = "default") -> dict:
+    """What a decode-suite result says about issue 15's figures, and how far any kernel could
+    go: per group (M <= 16, 32 <= M <= 128) the runner's geomean, min and count below 1.0 vs
+    cuBLAS, and the geomean of the ideal ratio, cuBLAS's time over the time to move the
+    point's bytes at a rate: the run's stream read (torch.sum over 1 GiB), the highest rate
+    any kernel of the run reached at any point, and the HBM's data-sheet peak (a bound no
+    kernel can pass: reads never reach it); the M <= 16 bandwidth floors (FLOORS)."""
+    rows = [r for r in doc["results"] if not r.get("skipped")
+            and r["runners"].get(runner, {}).get("check") == "ok"
+            and r["runners"]["cublas"].get("ms")]
+    best = max(x["gbps"] for r in rows for x in r["runners"].values() if x.get("gbps"))
+    rates = {"stream_read": doc["stream_read"]["gbps"], "best_measured": best}
+    if doc.get("device") in HBM_PEAK_GBPS:
+        rates["hbm_peak"] = HBM_PEAK_GBPS[doc["device"]]
+    out = {"runner": runner, "rates_gbps": {k: round(v) for k, v in rates.items()}}
+    for g, (lo, hi) in GROUPS.items():
+        grp = [r for r in rows if lo <= r["M"] <= hi]
+        ratios = [r["runners"][runner]["vs_cublas"] for r in grp]
+        out[g] = {"points": len(grp), "geomean": _geo(ratios),
+                  "min": round(min(ratios), 3) if ratios else None,
+                  "below_1": sum(x < 1.0 for x in ratios),
+                  "ideal_geomean": {k: _geo([r["runners"]["cublas"]["ms"] * 1e-3 * v * 1e9
+                                             / r["bytes"] for r in grp])
+                                    for k, v in rates.items()}}
+    floors = [r["name"] for r in rows if r["M"] <= 16 and r["runners"][runner]["frac_stream"]
+              < FLOORS[r["N"] * r["K"] * DTYPE_BYTES[r["dtype"]] < BIG_B_BYTES]]
+    out["M1_16"]["below_floor"] = floors
+    return out
+
+
+def format_analysis(a: dict) -> str:
+    lines = []
+    for g in GROUPS:
+        x = a[g]
+        ideal = ", ".join(f"{k} ({a['rates_gbps'][k]} GB/s) {v}"
+                          for k, v in x["ideal_geomean"].items())
+        lines.append(f"{g}: '{a['runner']}' geomean {x['geomean']} (min {x['min']}, "
+                     f"{x['below_1']} of {x['points']} below 1.0); a kernel moving every "
+                     f"point's bytes at: {ideal}")
+    lines.append(f"M1_16 below the bandwidth floors: {a['M1_16']['below_floor'] or 'none'}")
+    return "\n".join(lines)
 
 
 def _f(x, d=1):
@@ -423,7 +480,7 @@ def format_table(doc: dict, runner: str = "default") -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_bundle_modes(p, required=True)
+    add_bundle_modes(p)
     p.add_argument("--ms", default=",".join(map(str, MS)))
     p.add_argument("--dtypes", default=",".join(DTYPES))
     p.add_argument("--layouts", default="NT", help="comma-separated (the suite: NT)")
@@ -440,7 +497,17 @@ def main(argv=None) -> int:
                    help="another variant per point: a config dict with \"strategy\" (fields "
                         "left out follow from the given ones); repeatable")
     p.add_argument("--target", default="sm_90a")
+    p.add_argument("--analyze", type=Path, default=None, metavar="RESULT.json",
+                   help="(no GPU) add the figures' analysis to a result file and print it")
     a = p.parse_args(argv)
+    if a.analyze:
+        doc = json.loads(a.analyze.read_text())
+        doc["analysis"] = analyze(doc)
+        write_json(a.analyze, doc)
+        print(format_analysis(doc["analysis"]))
+        return 0
+    if not (a.run or a.compile_only):
+        p.error("one of --compile-only, --run or --analyze is required")
     if a.rounds < 5:
         raise SystemExit("--rounds: at least 5 (the issue's method)")
     if a.run:

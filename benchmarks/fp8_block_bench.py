@@ -36,29 +36,21 @@ DEEPGEMM_H800 = {
     (128, 7168, 16384): 645, (128, 4096, 7168): 533, (4096, 2112, 7168): 1058,
     (4096, 24576, 1536): 990, (4096, 7168, 16384): 1358, (4096, 4096, 7168): 1304,
 }
-# two CTAs per SM of 64 x BN with one consumer each (not in lockstep: one's promotion and
-# epilogue under the other's wgmma), 4 stages of 24 KiB each, registers 2 x 128 x (24 + 232)
-TWO_CTAS = {"BM": 64, "consumers": 1, "ctas_per_sm": 2, "stages": 4, "producer_registers": 24,
-            "consumer_registers": 232}
 VARIANTS = {  # name: wgmma fields over the block default (None: the default itself)
+    # the default: above M = 128 persistent 2x1 clusters (a cluster walks pairs of tile rows,
+    # B multicast to both) with scale_a staged in shared memory by the producer (a TMA box
+    # per stage; smem_scales, M % 4 == 0); at M <= 128 one CTA per cluster, scale_a loaded
+    # from global memory by each consumer thread
     "default": None,
-    "nonpersistent": {"persistent": False},
-    "cluster2": {"cluster_m": 2, "persistent": False},  # B multicast to a pair of tile rows
-    "bn64": {"BN": 64},
+    "no_smem": {"smem_scales": False},  # scale_a loaded per consumer thread
+    "single": {"cluster_m": 1, "smem_scales": False},  # the default before session 5
+    "nonpersistent": {"persistent": False, "cluster_m": 1, "smem_scales": False},
+    "s7": {"stages": 7, "smem_scales": False},  # 7 x 32 KiB: no room for the scale slots
     "bn128": {"BN": 128},  # at M <= 128, where the default has BN 64
-    "bm64x2": TWO_CTAS,
-    "bm64x2-bn64": {**TWO_CTAS, "BN": 64},
-    "g16": {"group_m": 16},  # the grouped walk over 16 tile rows (L2 reuse of B)
-    # scale_a staged in shared memory by the producer (a TMA box per stage), not loaded
-    # from global memory per consumer thread
-    "smem_scales": {"smem_scales": True},
-    # persistent 2x1 clusters: a cluster walks pairs of tile rows, B multicast to both
-    "cluster2_pers": {"cluster_m": 2},
-    "cluster2_pers_smem": {"cluster_m": 2, "smem_scales": True},
+    "smem_scales": {"smem_scales": True},  # at M <= 128
 }
-SMALL_VARIANTS = ("default", "bn128", "bm64x2", "smem_scales")
-LARGE_VARIANTS = ("default", "nonpersistent", "cluster2", "bm64x2", "bm64x2-bn64", "g16",
-                  "smem_scales", "cluster2_pers", "cluster2_pers_smem")
+SMALL_VARIANTS = ("default", "bn128", "smem_scales")
+LARGE_VARIANTS = ("default", "no_smem", "single", "nonpersistent", "s7")
 
 
 def spec_of(M, N, K):

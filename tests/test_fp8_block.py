@@ -57,6 +57,8 @@ def test_block_spec_operands_and_key():
     ({"scale": "tensor"}, {"smem_scales": True},
      (r"^smem_scales: stages block scales' scale_a in shared memory \(scale 'block'\), got "
       r"scale 'tensor'")),
+    ({"M": 4097}, {"smem_scales": True},
+     r"^smem_scales: TMA loads scale_a .* M must be a multiple of 4, got M = 4097"),
     ({}, {"smem_scales": True, "stages": 7},
      (r"^stages: 7 stages of 32768 bytes \(\+ barriers, \+ 3584 of staged scale_a\) = "
       r"233072 bytes exceed")),
@@ -70,7 +72,7 @@ def test_block_validation_names_the_field_and_the_limit(spec_fields, config, mes
 
 def test_persistent_clusters_are_built_for_block_scales_only():
     cfg = strategies.resolve({"strategy": "wgmma", "cluster_m": 2}, BLOCK, H100)
-    assert (cfg.cluster_m, cfg.persistent, cfg.smem_scales) == (2, True, False)
+    assert (cfg.cluster_m, cfg.persistent, cfg.smem_scales) == (2, True, True)
     bf16 = GemmSpec(M=4096, N=4096, K=4096, dtype="bf16", layout="NT")
     with pytest.raises(SpecError, match=r"^persistent: clusters with the persistent grid: "
                                         r"built for block-scaled fp8 in 2x1 clusters only"):
@@ -111,14 +113,17 @@ def test_persistent_cluster_walk_covers_every_tile_once_in_pairs(M, N, batch, gr
 def test_block_default():
     assert strategies.resolve(None, BLOCK, H100) == WgmmaConfig(
         BM=128, BN=128, BK=128, consumers=2, stages=6, persistent=True, producer_registers=24,
-        consumer_registers=240)
+        consumer_registers=240, cluster_m=2, smem_scales=True)
     small = GemmSpec(**{**BLOCK.to_dict(), "M": 64})
     assert strategies.resolve(None, small, H100) == WgmmaConfig(
         BM=64, BN=64, BK=128, consumers=1, stages=8, persistent=True, consumer_registers=240)
-    # BN 64 up to M = 128 (BLOCK_NARROW_MAX_M), 128 past it
-    for m, bn in ((128, 64), (129, 128)):
+    # BN 64 up to M = 128 (BLOCK_NARROW_MAX_M), 128 in persistent 2x1 clusters past it, with
+    # scale_a staged in shared memory where M % 4 == 0 (its TMA's 16-byte row pitch)
+    for m, bn, cluster_m, smem in ((128, 64, 1, False), (129, 128, 2, False),
+                                   (132, 128, 2, True)):
         cfg = strategies.resolve(None, GemmSpec(**{**BLOCK.to_dict(), "M": m}), H100)
-        assert (cfg.BM, cfg.BN, cfg.consumers) == (128, bn, 2), (m, cfg)
+        assert (cfg.BM, cfg.BN, cfg.consumers, cfg.cluster_m, cfg.persistent,
+                cfg.smem_scales) == (128, bn, 2, cluster_m, True, smem), (m, cfg)
     # a given BN completes the block default, not the ping-pong one
     cfg = strategies.resolve({"strategy": "wgmma", "BN": 64}, BLOCK, H100)
     assert (cfg.mode, cfg.BN, cfg.consumers) == ("cooperative", 64, 2)
@@ -136,7 +141,8 @@ def artifacts():
                                          out_dtype="f32", layout="NT", scale="block",
                                          epilogue=EpilogueSpec.of(bias="col",
                                                                   activation="relu")),
-                                {"strategy": "wgmma", "BN": 64, "persistent": False}),
+                                {"strategy": "wgmma", "BN": 64, "persistent": False,
+                                 "cluster_m": 1, "smem_scales": False}),
         "e5m2": c(GemmSpec(M=256, N=256, K=512, dtype="e5m2", out_dtype="f16", layout="NT",
                            scale="block")),
         "odd": c(GemmSpec(M=256, N=256, K=1040, dtype="e4m3", out_dtype="bf16", layout="NT",
@@ -145,11 +151,11 @@ def artifacts():
                           scale="block")),  # one K tile: no loop
         "smem": c(BLOCK, {"strategy": "wgmma", "smem_scales": True}),
         "cluster_pers": c(BLOCK, {"strategy": "wgmma", "cluster_m": 2}),
-        # both; odd M, 9 tile rows (a spare CTA past M), 9 K tiles (the last partial)
-        "both_odd": c(GemmSpec(M=1101, N=392, K=1040, dtype="e4m3", out_dtype="bf16",
+        # both; 9 tile rows (a spare CTA past M), 9 K tiles (the last partial)
+        "both_odd": c(GemmSpec(M=1100, N=392, K=1040, dtype="e4m3", out_dtype="bf16",
                                layout="NT", scale="block"),
                       {"strategy": "wgmma", "cluster_m": 2, "smem_scales": True}),
-        "smem_m64": c(GemmSpec(**{**BLOCK.to_dict(), "M": 63}),
+        "smem_m64": c(GemmSpec(**{**BLOCK.to_dict(), "M": 60}),
                       {"strategy": "wgmma", "smem_scales": True}),
     }
 
@@ -240,8 +246,8 @@ def test_sass_has_qgmma_and_no_local_memory(artifacts):
 @pytest.mark.parametrize("name,bm,slabs", [("smem", 128, 1), ("both_odd", 128, 1),
                                            ("smem_m64", 64, 1)])
 def test_smem_scales_staged_by_the_producer(artifacts, name, bm, slabs):
-    """smem_scales: scale_a's descriptor the last param (a by-value grid constant, scale_a
-    read flat: shape ceil(K/128) x M, boxes of BM), the producer's one 1-D TMA load per stage
+    """smem_scales: scale_a's descriptor the last param (a by-value grid constant over
+    scale_a's ceil(K/128) x M, boxes of 1 x BM), the producer's one 2-D TMA load per stage
     beside the A and B boxes on the same full barrier, its expected bytes the stage's plus
     BM x 4, the shared memory one BM x 4 slot more per stage; the consumers read their 2 rows
     per slab from shared memory after the stage's wait (ld.shared, before the K tile's
@@ -252,12 +258,12 @@ def test_smem_scales_staged_by_the_producer(artifacts, name, bm, slabs):
     kb = -(-spec["K"] // 128)
     tma = main.params[-1]
     assert (tma.name, tma.kind, tma.operand, tma.shape, tma.box, tma.swizzle) == (
-        "scale_a_tma", "tma", "scale_a", (kb * spec["M"],), (bm,), 0)
+        "scale_a_tma", "tma", "scale_a", (kb, spec["M"]), (1, bm), 0)
     ptx = art.assembly
     last = len(main.params) - 1
     assert re.search(rf"\.param \.align 64 \.b8 deepgen_wgmma_gemm_param_{last}\[128\]", ptx)
     loads = re.findall(r"cp\.async\.bulk\.tensor\.(\d)d\.shared::cluster\.global\.tile", ptx)
-    assert loads.count("1") == 1 and loads.count("3") >= 2, loads
+    assert loads.count("2") == 1 and loads.count("3") >= 2, loads
     cfg = art.config if isinstance(art.config, dict) else art.config.to_dict()
     stage = (bm + cfg["BN"]) * 128
     assert re.search(rf"\b{stage + 4 * bm}\b", ptx), stage + 4 * bm  # expect_tx bytes

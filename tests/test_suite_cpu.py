@@ -547,6 +547,38 @@ def test_decode_table_has_the_triton_column():
     assert "M<=16: geometric mean vs cuBLAS 1.200 over 1 points" in lines[-1]
 
 
+def test_decode_analysis_gives_the_figures_and_their_bandwidth_bounds(tmp_path, capsys):
+    """analyze: per group the default's geomean, min and count below 1.0 vs cuBLAS, the ideal
+    ratio (cuBLAS's time / the bytes at a rate) at the stream read, the best rate measured
+    and the HBM peak, and the M <= 16 points under their floors; --analyze adds it to a file."""
+    def row(name, m, n, k, ratio, cublas_gbps, frac, gbps):
+        nbytes = (m * k + n * k + m * n) * 2
+        ms = nbytes / (cublas_gbps * 1e9) * 1e3
+        return {"name": name, "M": m, "N": n, "K": k, "dtype": "bf16", "bytes": nbytes,
+                "runners": {"default": {"check": "ok", "vs_cublas": ratio, "gbps": gbps,
+                                        "frac_stream": frac},
+                            "cublas": {"ms": ms, "gbps": cublas_gbps}}}
+    doc = {"device": "NVIDIA H200", "stream_read": {"gbps": 4000.0}, "results": [
+        row("a", 1, 4096, 4096, 1.25, 3200.0, 0.75, 4000.0),   # B 32 MiB: floor 70%
+        row("b", 16, 8192, 8192, 0.98, 4000.0, 0.80, 4500.0),  # B 128 MiB: floor 85%
+        row("c", 128, 8192, 8192, 1.1, 3600.0, 0.9, 3900.0),
+        {"name": "d", "skipped": "time budget spent"}]}
+    a = decode.analyze(doc)
+    assert a["rates_gbps"] == {"stream_read": 4000, "best_measured": 4500, "hbm_peak": 4800}
+    lo, hi = a["M1_16"], a["M32_128"]
+    assert (lo["points"], lo["below_1"], lo["min"], hi["points"], hi["below_1"]) == (
+        2, 1, 0.98, 1, 0)
+    assert lo["geomean"] == round(math.sqrt(1.25 * 0.98), 3)
+    assert lo["ideal_geomean"]["stream_read"] == round(math.sqrt(4000 / 3200 * 4000 / 4000), 3)
+    assert hi["ideal_geomean"]["hbm_peak"] == round(4800 / 3600, 3)
+    assert lo["below_floor"] == ["b"]
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(doc))
+    assert decode.main(["--analyze", str(path)]) == 0
+    assert json.loads(path.read_text())["analysis"] == a
+    assert "M1_16 below the bandwidth floors: ['b']" in capsys.readouterr().out
+
+
 def test_spill_guard_covers_every_suite_shape_in_every_layout():
     pts = spill_guard.points()
     names = {n for n, _, _ in pts}

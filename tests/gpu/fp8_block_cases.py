@@ -6,9 +6,10 @@ default (64 x 128, 1 consumer), partial tiles with K not a multiple of 128 (the 
 block partly zero-filled), BN 64 (two tiles per block of B), bias + relu f32 out, alpha and
 beta with C read, non-persistent, 1 and 2 K tiles (the promotion pipeline's short forms), a
 2x1 cluster, two CTAs per SM; the opt-in smem_scales (scale_a staged in shared memory by the
-producer's TMA: odd M, a partial last tile row and K block, the 64-row M <= 64 tile) and
-persistent 2x1 clusters (a cluster walking pairs of tile rows, several pairs each; an odd
-count of tile rows: the spare CTA past M), and both together.
+producer's TMA; M a multiple of 4: a partial last tile row and K block, the 64-row M <= 64
+tile) and persistent 2x1 clusters (the default above M = 128: a cluster walking pairs of tile
+rows, several pairs each; an odd count of tile rows: the spare CTA past M), and both
+together.
 
 Each case: (name, spec fields, wgmma config fields given, alpha, beta)."""
 from __future__ import annotations
@@ -41,10 +42,10 @@ def cases() -> list:
         ("block-1000x2112x7168-bm64-2ctas", dict(b, M=1000, N=2112, K=7168),
          {"BM": 64, "consumers": 1, "ctas_per_sm": 2, "stages": 4, "producer_registers": 24,
           "consumer_registers": 232}, 1.0, 0.0),
-        # smem_scales: scale_a by TMA into each stage (flat: any M), read from shared memory
-        ("block-1001x2112x7168-smem-scales", dict(b, M=1001, N=2112, K=7168),
+        # smem_scales: scale_a by TMA into each stage (M % 4 == 0), read from shared memory
+        ("block-1000x2112x7168-smem-scales", dict(b, M=1000, N=2112, K=7168),
          {"smem_scales": True}, 1.0, 0.0),
-        ("block-63x4096x1040-smem-scales", dict(b, M=63, N=4096, K=1040),
+        ("block-60x4096x1040-smem-scales", dict(b, M=60, N=4096, K=1040),
          {"smem_scales": True}, 1.0, 0.0),
         ("block-300x392x1040-smem-scales-alpha-beta", dict(b, M=300, N=392, K=1040,
                                                            out_dtype="f16"),
@@ -55,10 +56,10 @@ def cases() -> list:
         # 9 tile rows (the last pair's second CTA past M), 4 columns, 9 K tiles, odd M
         ("block-1101x392x1040-cluster2-pers", dict(b, M=1101, N=392, K=1040),
          {"cluster_m": 2}, 1.0, 0.0),
-        # both: odd M, partial tiles, several pairs per cluster; two K tiles
-        ("block-4001x2112x1536-cluster2-pers-smem", dict(b, M=4001, N=2112, K=1536),
+        # both: partial tiles, several pairs per cluster; two K tiles
+        ("block-4000x2112x1536-cluster2-pers-smem", dict(b, M=4000, N=2112, K=1536),
          {"cluster_m": 2, "smem_scales": True}, 1.0, 0.0),
-        ("block-1101x392x208-cluster2-pers-smem", dict(b, M=1101, N=392, K=208),
+        ("block-1100x392x208-cluster2-pers-smem", dict(b, M=1100, N=392, K=208),
          {"cluster_m": 2, "smem_scales": True}, 1.0, 0.0),
     ]
 

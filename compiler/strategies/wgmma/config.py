@@ -452,6 +452,9 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
     check(not cfg.smem_scales or spec.scale == "block", "smem_scales",
           f"stages block scales' scale_a in shared memory (scale 'block'), got scale "
           f"{spec.scale!r}")
+    check(not cfg.smem_scales or spec.M % 4 == 0, "smem_scales",
+          f"TMA loads scale_a ((ceil(K/128), M) f32) by rows of a 16-byte pitch: M must be a "
+          f"multiple of 4, got M = {spec.M}")
     if spec.scale != "none":
         check(cfg.split_k == 1 or getattr(cfg, "reduce", "workspace") == "cluster", "split_k",
               f"split_k {cfg.split_k} with scales: the workspace reduce applies none (not "
@@ -823,13 +826,17 @@ def block_config(spec: GemmSpec) -> WgmmaConfig:
     registers split 24 (producer) / 240 (consumers) as FlashAttention-3's (at 40 / 232 ptxas
     spills 8 bytes at M = 256); 64 rows with one consumer, 8 stages, where M <= 64, its
     consumer at 240 (256 threads launch with 240 each). BN 64 where M <= BLOCK_NARROW_MAX_M:
-    twice the CTAs for a row or two of tiles."""
+    twice the CTAs for a row or two of tiles; above, persistent 2x1 clusters (B multicast to
+    pairs of tile rows) with scale_a staged in shared memory by the producer where M % 4 == 0
+    (smem_scales; BLOCK_CLUSTER_MIN_M)."""
     bn = 64 if spec.M <= BLOCK_NARROW_MAX_M else 128
     if spec.M <= 64:
         return WgmmaConfig(BM=64, BN=bn, BK=span_k(spec), consumers=1, stages=8,
                            persistent=True, consumer_registers=240)
+    large = spec.M >= BLOCK_CLUSTER_MIN_M
     return WgmmaConfig(BM=128, BN=bn, BK=span_k(spec), consumers=2, stages=6, persistent=True,
-                       producer_registers=24, consumer_registers=240)
+                       producer_registers=24, consumer_registers=240,
+                       cluster_m=2 if large else 1, smem_scales=large and spec.M % 4 == 0)
 
 
 # Block scales at M <= 128 (DeepGEMM's M = 64 and 128 shapes), measured on the H200
@@ -838,6 +845,14 @@ def block_config(spec: GemmSpec) -> WgmmaConfig:
 # 221 -> 265, 121 -> 127 TFLOP/s ((N, K) = (2112, 7168), (24576, 1536), (7168, 16384),
 # (4096, 7168)); M = 128: 117 -> 141, 348 -> 366, 417 -> 460, 214 -> 259
 BLOCK_NARROW_MAX_M = 128
+# Persistent 2x1 clusters from two rows of 128-row tiles (results/fp8_block_bench-h200-
+# 2026-12-02-cpers.json, M = 4096, 5 interleaved rounds, each kernel checked against float64):
+# 816 -> 876, 777 -> 827, 952 -> 978, 996 -> 964 TFLOP/s at (N, K) = (2112, 7168), (24576,
+# 1536), (7168, 16384), (4096, 7168): geomean 880 -> 909 (each B tile crosses L2 once per
+# pair of tile rows; the non-persistent clusters lost the cross-tile overlap, 582-974); with
+# scale_a staged in shared memory (smem_scales, -s5.json): 862 -> 920, 784 -> 796, 954 ->
+# 1009, 927 -> 1023 (one ld.shared per row instead of a global load per thread and K tile)
+BLOCK_CLUSTER_MIN_M = 129
 
 
 def _fp8_config(spec: GemmSpec, target: Target, cooperative: bool = False) -> WgmmaConfig:

@@ -138,13 +138,14 @@ def signature(cfg: WgmmaConfig, spec: GemmSpec) -> tuple:
 
 
 def _scale_a_tma(cfg: WgmmaConfig, spec: GemmSpec) -> Param:
-    """smem_scales: scale_a ((ceil(K/128), M) f32, M-major) read by TMA as one flat array
-    of ceil(K/128) x M values (rank 1: no row pitch to align, so any M), boxes of BM values,
-    K tile kb's scales of the tile's rows at kb x M + m0 (rows past M: the next block's first
-    values, past the end zeros; their results are never stored); no swizzle."""
+    """smem_scales: scale_a ((ceil(K/128), M) f32, M-major) read by TMA in boxes of one K
+    block's BM values, K tile kb's scales of the tile's rows at (kb, m0) (rows past M zero
+    filled; their results are never stored); no swizzle. Rank 2, so M % 4 == 0 (a 16-byte
+    row pitch; validate): the flat rank-1 map of every M faulted on the H200 (UTMALDG.1D:
+    illegal instruction, results/sanitizer-fp8-block-smem-scales-h200-2026-12-02.log)."""
     kb, m = spec.operand_shape("scale_a")
-    return Param(SCALE_A_TMA, "tma", dtype="f32", shape=(kb * m,), operand="scale_a",
-                 box=(cfg.BM,), swizzle=0)
+    return Param(SCALE_A_TMA, "tma", dtype="f32", shape=(kb, m), operand="scale_a",
+                 box=(1, cfg.BM), swizzle=0)
 
 
 def _pair_clusters(cfg: WgmmaConfig, spec: GemmSpec) -> int:
@@ -797,12 +798,12 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
 class _StagedScales:
     """smem_scales (block scales): per ring stage the K tile's BM scale_a values of the
     tile's rows, at scale_offset + stage x BM x 4 (after the ring; config.scale_bytes): the
-    producer's TMA box of the flat scale_a at kb x M + m0 (_scale_a_tma) completes on the
+    producer's TMA box of scale_a at (kb, m0) (_scale_a_tma) completes on the
     stage's full barrier with A and B (`bytes` more transaction bytes); the consumers read
     their rows with ld.shared once the stage is full, before they release it."""
 
     def __init__(self, cfg: WgmmaConfig, spec: GemmSpec, arena, desc):
-        self.arena, self.desc, self.M = arena, desc, spec.M
+        self.arena, self.desc = arena, desc
         self.offset, self.bytes = scale_offset(cfg, spec), cfg.BM * SCALE_BYTES
 
     def _at(self, stage, row=0) -> ir.Value:
@@ -810,7 +811,7 @@ class _StagedScales:
                                       irb.mul(row, SCALE_BYTES)))
 
     def load(self, stage, kb, m0, full) -> None:
-        B.tma_load(self.desc, self._at(stage), (irb.add(irb.mul(kb, self.M), m0),), full)
+        B.tma_load(self.desc, self._at(stage), (m0, kb), full)
 
     def read(self, stage, row) -> ir.Value:
         return llvm.load(ir.F32Type.get(), self._at(stage, row))
