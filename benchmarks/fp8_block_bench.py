@@ -48,9 +48,14 @@ VARIANTS = {  # name: wgmma fields over the block default (None: the default its
     "s7": {"stages": 7, "smem_scales": False},  # 7 x 32 KiB: no room for the scale slots
     "bn128": {"BN": 128},  # at M <= 128, where the default has BN 64
     "smem_scales": {"smem_scales": True},  # at M <= 128
+    # where N is not a multiple of 128 (2112): tiles across two blocks of B's scales, fewer
+    # waves (4096 x 2112: 128 columns 544 tiles, 4.1 waves of 132; 136: 512, 3.9), no cluster
+    # (BN / 2 must be a multiple of 8 for the multicast halves)
+    "bn136": {"BN": 136, "cluster_m": 1},
 }
 SMALL_VARIANTS = ("default", "bn128", "smem_scales")
 LARGE_VARIANTS = ("default", "no_smem", "single", "nonpersistent", "s7")
+STRADDLE_VARIANTS = ("bn136",)
 
 
 def spec_of(M, N, K):
@@ -66,7 +71,8 @@ def _line(name: str, vname: str, seconds: float, res: dict) -> str:
 
 def build(directory: Path, shapes) -> None:
     qb.build_variants(directory, shapes, SHAPES, spec_of, VARIANTS,
-                      lambda spec: SMALL_VARIANTS if spec.M <= 128 else LARGE_VARIANTS,
+                      lambda spec: SMALL_VARIANTS if spec.M <= 128 else
+                      LARGE_VARIANTS + (STRADDLE_VARIANTS if spec.N % 128 else ()),
                       line=_line)
 
 

@@ -46,10 +46,10 @@ def test_block_spec_operands_and_key():
     (dict(layout="NN"), None, r"^layout: fp8 \(e4m3\) wgmma reads only K-major operands"),
     (dict(), {"mode": "pingpong", "BM": 128, "BN": 128, "consumers": 2, "persistent": True},
      r"^mode: block scales: mode 'cooperative'"),
-    (dict(), {"BN": 256}, r"^BN: block scales: BN must divide 128 .* got 256"),
-    (dict(), {"BN": 96}, r"^BN: block scales: BN must divide 128 .* got 96"),
+    (dict(), {"BN": 256}, r"^BM: block scales keep a main and two temporary accumulators: "
+                          r"slabs x BN <= 136 .* got 1 x 256"),
     (dict(), {"BM": 128, "consumers": 1},
-     r"^BM: block scales keep a main and two temporary accumulators: slabs x BN <= 128 .* got "
+     r"^BM: block scales keep a main and two temporary accumulators: slabs x BN <= 136 .* got "
      r"2 x 128"),
     (dict(), {"split_k": 2, "persistent": False}, r"^split_k: block scales with split_k"),
     (dict(M=16), {"swap_ab": True, "BN": 16, "BM": 128, "consumers": 1, "split_k": 1},
@@ -57,6 +57,8 @@ def test_block_spec_operands_and_key():
     ({"scale": "tensor"}, {"smem_scales": True},
      (r"^smem_scales: stages block scales' scale_a in shared memory \(scale 'block'\), got "
       r"scale 'tensor'")),
+    (dict(), {"BN": 152, "cluster_m": 1},
+     r"^BN: block scales: a tile's columns must lie in at most two 128-row blocks .* got 152"),
     ({"M": 4097}, {"smem_scales": True},
      r"^smem_scales: TMA loads scale_a .* M must be a multiple of 4, got M = 4097"),
     ({}, {"smem_scales": True, "stages": 7},
@@ -157,6 +159,14 @@ def artifacts():
                       {"strategy": "wgmma", "cluster_m": 2, "smem_scales": True}),
         "smem_m64": c(GemmSpec(**{**BLOCK.to_dict(), "M": 60}),
                       {"strategy": "wgmma", "smem_scales": True}),
+        # tiles across two blocks of B's scales (BN 136): staged scale_a, global
+        "straddle": c(GemmSpec(M=1000, N=2112, K=1040, dtype="e4m3", out_dtype="bf16",
+                               layout="NT", scale="block"),
+                      {"strategy": "wgmma", "BN": 136, "cluster_m": 1}),
+        "straddle_global": c(GemmSpec(M=301, N=392, K=1040, dtype="e4m3", out_dtype="f16",
+                                      layout="NT", scale="block"),
+                             {"strategy": "wgmma", "BN": 136, "cluster_m": 1,
+                              "persistent": False}),
     }
 
 
@@ -239,7 +249,7 @@ def test_sass_has_qgmma_and_no_local_memory(artifacts):
     from test_wgmma import _check_sass
 
     _check_sass({k: v for k, v in artifacts.items() if k != "e5m2"},
-                r"QGMMA\.64x(64|128)x32\.F32\.E4M3\.E4M3\b")
+                r"QGMMA\.64x(64|128|136)x32\.F32\.E4M3\.E4M3\b")
     _check_sass({"e5m2": artifacts["e5m2"]}, r"QGMMA\.64x128x32\.F32\.E5M2\.E5M2\b")
 
 
@@ -275,6 +285,23 @@ def test_smem_scales_staged_by_the_producer(artifacts, name, bm, slabs):
     first_mma = ptx.index("wgmma.mma_async")
     first_read = re.search(r"ld\.shared\.[bf]32\s", ptx).start()
     assert first_wait < first_read < first_mma
+
+
+@pytest.mark.parametrize("name,bn", [("straddle", 136), ("straddle_global", 136)])
+def test_tiles_across_two_scale_blocks_pick_scale_b_per_8_columns(artifacts, name, bn):
+    """BN not dividing 128: m64nBNk32 wgmma; per K tile two scale_b loads (the tile's block and
+    the next, clamped) and per 8 columns a select between their products with each row's
+    scale_a (2 rows x BN / 8 groups per thread, the first group's folded), no spills, nothing serialized (C751x: the
+    ptxas test above covers every artifact)."""
+    art = artifacts[name]
+    ptx = art.assembly
+    assert re.search(rf"wgmma\.mma_async\.sync\.aligned\.m64n{bn}k32\.f32\.e4m3\.e4m3", ptx)
+    commits = len(re.findall(r"wgmma\.commit_group\.sync\.aligned;", ptx))
+    selects = len(re.findall(r"\bselp\.f32\b", ptx))
+    # (a tile's first 8 columns always lie in its own first block: LLVM folds their select)
+    assert selects >= 2 * (bn // 8 - 1) * commits, (selects, commits)
+    res = art.resources[art.launches[0].entry]
+    assert res["spill_stores"] == res["spill_loads"] == res["stack_bytes"] == 0, res
 
 
 @pytest.mark.parametrize("name,grid", [("cluster_pers", 132), ("both_odd", 40)])

@@ -53,8 +53,9 @@ adds the previous tile's temp x scale_a[kb, row] x scale_b[n0 / 128, kb] into it
 accumulator (FMA: the partial sums are promoted to f32 registers every 128 of K, which bounds
 the error fp8 wgmma's narrower accumulator adds), then waits for them (wait_group 0) and
 releases the stage. A consumer holds the three accumulators, so slabs x BN <=
-BLOCK_MAX_COLUMNS (cooperative BM = 128 with 2 consumers, BN 128); BN divides 128 (a tile lies
-in one block of B's scales); cooperative mode, no split-K or swap_ab; 2x1 clusters as
+BLOCK_MAX_COLUMNS (cooperative BM = 128 with 2 consumers, BN up to 136); a tile lies in at
+most two blocks of B's scales (BN dividing 128, or e.g. 136: per 8 columns a select of the
+block's scale); cooperative mode, no split-K or swap_ab; 2x1 clusters as
 cooperative ones, non-persistent or persistent (a cluster walks pairs of vertically adjacent
 tiles together, the ring carried on from pair to pair; block_config is the default). Opt-in:
 smem_scales, scale_a staged in shared memory by the producer (per stage one 1-D TMA box of the
@@ -64,6 +65,7 @@ zeros, and are never stored; its flat coordinates fit TMA's 32 bits as A's M x K
 spec's 32-bit size limit); the consumers read their rows' scales from shared memory."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -339,7 +341,13 @@ def tma_problem(spec: GemmSpec) -> str | None:
     return None
 
 
-BLOCK_MAX_COLUMNS = 128  # slabs x BN per consumer with block scales (main + 2 temporaries)
+BLOCK_MAX_COLUMNS = 136  # slabs x BN per consumer with block scales (main + 2 temporaries)
+
+
+def straddle_blocks(bn: int) -> int:
+    """How many 128-row blocks of B's scales a tile of `bn` columns at n0 = t x bn may span
+    (its offsets within a block are multiples of gcd(bn, 128)): 1 where bn divides 128."""
+    return 1 + -(-(128 - math.gcd(bn, 128) + bn - 128) // 128) if 128 % bn else 1
 SCALE_BYTES = 4  # an f32 scale
 
 
@@ -354,13 +362,14 @@ def _validate_block(cfg: WgmmaConfig, spec: GemmSpec) -> None:
     check(cfg.split_k == 1, "split_k", f"block scales with split_k: not built, got "
           f"{cfg.split_k}")
     check(not cfg.swap_ab, "swap_ab", "block scales with swap_ab: not built")
-    check(128 % cfg.BN == 0, "BN",
-          f"block scales: BN must divide 128 (a tile's columns lie in one 128-row block of B's "
-          f"scales), got {cfg.BN}")
+    check(128 % cfg.BN == 0 or straddle_blocks(cfg.BN) <= 2, "BN",
+          f"block scales: a tile's columns must lie in at most two 128-row blocks of B's "
+          f"scales: BN dividing 128, or one whose tiles start at offsets (multiples of gcd(BN, "
+          f"128)) that leave room for it, e.g. 96, 112, 136), got {cfg.BN}")
     cols = cfg.slabs * cfg.BN
     check(cols <= BLOCK_MAX_COLUMNS, "BM",
           f"block scales keep a main and two temporary accumulators: slabs x BN <= "
-          f"{BLOCK_MAX_COLUMNS} per consumer warpgroup (BM = 64 x consumers, BN <= 128), got "
+          f"{BLOCK_MAX_COLUMNS} per consumer warpgroup (BM = 64 x consumers), got "
           f"{cfg.slabs} x {cfg.BN} (BM {cfg.BM}, {cfg.consumers} consumer(s))")
 
 

@@ -670,10 +670,16 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
     # smem_scales: this thread's rows within the tile (slab r, half h), as Tile.rows
     local_rows = [irb.add(thread_row, r * WGMMA_M + 8 * h) for r in range(n) for h in range(2)]
 
+    straddle = 128 % cfg.BN != 0  # a tile's columns may lie in two blocks of B's scales
+    n_blocks = -(-spec.N // 128)
+    n_sc = 2 * n * (2 if straddle else 1)  # the scales issue() makes per K tile
+
     class Tile:
         """Tile i's origin and this thread's scale rows: slab r, half h (registers with
         (j / 2) mod 2 = h) at m0 + thread_row + 64 r + 8 h, clamped into A (rows past M read
-        row M - 1's scale; their results are never stored)."""
+        row M - 1's scale; their results are never stored). Where BN does not divide 128
+        (`straddle`), the tile's columns from `boundary` on (a multiple of 8) take the next
+        block of B's scales."""
 
         def __init__(self, i):
             self.m0, self.n0, self.bz = tiles(i)
@@ -681,20 +687,39 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
             self.rows = [irb.min_(irb.add(row0, r * WGMMA_M + 8 * h), spec.M - 1)
                          for r in range(n) for h in range(2)] if staged is None else None
             self.n_block = irb.div(self.n0, 128)
+            if straddle:
+                self.next_block = irb.min_(irb.add(self.n_block, 1), n_blocks - 1)
+                self.boundary = irb.sub(irb.mul(irb.add(self.n_block, 1), 128), self.n0)
+
+        def column_scales(self, scales):
+            """Per register of the slabs: its scale (scales, as `issue` makes them: per slab r
+            and half h one value, or with `straddle` the two blocks' values, chosen by the
+            register's 8 columns: before `boundary` or from it on)."""
+            if not straddle:
+                return [scales[2 * r + (j // 2) % 2] for r in range(n) for j in range(acc.size)]
+            groups = acc.size // 4  # 8 columns, 4 registers per thread each
+            first = [irb.lt(8 * g, self.boundary) for g in range(groups)]
+            pick = {(k, g): arith.select(first[g], scales[2 * k], scales[2 * k + 1])
+                    for k in range(2 * n) for g in range(groups)}
+            return [pick[(2 * r + (j // 2) % 2, j // 4)] for r in range(n)
+                    for j in range(acc.size)]
 
     def issue(tile, st, t):
         """K tile t of `tile`: its scales loaded (scale_a x scale_b, one per row of
         tile.rows), its stage waited for, its wgmma issued into a fresh temporary (committed
         as one group): (temporary structs, scales)."""
         kb = irb.val(irb.add(ks.first, t))
-        sb = memref.load(scale_b, [irb.val(tile.n_block), kb])
+        sbs = [memref.load(scale_b, [irb.val(tile.n_block), kb])]
+        if straddle:  # and the next block's
+            sbs.append(memref.load(scale_b, [irb.val(tile.next_block), kb]))
         if staged is None:  # global loads, before the wait
-            scales = [arith.mulf(memref.load(scale_a, [kb, irb.val(row)]), sb)
-                      for row in tile.rows]
+            sas = [memref.load(scale_a, [kb, irb.val(row)]) for row in tile.rows]
             ring.consumer_wait(st)
         else:  # the stage's copy of scale_a, once the stage is full
             ring.consumer_wait(st)
-            scales = [arith.mulf(staged.read(st.stage, row), sb) for row in local_rows]
+            sas = [staged.read(st.stage, row) for row in local_rows]
+        # per slab and half: scale_a x scale_b (a flat list; with `straddle` both blocks')
+        scales = [arith.mulf(sa, sb) for sa in sas for sb in sbs]
         a_addr = arena.addr32(irb.add(irb.mul(st.stage, stage_bytes),
                                       irb.mul(row_base, cfg.BK * elt)))
         b_addr = arena.addr32(irb.add(irb.mul(st.stage, stage_bytes), a_bytes))
@@ -717,12 +742,13 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
         with B.if_(leader):
             ring.consumer_release(st)
 
-    def promote(main, tmp, scales):
-        """main + tmp x scales (tmp complete): read after the wgmma issued before it (the
-        fence), its result held before the wait after it. (A tile's first promotion as a
-        product instead of an FMA into zeros, its first pair peeled, made ptxas spill.)"""
+    def promote(tile, main, tmp, scales):
+        """main + tmp x scales (tmp complete, of `tile`): read after the wgmma issued before
+        it (the fence), its result held before the wait after it. (A tile's first promotion
+        as a product instead of an FMA into zeros, its first pair peeled, made ptxas
+        spill.)"""
         regs = _fence_operands([acc.get(tmp[r], j) for r in range(n) for j in range(acc.size)])
-        s = [scales[2 * r + (j // 2) % 2] for r in range(n) for j in range(acc.size)]
+        s = tile.column_scales(scales)
         return _fence_operands([math_d.fma(v, f, m) for v, f, m in zip(regs, s, main)])
 
     def k_loop(tile, st, tmp0, sc0):
@@ -737,24 +763,26 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
                 p = loop.induction_variable
                 c = list(loop.inner_iter_args)
                 main, tmp0 = c[:size], c[size:size + n]
-                sc0, st = c[size + n:size + 3 * n], B.PipelineState.carried(c[-2:], cfg.stages)
+                sc0 = c[size + n:size + n + n_sc]
+                st = B.PipelineState.carried(c[-2:], cfg.stages)
                 t = irb.add(irb.mul(p, 2), 1)
                 st = st.advance()
                 tmp1, sc1 = issue(tile, st, t)
-                main = promote(main, tmp0, sc0)
+                main = promote(tile, main, tmp0, sc0)
                 complete(st)
                 st = st.advance()
                 tmp0, sc0 = issue(tile, st, irb.add(t, 1))
-                main = promote(main, tmp1, sc1)
+                main = promote(tile, main, tmp1, sc1)
                 complete(st)
                 scf.yield_(main + tmp0 + sc0 + st.values)
             res = list(loop.results)
             main, tmp0 = res[:size], res[size:size + n]
-            sc0, st = res[size + n:size + 3 * n], B.PipelineState.carried(res[-2:], cfg.stages)
+            sc0 = res[size + n:size + n + n_sc]
+            st = B.PipelineState.carried(res[-2:], cfg.stages)
         if k_count - 1 > 2 * pairs:  # one more K tile (an even count): into temporary 1
             st = st.advance()
             tmp1, sc1 = issue(tile, st, k_count - 1)
-            main = promote(main, tmp0, sc0)
+            main = promote(tile, main, tmp0, sc0)
             complete(st)
             return main, tmp1, sc1, st
         return main, tmp0, sc0, st
@@ -780,19 +808,20 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
             c = list(loop.inner_iter_args)
             tile = Tile(i)
             main, tmp_l, sc_l, st = k_loop(tile, B.PipelineState.carried(c[-2:], cfg.stages),
-                                           c[:n], c[n:3 * n])
+                                           c[:n], c[n:n + n_sc])
             if k_count % 2:  # the last K tile in the temporary the next tile starts in
-                main = promote(main, tmp_l, sc_l)  # (promoted after the issue, ptxas spills)
+                main = promote(tile, main, tmp_l, sc_l)  # (after the issue, ptxas spills)
             st = st.advance()
             nxt_tmp, nxt_sc = issue(Tile(irb.add(i, 1)), st, 0)
-            store(tile, main if k_count % 2 else promote(main, tmp_l, sc_l))
+            store(tile, main if k_count % 2 else promote(tile, main, tmp_l, sc_l))
             complete(st)
             scf.yield_(nxt_tmp + nxt_sc + st.values)
         res = list(loop.results)
-        tmp0, sc0, st = res[:n], res[n:3 * n], B.PipelineState.carried(res[-2:], cfg.stages)
+        tmp0, sc0 = res[:n], res[n:n + n_sc]
+        st = B.PipelineState.carried(res[-2:], cfg.stages)
         last = Tile(irb.sub(count, 1))
     main, tmp_l, sc_l, st = k_loop(last, st, tmp0, sc0)
-    store(last, promote(main, tmp_l, sc_l))
+    store(last, promote(last, main, tmp_l, sc_l))
 
 
 class _StagedScales:
