@@ -52,9 +52,11 @@ VARIANTS = {  # name: wgmma fields over the block default (None: the default its
     # waves (4096 x 2112: 128 columns 544 tiles, 4.1 waves of 132; 136: 512, 3.9), no cluster
     # (BN / 2 must be a multiple of 8 for the multicast halves)
     "bn136": {"BN": 136, "cluster_m": 1},
+    # consumer 1 starts a K tile behind consumer 0: their wgmma groups take turns
+    "stagger": {"stagger": True},
 }
 SMALL_VARIANTS = ("default", "bn128", "smem_scales")
-LARGE_VARIANTS = ("default", "no_smem", "single", "nonpersistent", "s7")
+LARGE_VARIANTS = ("default", "no_smem", "single", "nonpersistent", "s7", "stagger")
 STRADDLE_VARIANTS = ("bn136",)
 
 
@@ -71,7 +73,8 @@ def _line(name: str, vname: str, seconds: float, res: dict) -> str:
 
 def build(directory: Path, shapes) -> None:
     qb.build_variants(directory, shapes, SHAPES, spec_of, VARIANTS,
-                      lambda spec: SMALL_VARIANTS if spec.M <= 128 else
+                      lambda spec: SMALL_VARIANTS + (("stagger",) if spec.M > 64 else ())
+                      if spec.M <= 128 else
                       LARGE_VARIANTS + (STRADDLE_VARIANTS if spec.N % 128 else ()),
                       line=_line)
 

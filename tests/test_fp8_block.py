@@ -59,6 +59,8 @@ def test_block_spec_operands_and_key():
       r"scale 'tensor'")),
     (dict(), {"BN": 152, "cluster_m": 1},
      r"^BN: block scales: a tile's columns must lie in at most two 128-row blocks .* got 152"),
+    (dict(M=64), {"stagger": True},
+     r"^stagger: staggers block scales' two consumer warpgroups .* with 1 consumer\(s\)"),
     ({"M": 4097}, {"smem_scales": True},
      r"^smem_scales: TMA loads scale_a .* M must be a multiple of 4, got M = 4097"),
     ({}, {"smem_scales": True, "stages": 7},
@@ -159,6 +161,10 @@ def artifacts():
                       {"strategy": "wgmma", "cluster_m": 2, "smem_scales": True}),
         "smem_m64": c(GemmSpec(**{**BLOCK.to_dict(), "M": 60}),
                       {"strategy": "wgmma", "smem_scales": True}),
+        "stagger": c(BLOCK, {"strategy": "wgmma", "stagger": True}),
+        "stagger_odd": c(GemmSpec(M=1101, N=392, K=1040, dtype="e4m3", out_dtype="bf16",
+                                  layout="NT", scale="block"),
+                         {"strategy": "wgmma", "stagger": True, "persistent": False}),
         # tiles across two blocks of B's scales (BN 136): staged scale_a, global
         "straddle": c(GemmSpec(M=1000, N=2112, K=1040, dtype="e4m3", out_dtype="bf16",
                                layout="NT", scale="block"),
@@ -302,6 +308,20 @@ def test_tiles_across_two_scale_blocks_pick_scale_b_per_8_columns(artifacts, nam
     assert selects >= 2 * (bn // 8 - 1) * commits, (selects, commits)
     res = art.resources[art.launches[0].entry]
     assert res["spill_stores"] == res["spill_loads"] == res["stack_bytes"] == 0, res
+
+
+@pytest.mark.parametrize("name", ["stagger", "stagger_odd"])
+def test_stagger_holds_consumer_1_until_consumer_0s_first_group(artifacts, name):
+    """stagger: one named barrier of both consumers (256 threads): consumer 1 waits on it
+    (bar.sync) before its first K tile's wgmma, consumer 0 passes it (bar.arrive) after its
+    first group's wait_group 0 (nothing in flight there); the default has neither."""
+    ptx = artifacts[name].assembly
+    sync = [m.start() for m in re.finditer(r"bar\.sync \s*6, 256;", ptx)]
+    arrive = [m.start() for m in re.finditer(r"bar\.arrive 6, 256;", ptx)]
+    assert len(sync) == len(arrive) == 1, (sync, arrive)
+    first_wait = ptx.index("wgmma.wait_group.sync.aligned")
+    assert sync[0] < ptx.index("wgmma.mma_async") and first_wait < arrive[0]
+    assert not re.search(r"bar\.(sync|arrive) \s*6,", artifacts["default"].assembly)
 
 
 @pytest.mark.parametrize("name,grid", [("cluster_pers", 132), ("both_odd", 40)])

@@ -5,7 +5,7 @@ consumers, persistent) on DeepGEMM shapes (a partial last block of N at N = 2112
 default (64 x 128, 1 consumer), partial tiles with K not a multiple of 128 (the last scale
 block partly zero-filled), BN 64 (two tiles per block of B), bias + relu f32 out, alpha and
 beta with C read, non-persistent, 1 and 2 K tiles (the promotion pipeline's short forms),
-BN 136 (tiles across two blocks of B's scales), a
+BN 136 (tiles across two blocks of B's scales), stagger (the second consumer a K tile behind), a
 2x1 cluster, two CTAs per SM; the opt-in smem_scales (scale_a staged in shared memory by the
 producer's TMA; M a multiple of 4: a partial last tile row and K block, the 64-row M <= 64
 tile) and persistent 2x1 clusters (the default above M = 128: a cluster walking pairs of tile
@@ -57,6 +57,14 @@ def cases() -> list:
          {"BN": 136, "cluster_m": 1}, 1.0, 0.0),
         ("block-301x392x1040-bn136-alpha-beta", dict(b, M=301, N=392, K=1040, out_dtype="f16"),
          {"BN": 136, "cluster_m": 1, "persistent": False}, 2.0, 0.5),
+        # stagger: consumer 1 a K tile behind consumer 0 (the default's clusters and staged
+        # scales; odd M: scale_a from global memory; non-persistent, BN 136)
+        ("block-4096x2112x7168-stagger", dict(b, M=4096, N=2112, K=7168), {"stagger": True},
+         1.0, 0.0),
+        ("block-1101x392x1040-stagger", dict(b, M=1101, N=392, K=1040), {"stagger": True},
+         1.0, 0.0),
+        ("block-300x392x1040-stagger-bn136", dict(b, M=300, N=392, K=1040),
+         {"stagger": True, "BN": 136, "cluster_m": 1, "persistent": False}, 2.0, 0.5),
         # persistent 2x1 clusters: 16 pairs of tile rows x 17 columns over 66 clusters
         ("block-4096x2112x7168-cluster2-pers", dict(b, M=4096, N=2112, K=7168),
          {"cluster_m": 2}, 1.0, 0.0),

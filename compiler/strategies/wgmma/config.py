@@ -154,6 +154,10 @@ class WgmmaConfig(StrategyConfig):
     # with the stage's A and B (one TMA box, counted in the stage's transaction bytes); the
     # consumers read their rows' scales there instead of from global memory
     smem_scales: bool = False
+    # block scales, two consumers: consumer 1 issues its first K tile only once consumer 0's
+    # has completed, so that their groups take turns on the tensor cores (each one's wait,
+    # promotion and next issue under the other's group) instead of draining together
+    stagger: bool = False
 
     @property
     def threads(self) -> int:
@@ -461,6 +465,9 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
     check(not cfg.smem_scales or spec.scale == "block", "smem_scales",
           f"stages block scales' scale_a in shared memory (scale 'block'), got scale "
           f"{spec.scale!r}")
+    check(not cfg.stagger or (spec.scale == "block" and cfg.consumers == 2), "stagger",
+          f"staggers block scales' two consumer warpgroups (scale 'block', consumers 2), got "
+          f"scale {spec.scale!r} with {cfg.consumers} consumer(s)")
     check(not cfg.smem_scales or spec.M % 4 == 0, "smem_scales",
           f"TMA loads scale_a ((ceil(K/128), M) f32) by rows of a 16-byte pitch: M must be a "
           f"multiple of 4, got M = {spec.M}")

@@ -80,6 +80,7 @@ EXTRA_LOWERING = ["convert-nvvm-to-llvm", "reconcile-unrealized-casts"]
 TMA_PARAMS = (0, 1)  # the descriptors' positions among the kernel's parameters
 C_STORE = "C_store"  # the TMA epilogue's descriptor of C (param 2, after A's and B's)
 SMS = 132  # multiprocessors of an H100 SXM / H200: the persistent grid's size
+STAGGER_BARRIER = 6  # named barrier of block scales' stagger (turns 1, 2, stash 3, epilogue 4, 5)
 SCALE_A_TMA = "scale_a_tma"  # smem_scales: scale_a's TMA descriptor (the last param)
 
 
@@ -796,8 +797,16 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
 
     st = B.PipelineState(0, 0, cfg.stages)  # the CTA's ring from its first tile on
     first = Tile(0)
+    if cfg.stagger:  # consumer 1 starts once consumer 0's first group is done
+        lead = B.eq(row_base, 0)
+        with B.if_(irb.lt(0, row_base)):
+            B.named_barrier(STAGGER_BARRIER, 2 * WARPGROUP)
     tmp0, sc0 = issue(first, st, 0)
     complete(st)
+    if cfg.stagger:
+        with B.if_(lead):
+            nvvm.barrier_arrive(irb.const_i32(2 * WARPGROUP),
+                                barrier_id=irb.const_i32(STAGGER_BARRIER))
     last = first
     if not (isinstance(count, int) and count == 1):
         # tiles 0 .. count - 2, each with the next tile's first K tile issued under its end
