@@ -37,17 +37,15 @@ DEEPGEMM_H800 = {
     (4096, 24576, 1536): 990, (4096, 7168, 16384): 1358, (4096, 4096, 7168): 1304,
 }
 VARIANTS = {  # name: wgmma fields over the block default (None: the default itself)
-    # the default: above M = 128 persistent 2x1 clusters (a cluster walks pairs of tile rows,
-    # B multicast to both) with scale_a staged in shared memory by the producer (a TMA box
-    # per stage; smem_scales, M % 4 == 0); at M <= 128 one CTA per cluster, scale_a loaded
-    # from global memory by each consumer thread
+    # the default: scale_a staged in shared memory by the producer (a TMA box per stage;
+    # smem_scales, M % 4 == 0); above M = 128 persistent 2x1 clusters (a cluster walks pairs
+    # of tile rows, B multicast to both)
     "default": None,
     "no_smem": {"smem_scales": False},  # scale_a loaded per consumer thread
     "single": {"cluster_m": 1, "smem_scales": False},  # the default before session 5
     "nonpersistent": {"persistent": False, "cluster_m": 1, "smem_scales": False},
     "s7": {"stages": 7, "smem_scales": False},  # 7 x 32 KiB: no room for the scale slots
     "bn128": {"BN": 128},  # at M <= 128, where the default has BN 64
-    "smem_scales": {"smem_scales": True},  # at M <= 128
     # where N is not a multiple of 128 (2112): tiles across two blocks of B's scales, fewer
     # waves (4096 x 2112: 128 columns 544 tiles, 4.1 waves of 132; 136: 512, 3.9), no cluster
     # (BN / 2 must be a multiple of 8 for the multicast halves)
@@ -55,7 +53,7 @@ VARIANTS = {  # name: wgmma fields over the block default (None: the default its
     # consumer 1 starts a K tile behind consumer 0: their wgmma groups take turns
     "stagger": {"stagger": True},
 }
-SMALL_VARIANTS = ("default", "bn128", "smem_scales")
+SMALL_VARIANTS = ("default", "bn128", "no_smem")
 LARGE_VARIANTS = ("default", "no_smem", "single", "nonpersistent", "s7", "stagger")
 STRADDLE_VARIANTS = ("bn136",)
 

@@ -120,11 +120,12 @@ def test_block_default():
         consumer_registers=240, cluster_m=2, smem_scales=True)
     small = GemmSpec(**{**BLOCK.to_dict(), "M": 64})
     assert strategies.resolve(None, small, H100) == WgmmaConfig(
-        BM=64, BN=64, BK=128, consumers=1, stages=8, persistent=True, consumer_registers=240)
+        BM=64, BN=64, BK=128, consumers=1, stages=8, persistent=True, consumer_registers=240,
+        smem_scales=True)
     # BN 64 up to M = 128 (BLOCK_NARROW_MAX_M), 128 in persistent 2x1 clusters past it, with
     # scale_a staged in shared memory where M % 4 == 0 (its TMA's 16-byte row pitch)
-    for m, bn, cluster_m, smem in ((128, 64, 1, False), (129, 128, 2, False),
-                                   (132, 128, 2, True)):
+    for m, bn, cluster_m, smem in ((128, 64, 1, True), (127, 64, 1, False),
+                                   (129, 128, 2, False), (132, 128, 2, True)):
         cfg = strategies.resolve(None, GemmSpec(**{**BLOCK.to_dict(), "M": m}), H100)
         assert (cfg.BM, cfg.BN, cfg.consumers, cfg.cluster_m, cfg.persistent,
                 cfg.smem_scales) == (128, bn, 2, cluster_m, True, smem), (m, cfg)

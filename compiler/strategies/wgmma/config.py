@@ -843,16 +843,16 @@ def block_config(spec: GemmSpec) -> WgmmaConfig:
     spills 8 bytes at M = 256); 64 rows with one consumer, 8 stages, where M <= 64, its
     consumer at 240 (256 threads launch with 240 each). BN 64 where M <= BLOCK_NARROW_MAX_M:
     twice the CTAs for a row or two of tiles; above, persistent 2x1 clusters (B multicast to
-    pairs of tile rows) with scale_a staged in shared memory by the producer where M % 4 == 0
-    (smem_scales; BLOCK_CLUSTER_MIN_M)."""
+    pairs of tile rows: BLOCK_CLUSTER_MIN_M). scale_a staged in shared memory by the producer
+    wherever M % 4 == 0 (smem_scales)."""
     bn = 64 if spec.M <= BLOCK_NARROW_MAX_M else 128
+    staged = spec.M % 4 == 0  # scale_a's TMA: rows of a 16-byte pitch
     if spec.M <= 64:
         return WgmmaConfig(BM=64, BN=bn, BK=span_k(spec), consumers=1, stages=8,
-                           persistent=True, consumer_registers=240)
-    large = spec.M >= BLOCK_CLUSTER_MIN_M
+                           persistent=True, consumer_registers=240, smem_scales=staged)
     return WgmmaConfig(BM=128, BN=bn, BK=span_k(spec), consumers=2, stages=6, persistent=True,
                        producer_registers=24, consumer_registers=240,
-                       cluster_m=2 if large else 1, smem_scales=large and spec.M % 4 == 0)
+                       cluster_m=2 if spec.M >= BLOCK_CLUSTER_MIN_M else 1, smem_scales=staged)
 
 
 # Block scales at M <= 128 (DeepGEMM's M = 64 and 128 shapes), measured on the H200
@@ -867,7 +867,9 @@ BLOCK_NARROW_MAX_M = 128
 # 1536), (7168, 16384), (4096, 7168): geomean 880 -> 909 (each B tile crosses L2 once per
 # pair of tile rows; the non-persistent clusters lost the cross-tile overlap, 582-974); with
 # scale_a staged in shared memory (smem_scales, -s5.json): 862 -> 920, 784 -> 796, 954 ->
-# 1009, 927 -> 1023 (one ld.shared per row instead of a global load per thread and K tile)
+# 1009, 927 -> 1023 (one ld.shared per row instead of a global load per thread and K tile);
+# at M = 64 and 128 too (-s5-final.json): 77 -> 104, 221 -> 237, 261 -> 353, 139 -> 195 and
+# 146 -> 166, 368 -> 376, 504 -> 608, 260 -> 313 TFLOP/s over DeepGEMM's (N, K)
 BLOCK_CLUSTER_MIN_M = 129
 
 
