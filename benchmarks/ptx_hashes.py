@@ -37,7 +37,19 @@ def points() -> list[tuple[str, dict, dict | None]]:
     out = [(f"sweep/{name}", spec, overrides)
            for name, spec, overrides, _alpha, _beta in correctness_sweep.cases()]
     out += [(f"suite/{e.name}", e.spec.to_dict(), None) for e in gemm_suite.entries(("all",))]
-    return out
+    return out + [(name, spec, None) for name, spec in quant_points()]
+
+
+def quant_points() -> list[tuple[str, dict]]:
+    """(name, spec dict) of every shape of the quantized benches (fp8 per-tensor and rowwise,
+    int8 w8a8, block-scaled fp8: layout NT, the only one their wgmma reads)."""
+    import fp8_bench
+    import fp8_block_bench
+    import int8_bench
+
+    return [(f"quant/{mod.__name__}/{name}", mod.spec_of(*shape).to_dict())
+            for mod in (fp8_bench, int8_bench, fp8_block_bench)
+            for name, shape in mod.SHAPES.items()]
 
 
 def ptx_hash(point: tuple[str, dict, dict | None]) -> tuple[str, str, float]:

@@ -1,6 +1,7 @@
 """Spill guard: the default config of every shape of the benchmark suites (gemm_suite's `all`
-and the decode suite), in every layout and dtype, compiles without local memory (no spill
-stores or loads, no stack frame) in any of its kernels.
+and the decode suite, in every layout and dtype; the quantized benches' shapes, layout NT)
+compiles without local memory (no spill stores or loads, no stack frame) in any of its
+kernels.
 
     python benchmarks/spill_guard.py              # check (CI): exit 1 when a default spills
     python benchmarks/spill_guard.py --only 'bf16-128x'   # a subset
@@ -19,7 +20,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from ptx_hashes import compile_points  # noqa: E402
+from ptx_hashes import compile_points, quant_points  # noqa: E402
 
 LAYOUTS = ("NN", "NT", "TN", "TT")
 
@@ -38,6 +39,7 @@ def points() -> list[tuple[str, dict, dict | None]]:
         for layout in LAYOUTS:
             specs[f"decode/{p['name']}-{layout}"] = dict(decode_suite.spec_of(p).to_dict(),
                                                         layout=layout)
+    specs.update(quant_points())  # their layout NT only
     seen, out = set(), []
     for name, spec in specs.items():
         key = tuple(sorted(spec.items()))

@@ -502,6 +502,7 @@ def test_every_gpu_case_config_resolves_for_its_spec(kind):
 
 decode = make_bundle.load_module("benchmarks/decode_suite.py", "deepgen_bench_decode_suite")
 spill_guard = make_bundle.load_module("benchmarks/spill_guard.py", "deepgen_bench_spill_guard")
+ptx_hashes = make_bundle.load_module("benchmarks/ptx_hashes.py", "deepgen_bench_ptx_hashes")
 
 
 def test_format_table_reports_max_autotune_where_it_was_timed():
@@ -593,6 +594,12 @@ def test_spill_guard_covers_every_suite_shape_in_every_layout():
             want = dict(decode.spec_of(p).to_dict(), layout=layout)
             assert tuple(sorted(want.items())) in specs, (p["name"], layout)
     assert "decode/bf16-128x57344x8192-TT" in names
+    # and the quantized benches' shapes (fp8, int8, block fp8; layout NT), in the PTX guard too
+    quant = {tuple(sorted(spec.items())) for _, spec in ptx_hashes.quant_points()}
+    assert len(quant) == 22 and quant <= specs
+    assert {n for n, _ in ptx_hashes.quant_points()} <= {n for n, _, _ in ptx_hashes.points()}
+    assert {"e4m3", "int8"} == {dict(q)["dtype"] for q in quant}
+    assert {"tensor", "rowwise", "block"} == {dict(q)["scale"] for q in quant}
 
 
 def test_spill_guard_reports_local_memory_of_a_spilling_config(no_tuned_db, monkeypatch):
