@@ -127,7 +127,9 @@ def test_fixed_base_starts_from_the_config_class_defaults():
 
 @pytest.mark.parametrize("name, strategy", [("wgmma_llm.json", "wgmma"),
                                             ("wgmma_decode.json", "wgmma"),
-                                            ("gemv_decode.json", "gemv")])
+                                            ("gemv_decode.json", "gemv"),
+                                            ("fp8_block.json", "wgmma"),
+                                            ("quant_llm.json", "wgmma")])
 def test_shipped_strategy_files_dry_run(name, strategy, capsys):
     path = ROOT / "tuning_configs" / name
     cfg = configfile.load(path)
@@ -147,6 +149,47 @@ def test_wgmma_file_has_the_issue_shapes():
     assert got == want
     assert {(s.dtype, s.layout) for s in cfg.specs} == {(d, l) for d in ("bf16", "f16")
                                                         for l in ("NT", "NN")}
+
+
+@pytest.mark.parametrize("name, dtype, scale, shapes", [
+    ("fp8_block.json", "e4m3", "block", {(m, n, k) for m in (64, 128, 4096) for n, k in (
+        (2112, 7168), (24576, 1536), (7168, 16384), (4096, 7168))}),
+    ("quant_llm.json", "e4m3", "tensor", {(4096, 4096, 4096), (8192, 8192, 8192),
+                                          (2048, 4096, 14336), (16, 4096, 4096)})])
+def test_quantized_files_carry_dtype_and_scale_into_their_specs(name, dtype, scale, shapes):
+    cfg = configfile.load(ROOT / "tuning_configs" / name)
+    assert {(s.M, s.N, s.K) for s in cfg.specs} == shapes
+    assert {(s.dtype, s.out_dtype, s.scale, s.layout) for s in cfg.specs} == {
+        (dtype, "bf16", scale, "NT")}
+
+
+def test_a_quantized_config_names_a_bad_scale(tmp_path):
+    path = tmp_path / "q.json"
+    path.write_text(json.dumps({"format": "deepgen-tuning/1", "dtype": "e4m3",
+                                "out_dtype": "bf16", "scale": "per-row", "layouts": ["NT"],
+                                "shapes": [{"size": 512}], "space": {"strategy": ["wgmma"]}}))
+    with pytest.raises(configfile.TuningConfigError, match=r"\$\.scale: 'per-row' is not one of"):
+        configfile.load(path)
+
+
+def test_compile_only_block_fp8_space_writes_scaled_bundles(tmp_path):
+    """A block-scaled candidate's bundle holds the scale operands in its signature (what the
+    GPU worker passes: runtime/measure.scale_operands)."""
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps({
+        "format": "deepgen-tuning/1", "name": "tiny-block", "dtype": "e4m3", "out_dtype": "bf16",
+        "scale": "block", "layouts": ["NT"], "shapes": [{"M": 256, "N": 256, "K": 512}],
+        "space": {"strategy": ["wgmma"], "smem_scales": [False, True]}}))
+    out = tmp_path / "b"
+    opts = run_mod.Options(out=out, workers=2, progress=False, compile_only=True)
+    assert run_mod.tune(path, opts) == 0
+    _index, cands = load_index(out)
+    assert {c.config["smem_scales"] for c in cands} == {False, True}  # (and the default)
+    for c in cands:
+        assert c.compile["ok"], c.compile
+        meta = json.loads((out / c.dir / "kernel.json").read_text())
+        names = [p["name"] for p in meta["launches"][0]["params"]]
+        assert {"scale_a", "scale_b"} <= set(names), names
 
 
 def test_compile_only_wgmma_space_writes_wgmma_bundles(tmp_path):

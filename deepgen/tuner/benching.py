@@ -1,12 +1,14 @@
 """GPU side of tuning: check and time every compiled candidate, with the runtime alone.
 
 One worker process per GPU (see supervisor.py) runs, per candidate:
-  1. correctness: random data, C poisoned with NaN, relative Frobenius error against a float64
-     torch reference (deepgen.runtime.measure: 1e-5 f32, 1e-3 f16 out, 4e-3 bf16 out); a wrong
-     result is recorded ("wrong": true) and never ranked;
+  1. correctness: random data (fp8 / int8: and scales), C poisoned with NaN, relative
+     Frobenius error against a float64 torch reference of the dequantized inputs
+     (deepgen.runtime.measure: 1e-5 f32, 1e-3 f16 out, 4e-3 bf16 out); a wrong result is
+     recorded ("wrong": true) and never ranked;
   2. timing: CUDA events, warm-up, median of repeats, inputs rotated through sets larger than
-     L2 (measure.time_ms); the torch.matmul baseline (cuBLAS; no TF32 for f32) is timed in the
-     same process on the same inputs, once per shape.
+     L2 (measure.time_ms); the torch.matmul baseline (cuBLAS; no TF32 for f32; fp8 / int8:
+     the bf16 matmul of the same shape) is timed in the same process on the same inputs
+     (their bf16 copies), once per shape.
 A range candidate (M a range) is checked and timed at a few M of its range, ranked by the
 geometric mean (tuner/ranges.py bench_range).
 Any exception there restarts the worker (an illegal address leaves the CUDA context unusable).
@@ -40,12 +42,14 @@ def bench_task(task: dict, state: dict) -> dict:
 
         return bench_range(task, state)
     shape = (spec.M, spec.N, spec.K, spec.batch, spec.dtype, spec.out_dtype, spec.layout,
-             spec.allow_tf32)
+             spec.allow_tf32, spec.scale)
     if state["shape"] != shape:  # new shape: new inputs, new baseline (old ones freed first)
-        state.update(shape=None, sets=None, baseline_ms=None)
+        state.update(shape=None, sets=None, scales=None, baseline_ms=None)
         torch.cuda.empty_cache()
         state["sets"] = measure.input_sets(spec)
-        state["baseline_ms"] = measure.time_ms(measure.torch_baseline(spec), state["sets"])
+        state["scales"] = measure.scale_operands(spec)  # fp8 / int8: fixed while timing
+        state["baseline_ms"] = measure.time_ms(measure.torch_baseline(spec),
+                                               measure.baseline_sets(spec, state["sets"]))
         state["shape"] = shape
     base_ms = state["baseline_ms"]
     record = {"gpu": state["gpu"], "device": state["device"], "baseline_ms": base_ms,
@@ -58,7 +62,8 @@ def bench_task(task: dict, state: dict) -> dict:
         return {**record, "ok": False, "wrong": True,
                 "error": f"wrong result: relative error {err:.3g} exceeds {tol:g}"}
     out = measure.operand(spec, "C")  # C preallocated: the timing has no allocation in it
-    ms = measure.time_ms(lambda a, b: kernel(a, b, out), state["sets"])
+    scales = state["scales"]
+    ms = measure.time_ms(lambda a, b: kernel(a, b, out, **scales), state["sets"])
     return {**record, "ok": True, "ms": ms, "tflops": measure.tflops(spec, ms),
             "vs_baseline": base_ms / ms}
 

@@ -120,7 +120,8 @@ def _from_native(path: Path, data: dict, pairs_seen) -> TuningConfig:
                                    else itertools.product(dims["M"], dims["N"], dims["K"],
                                                           batches)):
                 specs.append(_spec(path, where, M=M, N=N, K=K, batch=batch, dtype=dtype,
-                                   out_dtype=data.get("out_dtype"), layout=layout))
+                                   out_dtype=data.get("out_dtype"), layout=layout,
+                                   scale=data.get("scale", "none")))
     return TuningConfig(path=str(path), name=data.get("name") or path.stem,
                         target=data.get("target", DEFAULT_TARGET), specs=_unique(specs),
                         space=space, base=data.get("base", "heuristic"),

@@ -1,7 +1,8 @@
 """What the quantized GPU tests (test_fp8_gpu.py, test_int8_gpu.py, test_fp8_block_gpu.py) share:
 the tolerance, the Hopper fixture that also writes the measured errors, rowwise/per-tensor scales
-and their float64 dequantization, and the case check (C poisoned inside test_gemm_gpu's guard
-margins, every element written, within tolerance, nothing written outside C, no local memory).
+(their float64 dequantization: runtime/measure.dequantized), and the case check (C poisoned
+inside test_gemm_gpu's guard margins, every element written, within tolerance, nothing written
+outside C, no local memory).
 """
 from __future__ import annotations
 
@@ -54,14 +55,6 @@ def scales(spec: GemmSpec, g, unit: float = 1.0):
     n_a, n_b = (1, 1) if spec.scale == "tensor" else (spec.M, spec.N)
     sa, sb = ((0.25 + 2 * torch.rand(n, generator=g)) / unit for n in (n_a, n_b))
     return sa.cuda(), sb.cuda()
-
-
-def dequantized(a, b, sa, sb):
-    """float64 a * scale_a (per row), b * scale_b (per column); a and b as they are unscaled."""
-    a64, b64 = a.double(), b.double()
-    if sa is not None:
-        a64, b64 = a64 * sa.double()[:, None], b64 * sb.double()[None, :]
-    return a64, b64
 
 
 def check_case(kernels, kind: str, case, errors: dict, operands):

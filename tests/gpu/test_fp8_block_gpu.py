@@ -39,17 +39,10 @@ def block_scales(M: int, N: int, K: int, g):
     return sa_t.t(), sb
 
 
-def dequantized(a, w, sa, sb):
-    """float64 a * scale_a per 1 x 128 block, w (N, K) * scale_b per 128 x 128 block."""
-    K = a.shape[1]
-    ka = sa.double().repeat_interleave(128, dim=1)[:, :K]
-    kw = sb.double().repeat_interleave(128, dim=0)[:w.shape[0]].repeat_interleave(128, dim=1)
-    return a.double() * ka, w.double() * kw[:, :K]
-
-
 def _operands(spec, seed: int):
     """Random fp8 A and W (torch's global generator, seeded), block scales from a generator."""
     import torch
+    from deepgen.runtime import measure
 
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -59,8 +52,8 @@ def _operands(spec, seed: int):
         a = torch.randn(spec.M, spec.K, device="cuda").to(fp8)
         w = torch.randn(spec.N, spec.K, device="cuda").to(fp8)
         sa, sb = block_scales(spec.M, spec.N, spec.K, g)
-        a64, w64 = dequantized(a, w, sa, sb)
-        return a, w.t(), a64, w64.t(), {"scale_a": sa.t(), "scale_b": sb}
+        scale_args = {"scale_a": sa.t(), "scale_b": sb}  # as the kernel takes them
+        return (a, w.t(), *measure.dequantized(spec, a, w.t(), scale_args), scale_args)
 
     return one
 
@@ -86,9 +79,9 @@ def test_gemm_block_form_matches_float64_and_torch(kernels, hopper):
     w = torch.randn(spec.N, spec.K, device="cuda").to(torch.float8_e4m3fn)
     sa, sb = block_scales(spec.M, spec.N, spec.K, g)
     out = deepgen.gemm(a, w.t(), scale_a=sa, scale_b=sb, out_dtype=torch.bfloat16)
-    a64, w64 = dequantized(a, w, sa, sb)
-    ref = a64 @ w64.t()
-    theirs = a64.bfloat16() @ w64.bfloat16().t()  # torch: dequantize, bf16 matmul
+    a64, b64 = measure.dequantized(spec, a, w.t(), {"scale_a": sa.t(), "scale_b": sb})
+    ref = a64 @ b64
+    theirs = a64.bfloat16() @ b64.bfloat16()  # torch: dequantize, bf16 matmul
     err, err_torch = measure.rel_error(out, ref), measure.rel_error(theirs, ref)
     ERRORS["api-block-vs-torch-dequant-bf16"] = {"deepgen": err, "torch": err_torch}
     assert out.shape == (spec.M, spec.N) and out.dtype == torch.bfloat16

@@ -40,7 +40,7 @@ def _operands(spec, seed: int):
         g = torch.Generator().manual_seed(seed + run)
         sa, sb = quant_gpu.scales(spec, g)
         scale_args = {} if sa is None else {"scale_a": sa, "scale_b": sb}
-        return (a, b, *quant_gpu.dequantized(a, b, sa, sb), scale_args)
+        return (a, b, *measure.dequantized(spec, a, b, scale_args), scale_args)
 
     return one
 

@@ -44,6 +44,7 @@ def _operands(spec, seed: int):
     """A, B and the scales (about 1/127 as a quantizer's: results of order sqrt(K)) from one
     generator."""
     import torch
+    from deepgen.runtime import measure
 
     g = torch.Generator().manual_seed(seed)
 
@@ -51,7 +52,7 @@ def _operands(spec, seed: int):
         a, b = _operand(spec, "A", g), _operand(spec, "B", g)
         sa, sb = quant_gpu.scales(spec, g, unit=127)
         scale_args = {} if sa is None else {"scale_a": sa, "scale_b": sb}
-        return (a, b, *quant_gpu.dequantized(a, b, sa, sb), scale_args)
+        return (a, b, *measure.dequantized(spec, a, b, scale_args), scale_args)
 
     return one
 
