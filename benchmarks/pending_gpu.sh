@@ -7,11 +7,14 @@
 #   block:  block-scaled fp8 (issue 16): its GPU cases (the default above M = 128 now persistent
 #           2x1 clusters with scale_a staged by TMA; BN 136 across two blocks of B's scales),
 #           then fp8_block_bench over DeepGEMM's 12 shapes (BN 136 beside the default at N = 2112)
+#   tuneq:  the tuner on quantized inputs (issue 16): tuning_configs/fp8_block.json at 8
+#           candidates per shape (scales drawn by the worker, checked against the dequantized
+#           float64 product, timed against the bf16 matmul), its report
 #
 #   bash benchmarks/pending_gpu.sh build DIR        # CPU with MLIR: every bundle into DIR
 #   bash benchmarks/pending_gpu.sh run DIR [PART]   # GPU: results and logs into $OUT
 #
-# PART (run only): tests, decode or block, or a comma list; all when left out (keep one call
+# PART (run only): tests, decode, block or tuneq, or a comma list; all when left out (keep one call
 # under the device's 600 s per command by running the parts separately when the machine is
 # cold). DIR must be carried to the device (run(carry=[DIR]), at most 64 MiB).
 set -u
@@ -20,13 +23,15 @@ dir=${2:?bundle directory}
 part=${3:-all}
 cd "$(dirname "$0")/.."
 day=$(date -u +%F)
-PARTS="tests decode block"
+PARTS="tests decode block tuneq"
 build() {
   python tests/gpu/make_bundle.py "$dir/gpu" > "$dir/build.log" 2>&1
   python benchmarks/runtime_bundles.py --out "$dir/runtime" >> "$dir/build.log" 2>&1
   python benchmarks/decode_suite.py --compile-only "$dir/decode" --dtypes bf16,f16 \
     --default-only >> "$dir/build.log" 2>&1
   python benchmarks/fp8_block_bench.py --build "$dir/blockbench" >> "$dir/build.log" 2>&1
+  deepgen tune tuning_configs/fp8_block.json --compile-only --max-candidates 8 \
+    --out "$dir/tune_block" >> "$dir/build.log" 2>&1
   tail -3 "$dir/build.log"
   du -sh "$dir"
 }
@@ -60,6 +65,12 @@ run_block() {
   timeout 300 python benchmarks/fp8_block_bench.py --run "$dir/blockbench" --rounds 5 \
     --out "$OUT/fp8_block_bench-h200-$day.json" > "$OUT/block_bench.log" 2>&1
   grep -E "best|geometric" "$OUT/block_bench.log"
+}
+
+run_tuneq() {
+  timeout 400 deepgen bench "$dir/tune_block" --out "$OUT/tune_block" > "$OUT/tuneq.log" 2>&1
+  echo "tuneq: $(tail -n 1 "$OUT/tuneq.log")"
+  deepgen tune report "$OUT/tune_block" 2>&1 | tail -n 16
 }
 
 case "$mode" in
