@@ -654,7 +654,10 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
     BN / 2 per thread); empty volatile asm (_fence_operands) keeps the FMAs between the
     wgmma issue and the wait. The epilogue stores the main accumulator through the chain (no
     scales left to apply). The ring's state is carried from tile to tile. K-major operands
-    only (fp8, layout NT)."""
+    only (fp8, layout NT). Where BN does not divide 128 a tile may span two blocks of B's
+    scales: both blocks' scale_b are loaded and each register's 8 columns pick theirs
+    (Tile.column_scales). With cfg.stagger, consumer 1 starts its first K tile once
+    consumer 0's first group is complete (a named barrier, once per CTA)."""
     from mlir.dialects import math as math_d
 
     acc = B.Accumulator(cfg.BN)
