@@ -411,8 +411,11 @@ def analyze(doc: dict, runner: str = "default") -> dict:
     rows = [r for r in doc["results"] if not r.get("skipped")
             and r["runners"].get(runner, {}).get("check") == "ok"
             and r["runners"]["cublas"].get("ms")]
-    best = max(x["gbps"] for r in rows for x in r["runners"].values() if x.get("gbps"))
-    rates = {"stream_read": doc["stream_read"]["gbps"], "best_measured": best}
+    best = max((x["gbps"] for r in rows for x in r["runners"].values() if x.get("gbps")),
+               default=None)  # None: no point measured (a spent budget)
+    rates = {"stream_read": doc["stream_read"]["gbps"]}
+    if best is not None:
+        rates["best_measured"] = best
     if doc.get("device") in HBM_PEAK_GBPS:
         rates["hbm_peak"] = HBM_PEAK_GBPS[doc["device"]]
     out = {"runner": runner, "rates_gbps": {k: round(v) for k, v in rates.items()}}

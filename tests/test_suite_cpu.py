@@ -578,6 +578,10 @@ def test_decode_analysis_gives_the_figures_and_their_bandwidth_bounds(tmp_path, 
     assert decode.main(["--analyze", str(path)]) == 0
     assert json.loads(path.read_text())["analysis"] == a
     assert "M1_16 below the bandwidth floors: ['b']" in capsys.readouterr().out
+    empty = decode.analyze({"device": "x", "stream_read": {"gbps": 4000.0},
+                            "results": [{"name": "d", "skipped": "time budget spent"}]})
+    assert empty["M1_16"]["points"] == 0 and empty["M1_16"]["geomean"] is None
+    assert empty["rates_gbps"] == {"stream_read": 4000}
 
 
 def test_spill_guard_covers_every_suite_shape_in_every_layout():
