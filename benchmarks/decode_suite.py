@@ -38,6 +38,7 @@ from gemm_suite import (  # noqa: E402
     _load_triton, add_bundle_modes, device_info, git_commit, write_json)
 
 from deepgen.spec import DTYPE_BYTES, GemmSpec  # noqa: E402
+from deepgen.tuner.ranges import geomean  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -398,7 +399,7 @@ GROUPS = {"M1_16": (1, 16), "M32_128": (32, 128)}
 
 
 def _geo(xs: list) -> float | None:
-    return round(math.exp(sum(map(math.log, xs)) / len(xs)), 3) if xs else None
+    return round(geomean(xs), 3) if xs else None
 
 
 def analyze(doc: dict, runner: str = "default") -> dict:
@@ -428,8 +429,11 @@ def analyze(doc: dict, runner: str = "default") -> dict:
                   "ideal_geomean": {k: _geo([r["runners"]["cublas"]["ms"] * 1e-3 * v * 1e9
                                              / r["bytes"] for r in grp])
                                     for k, v in rates.items()}}
-    floors = [r["name"] for r in rows if r["M"] <= 16 and r["runners"][runner]["frac_stream"]
-              < FLOORS[r["N"] * r["K"] * DTYPE_BYTES[r["dtype"]] < BIG_B_BYTES]]
+    def floor(r):  # FLOORS[0] where B holds at least BIG_B_BYTES, else FLOORS[1]
+        return FLOORS[0] if r["N"] * r["K"] * DTYPE_BYTES[r["dtype"]] >= BIG_B_BYTES else FLOORS[1]
+
+    floors = [r["name"] for r in rows
+              if r["M"] <= 16 and r["runners"][runner]["frac_stream"] < floor(r)]
     out["M1_16"]["below_floor"] = floors
     return out
 
@@ -475,7 +479,7 @@ def format_table(doc: dict, runner: str = "default") -> str:
             groups["M<=16" if r["M"] <= 16 else "32<=M<=128"].append(d["vs_cublas"])
     for g, xs in groups.items():
         if xs:
-            geo = math.exp(sum(math.log(x) for x in xs) / len(xs))
+            geo = geomean(xs)
             lines.append(f"{g}: geometric mean vs cuBLAS {geo:.3f} over {len(xs)} points, "
                          f"min {min(xs):.2f}")
     return "\n".join(lines)

@@ -69,12 +69,17 @@ def _line(name: str, vname: str, seconds: float, res: dict) -> str:
     return f"{name:18s} {vname:16s} {seconds:5.2f} s  spills {res['spill_stores']}"
 
 
+def variants_for(spec) -> tuple:
+    """The variants a shape is built in: SMALL_VARIANTS at M <= 128 (and stagger where the
+    default has two consumers, M > 64), else LARGE_VARIANTS (and STRADDLE_VARIANTS where N is
+    not a multiple of 128)."""
+    if spec.M <= 128:
+        return SMALL_VARIANTS + (("stagger",) if spec.M > 64 else ())
+    return LARGE_VARIANTS + (STRADDLE_VARIANTS if spec.N % 128 else ())
+
+
 def build(directory: Path, shapes) -> None:
-    qb.build_variants(directory, shapes, SHAPES, spec_of, VARIANTS,
-                      lambda spec: SMALL_VARIANTS + (("stagger",) if spec.M > 64 else ())
-                      if spec.M <= 128 else
-                      LARGE_VARIANTS + (STRADDLE_VARIANTS if spec.N % 128 else ()),
-                      line=_line)
+    qb.build_variants(directory, shapes, SHAPES, spec_of, VARIANTS, variants_for, line=_line)
 
 
 def _dequant(x, scales, rows_per_block: int):

@@ -16,7 +16,7 @@ import math
 import torch
 
 from deepgen.dtypes import DTYPES, QUANTIZED_DTYPES
-from deepgen.spec import DTYPE_BYTES, GemmSpec
+from deepgen.spec import DTYPE_BYTES, SCALE_BLOCK, GemmSpec
 
 from .kernel import TORCH_DTYPES
 
@@ -75,7 +75,7 @@ def dequantized(spec: GemmSpec, a, b, scales: dict) -> tuple[torch.Tensor, torch
         return a64 * sa[0], b64 * sb[0]
     if spec.scale == "rowwise":
         return a64 * sa[:, None], b64 * sb[None, :]
-    blk = 128  # block: sa[k // 128, m] for A[m, k], sb[n // 128, k // 128] for B[k, n]
+    blk = SCALE_BLOCK  # block: sa[k // 128, m] for A[m, k], sb[n // 128, k // 128] for B[k, n]
     ka = sa.t().repeat_interleave(blk, dim=1)[:, :spec.K]
     kb = sb.t().repeat_interleave(blk, dim=0)[:spec.K].repeat_interleave(blk, dim=1)
     return a64 * ka, b64 * kb[:, :spec.N]

@@ -46,15 +46,15 @@ def hopper_fixture(errors: dict, env: str, what: str):
 
 
 def scales(spec: GemmSpec, g, unit: float = 1.0):
-    """f32 scales in (0.25 .. 2.25) / unit (None, None without scales): 1-element CUDA tensors
-    (per tensor) or M and N values (rowwise)."""
-    import torch
+    """measure.scale_operands' f32 scales (0.25 .. 2.25, drawn on the CPU from `g`) / unit,
+    on the GPU (None, None without scales): 1-element tensors (per tensor) or M and N values
+    (rowwise)."""
+    from deepgen.runtime import measure
 
     if spec.scale == "none":
         return None, None
-    n_a, n_b = (1, 1) if spec.scale == "tensor" else (spec.M, spec.N)
-    sa, sb = ((0.25 + 2 * torch.rand(n, generator=g)) / unit for n in (n_a, n_b))
-    return sa.cuda(), sb.cuda()
+    s = measure.scale_operands(spec, "cpu", g)
+    return (s["scale_a"] / unit).cuda(), (s["scale_b"] / unit).cuda()
 
 
 def check_case(kernels, kind: str, case, errors: dict, operands):

@@ -29,14 +29,13 @@ ERRORS: dict = {}
 hopper = quant_gpu.hopper_fixture(ERRORS, "DEEPGEN_FP8_BLOCK_ERRORS", "fp8")
 
 
-def block_scales(M: int, N: int, K: int, g):
-    """(scale_a (M, K/128) M-major, scale_b (N/128, K/128)) in 0.25 .. 2.25, on the GPU."""
-    import torch
+def block_scales(spec: GemmSpec, g):
+    """(scale_a (M, K/128) M-major, scale_b (N/128, K/128)) in 0.25 .. 2.25 on the GPU:
+    measure.scale_operands drawn on the CPU from `g` (scale_a is (K/128, M) there)."""
+    from deepgen.runtime import measure
 
-    kb, nb = -(-K // 128), -(-N // 128)
-    sa_t = (0.25 + 2 * torch.rand(kb, M, generator=g)).cuda()
-    sb = (0.25 + 2 * torch.rand(nb, kb, generator=g)).cuda()
-    return sa_t.t(), sb
+    s = measure.scale_operands(spec, "cpu", g)
+    return s["scale_a"].cuda().t(), s["scale_b"].cuda()
 
 
 def _operands(spec, seed: int):
@@ -51,7 +50,7 @@ def _operands(spec, seed: int):
     def one(_run: int):
         a = torch.randn(spec.M, spec.K, device="cuda").to(fp8)
         w = torch.randn(spec.N, spec.K, device="cuda").to(fp8)
-        sa, sb = block_scales(spec.M, spec.N, spec.K, g)
+        sa, sb = block_scales(spec, g)
         scale_args = {"scale_a": sa.t(), "scale_b": sb}  # as the kernel takes them
         return (a, w.t(), *measure.dequantized(spec, a, w.t(), scale_args), scale_args)
 
@@ -77,7 +76,7 @@ def test_gemm_block_form_matches_float64_and_torch(kernels, hopper):
     g = torch.Generator().manual_seed(11)
     a = torch.randn(spec.M, spec.K, device="cuda").to(torch.float8_e4m3fn)
     w = torch.randn(spec.N, spec.K, device="cuda").to(torch.float8_e4m3fn)
-    sa, sb = block_scales(spec.M, spec.N, spec.K, g)
+    sa, sb = block_scales(spec, g)
     out = deepgen.gemm(a, w.t(), scale_a=sa, scale_b=sb, out_dtype=torch.bfloat16)
     a64, b64 = measure.dequantized(spec, a, w.t(), {"scale_a": sa.t(), "scale_b": sb})
     ref = a64 @ b64
