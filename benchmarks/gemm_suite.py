@@ -489,8 +489,8 @@ def format_table(results: list[dict], title: str = "") -> str:
                         if r.get("max_autotune_tflops") else ""))
     lines.append("-" * len(head))
     if ratios:
-        import math
-        geo = math.exp(sum(math.log(x) for x in ratios) / len(ratios))
+        from deepgen.tuner.ranges import geomean
+        geo = geomean(ratios)
         lines.append(f"TFLOP/s; DG/cuBLAS geometric mean over the {len(ratios)} points that "
                      f"check ok: {geo:.3f}")
     fails = [r["name"] for r in results if _failed(r)]
