@@ -52,9 +52,15 @@ VARIANTS = {  # name: wgmma fields over the block default (None: the default its
     "bn136": {"BN": 136, "cluster_m": 1},
     # consumer 1 starts a K tile behind consumer 0: their wgmma groups take turns
     "stagger": {"stagger": True},
+    # session 5's K loop: a wait after every K tile (the default issues the next first)
+    "ahead_off": {"issue_ahead": False},
+    # M <= 128 with two consumers: the tuner's winner at three of the four M = 128 shapes
+    # (results/tune_fp8_block-h200-2026-12-02-s6): one tile per CTA, 7 stages, staggered
+    "np_s7_stagger": {"persistent": False, "stages": 7, "stagger": True, "group_m": 1},
+    "np_s7": {"persistent": False, "stages": 7, "group_m": 1},
 }
-SMALL_VARIANTS = ("default", "bn128", "no_smem")
-LARGE_VARIANTS = ("default", "no_smem", "single", "nonpersistent", "s7", "stagger")
+SMALL_VARIANTS = ("default", "ahead_off", "bn128", "no_smem")
+LARGE_VARIANTS = ("default", "ahead_off", "no_smem", "single", "s7", "stagger")
 STRADDLE_VARIANTS = ("bn136",)
 
 
@@ -70,11 +76,11 @@ def _line(name: str, vname: str, seconds: float, res: dict) -> str:
 
 
 def variants_for(spec) -> tuple:
-    """The variants a shape is built in: SMALL_VARIANTS at M <= 128 (and stagger where the
-    default has two consumers, M > 64), else LARGE_VARIANTS (and STRADDLE_VARIANTS where N is
-    not a multiple of 128)."""
+    """The variants a shape is built in: SMALL_VARIANTS at M <= 128 (and the staggered and
+    non-persistent ones where the default has two consumers, M > 64), else LARGE_VARIANTS
+    (and STRADDLE_VARIANTS where N is not a multiple of 128)."""
     if spec.M <= 128:
-        return SMALL_VARIANTS + (("stagger",) if spec.M > 64 else ())
+        return SMALL_VARIANTS + (("stagger", "np_s7_stagger", "np_s7") if spec.M > 64 else ())
     return LARGE_VARIANTS + (STRADDLE_VARIANTS if spec.N % 128 else ())
 
 

@@ -41,6 +41,15 @@ def test_block_spec_operands_and_key():
     assert keys[0] != keys[1]
 
 
+def test_block_default_drops_staged_scales_where_bn_straddles():
+    """BN 136 given over the block default (scale_a staged where M % 4 == 0): the staged
+    scale_a dropped (validate rejects it with tiles across two blocks of B's scales); given
+    explicitly it is an error (above)."""
+    cfg = strategies.resolve({"strategy": "wgmma", "BN": 136, "cluster_m": 1}, BLOCK, H100)
+    assert cfg.BN == 136 and not cfg.smem_scales
+    assert strategies.resolve({"strategy": "wgmma", "BN": 128}, BLOCK, H100).smem_scales
+
+
 @pytest.mark.parametrize("spec_fields,config,message", [
     (dict(dtype="int8"), None, r"^scale: block scales are built for fp8 \(e4m3, e5m2\) inputs"),
     (dict(layout="NN"), None, r"^layout: fp8 \(e4m3\) wgmma reads only K-major operands"),
@@ -61,6 +70,9 @@ def test_block_spec_operands_and_key():
      r"^BN: block scales: a tile's columns must lie in at most two 128-row blocks .* got 152"),
     (dict(M=64), {"stagger": True},
      r"^stagger: staggers block scales' two consumer warpgroups .* with 1 consumer\(s\)"),
+    ({}, {"BN": 136, "cluster_m": 1, "smem_scales": True},
+     r"^smem_scales: staged scale_a with tiles across two blocks of B's scales \(BN 136 does "
+     r"not divide 128\) gave rows of wrong results"),
     ({"M": 4097}, {"smem_scales": True},
      r"^smem_scales: TMA loads scale_a .* M must be a multiple of 4, got M = 4097"),
     ({}, {"smem_scales": True, "stages": 7},
@@ -163,13 +175,16 @@ def artifacts():
         "smem_m64": c(GemmSpec(**{**BLOCK.to_dict(), "M": 60}),
                       {"strategy": "wgmma", "smem_scales": True}),
         "stagger": c(BLOCK, {"strategy": "wgmma", "stagger": True}),
+        "ahead_off": c(BLOCK, {"strategy": "wgmma", "issue_ahead": False}),
         "stagger_odd": c(GemmSpec(M=1101, N=392, K=1040, dtype="e4m3", out_dtype="bf16",
                                   layout="NT", scale="block"),
                          {"strategy": "wgmma", "stagger": True, "persistent": False}),
-        # tiles across two blocks of B's scales (BN 136): staged scale_a, global
+        # tiles across two blocks of B's scales (BN 136): scale_a from global memory (the
+        # default's staged scale_a dropped: validate rejects it with BN 136); non-persistent
+        # (persistent, ptxas spills 8-16 bytes here)
         "straddle": c(GemmSpec(M=1000, N=2112, K=1040, dtype="e4m3", out_dtype="bf16",
                                layout="NT", scale="block"),
-                      {"strategy": "wgmma", "BN": 136, "cluster_m": 1}),
+                      {"strategy": "wgmma", "BN": 136, "cluster_m": 1, "persistent": False}),
         "straddle_global": c(GemmSpec(M=301, N=392, K=1040, dtype="e4m3", out_dtype="f16",
                                       layout="NT", scale="block"),
                              {"strategy": "wgmma", "BN": 136, "cluster_m": 1,
@@ -182,11 +197,14 @@ def artifacts():
                                           ("e5m2", 128, "e5m2"), ("odd", 128, "e4m3"),
                                           ("one", 128, "e4m3"), ("smem", 128, "e4m3"),
                                           ("cluster_pers", 128, "e4m3"),
-                                          ("both_odd", 128, "e4m3"), ("smem_m64", 64, "e4m3")])
+                                          ("both_odd", 128, "e4m3"), ("smem_m64", 64, "e4m3"),
+                                          ("ahead_off", 128, "e4m3")])
 def test_ptx_promotes_every_k_tile_under_the_next(artifacts, name, n, dtype):
     """The K tiles' wgmma issued in groups of 4 k32 (slabs 1; each K tile a fresh temporary,
-    scale-d 0 first), one commit and one wait_group 0 per group and no wait_group 1 (nothing
-    in flight across a back edge); a group's commit followed by the previous K tile's
+    scale-d 0 first), one commit and one wait per group: wait_group 1 within a trip of the K
+    loop (its second K tile issued before the first is waited for: issue_ahead, the default)
+    and wait_group 0 elsewhere, wait_group 1 only with the K loop there (3 K tiles or more);
+    "ahead_off" only wait_group 0; a group's commit followed by the previous K tile's
     promotion (fma.rn.f32 of every register, N/2 per slab) before its wait (LLVM lays the
     blocks out in its own order: at least one such commit, where there is more than one K
     tile); the scales read before the first wgmma; the scale operands' shapes; no spills."""
@@ -199,13 +217,15 @@ def test_ptx_promotes_every_k_tile_under_the_next(artifacts, name, n, dtype):
     waits = [(m.start(), m.group(1)) for m in re.finditer(
         r"wgmma\.wait_group\.sync\.aligned\s+(\d+);", ptx)]
     assert mma and len(mma) == 4 * len(commits), (len(mma), len(commits))
-    assert {w for _, w in waits} == {"0"} and len(waits) == len(commits), waits
+    spec = art.spec if isinstance(art.spec, dict) else art.spec.to_dict()
+    kb = -(-spec["K"] // 128)
+    ahead = name != "ahead_off" and kb >= 3
+    assert {w for _, w in waits} == ({"0", "1"} if ahead else {"0"}), (name, waits)
+    assert len(waits) == len(commits), waits
     fmas = [m.start() for m in re.finditer(r"fma\.rn\.f32\s", ptx)]
     under = [len([p for p in fmas if c < p < min((w for w, _ in waits if w > c),
                                                  default=len(ptx))])
              for c in commits]
-    spec = art.spec if isinstance(art.spec, dict) else art.spec.to_dict()
-    kb = -(-spec["K"] // 128)
     if kb > 1:
         assert n // 2 in under, under
     loads = [m.start() for m in re.finditer(r"ld\.global(\.nc)?\.[bf]32\s", ptx)]
@@ -226,6 +246,22 @@ def test_sass_runs_the_promotion_between_a_groups_issue_and_its_wait(artifacts):
         windows = re.findall(r"WARPGROUP\.ARRIVE(.*?)WARPGROUP\.DEPBAR", sass, re.DOTALL)
         assert any(len(re.findall(r"\bQGMMA\.", w)) == 4 and len(re.findall(r"\bFFMA\b", w))
                    >= n // 2 for w in windows), name
+
+
+def test_sass_keeps_groups_of_wgmma_in_flight(artifacts):
+    """What ptxas does not always say: where it cannot tell a temporary's group complete
+    before a read (e.g. a branch between wait_group 1 and the promotion's reads) it waits
+    after every wgmma of the kernel (a WARPGROUP.DEPBAR per QGMMA) without a warning. So in
+    the SASS, one DEPBAR per group of QGMMA at most, and with issue_ahead (3 K tiles or
+    more) a DEPBAR.LE gsb0, 0x1: two groups in flight."""
+    for name, art in artifacts.items():
+        sass = sass_of(art.binary)
+        mma = len(re.findall(r"\b[QH]GMMA\.", sass))
+        waits = re.findall(r"WARPGROUP\.DEPBAR\.LE gsb0, (0x[01])", sass)
+        assert mma and len(waits) <= mma // 2, (name, mma, len(waits))
+        spec = art.spec if isinstance(art.spec, dict) else art.spec.to_dict()
+        ahead = name != "ahead_off" and -(-spec["K"] // 128) >= 3
+        assert ("0x1" in waits) == ahead, (name, sorted(set(waits)))
 
 
 def test_ptxas_keeps_the_block_wgmma_asynchronous(artifacts):

@@ -51,8 +51,9 @@ DeepGEMM's scheme): BK = 128 is one scale block, so per K tile a consumer issues
 wgmma into one of two temporary accumulators (scale-d 0 on its first) and, while they run,
 adds the previous tile's temp x scale_a[kb, row] x scale_b[n0 / 128, kb] into its main f32
 accumulator (FMA: the partial sums are promoted to f32 registers every 128 of K, which bounds
-the error fp8 wgmma's narrower accumulator adds), then waits for them (wait_group 0) and
-releases the stage. A consumer holds the three accumulators, so slabs x BN <=
+the error fp8 wgmma's narrower accumulator adds). Two K tiles per trip of the K loop
+(issue_ahead): the second is issued before the first is waited for (wait_group 1), the
+trip's end drains (wait_group 0); each stage is released once its wgmma are done. A consumer holds the three accumulators, so slabs x BN <=
 BLOCK_MAX_COLUMNS (cooperative BM = 128 with 2 consumers, BN up to 136); a tile lies in at
 most two blocks of B's scales (BN dividing 128, or e.g. 136: per 8 columns a select of the
 block's scale); cooperative mode, no split-K or swap_ab; 2x1 clusters as
@@ -158,6 +159,11 @@ class WgmmaConfig(StrategyConfig):
     # has completed, so that their groups take turns on the tensor cores (each one's wait,
     # promotion and next issue under the other's group) instead of draining together
     stagger: bool = False
+    # block scales: the consumer's K loop takes two K tiles per trip and issues the second
+    # before the first is waited for (wait_group 1), so the warpgroup's tensor-core queue
+    # drains (wait_group 0: nothing may be in flight across a back edge) once per trip;
+    # False: after every K tile (session 5's schedule)
+    issue_ahead: bool = True
 
     @property
     def threads(self) -> int:
@@ -462,12 +468,20 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
               f"alpha_beta, got {str(spec.epilogue)!r}")
     if spec.scale == "block":
         _validate_block(cfg, spec)
+    check(cfg.issue_ahead == WgmmaConfig.issue_ahead or spec.scale == "block",
+          "issue_ahead", f"schedules block scales' K loop (scale 'block'), got scale "
+          f"{spec.scale!r}")
     check(not cfg.smem_scales or spec.scale == "block", "smem_scales",
           f"stages block scales' scale_a in shared memory (scale 'block'), got scale "
           f"{spec.scale!r}")
     check(not cfg.stagger or (spec.scale == "block" and cfg.consumers == 2), "stagger",
           f"staggers block scales' two consumer warpgroups (scale 'block', consumers 2), got "
           f"scale {spec.scale!r} with {cfg.consumers} consumer(s)")
+    check(not cfg.smem_scales or 128 % cfg.BN == 0, "smem_scales",
+          f"staged scale_a with tiles across two blocks of B's scales (BN {cfg.BN} does not "
+          f"divide 128) gave rows of wrong results at random on the H200 (persistent; "
+          f"results/fp8_block_bn136_smem-h200-2026-12-02.log): BN must divide 128, or "
+          f"smem_scales false")
     check(not cfg.smem_scales or spec.M % 4 == 0, "smem_scales",
           f"TMA loads scale_a ((ceil(K/128), M) f32) by rows of a 16-byte pitch: M must be a "
           f"multiple of 4, got M = {spec.M}")
@@ -768,12 +782,15 @@ def complete(given: dict, spec: GemmSpec, target: Target) -> WgmmaConfig:
     its cooperative default where the default is ping-pong, `mode` is not given and a field
     of _COOPERATIVE_FIELDS is; the default's TMA epilogue dropped (the direct one) where
     `epilogue` is not given and the given fields leave it invalid (split_k, swap_ab, a BN
-    its sub-tile does not divide, more stages than fit beside its buffers)."""
+    its sub-tile does not divide, more stages than fit beside its buffers); with block scales
+    and a BN not dividing 128, its staged scale_a where `smem_scales` is not given."""
     cfg = default_config(spec, target)
     if (cfg.mode == "pingpong" and "mode" not in given
             and any(f in given for f in _COOPERATIVE_FIELDS)):
         cfg = cooperative_default(spec, target)
     cfg = cfg.replace(**given)
+    if spec.scale == "block" and 128 % cfg.BN and "smem_scales" not in given:
+        cfg = cfg.replace(smem_scales=False)  # the default's staged scale_a: not with this BN
     if cfg.epilogue == "tma" and "epilogue" not in given:
         try:
             validate(cfg, spec, target)

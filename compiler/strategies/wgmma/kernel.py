@@ -642,11 +642,16 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
     tile t (one 128-wide scale block, BK = 128) is issued into temporary t mod 2 (scale-d 0
     first); then tile t - 1's products, complete in the other temporary, are folded into
     the main f32 accumulator while tile t runs (main += temp x scale_a[kb, row] x
-    scale_b[n0 / 128, kb], one FMA per register); then tile t is waited for (wait_group 0)
-    and its stage released. Across tiles (persistent) the same: the next tile's first K tile
-    is issued before this tile's last promotion and its epilogue, which run under it.
-    Nothing is in flight across a loop's back edge nor read while its group may be (ptxas
-    serializes every wgmma of a kernel where it cannot tell: C7514/C7515), as
+    scale_b[n0 / 128, kb], one FMA per register). The K loop takes two K tiles
+    per trip: within a trip K tile t is issued before t - 1 is waited for (wait_group 1), so
+    the warpgroup's next group is queued while it promotes (cfg.issue_ahead); the trip's
+    last is drained
+    (wait_group 0). A stage is released once its wgmma are done, after the promotion that
+    follows the wait (a branch between wait_group 1 and the reads of the completed
+    temporary makes ptxas serialize every wgmma of the kernel, with no warning). Across
+    tiles (persistent) the same: the next tile's first K tile is issued before this tile's
+    last promotion and its epilogue, which run under it. Nothing is in flight across a
+    loop's back edge (ptxas then serializes every wgmma of a kernel: C7514/C7515), as
     FlashAttention-3's intra-warpgroup overlap. A thread's scales of K tile t are loaded
     (global, per thread) before tile t is waited for, or (`staged`, smem_scales) scale_a read
     from the stage's shared copy once it is full, and used a tile later. The K loop is
@@ -740,11 +745,15 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
         nvvm.wgmma_commit_group_sync_aligned()
         return tmp, scales
 
+    def release(st):
+        """The stage of state st released (by the warpgroup's leader)."""
+        with B.if_(leader):
+            ring.consumer_release(st)
+
     def complete(st):
         """The issued K tile's wgmma done (its temporary readable), its stage released."""
         nvvm.wgmma_wait_group_sync_aligned(0)
-        with B.if_(leader):
-            ring.consumer_release(st)
+        release(st)
 
     def promote(tile, main, tmp, scales):
         """main + tmp x scales (tmp complete, of `tile`): read after the wgmma issued before
@@ -755,13 +764,38 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
         s = tile.column_scales(scales)
         return _fence_operands([math_d.fma(v, f, m) for v, f, m in zip(regs, s, main)])
 
+    def run(tile, main, tmp0, sc0, st, t0, count):
+        """K tiles t0 .. t0 + count - 1 of `tile`, straight-line, entering with K tile t0 - 1
+        complete in tmp0 (not yet promoted, its stage released) and nothing in flight. Each
+        K tile goes into the temporary its predecessor does not hold; with cfg.issue_ahead
+        it is issued before that predecessor is waited for (wait_group 1), else after it
+        (wait_group 0 each). The last is drained. Returns (main, the last K tile's
+        temporary (complete), its scales, its state)."""
+        temps, scs, prev_st = [tmp0, None], [sc0, None], None
+        held = 0  # the temporary of the K tile before the one being issued
+        for j in range(count):
+            if j and not cfg.issue_ahead:
+                complete(prev_st)
+            st = st.advance()
+            x = 1 - held
+            temps[x], scs[x] = issue(tile, st, irb.add(t0, j))
+            if j and cfg.issue_ahead:  # the previous K tile done (this one may still run)
+                nvvm.wgmma_wait_group_sync_aligned(1)
+            main = promote(tile, main, temps[held], scs[held])
+            if j and cfg.issue_ahead:  # its stage released (after the reads: no branch
+                release(prev_st)       # between the wait and them)
+            prev_st, held = st, x
+        complete(prev_st)
+        return main, temps[held], scs[held], st
+
     def k_loop(tile, st, tmp0, sc0):
         """The tile's K tiles after the first (complete in tmp0, its stage state st): (main
         without the last K tile, the last's temporary (complete), its scales, its state)."""
         main = [irb.const_f32(0.0)] * size
-        pairs = (k_count - 1) // 2  # tiles 2p + 1 (temporary 1) and 2p + 2 (temporary 0)
-        if pairs:
-            loop = scf.ForOp(irb.const_index(0), _opaque_index(pairs), irb.const_index(1),
+        unroll = 2  # K tiles 2p + 1 and 2p + 2 per trip: each temporary keeps its registers
+        bodies = (k_count - 1) // unroll  # (more per trip made ptxas spill them)
+        if bodies:
+            loop = scf.ForOp(irb.const_index(0), _opaque_index(bodies), irb.const_index(1),
                              main + tmp0 + sc0 + st.values)
             with ir.InsertionPoint(loop.body):
                 p = loop.induction_variable
@@ -769,26 +803,16 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
                 main, tmp0 = c[:size], c[size:size + n]
                 sc0 = c[size + n:size + n + n_sc]
                 st = B.PipelineState.carried(c[-2:], cfg.stages)
-                t = irb.add(irb.mul(p, 2), 1)
-                st = st.advance()
-                tmp1, sc1 = issue(tile, st, t)
-                main = promote(tile, main, tmp0, sc0)
-                complete(st)
-                st = st.advance()
-                tmp0, sc0 = issue(tile, st, irb.add(t, 1))
-                main = promote(tile, main, tmp1, sc1)
-                complete(st)
+                main, tmp0, sc0, st = run(tile, main, tmp0, sc0, st,
+                                          irb.add(irb.mul(p, unroll), 1), unroll)
                 scf.yield_(main + tmp0 + sc0 + st.values)
             res = list(loop.results)
             main, tmp0 = res[:size], res[size:size + n]
             sc0 = res[size + n:size + n + n_sc]
             st = B.PipelineState.carried(res[-2:], cfg.stages)
-        if k_count - 1 > 2 * pairs:  # one more K tile (an even count): into temporary 1
-            st = st.advance()
-            tmp1, sc1 = issue(tile, st, k_count - 1)
-            main = promote(tile, main, tmp0, sc0)
-            complete(st)
-            return main, tmp1, sc1, st
+        rest = k_count - 1 - bodies * unroll
+        if rest:  # the K tiles left (an odd count leaves the last in temporary 1)
+            return run(tile, main, tmp0, sc0, st, 1 + bodies * unroll, rest)
         return main, tmp0, sc0, st
 
     def store(tile, main):
