@@ -43,13 +43,15 @@ VARIANTS = {  # name: wgmma fields over the block default (None: the default its
     "default": None,
     "no_smem": {"smem_scales": False},  # scale_a loaded per consumer thread
     "single": {"cluster_m": 1, "smem_scales": False},  # the default before session 5
-    "nonpersistent": {"persistent": False, "cluster_m": 1, "smem_scales": False},
     "s7": {"stages": 7, "smem_scales": False},  # 7 x 32 KiB: no room for the scale slots
     "bn128": {"BN": 128},  # at M <= 128, where the default has BN 64
     # where N is not a multiple of 128 (2112): tiles across two blocks of B's scales, fewer
     # waves (4096 x 2112: 128 columns 544 tiles, 4.1 waves of 132; 136: 512, 3.9), no cluster
     # (BN / 2 must be a multiple of 8 for the multicast halves)
-    "bn136": {"BN": 136, "cluster_m": 1},
+    "bn136": {"BN": 136, "cluster_m": 1, "issue_ahead": False},  # (ahead: 416 bytes spilled)
+    # there too: 64-column tiles fill whole waves (4096 x 2112: 1056 tiles, 8.0 waves of 132;
+    # each a 64 x 64 wgmma per consumer: more bytes per flop from L2 and shared memory)
+    "bn64": {"BN": 64},
     # consumer 1 starts a K tile behind consumer 0: their wgmma groups take turns
     "stagger": {"stagger": True},
     # session 5's K loop: a wait after every K tile (the default issues the next first)
@@ -61,7 +63,7 @@ VARIANTS = {  # name: wgmma fields over the block default (None: the default its
 }
 SMALL_VARIANTS = ("default", "ahead_off", "bn128", "no_smem")
 LARGE_VARIANTS = ("default", "ahead_off", "no_smem", "single", "s7", "stagger")
-STRADDLE_VARIANTS = ("bn136",)
+ODD_N_VARIANTS = ("bn136", "bn64")
 
 
 def spec_of(M, N, K):
@@ -78,10 +80,10 @@ def _line(name: str, vname: str, seconds: float, res: dict) -> str:
 def variants_for(spec) -> tuple:
     """The variants a shape is built in: SMALL_VARIANTS at M <= 128 (and the staggered and
     non-persistent ones where the default has two consumers, M > 64), else LARGE_VARIANTS
-    (and STRADDLE_VARIANTS where N is not a multiple of 128)."""
+    (and ODD_N_VARIANTS where N is not a multiple of 128)."""
     if spec.M <= 128:
         return SMALL_VARIANTS + (("stagger", "np_s7_stagger", "np_s7") if spec.M > 64 else ())
-    return LARGE_VARIANTS + (STRADDLE_VARIANTS if spec.N % 128 else ())
+    return LARGE_VARIANTS + (ODD_N_VARIANTS if spec.N % 128 else ())
 
 
 def build(directory: Path, shapes) -> None:

@@ -41,6 +41,17 @@ def test_block_spec_operands_and_key():
     assert keys[0] != keys[1]
 
 
+@pytest.mark.parametrize("M,N,persistent,stages", [(128, 4096, False, 7), (100, 2112, False, 7),
+                                                   (128, 24576, True, 6), (64, 4096, True, 8),
+                                                   (4096, 4096, True, 6)])
+def test_block_default_one_wave_of_tiles_is_not_persistent(M, N, persistent, stages):
+    """One row of 128-row tiles that fits one wave of the target's SMs (132): a tile per CTA,
+    non-persistent, 7 stages; more tiles, or 64-row tiles (M <= 64), or many rows: persistent."""
+    spec = GemmSpec(**{**BLOCK.to_dict(), "M": M, "N": N})
+    cfg = strategies.resolve(None, spec, H100)
+    assert (cfg.persistent, cfg.stages) == (persistent, stages), cfg
+
+
 def test_block_default_drops_staged_scales_where_bn_straddles():
     """BN 136 given over the block default (scale_a staged where M % 4 == 0): the staged
     scale_a dropped (validate rejects it with tiles across two blocks of B's scales); given
@@ -134,13 +145,14 @@ def test_block_default():
     assert strategies.resolve(None, small, H100) == WgmmaConfig(
         BM=64, BN=64, BK=128, consumers=1, stages=8, persistent=True, consumer_registers=240,
         smem_scales=True)
-    # BN 64 up to M = 128 (BLOCK_NARROW_MAX_M), 128 in persistent 2x1 clusters past it, with
-    # scale_a staged in shared memory where M % 4 == 0 (its TMA's 16-byte row pitch)
+    # BN 64 up to M = 128 (BLOCK_NARROW_MAX_M; N = 2112: 33 tiles, one wave, so not
+    # persistent), 128 in persistent 2x1 clusters past it, with scale_a staged in shared
+    # memory where M % 4 == 0 (its TMA's 16-byte row pitch)
     for m, bn, cluster_m, smem in ((128, 64, 1, True), (127, 64, 1, False),
                                    (129, 128, 2, False), (132, 128, 2, True)):
         cfg = strategies.resolve(None, GemmSpec(**{**BLOCK.to_dict(), "M": m}), H100)
         assert (cfg.BM, cfg.BN, cfg.consumers, cfg.cluster_m, cfg.persistent,
-                cfg.smem_scales) == (128, bn, 2, cluster_m, True, smem), (m, cfg)
+                cfg.smem_scales) == (128, bn, 2, cluster_m, m > 128, smem), (m, cfg)
     # a given BN completes the block default, not the ping-pong one
     cfg = strategies.resolve({"strategy": "wgmma", "BN": 64}, BLOCK, H100)
     assert (cfg.mode, cfg.BN, cfg.consumers) == ("cooperative", 64, 2)

@@ -846,14 +846,14 @@ def fp8_config(spec: GemmSpec, target: Target, cooperative: bool = False) -> Wgm
     """The fp8 and int8 default (_fp8_config; int8: its BN rounded up to an N integer wgmma
     takes, int8_bn)."""
     if spec.scale == "block":
-        return block_config(spec)
+        return block_config(spec, target)
     cfg = _fp8_config(spec, target, cooperative)
     if is_int8(spec) and cfg.BN not in INT8_WGMMA_N:
         cfg = cfg.replace(BN=int8_bn(cfg.BN))
     return cfg
 
 
-def block_config(spec: GemmSpec) -> WgmmaConfig:
+def block_config(spec: GemmSpec, target: Target) -> WgmmaConfig:
     """Block-scaled fp8: cooperative 128 x 128 with 2 consumers (64 rows each: 64 main + 2 x
     64 temporary accumulator registers per thread), 6 stages of 32 KiB, persistent, the
     registers split 24 (producer) / 240 (consumers) as FlashAttention-3's (at 40 / 232 ptxas
@@ -861,15 +861,30 @@ def block_config(spec: GemmSpec) -> WgmmaConfig:
     consumer at 240 (256 threads launch with 240 each). BN 64 where M <= BLOCK_NARROW_MAX_M:
     twice the CTAs for a row or two of tiles; above, persistent 2x1 clusters (B multicast to
     pairs of tile rows: BLOCK_CLUSTER_MIN_M). scale_a staged in shared memory by the producer
-    wherever M % 4 == 0 (smem_scales)."""
+    wherever M % 4 == 0 (smem_scales). One row of 128-row tiles whose tiles fit one wave: a
+    tile per CTA, 7 stages (BLOCK_ONE_WAVE_STAGES)."""
     bn = 64 if spec.M <= BLOCK_NARROW_MAX_M else 128
     staged = spec.M % 4 == 0  # scale_a's TMA: rows of a 16-byte pitch
     if spec.M <= 64:
         return WgmmaConfig(BM=64, BN=bn, BK=span_k(spec), consumers=1, stages=8,
                            persistent=True, consumer_registers=240, smem_scales=staged)
+    if spec.M <= 128 and spec.batch * -(-spec.N // bn) <= target.multiprocessors:
+        # one wave of tiles: persistence only costs (the walk, a stage); one row of tiles,
+        # so group_m changes nothing in the order (1: as measured)
+        return WgmmaConfig(BM=128, BN=bn, BK=span_k(spec), consumers=2,
+                           stages=BLOCK_ONE_WAVE_STAGES, persistent=False, group_m=1,
+                           producer_registers=24, consumer_registers=240, smem_scales=staged)
     return WgmmaConfig(BM=128, BN=bn, BK=span_k(spec), consumers=2, stages=6, persistent=True,
                        producer_registers=24, consumer_registers=240,
                        cluster_m=2 if spec.M >= BLOCK_CLUSTER_MIN_M else 1, smem_scales=staged)
+
+
+# Block scales, one row of 128-row tiles in one wave (M = 128 at N = 2112, 7168, 4096:
+# 17-112 tiles), measured on the H200 (results/fp8_block_bench-h200-2026-12-02-s6-m128.json,
+# 5 interleaved rounds, each kernel checked against float64): non-persistent in 7 stages over
+# the persistent 6-stage default 185 -> 197, 609 -> 647, 318 -> 344 TFLOP/s; at N = 24576
+# (384 tiles) persistent stays ahead (413 vs 383)
+BLOCK_ONE_WAVE_STAGES = 7
 
 
 # Block scales at M <= 128 (DeepGEMM's M = 64 and 128 shapes), measured on the H200
