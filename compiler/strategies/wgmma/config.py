@@ -48,22 +48,21 @@ scales and the chain as fp8's. Integer wgmma takes N of 8, 16, 24 or a multiple 
 
 Block scales (fp8, GemmSpec.scale "block": DeepSeek-V3's 1 x 128 blocks of A, 128 x 128 of B,
 DeepGEMM's scheme): BK = 128 is one scale block, so per K tile a consumer issues the tile's
-wgmma into one of two temporary accumulators (scale-d 0 on its first) and, while they run,
-adds the previous tile's temp x scale_a[kb, row] x scale_b[n0 / 128, kb] into its main f32
+wgmma into one of two temporary accumulators (scale-d 0 on its first) and, while they run, adds
+the previous tile's temp x scale_a[kb, row] x scale_b[n0 / 128, kb] into its main f32
 accumulator (FMA: the partial sums are promoted to f32 registers every 128 of K, which bounds
 the error fp8 wgmma's narrower accumulator adds). Two K tiles per trip of the K loop
-(issue_ahead): the second is issued before the first is waited for (wait_group 1), the
-trip's end drains (wait_group 0); each stage is released once its wgmma are done. A consumer holds the three accumulators, so slabs x BN <=
-BLOCK_MAX_COLUMNS (cooperative BM = 128 with 2 consumers, BN up to 136); a tile lies in at
-most two blocks of B's scales (BN dividing 128, or e.g. 136: per 8 columns a select of the
-block's scale); cooperative mode, no split-K or swap_ab; 2x1 clusters as
-cooperative ones, non-persistent or persistent (a cluster walks pairs of vertically adjacent
-tiles together, the ring carried on from pair to pair; block_config is the default). Opt-in:
-smem_scales, scale_a staged in shared memory by the producer (per stage one 1-D TMA box of the
-K tile's BM scale_a values, scale_a read as one flat f32 array (ceil(K/128) x M): no row
-pitch to align, so any M; rows past M read the next K block's first values or, past the end,
-zeros, and are never stored; its flat coordinates fit TMA's 32 bits as A's M x K fits the
-spec's 32-bit size limit); the consumers read their rows' scales from shared memory."""
+(issue_ahead): the second is issued before the first is waited for (wait_group 1), the trip's
+end drains (wait_group 0); each stage is released once its wgmma are done. A consumer holds the
+three accumulators, so slabs x BN <= BLOCK_MAX_COLUMNS (cooperative BM = 128 with 2 consumers,
+BN up to 136); a tile lies in at most two blocks of B's scales (BN dividing 128, or e.g. 136:
+per 8 columns a select of the block's scale); cooperative mode, no split-K or swap_ab; 2x1
+clusters as cooperative ones, non-persistent or persistent (a cluster walks pairs of vertically
+adjacent tiles together, the ring carried on from pair to pair). block_config is the default.
+smem_scales (the default where M % 4 == 0): scale_a staged in shared memory by the producer,
+per stage one TMA box of the K tile's BM values (scale_a as a rank-2 (ceil(K/128), M) array:
+M a multiple of 4 for its 16-byte row pitch; rows past M read zeros and are never stored),
+read by the consumers from shared memory; not with a BN that does not divide 128."""
 from __future__ import annotations
 
 import math
@@ -880,7 +879,7 @@ def block_config(spec: GemmSpec, target: Target) -> WgmmaConfig:
 
 
 # Block scales, one row of 128-row tiles in one wave (M = 128 at N = 2112, 7168, 4096:
-# 17-112 tiles), measured on the H200 (results/fp8_block_bench-h200-2026-12-02-s6-m128.json,
+# 33-112 tiles), measured on the H200 (results/fp8_block_bench-h200-2026-12-02-s6-m128.json,
 # 5 interleaved rounds, each kernel checked against float64): non-persistent in 7 stages over
 # the persistent 6-stage default 185 -> 197, 609 -> 647, 318 -> 344 TFLOP/s; at N = 24576
 # (384 tiles) persistent stays ahead (413 vs 383)

@@ -642,12 +642,11 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
     tile t (one 128-wide scale block, BK = 128) is issued into temporary t mod 2 (scale-d 0
     first); then tile t - 1's products, complete in the other temporary, are folded into
     the main f32 accumulator while tile t runs (main += temp x scale_a[kb, row] x
-    scale_b[n0 / 128, kb], one FMA per register). The K loop takes two K tiles
-    per trip: within a trip K tile t is issued before t - 1 is waited for (wait_group 1), so
-    the warpgroup's next group is queued while it promotes (cfg.issue_ahead); the trip's
-    last is drained
-    (wait_group 0). A stage is released once its wgmma are done, after the promotion that
-    follows the wait (a branch between wait_group 1 and the reads of the completed
+    scale_b[n0 / 128, kb], one FMA per register). The K loop takes two K tiles per trip:
+    within a trip K tile t is issued before t - 1 is waited for (wait_group 1), so the
+    warpgroup's next group is queued while it promotes (cfg.issue_ahead); the trip's last is
+    drained (wait_group 0). A stage is released once its wgmma are done, after the promotion
+    that follows the wait (a branch between wait_group 1 and the reads of the completed
     temporary makes ptxas serialize every wgmma of the kernel, with no warning). Across
     tiles (persistent) the same: the next tile's first K tile is issued before this tile's
     last promotion and its epilogue, which run under it. Nothing is in flight across a
