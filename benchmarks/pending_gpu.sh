@@ -1,12 +1,14 @@
 #!/bin/bash
 # What this repository has built but not yet run on the H200, as one batch (edit the list as
-# items land; session 5 ran session 4's list: results/*-2026-12-02-s5*, *cl12*, *sanitizer*):
+# items land; session 6 ran session 5's parts block and tuneq: results/*-2026-12-02-s6*,
+# tune_fp8_block-h200-2026-12-02-s6/):
 #   tests:  every GPU test (the smem_scales cases in part block) and the correctness sweep
+#           (not re-run since session 5; only the block path changed, run in part block)
 #   decode: the whole decode suite (bf16 + f16, every point, 5 rounds) and its analysis
-#           (issue 15's figures and their bandwidth bounds)
-#   block:  block-scaled fp8 (issue 16): its GPU cases (the default above M = 128 now persistent
-#           2x1 clusters with scale_a staged by TMA; BN 136 across two blocks of B's scales),
-#           then fp8_block_bench over DeepGEMM's 12 shapes (BN 136 beside the default at N = 2112)
+#           (issue 15's figures and their bandwidth bounds; defaults unchanged since session 5)
+#   block:  block-scaled fp8 (issue 16): its GPU cases, then fp8_block_bench over DeepGEMM's 12
+#           shapes; new there: the variant bn64 at N = 2112 (64-column tiles, whole waves),
+#           not yet run
 #   tuneq:  the tuner on quantized inputs (issue 16): tuning_configs/fp8_block.json at 8
 #           candidates per shape (scales drawn by the worker, checked against the dequantized
 #           float64 product, timed against the bf16 matmul), its report
