@@ -357,6 +357,8 @@ def straddle_blocks(bn: int) -> int:
     """How many 128-row blocks of B's scales a tile of `bn` columns at n0 = t x bn may span
     (its offsets within a block are multiples of gcd(bn, 128)): 1 where bn divides 128."""
     return 1 + -(-(128 - math.gcd(bn, 128) + bn - 128) // 128) if 128 % bn else 1
+
+
 SCALE_BYTES = 4  # an f32 scale
 
 
@@ -380,6 +382,21 @@ def _validate_block(cfg: WgmmaConfig, spec: GemmSpec) -> None:
           f"block scales keep a main and two temporary accumulators: slabs x BN <= "
           f"{BLOCK_MAX_COLUMNS} per consumer warpgroup (BM = 64 x consumers), got "
           f"{cfg.slabs} x {cfg.BN} (BM {cfg.BM}, {cfg.consumers} consumer(s))")
+
+
+def staged_scales_problem(cfg: WgmmaConfig, spec: GemmSpec) -> str | None:
+    """Why block scales' scale_a cannot be staged in shared memory (smem_scales) with this
+    config (None when it can): validate's error, and where complete() and block_config leave
+    the staging out."""
+    if 128 % cfg.BN:
+        return (f"staged scale_a with tiles across two blocks of B's scales (BN {cfg.BN} does "
+                f"not divide 128) gave rows of wrong results at random on the H200 "
+                f"(persistent; results/fp8_block_bn136_smem-h200-2026-12-02.log): BN must "
+                f"divide 128, or smem_scales false")
+    if spec.M % 4:
+        return (f"TMA loads scale_a ((ceil(K/128), M) f32) by rows of a 16-byte pitch: M must "
+                f"be a multiple of 4, got M = {spec.M}")
+    return None
 
 
 def tma_epilogue_problem(cfg: WgmmaConfig, spec: GemmSpec) -> tuple[str, str] | None:
@@ -476,14 +493,8 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
     check(not cfg.stagger or (spec.scale == "block" and cfg.consumers == 2), "stagger",
           f"staggers block scales' two consumer warpgroups (scale 'block', consumers 2), got "
           f"scale {spec.scale!r} with {cfg.consumers} consumer(s)")
-    check(not cfg.smem_scales or 128 % cfg.BN == 0, "smem_scales",
-          f"staged scale_a with tiles across two blocks of B's scales (BN {cfg.BN} does not "
-          f"divide 128) gave rows of wrong results at random on the H200 (persistent; "
-          f"results/fp8_block_bn136_smem-h200-2026-12-02.log): BN must divide 128, or "
-          f"smem_scales false")
-    check(not cfg.smem_scales or spec.M % 4 == 0, "smem_scales",
-          f"TMA loads scale_a ((ceil(K/128), M) f32) by rows of a 16-byte pitch: M must be a "
-          f"multiple of 4, got M = {spec.M}")
+    staging = staged_scales_problem(cfg, spec) if cfg.smem_scales else None
+    check(staging is None, "smem_scales", staging)
     if spec.scale != "none":
         check(cfg.split_k == 1 or getattr(cfg, "reduce", "workspace") == "cluster", "split_k",
               f"split_k {cfg.split_k} with scales: the workspace reduce applies none (not "
@@ -788,7 +799,7 @@ def complete(given: dict, spec: GemmSpec, target: Target) -> WgmmaConfig:
             and any(f in given for f in _COOPERATIVE_FIELDS)):
         cfg = cooperative_default(spec, target)
     cfg = cfg.replace(**given)
-    if spec.scale == "block" and 128 % cfg.BN and "smem_scales" not in given:
+    if cfg.smem_scales and "smem_scales" not in given and staged_scales_problem(cfg, spec):
         cfg = cfg.replace(smem_scales=False)  # the default's staged scale_a: not with this BN
     if cfg.epilogue == "tma" and "epilogue" not in given:
         try:
@@ -863,19 +874,18 @@ def block_config(spec: GemmSpec, target: Target) -> WgmmaConfig:
     wherever M % 4 == 0 (smem_scales). One row of 128-row tiles whose tiles fit one wave: a
     tile per CTA, 7 stages (BLOCK_ONE_WAVE_STAGES)."""
     bn = 64 if spec.M <= BLOCK_NARROW_MAX_M else 128
-    staged = spec.M % 4 == 0  # scale_a's TMA: rows of a 16-byte pitch
     if spec.M <= 64:
-        return WgmmaConfig(BM=64, BN=bn, BK=span_k(spec), consumers=1, stages=8,
-                           persistent=True, consumer_registers=240, smem_scales=staged)
-    if spec.M <= 128 and spec.batch * -(-spec.N // bn) <= target.multiprocessors:
-        # one wave of tiles: persistence only costs (the walk, a stage); one row of tiles,
-        # so group_m changes nothing in the order (1: as measured)
-        return WgmmaConfig(BM=128, BN=bn, BK=span_k(spec), consumers=2,
-                           stages=BLOCK_ONE_WAVE_STAGES, persistent=False, group_m=1,
-                           producer_registers=24, consumer_registers=240, smem_scales=staged)
-    return WgmmaConfig(BM=128, BN=bn, BK=span_k(spec), consumers=2, stages=6, persistent=True,
-                       producer_registers=24, consumer_registers=240,
-                       cluster_m=2 if spec.M >= BLOCK_CLUSTER_MIN_M else 1, smem_scales=staged)
+        cfg = WgmmaConfig(BM=64, BN=bn, BK=span_k(spec), consumers=1, stages=8,
+                          persistent=True, consumer_registers=240)
+    else:
+        cfg = WgmmaConfig(BM=128, BN=bn, BK=span_k(spec), consumers=2, stages=6,
+                          persistent=True, producer_registers=24, consumer_registers=240,
+                          cluster_m=2 if spec.M >= BLOCK_CLUSTER_MIN_M else 1)
+        if spec.M <= 128 and spec.batch * -(-spec.N // bn) <= target.multiprocessors:
+            # one wave of tiles: persistence only costs (the walk, a stage); one row of
+            # tiles, so group_m changes nothing in the order (1: as measured)
+            cfg = cfg.replace(stages=BLOCK_ONE_WAVE_STAGES, persistent=False, group_m=1)
+    return cfg.replace(smem_scales=staged_scales_problem(cfg, spec) is None)
 
 
 # Block scales, one row of 128-row tiles in one wave (M = 128 at N = 2112, 7168, 4096:
