@@ -133,10 +133,9 @@ def _shape(directory: Path, index: list, name: str, rounds: int) -> dict:
     impls["deepgen.gemm"] = lambda a, w, sa_t, sb, i: deepgen.gemm(
         a, w.t(), out=c, scale_a=sa_t.t(), scale_b=sb)
     a, w, sa_t, sb = sets[0]
-    ka = sa_t.t().double().repeat_interleave(128, 1)[:, :K]
-    kw = sb.double().repeat_interleave(128, 0)[:N].repeat_interleave(128, 1)[:, :K]
-    ref = (a.double() * ka) @ (w.double() * kw).t()
-    del ka, kw
+    a64, b64 = measure.dequantized(spec, a, w.t(), {"scale_a": sa_t, "scale_b": sb})
+    ref = a64 @ b64
+    del a64, b64
     checks = qb.check_once(impls, lambda fn: fn(a, w, sa_t, sb, 0), c, ref,
                            measure.rel_error, torch.cuda.synchronize)
     del ref

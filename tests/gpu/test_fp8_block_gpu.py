@@ -29,13 +29,13 @@ ERRORS: dict = {}
 hopper = quant_gpu.hopper_fixture(ERRORS, "DEEPGEN_FP8_BLOCK_ERRORS", "fp8")
 
 
-def block_scales(spec: GemmSpec, g):
-    """(scale_a (M, K/128) M-major, scale_b (N/128, K/128)) in 0.25 .. 2.25 on the GPU:
-    measure.scale_operands drawn on the CPU from `g` (scale_a is (K/128, M) there)."""
+def block_scales(spec: GemmSpec, g) -> dict:
+    """measure.scale_operands drawn on the CPU from `g` (0.25 .. 2.25), on the GPU, as the
+    kernel takes them: scale_a (K/128, M), scale_b (N/128, K/128) (deepgen.gemm takes
+    scale_a.t(): (M, K/128), M-major)."""
     from deepgen.runtime import measure
 
-    s = measure.scale_operands(spec, "cpu", g)
-    return s["scale_a"].cuda().t(), s["scale_b"].cuda()
+    return {k: v.cuda() for k, v in measure.scale_operands(spec, "cpu", g).items()}
 
 
 def _operands(spec, seed: int):
@@ -50,8 +50,7 @@ def _operands(spec, seed: int):
     def one(_run: int):
         a = torch.randn(spec.M, spec.K, device="cuda").to(fp8)
         w = torch.randn(spec.N, spec.K, device="cuda").to(fp8)
-        sa, sb = block_scales(spec, g)
-        scale_args = {"scale_a": sa.t(), "scale_b": sb}  # as the kernel takes them
+        scale_args = block_scales(spec, g)
         return (a, w.t(), *measure.dequantized(spec, a, w.t(), scale_args), scale_args)
 
     return one
@@ -76,9 +75,10 @@ def test_gemm_block_form_matches_float64_and_torch(kernels, hopper):
     g = torch.Generator().manual_seed(11)
     a = torch.randn(spec.M, spec.K, device="cuda").to(torch.float8_e4m3fn)
     w = torch.randn(spec.N, spec.K, device="cuda").to(torch.float8_e4m3fn)
-    sa, sb = block_scales(spec, g)
+    scale_args = block_scales(spec, g)
+    sa, sb = scale_args["scale_a"].t(), scale_args["scale_b"]  # the API's scale_a: (M, K/128)
     out = deepgen.gemm(a, w.t(), scale_a=sa, scale_b=sb, out_dtype=torch.bfloat16)
-    a64, b64 = measure.dequantized(spec, a, w.t(), {"scale_a": sa.t(), "scale_b": sb})
+    a64, b64 = measure.dequantized(spec, a, w.t(), scale_args)
     ref = a64 @ b64
     theirs = a64.bfloat16() @ b64.bfloat16()  # torch: dequantize, bf16 matmul
     err, err_torch = measure.rel_error(out, ref), measure.rel_error(theirs, ref)
