@@ -204,6 +204,13 @@ def artifacts():
     }
 
 
+def _issues_ahead(name: str, art) -> bool:
+    """Whether artifact `name` has a K loop that issues ahead (wait_group 1 within a trip):
+    issue_ahead (every artifact but "ahead_off") and 3 K tiles or more."""
+    spec = art.spec if isinstance(art.spec, dict) else art.spec.to_dict()
+    return name != "ahead_off" and -(-spec["K"] // 128) >= 3
+
+
 @pytest.mark.parametrize("name,n,dtype", [("default", 128, "e4m3"), ("m64", 64, "e4m3"),
                                           ("bn64_bias_relu_f32", 64, "e4m3"),
                                           ("e5m2", 128, "e5m2"), ("odd", 128, "e4m3"),
@@ -231,8 +238,8 @@ def test_ptx_promotes_every_k_tile_under_the_next(artifacts, name, n, dtype):
     assert mma and len(mma) == 4 * len(commits), (len(mma), len(commits))
     spec = art.spec if isinstance(art.spec, dict) else art.spec.to_dict()
     kb = -(-spec["K"] // 128)
-    ahead = name != "ahead_off" and kb >= 3
-    assert {w for _, w in waits} == ({"0", "1"} if ahead else {"0"}), (name, waits)
+    assert {w for _, w in waits} == ({"0", "1"} if _issues_ahead(name, art) else {"0"}), (
+        name, waits)
     assert len(waits) == len(commits), waits
     fmas = [m.start() for m in re.finditer(r"fma\.rn\.f32\s", ptx)]
     under = [len([p for p in fmas if c < p < min((w for w, _ in waits if w > c),
@@ -271,9 +278,7 @@ def test_sass_keeps_groups_of_wgmma_in_flight(artifacts):
         mma = len(re.findall(r"\b[QH]GMMA\.", sass))
         waits = re.findall(r"WARPGROUP\.DEPBAR\.LE gsb0, (0x[01])", sass)
         assert mma and len(waits) <= mma // 2, (name, mma, len(waits))
-        spec = art.spec if isinstance(art.spec, dict) else art.spec.to_dict()
-        ahead = name != "ahead_off" and -(-spec["K"] // 128) >= 3
-        assert ("0x1" in waits) == ahead, (name, sorted(set(waits)))
+        assert ("0x1" in waits) == _issues_ahead(name, art), (name, sorted(set(waits)))
 
 
 def test_ptxas_keeps_the_block_wgmma_asynchronous(artifacts):
@@ -346,8 +351,8 @@ def test_smem_scales_staged_by_the_producer(artifacts, name, bm, slabs):
 def test_tiles_across_two_scale_blocks_pick_scale_b_per_8_columns(artifacts, name, bn):
     """BN not dividing 128: m64nBNk32 wgmma; per K tile two scale_b loads (the tile's block and
     the next, clamped) and per 8 columns a select between their products with each row's
-    scale_a (2 rows x BN / 8 groups per thread, the first group's folded), no spills, nothing serialized (C751x: the
-    ptxas test above covers every artifact)."""
+    scale_a (2 rows x BN / 8 groups per thread, the first group's folded), no spills, nothing
+    serialized (C751x: the ptxas test above covers every artifact)."""
     art = artifacts[name]
     ptx = art.assembly
     assert re.search(rf"wgmma\.mma_async\.sync\.aligned\.m64n{bn}k32\.f32\.e4m3\.e4m3", ptx)
