@@ -42,7 +42,7 @@ def test_block_spec_operands_and_key():
 
 
 @pytest.mark.parametrize("M,N,persistent,stages", [(128, 4096, False, 7), (100, 2112, False, 7),
-                                                   (128, 24576, True, 6), (64, 4096, True, 8),
+                                                   (128, 24576, True, 6), (64, 24576, True, 8),
                                                    (4096, 4096, True, 6)])
 def test_block_default_one_wave_of_tiles_is_not_persistent(M, N, persistent, stages):
     """One row of 128-row tiles that fits one wave of the target's SMs (132): a tile per CTA,
@@ -50,6 +50,20 @@ def test_block_default_one_wave_of_tiles_is_not_persistent(M, N, persistent, sta
     spec = GemmSpec(**{**BLOCK.to_dict(), "M": M, "N": N})
     cfg = strategies.resolve(None, spec, H100)
     assert (cfg.persistent, cfg.stages) == (persistent, stages), cfg
+
+
+@pytest.mark.parametrize("M,N,out,expected", [
+    (4096, 4096, "bf16", ("tma", 32, 6)), (4096, 2112, "f16", ("tma", 32, 6)),
+    (128, 7168, "bf16", ("tma", 32, 7)), (64, 24576, "bf16", ("tma", 32, 8)),
+    (128, 4096, "bf16", ("direct", 32, 7)),  # split_k 2: the cluster's shares per thread
+    (4096, 4096, "f32", ("direct", 32, 6)),  # stmatrix stores 16-bit elements
+    (4096, 2100, "bf16", ("direct", 32, 6))])  # C's row pitch 4200 bytes: not for TMA
+def test_block_default_takes_the_tma_epilogue_where_c_does(M, N, out, expected):
+    """The block default stores through the TMA epilogue where C takes it (16-bit, a row
+    pitch of 16-byte multiples) in 32-column sub-tiles; elsewhere per thread."""
+    spec = GemmSpec(**{**BLOCK.to_dict(), "M": M, "N": N, "out_dtype": out})
+    cfg = strategies.resolve(None, spec, H100)
+    assert (cfg.epilogue, cfg.epilogue_n, cfg.stages) == expected, cfg
 
 
 def test_block_default_drops_staged_scales_where_bn_straddles():
@@ -71,7 +85,11 @@ def test_block_default_drops_staged_scales_where_bn_straddles():
     (dict(), {"BM": 128, "consumers": 1},
      r"^BM: block scales keep a main and two temporary accumulators: slabs x BN <= 136 .* got "
      r"2 x 128"),
-    (dict(), {"split_k": 2, "persistent": False}, r"^split_k: block scales with split_k"),
+    (dict(), {"split_k": 2, "persistent": False, "cluster_m": 1},
+     r"^reduce: block scales with split_k: reduce 'cluster' .* got 'workspace'"),
+    (dict(), {"split_k": 3, "persistent": False, "cluster_m": 1, "reduce": "cluster"},
+     r"^split_k: block scales with split_k: .* the 56 K tiles must divide into split_k equal "
+     r"slices, got 3"),
     (dict(M=16), {"swap_ab": True, "BN": 16, "BM": 128, "consumers": 1, "split_k": 1},
      r"^swap_ab: block scales with swap_ab: not built"),
     ({"scale": "tensor"}, {"smem_scales": True},
@@ -95,6 +113,31 @@ def test_block_validation_names_the_field_and_the_limit(spec_fields, config, mes
     with pytest.raises(SpecError, match=message):
         strategies.resolve(None if config is None else {"strategy": "wgmma", **config}, spec,
                            H100)
+
+
+@pytest.mark.parametrize("M,N,K,split", [(128, 2112, 7168, 4), (64, 4096, 7168, 2),
+                                         (100, 392, 1040, 3)])
+def test_block_split_k_sums_the_slices_in_a_cluster(M, N, K, split):
+    """split_k with block scales (reduce "cluster"): the grid's z holds the K slices of a
+    tile, one cluster (1, 1, split); each slice promotes its own K tiles (K / 128 / split per
+    slice: the fma per register under the next K tile's wgmma), stashes its f32 sums in
+    shared memory and adds its share of the cluster's stashes (mapa, ld.shared::cluster), no
+    TMA epilogue (the shares go out per thread), no spills."""
+    spec = GemmSpec(M=M, N=N, K=K, dtype="e4m3", out_dtype="bf16", layout="NT", scale="block")
+    art = compile_artifact(spec, {"strategy": "wgmma", "split_k": split, "reduce": "cluster",
+                                  "persistent": False}, "sm_90a", keep_ir=False)
+    cfg = art.config if isinstance(art.config, dict) else art.config.to_dict()
+    main = art.launches[0]
+    tiles = -(-M // cfg["BM"]) * -(-N // cfg["BN"])
+    assert (main.grid, main.cluster, cfg["epilogue"]) == ((tiles, 1, split), (1, 1, split),
+                                                          "direct")
+    ptx = art.assembly
+    assert "mapa" in ptx and "barrier.cluster.arrive" in ptx
+    assert re.search(r"ld\.shared::cluster\.v4\.b32", ptx)
+    assert re.search(r"wgmma\.mma_async\.sync\.aligned\.m64n64k32\.f32\.e4m3\.e4m3", ptx)
+    assert len(re.findall(r"fma\.rn\.f32\s", ptx)) >= 32
+    res = art.resources[main.entry]
+    assert res["spill_stores"] == res["stack_bytes"] == 0, res
 
 
 def test_persistent_clusters_are_built_for_block_scales_only():
@@ -140,11 +183,15 @@ def test_persistent_cluster_walk_covers_every_tile_once_in_pairs(M, N, batch, gr
 def test_block_default():
     assert strategies.resolve(None, BLOCK, H100) == WgmmaConfig(
         BM=128, BN=128, BK=128, consumers=2, stages=6, persistent=True, producer_registers=24,
-        consumer_registers=240, cluster_m=2, smem_scales=True)
-    small = GemmSpec(**{**BLOCK.to_dict(), "M": 64})
+        consumer_registers=240, cluster_m=2, smem_scales=True, epilogue="tma", epilogue_n=32)
+    small = GemmSpec(**{**BLOCK.to_dict(), "M": 64, "N": 24576, "K": 1536})
     assert strategies.resolve(None, small, H100) == WgmmaConfig(
         BM=64, BN=64, BK=128, consumers=1, stages=8, persistent=True, consumer_registers=240,
-        smem_scales=True)
+        smem_scales=True, epilogue="tma", epilogue_n=32)
+    # 33 tiles of 64 x 64 (N = 2112): two K slices summed in a 2-CTA cluster, 66 CTAs
+    assert strategies.resolve(None, GemmSpec(**{**BLOCK.to_dict(), "M": 64}), H100) == (
+        WgmmaConfig(BM=64, BN=64, BK=128, consumers=1, stages=8, persistent=False,
+                    consumer_registers=240, smem_scales=True, split_k=2, reduce="cluster"))
     # BN 64 up to M = 128 (BLOCK_NARROW_MAX_M; N = 2112: 33 tiles, one wave, so not
     # persistent), 128 in persistent 2x1 clusters past it, with scale_a staged in shared
     # memory where M % 4 == 0 (its TMA's 16-byte row pitch)
@@ -337,7 +384,8 @@ def test_smem_scales_staged_by_the_producer(artifacts, name, bm, slabs):
     cfg = art.config if isinstance(art.config, dict) else art.config.to_dict()
     stage = (bm + cfg["BN"]) * 128
     assert re.search(rf"\b{stage + 4 * bm}\b", ptx), stage + 4 * bm  # expect_tx bytes
-    assert main.shared_bytes == cfg["stages"] * (stage + 4 * bm + 16)
+    epilogue = 2 * 2 * 64 * cfg["epilogue_n"] * cfg["consumers"] if cfg["epilogue"] == "tma" else 0
+    assert main.shared_bytes == cfg["stages"] * (stage + 4 * bm + 16) + epilogue
     commits = len(re.findall(r"wgmma\.commit_group\.sync\.aligned;", ptx))
     assert len(re.findall(r"ld\.shared\.[bf]32\s", ptx)) == 2 * slabs * commits
     assert len(re.findall(r"ld\.global(\.nc)?\.[bf]32\s", ptx)) == commits  # scale_b

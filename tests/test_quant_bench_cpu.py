@@ -130,7 +130,8 @@ def test_table_and_json(qb, tmp_path, capsys):
 @pytest.mark.parametrize("bench,shape,variants", [
     ("fp8_bench", "16x4096x4096", ["default"]),
     ("int8_bench", "32x4096x4096", ["default"]),
-    ("fp8_block_bench", "64x2112x7168", ["default", "ahead_off", "bn128", "no_smem"]),
+    ("fp8_block_bench", "64x2112x7168", ["default", "split1", "ahead_off", "bn128",
+                                            "no_smem"]),
 ])
 def test_build_one_small_shape(bench, shape, variants, tmp_path, capsys):
     pytest.importorskip("mlir")

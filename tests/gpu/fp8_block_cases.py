@@ -78,8 +78,16 @@ def cases() -> list:
         # both: partial tiles, several pairs per cluster; two K tiles
         ("block-4000x2112x1536-cluster2-pers-smem", dict(b, M=4000, N=2112, K=1536),
          {"cluster_m": 2, "smem_scales": True}, 1.0, 0.0),
+        # split_k: K slices summed in a cluster (the default where the tiles fill at most
+        # half the SMs: block-64x4096x7168 above); 3 slices, odd M, alpha and beta
+        ("block-100x2112x1152-split3-alpha-beta", dict(b, M=100, N=2112, K=1152,
+                                                        out_dtype="f16"),
+         {"split_k": 3, "reduce": "cluster", "persistent": False}, 2.0, 0.5),
+        # (persistent given: the default walks a tile per CTA below 4 K tiles; the direct
+        # epilogue: with the TMA one ptxas spills 4 bytes here)
         ("block-1100x392x208-cluster2-pers-smem", dict(b, M=1100, N=392, K=208),
-         {"cluster_m": 2, "smem_scales": True}, 1.0, 0.0),
+         {"cluster_m": 2, "smem_scales": True, "persistent": True, "epilogue": "direct"},
+         1.0, 0.0),
     ]
 
 

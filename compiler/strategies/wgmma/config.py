@@ -22,8 +22,8 @@ swizzle span (64 16-bit elements), every layout (an MN-major operand, A stored K
 stored K x N, takes wgmma's transpose bit), split_k slices of K along grid z (not with the
 persistent grid or clusters; their sum by a second launch or, reduce "cluster", within a
 cluster of the slices' CTAs), swap_ab (C^T = B^T A^T for small M), the epilogue per thread
-("direct") or through shared memory and TMA stores ("tma": 16-bit C; not with split_k, swap_ab
-or block scales).
+("direct") or through shared memory and TMA stores ("tma": 16-bit C; not with split_k or
+swap_ab).
 
 tf32 (f32 inputs, spec.allow_tf32): TMA copies the f32 operands into shared memory unchanged and
 wgmma reads them as tf32 (the tensor cores drop the low mantissa bits, as cuBLAS with TF32
@@ -370,8 +370,14 @@ def _validate_block(cfg: WgmmaConfig, spec: GemmSpec) -> None:
     check(cfg.mode == "cooperative", "mode",
           f"block scales: mode 'cooperative' (ping-pong's 128 x 128 per warpgroup would need "
           f"256 accumulator registers, main + temporary), got {cfg.mode!r}")
-    check(cfg.split_k == 1, "split_k", f"block scales with split_k: not built, got "
-          f"{cfg.split_k}")
+    if cfg.split_k > 1:  # each slice promotes its own K tiles; the cluster sums the slices
+        check(cfg.reduce == "cluster", "reduce",
+              f"block scales with split_k: reduce 'cluster' (the slices' promoted f32 sums "
+              f"added within the cluster), got {cfg.reduce!r}")
+        tiles = k_tiles(cfg, spec)
+        check(tiles % cfg.split_k == 0, "split_k",
+              f"block scales with split_k: the K loop is unrolled for one count, so the "
+              f"{tiles} K tiles must divide into split_k equal slices, got {cfg.split_k}")
     check(not cfg.swap_ab, "swap_ab", "block scales with swap_ab: not built")
     check(128 % cfg.BN == 0 or straddle_blocks(cfg.BN) <= 2, "BN",
           f"block scales: a tile's columns must lie in at most two 128-row blocks of B's "
@@ -402,7 +408,7 @@ def staged_scales_problem(cfg: WgmmaConfig, spec: GemmSpec) -> str | None:
 def tma_epilogue_problem(cfg: WgmmaConfig, spec: GemmSpec) -> tuple[str, str] | None:
     """(field, why) where the TMA epilogue cannot serve this spec and config (None when it
     can): 16-bit C, C's row pitch a multiple of 16 bytes (TMA), one tile per CTA's output
-    (no split-K, swap_ab or block scales: their stores are not built through it)."""
+    (no split-K or swap_ab: their stores are not built through it)."""
     out = spec.out_dtype
     if out not in TMA_EPILOGUE_OUT:
         return "epilogue", (f"'tma' stores {'/'.join(TMA_EPILOGUE_OUT)} outputs (stmatrix "
@@ -412,8 +418,7 @@ def tma_epilogue_problem(cfg: WgmmaConfig, spec: GemmSpec) -> tuple[str, str] | 
         return "epilogue", (f"'tma' needs C's row pitch a multiple of {TMA_STRIDE_ALIGN} "
                             f"bytes: N = {spec.N} {out} elements = {pitch} bytes")
     for field, on, what in (("split_k", cfg.split_k > 1, f"split_k {cfg.split_k}"),
-                            ("swap_ab", cfg.swap_ab, "swap_ab"),
-                            ("scale", spec.scale == "block", "block scales")):
+                            ("swap_ab", cfg.swap_ab, "swap_ab")):
         if on:
             return field, f"{what} with epilogue 'tma': not built (use epilogue 'direct')"
     if cfg.epilogue_n not in EPILOGUE_NS or cfg.BN % cfg.epilogue_n:
@@ -872,7 +877,10 @@ def block_config(spec: GemmSpec, target: Target) -> WgmmaConfig:
     twice the CTAs for a row or two of tiles; above, persistent 2x1 clusters (B multicast to
     pairs of tile rows: BLOCK_CLUSTER_MIN_M). scale_a staged in shared memory by the producer
     wherever M % 4 == 0 (smem_scales). One row of 128-row tiles whose tiles fit one wave: a
-    tile per CTA, 7 stages (BLOCK_ONE_WAVE_STAGES)."""
+    tile per CTA, 7 stages (BLOCK_ONE_WAVE_STAGES). 128-row tiles of fewer than
+    BLOCK_PERSISTENT_MIN_K_TILES K tiles: a tile per CTA. The TMA epilogue where C takes it
+    (BLOCK_TMA). Tiles that fill at most half the SMs: 2 K slices (split_k 2, summed in a
+    cluster: BLOCK_SPLIT_MIN_K_TILES)."""
     bn = 64 if spec.M <= BLOCK_NARROW_MAX_M else 128
     if spec.M <= 64:
         cfg = WgmmaConfig(BM=64, BN=bn, BK=span_k(spec), consumers=1, stages=8,
@@ -881,11 +889,19 @@ def block_config(spec: GemmSpec, target: Target) -> WgmmaConfig:
         cfg = WgmmaConfig(BM=128, BN=bn, BK=span_k(spec), consumers=2, stages=6,
                           persistent=True, producer_registers=24, consumer_registers=240,
                           cluster_m=2 if spec.M >= BLOCK_CLUSTER_MIN_M else 1)
+        if -(-spec.K // cfg.BK) < BLOCK_PERSISTENT_MIN_K_TILES:
+            cfg = cfg.replace(persistent=False)  # (ptxas spills in the persistent walk)
         if spec.M <= 128 and spec.batch * -(-spec.N // bn) <= target.multiprocessors:
             # one wave of tiles: persistence only costs (the walk, a stage); one row of
             # tiles, so group_m changes nothing in the order (1: as measured)
             cfg = cfg.replace(stages=BLOCK_ONE_WAVE_STAGES, persistent=False, group_m=1)
-    return cfg.replace(smem_scales=staged_scales_problem(cfg, spec) is None)
+    tiles = spec.batch * -(-spec.M // cfg.BM) * -(-spec.N // bn)
+    k_count = -(-spec.K // cfg.BK)
+    if (cfg.cluster_m == 1 and 2 * tiles <= target.multiprocessors and k_count % 2 == 0
+            and k_count >= BLOCK_SPLIT_MIN_K_TILES):  # half the SMs idle: two K slices
+        cfg = cfg.replace(split_k=2, reduce="cluster", persistent=False)
+    cfg = cfg.replace(smem_scales=staged_scales_problem(cfg, spec) is None)
+    return with_tma_epilogue(cfg, spec, BLOCK_TMA)
 
 
 # Block scales, one row of 128-row tiles in one wave (M = 128 at N = 2112, 7168, 4096:
@@ -912,6 +928,28 @@ BLOCK_NARROW_MAX_M = 128
 # at M = 64 and 128 too (-s5-final.json): 77 -> 104, 221 -> 237, 261 -> 353, 139 -> 195 and
 # 146 -> 166, 368 -> 376, 504 -> 608, 260 -> 313 TFLOP/s over DeepGEMM's (N, K)
 BLOCK_CLUSTER_MIN_M = 129
+# Tiles that fill at most half the SMs: two K slices of a tile summed in a 2-CTA cluster
+# (split_k 2, reduce "cluster"), measured on the H200 2026-12-02 against one slice (results/
+# fp8_block_bench-h200-2026-12-02-s7.json, 5 interleaved rounds, every kernel checked against
+# float64): M = 64, (N, K) = (2112, 7168) 122 -> 138 TFLOP/s, (4096, 7168) 199 -> 210; M = 128:
+# 200 -> 254, 340 -> 396. In a first run four or eight slices ran slower than two (115, 103;
+# 195, 168 at 64 and 128 x 2112 x 7168), and so did two where the tiles alone fill the SMs
+# (64 x 7168 x 16384: 112 tiles, 344 -> 312). Measured from K = 7168 (56 K tiles)
+BLOCK_SPLIT_MIN_K_TILES = 16
+# Two or three K tiles a tile (K <= 384): ptxas spills 4-16 bytes in the persistent walk of
+# 128-row tiles (with either epilogue at three; with the TMA one at two), not in one tile per
+# CTA, so those take a tile per CTA
+BLOCK_PERSISTENT_MIN_K_TILES = 4
+# The TMA epilogue for block scales (with_tma_epilogue: 16-bit C whose row pitch TMA takes),
+# 32-column sub-tiles, measured on the H200 2026-12-02 against the direct epilogue (results/
+# fp8_block_bench-h200-2026-12-02-s7-tma.json, 5 interleaved rounds, every kernel checked
+# against float64): M = 4096, 910 -> 937, 771 -> 939, 1035 -> 1037, 1017 -> 1082 TFLOP/s at
+# (N, K) = (2112, 7168), (24576, 1536), (7168, 16384), (4096, 7168): the stores leave the
+# consumers at once, so the next tile's K loop runs under them (most at K = 1536: 12 K tiles
+# a tile); M = 128: 196 -> 201, 376 -> 450, 653 -> 656, 341 -> 349; M = 64: 114 -> 108, 238 ->
+# 249, 346 -> 346, 194 -> 195. 64-column sub-tiles in 5 stages ran 948, 940, 1055, 1067, but
+# ptxas spills 4-8 bytes with them at K = 512 (M = N = 256)
+BLOCK_TMA = {"epilogue": "tma", "epilogue_n": 32}
 
 
 def _fp8_config(spec: GemmSpec, target: Target, cooperative: bool = False) -> WgmmaConfig:

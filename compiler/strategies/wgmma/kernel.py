@@ -433,25 +433,26 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
                     if cfg.persistent:
                         _consumer_block(spec, cfg, ring, arena, tid, row_base, *walk, whole,
                                         a_bytes, stage_bytes, c_mem, alpha, beta, bias, out_t,
-                                        block, staged)
-                    else:  # one tile (a cluster's: the pair's)
+                                        block, staged, epi)
+                    else:  # one tile (a cluster's: the pair's; or a K slice's)
                         for_tiles(lambda m0, n0, bz, _g0, ks, _i, _count: _consumer_block(
                             spec, cfg, ring, arena, tid, row_base, lambda _t: (m0, n0, bz), 1,
                             ks, a_bytes, stage_bytes, c_mem, alpha, beta, bias, out_t, block,
-                            staged))
+                            staged, epi, stash))
                 else:
                     row_base = irb.mul(consumer_index, cfg.rows_per_consumer)
                     for_tiles(lambda m0, n0, bz, g0, ks, _i, _count: _consumer(
                         spec, cfg, ring, arena, tid, row_base, m0, n0, bz, g0, ks, a_bytes,
                         stage_bytes, c_mem, alpha, beta, bias, out_t, stash=stash,
                         scales=rowwise, m_bound=m_bound, epi=epi))
-                    if stash is not None:  # every CTA's partials stashed: sum a share
-                        # (here, not after the branches, where ptxas would hold the code to
-                        # the producer's 40 registers)
-                        B.cluster_sync()
-                        for_tiles(lambda m0, n0, bz, _g0, _ks, _i, _count: _cluster_reduce(
-                            spec, cfg, stash, arena, tid, m0, n0, row_base, bz, c_mem, alpha,
-                            beta, bias, out_t, scales=rowwise))
+                if stash is not None:  # every CTA's partials stashed: sum a share
+                    # (here, not after the branches, where ptxas would hold the code to the
+                    # producer's 40 registers)
+                    row_base = irb.mul(consumer_index, cfg.rows_per_consumer)
+                    B.cluster_sync()
+                    for_tiles(lambda m0, n0, bz, _g0, _ks, _i, _count: _cluster_reduce(
+                        spec, cfg, stash, arena, tid, m0, n0, row_base, bz, c_mem, alpha,
+                        beta, bias, out_t, scales=rowwise))
                 if epi is not None:  # no exit while a TMA store reads shared memory
                     epi.drain(tid)
         if cfg.cluster_ctas > 1 or stash is not None:
@@ -613,7 +614,8 @@ def _consumer(spec, cfg, ring, arena, tid, row_base, m0, n0, bz, g0, ks, a_bytes
         with B.if_(leader):
             ring.consumer_release(released)  # the tile's last K tile
     if stash is not None:  # the cluster sums the slices (_cluster_reduce)
-        stash.put(arena, acc, accs, tid)
+        stash.put(arena, [acc.get(accs[r], j) for r in range(cfg.slabs)
+                          for j in range(acc.size)], tid)
         return
     if epi is not None:
         epi.store(lambda r, j: acc.get(accs[r], j), tid, m0, n0, row_base, bz, c_mem, alpha,
@@ -633,7 +635,8 @@ def _consumer(spec, cfg, ring, arena, tid, row_base, m0, n0, bz, g0, ks, a_bytes
 
 def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_bytes,
                     stage_bytes, c_mem, alpha, beta, bias, out_t, block,
-                    staged: _StagedScales | None = None) -> None:
+                    staged: _StagedScales | None = None,
+                    epi: TE.TmaEpilogue | None = None, stash: _Stash | None = None) -> None:
     """A consumer's tiles with fp8 block scales (GemmSpec.scale "block"; DeepGEMM's
     promotion): `count` tiles (1, or the persistent CTA's count, an index value), tile i at
     tiles(i) = (m0, n0, batch), each over the K tiles of `ks`.
@@ -657,7 +660,8 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
     unrolled by two so each temporary keeps its registers (main + 2 temporaries: 3 x slabs x
     BN / 2 per thread); empty volatile asm (_fence_operands) keeps the FMAs between the
     wgmma issue and the wait. The epilogue stores the main accumulator through the chain (no
-    scales left to apply). The ring's state is carried from tile to tile. K-major operands
+    scales left to apply), per thread or (`epi`) through shared sub-tiles and TMA stores, which
+    leave the consumers at once: the next tile's K loop runs under them. The ring's state is carried from tile to tile. K-major operands
     only (fp8, layout NT). Where BN does not divide 128 a tile may span two blocks of B's
     scales: both blocks' scale_b are loaded and each register's 8 columns pick theirs
     (Tile.column_scales). With cfg.stagger, consumer 1 starts its first K tile once
@@ -674,7 +678,8 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
     thread_row = irb.add(row_base, irb.add(irb.mul(warp, 16), irb.div(lane, 4)))
     leader = B.eq(irb.rem(tid, WARPGROUP), 0)
     size, n = cfg.slabs * acc.size, cfg.slabs
-    k_count = ks.count  # static: block scales take no split-K (validate)
+    # static: the whole of K, or split_k equal slices (validate)
+    k_count = ks.count if isinstance(ks.count, int) else slice_tiles(cfg, spec)
     # smem_scales: this thread's rows within the tile (slab r, half h), as Tile.rows
     local_rows = [irb.add(thread_row, r * WGMMA_M + 8 * h) for r in range(n) for h in range(2)]
 
@@ -815,6 +820,13 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
         return main, tmp0, sc0, st
 
     def store(tile, main):
+        if stash is not None:  # a K slice's promoted sums: the cluster adds them up
+            stash.put(arena, main, tid)
+            return
+        if epi is not None:  # through shared sub-tiles and TMA stores
+            epi.store(lambda r, j: main[r * acc.size + j], tid, tile.m0, tile.n0, row_base,
+                      tile.bz, c_mem, alpha, beta, bias, out_t)
+            return
         pairs_ = [((r, j), r * WGMMA_M + drow, dcol)
                   for r in range(n) for j, drow, dcol in acc.pairs()]
         regs = _Registers(pairs_, lambda key, i: main[key[0] * acc.size + key[1] + i])
@@ -946,15 +958,14 @@ class _Stash:
     def offset(self, g: int, tid) -> ir.Value:
         return irb.mul(irb.add(irb.sub(tid, WARPGROUP), g * self.threads), 16)
 
-    def put(self, arena, acc, accs, tid) -> None:
-        """Every consumer's wgmma done reading the ring (named barrier), then the stash."""
+    def put(self, arena, values: list, tid) -> None:
+        """Every consumer's wgmma done reading the ring (named barrier), then the stash of
+        `values`, the thread's f32 accumulator registers (slabs in order)."""
         nvvm.barrier(None, barrier_id=irb.const_i32(self.BARRIER_ID),
                      number_of_threads=irb.const_i32(self.threads))
         f32 = ir.F32Type.get()
         for g in range(self.groups):
-            vals = [acc.get(accs[(4 * g + i) // acc.size], (4 * g + i) % acc.size)
-                    for i in range(4)]
-            v = vector.from_elements(irb.vector_type(4, f32), vals)
+            v = vector.from_elements(irb.vector_type(4, f32), values[4 * g:4 * g + 4])
             llvm.store(v, arena.ptr(self.offset(g, tid)), alignment=16)
 
     def peers(self, arena, tid) -> list:
