@@ -43,22 +43,16 @@ VARIANTS = {  # name: wgmma fields over the block default (None: the default its
     "default": None,
     # the per-thread stores the default had before the TMA epilogue (session 6)
     "direct": {"epilogue": "direct"},
-    # 64-column epilogue sub-tiles in 5 stages (their buffers take the 6th stage's memory)
-    "sub64_s5": {"epilogue_n": 64, "stages": 5},
     "no_smem": {"smem_scales": False},  # scale_a loaded per consumer thread
     "bn128": {"BN": 128},  # at M <= 128, where the default has BN 64
     # one K slice where the default splits K in two (tiles filling at most half the SMs)
     "split1": {"split_k": 1},
-    # where N is not a multiple of 128 (2112): tiles across two blocks of B's scales, fewer
-    # waves (4096 x 2112: 128 columns 544 tiles, 4.1 waves of 132; 136: 512, 3.9), no cluster
-    # (BN / 2 must be a multiple of 8 for the multicast halves)
-    "bn136": {"BN": 136, "cluster_m": 1, "issue_ahead": False},  # (ahead: 416 bytes spilled)
-    # there too: 64-column tiles fill whole waves (4096 x 2112: 1056 tiles, 8.0 waves of 132;
-    # each a 64 x 64 wgmma per consumer: more bytes per flop from L2 and shared memory)
-    "bn64": {"BN": 64},
-    # and 256 x 64 (each consumer 128 x 64: two slabs): 4096 x 2112 in 16 x 33 = 528 tiles,
-    # 4.0 waves of 132 (128 x 128: 544 tiles, 4.1 waves)
+    # where N is not a multiple of 128 (2112): 256 x 64 tiles (each consumer 128 x 64: two
+    # slabs), 4096 x 2112 in 16 x 33 = 528 tiles, 4.0 waves of 132 (128 x 128: 544, 4.1)
     "bm256_bn64": {"BM": 256, "BN": 64, "stages": 5},
+    # the last round of pairs on whole tiles (the default splits it in halves of K where at
+    # most half the clusters would work: tail_split)
+    "tail_off": {"tail_split": False},
     # consumer 1 starts a K tile behind consumer 0: their wgmma groups take turns
     "stagger": {"stagger": True},
     # session 5's K loop: a wait after every K tile (the default issues the next first)
@@ -69,8 +63,8 @@ VARIANTS = {  # name: wgmma fields over the block default (None: the default its
     "np_s7": {"persistent": False, "stages": 7, "group_m": 1},
 }
 SMALL_VARIANTS = ("default", "split1", "direct", "ahead_off", "bn128", "no_smem")
-LARGE_VARIANTS = ("default", "direct", "sub64_s5", "ahead_off", "no_smem", "stagger")
-ODD_N_VARIANTS = ("bn136", "bn64", "bm256_bn64")
+LARGE_VARIANTS = ("default", "tail_off", "direct", "ahead_off", "no_smem", "stagger")
+ODD_N_VARIANTS = ("bm256_bn64",)
 
 
 def spec_of(M, N, K):

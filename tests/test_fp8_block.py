@@ -140,6 +140,33 @@ def test_block_split_k_sums_the_slices_in_a_cluster(M, N, K, split):
     assert res["spill_stores"] == res["stack_bytes"] == 0, res
 
 
+def test_tail_split_halves_the_last_round_where_it_leaves_half_the_clusters_idle():
+    """tail_split (the block default with persistent 2x1 clusters): 4096 x 2112 makes 16
+    pairs of tile rows x 17 columns = 272 pairs over 66 clusters, 4 rounds and 8 left, whose
+    16 tiles go to 16 clusters on two halves of K each (a second K loop in the kernel, summed
+    through DSMEM: mapa and two more cluster barriers); 4096 x 4096 leaves 50 (100 tiles >
+    66 clusters): no tail, the kernel as without; an odd count of K tiles: no tail."""
+    from deepgen.compiler.strategies.wgmma.kernel import pair_tail
+
+    cfg = strategies.resolve(None, BLOCK, H100)
+    assert cfg.tail_split and pair_tail(cfg, BLOCK) == (4, 8)
+    square = GemmSpec(**{**BLOCK.to_dict(), "N": 4096})
+    odd_k = GemmSpec(**{**BLOCK.to_dict(), "K": 7040})  # 55 K tiles
+    assert pair_tail(cfg, square) is None and pair_tail(cfg, odd_k) is None
+    arts = {on: compile_artifact(BLOCK, {"strategy": "wgmma", "tail_split": on}, "sm_90a",
+                                 keep_ir=False) for on in (True, False)}
+    mma, syncs = ({on: len(re.findall(pattern, a.assembly)) for on, a in arts.items()}
+                  for pattern in (r"wgmma\.mma_async", r"barrier\.cluster\.arrive"))
+    assert mma[True] > mma[False] and syncs[True] == syncs[False] + 2, (mma, syncs)
+    assert re.search(r"ld\.shared::cluster\.v4\.b32", arts[True].assembly)
+    res = arts[True].resources[arts[True].launches[0].entry]
+    assert res["spill_stores"] == res["stack_bytes"] == 0, res
+    with pytest.raises(SpecError, match=r"^tail_split: splits the last round of block scales' "
+                                        r"persistent 2x1 clusters .* cluster_m 1"):
+        strategies.resolve({"strategy": "wgmma", "tail_split": True, "cluster_m": 1}, BLOCK,
+                           H100)
+
+
 def test_persistent_clusters_are_built_for_block_scales_only():
     cfg = strategies.resolve({"strategy": "wgmma", "cluster_m": 2}, BLOCK, H100)
     assert (cfg.cluster_m, cfg.persistent, cfg.smem_scales) == (2, True, True)
@@ -157,33 +184,42 @@ def test_persistent_cluster_walk_covers_every_tile_once_in_pairs(M, N, batch, gr
     """The persistent 2x1 walk (kernel._cluster_walk, on ints: irb folds them): the two
     CTAs of a cluster take the same count of tiles, tile i of each in the same column and
     batch element, vertically adjacent; over the grid every tile (the spare past M of an odd
-    tile-row count included) exactly once."""
+    tile-row count included) exactly once, or (tail_split: 4096 and 4001 x 2112, 5120 x 896)
+    a tile of the last round by both CTAs of one cluster (a half of K each)."""
     from deepgen.compiler.strategies.wgmma import kernel as K
 
-    spec = GemmSpec(**{**BLOCK.to_dict(), "M": M, "N": N, "K": 1040, "batch": batch})
+    spec = GemmSpec(**{**BLOCK.to_dict(), "M": M, "N": N, "K": 1024, "batch": batch})
     cfg = strategies.resolve({"strategy": "wgmma", "cluster_m": 2, "group_m": group_m}, spec,
                              H100)
     tm, tn = -(-M // cfg.BM), -(-N // cfg.BN)
     grid = K.grid(cfg, spec)[0]
     assert grid == 2 * min(-(-tm // 2) * tn * batch, 66)
-    seen = {}
+    seen, halves = {}, {}
     for pid in range(grid):
-        (tile, count), (peer, peer_count) = (K._cluster_walk(cfg, spec, p, tm, tn)
-                                             for p in (pid, pid ^ 1))
+        (tile, count, tail), (peer, peer_count, peer_tail) = (
+            K._cluster_walk(cfg, spec, p, tm, tn) for p in (pid, pid ^ 1))
         assert count == peer_count
         for i in range(count):
             m0, n0, bz = tile(i)
             assert (n0, bz) == peer(i)[1:] and abs(m0 - peer(i)[0]) == cfg.BM
             seen.setdefault((m0, n0, bz), []).append(pid)
-    assert sorted(seen) == sorted((r * cfg.BM, c * cfg.BN, b) for r in range(2 * -(-tm // 2))
-                                  for c in range(tn) for b in range(batch))
+        if tail is not None and tail[1]:
+            assert peer_tail == tail
+            halves.setdefault(tuple(tail[0]), []).append(pid)
+    assert (len(halves) > 0) == ((M, N) in ((4096, 2112), (4001, 2112), (5120, 896)))
+    assert sorted(seen.keys() | halves.keys()) == sorted(
+        (r * cfg.BM, c * cfg.BN, b) for r in range(2 * -(-tm // 2)) for c in range(tn)
+        for b in range(batch))
+    assert not seen.keys() & halves.keys()
     assert all(len(v) == 1 for v in seen.values())
+    assert all(len(v) == 2 and v[0] ^ 1 == v[1] for v in halves.values())
 
 
 def test_block_default():
     assert strategies.resolve(None, BLOCK, H100) == WgmmaConfig(
         BM=128, BN=128, BK=128, consumers=2, stages=6, persistent=True, producer_registers=24,
-        consumer_registers=240, cluster_m=2, smem_scales=True, epilogue="tma", epilogue_n=32)
+        consumer_registers=240, cluster_m=2, smem_scales=True, epilogue="tma", epilogue_n=32,
+        tail_split=True)
     small = GemmSpec(**{**BLOCK.to_dict(), "M": 64, "N": 24576, "K": 1536})
     assert strategies.resolve(None, small, H100) == WgmmaConfig(
         BM=64, BN=64, BK=128, consumers=1, stages=8, persistent=True, consumer_registers=240,
@@ -380,7 +416,10 @@ def test_smem_scales_staged_by_the_producer(artifacts, name, bm, slabs):
     last = len(main.params) - 1
     assert re.search(rf"\.param \.align 64 \.b8 deepgen_wgmma_gemm_param_{last}\[128\]", ptx)
     loads = re.findall(r"cp\.async\.bulk\.tensor\.(\d)d\.shared::cluster\.global\.tile", ptx)
-    assert loads.count("2") == 1 and loads.count("3") >= 2, loads
+    # one more in the producer's tail_split loop where the walk has one (4096 x 2112 x 7168;
+    # not 1100 x 392 x 1040: 9 K tiles, nor M = 60: no clusters)
+    tail = name == "smem"
+    assert loads.count("2") == 1 + tail and loads.count("3") >= 2, loads
     cfg = art.config if isinstance(art.config, dict) else art.config.to_dict()
     stage = (bm + cfg["BN"]) * 128
     assert re.search(rf"\b{stage + 4 * bm}\b", ptx), stage + 4 * bm  # expect_tx bytes

@@ -78,6 +78,13 @@ def cases() -> list:
         # both: partial tiles, several pairs per cluster; two K tiles
         ("block-4000x2112x1536-cluster2-pers-smem", dict(b, M=4000, N=2112, K=1536),
          {"cluster_m": 2, "smem_scales": True}, 1.0, 0.0),
+        # tail_split: the last round's tiles (4096 x 2112: 8 pairs of 66 clusters; 1000 x 2112
+        # x 1536: 2 pairs, partial tile rows) on two halves of K, summed through DSMEM
+        ("block-4096x2112x7168-tail-split", dict(b, M=4096, N=2112, K=7168),
+         {"tail_split": True}, 1.0, 0.0),
+        ("block-1000x2112x1536-tail-split-alpha-beta", dict(b, M=1000, N=2112, K=1536,
+                                                             out_dtype="f16"),
+         {"tail_split": True}, 2.0, 0.5),
         # split_k: K slices summed in a cluster (the default where the tiles fill at most
         # half the SMs: block-64x4096x7168 above); 3 slices, odd M, alpha and beta
         ("block-100x2112x1152-split3-alpha-beta", dict(b, M=100, N=2112, K=1152,

@@ -163,6 +163,11 @@ class WgmmaConfig(StrategyConfig):
     # drains (wait_group 0: nothing may be in flight across a back edge) once per trip;
     # False: after every K tile (session 5's schedule)
     issue_ahead: bool = True
+    # block scales, persistent 2x1 clusters: where the last round of pairs leaves at least
+    # half the clusters idle (pairs mod clusters = L, 2 L <= clusters), its 2 L tiles go to
+    # 2 L clusters, both CTAs of one on one tile's two halves of K, summed through
+    # distributed shared memory (the round takes half the time); elsewhere no change
+    tail_split: bool = False
 
     @property
     def threads(self) -> int:
@@ -495,6 +500,11 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
     check(not cfg.smem_scales or spec.scale == "block", "smem_scales",
           f"stages block scales' scale_a in shared memory (scale 'block'), got scale "
           f"{spec.scale!r}")
+    check(not cfg.tail_split or (spec.scale == "block" and cfg.persistent
+                                 and cfg.cluster_m == 2), "tail_split",
+          f"splits the last round of block scales' persistent 2x1 clusters (scale 'block', "
+          f"persistent, cluster_m 2), got scale {spec.scale!r}, persistent {cfg.persistent}, "
+          f"cluster_m {cfg.cluster_m}")
     check(not cfg.stagger or (spec.scale == "block" and cfg.consumers == 2), "stagger",
           f"staggers block scales' two consumer warpgroups (scale 'block', consumers 2), got "
           f"scale {spec.scale!r} with {cfg.consumers} consumer(s)")
@@ -798,7 +808,9 @@ def complete(given: dict, spec: GemmSpec, target: Target) -> WgmmaConfig:
     of _COOPERATIVE_FIELDS is; the default's TMA epilogue dropped (the direct one) where
     `epilogue` is not given and the given fields leave it invalid (split_k, swap_ab, a BN
     its sub-tile does not divide, more stages than fit beside its buffers); with block scales
-    and a BN not dividing 128, its staged scale_a where `smem_scales` is not given."""
+    and a BN not dividing 128, its staged scale_a where `smem_scales` is not given, and its
+    tail_split where `tail_split` is not given and the walk is not of persistent 2x1
+    clusters."""
     cfg = default_config(spec, target)
     if (cfg.mode == "pingpong" and "mode" not in given
             and any(f in given for f in _COOPERATIVE_FIELDS)):
@@ -806,6 +818,9 @@ def complete(given: dict, spec: GemmSpec, target: Target) -> WgmmaConfig:
     cfg = cfg.replace(**given)
     if cfg.smem_scales and "smem_scales" not in given and staged_scales_problem(cfg, spec):
         cfg = cfg.replace(smem_scales=False)  # the default's staged scale_a: not with this BN
+    if (cfg.tail_split and "tail_split" not in given
+            and not (cfg.persistent and cfg.cluster_m == 2)):
+        cfg = cfg.replace(tail_split=False)  # the default's: for persistent 2x1 clusters only
     if cfg.epilogue == "tma" and "epilogue" not in given:
         try:
             validate(cfg, spec, target)
@@ -875,7 +890,8 @@ def block_config(spec: GemmSpec, target: Target) -> WgmmaConfig:
     spills 8 bytes at M = 256); 64 rows with one consumer, 8 stages, where M <= 64, its
     consumer at 240 (256 threads launch with 240 each). BN 64 where M <= BLOCK_NARROW_MAX_M:
     twice the CTAs for a row or two of tiles; above, persistent 2x1 clusters (B multicast to
-    pairs of tile rows: BLOCK_CLUSTER_MIN_M). scale_a staged in shared memory by the producer
+    pairs of tile rows: BLOCK_CLUSTER_MIN_M), their last round split (tail_split, where it
+    applies: BLOCK_TAIL_SPLIT). scale_a staged in shared memory by the producer
     wherever M % 4 == 0 (smem_scales). One row of 128-row tiles whose tiles fit one wave: a
     tile per CTA, 7 stages (BLOCK_ONE_WAVE_STAGES). 128-row tiles of fewer than
     BLOCK_PERSISTENT_MIN_K_TILES K tiles: a tile per CTA. The TMA epilogue where C takes it
@@ -900,7 +916,8 @@ def block_config(spec: GemmSpec, target: Target) -> WgmmaConfig:
     if (cfg.cluster_m == 1 and 2 * tiles <= target.multiprocessors and k_count % 2 == 0
             and k_count >= BLOCK_SPLIT_MIN_K_TILES):  # half the SMs idle: two K slices
         cfg = cfg.replace(split_k=2, reduce="cluster", persistent=False)
-    cfg = cfg.replace(smem_scales=staged_scales_problem(cfg, spec) is None)
+    cfg = cfg.replace(smem_scales=staged_scales_problem(cfg, spec) is None,
+                      tail_split=BLOCK_TAIL_SPLIT and cfg.persistent and cfg.cluster_m == 2)
     return with_tma_epilogue(cfg, spec, BLOCK_TMA)
 
 
@@ -928,6 +945,11 @@ BLOCK_NARROW_MAX_M = 128
 # at M = 64 and 128 too (-s5-final.json): 77 -> 104, 221 -> 237, 261 -> 353, 139 -> 195 and
 # 146 -> 166, 368 -> 376, 504 -> 608, 260 -> 313 TFLOP/s over DeepGEMM's (N, K)
 BLOCK_CLUSTER_MIN_M = 129
+# tail_split, measured on the H200 2026-12-02 (each kernel checked against float64): 4096 x
+# 2112 x 7168 (4 rounds of 66 pairs and 8 left) 983 -> 1029 TFLOP/s (results/fp8_block_bench-
+# h200-2026-12-02-s7-final.json, tail_off against the default, 5 interleaved rounds; a first
+# run, 7 rounds: 938 -> 1026), 1000 x 2112 x 1536 (1 round and 2 left) 363 -> 378
+BLOCK_TAIL_SPLIT = True
 # Tiles that fill at most half the SMs: two K slices of a tile summed in a 2-CTA cluster
 # (split_k 2, reduce "cluster"), measured on the H200 2026-12-02 against one slice (results/
 # fp8_block_bench-h200-2026-12-02-s7.json, 5 interleaved rounds, every kernel checked against

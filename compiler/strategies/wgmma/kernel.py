@@ -156,13 +156,30 @@ def _pair_clusters(cfg: WgmmaConfig, spec: GemmSpec) -> int:
     return min(-(-tiles_m // 2) * tiles_n * spec.batch, SMS * cfg.ctas_per_sm // 2)
 
 
+def pair_tail(cfg: WgmmaConfig, spec: GemmSpec) -> tuple[int, int] | None:
+    """cfg.tail_split where it applies: (full rounds R, leftover pairs L) of the persistent
+    2x1 clusters' walk, R >= 1 and 2 L <= clusters, K tiles even (two equal halves); else
+    None."""
+    if not cfg.tail_split:
+        return None
+    tiles_m, tiles_n = -(-spec.M // cfg.BM), -(-spec.N // cfg.BN)
+    clusters = _pair_clusters(cfg, spec)
+    rounds, left = divmod(-(-tiles_m // 2) * tiles_n * spec.batch, clusters)
+    if rounds < 1 or not 0 < 2 * left <= clusters or k_tiles(cfg, spec) % 2:
+        return None
+    return rounds, left
+
+
 def _cluster_walk(cfg: WgmmaConfig, spec: GemmSpec, pid, tiles_m: int, tiles_n: int):
     """Persistent 2x1 clusters: cluster c = pid / 2 walks the pairs of vertically adjacent
     tiles c, c + clusters, ... (grouped order over pairs of tile rows, batch outermost), this
     CTA the pair's tile of rank pid mod 2 (an odd last tile row: the second CTA's tile past M,
     loading zeros and multicasting its half of B): (tile(i) -> (m0, n0, batch element),
-    count). Both CTAs of a cluster walk the same count of tiles of the same K tiles, so their
-    rings advance together and every multicast stage is freed by both."""
+    count, tail). Both CTAs of a cluster walk the same count of tiles of the same K tiles, so
+    their rings advance together and every multicast stage is freed by both. With pair_tail
+    (R, L): R pairs each, then `tail` = (the tile (m0, n0, batch element) of the last round's
+    2 L tiles that cluster c < 2 L takes: pair R x clusters + c / 2, rank c mod 2; whether
+    this cluster takes one), else None."""
     clusters = _pair_clusters(cfg, spec)
     cid, rank = irb.div(pid, 2), irb.rem(pid, 2)
     pairs = -(-tiles_m // 2)
@@ -170,15 +187,24 @@ def _cluster_walk(cfg: WgmmaConfig, spec: GemmSpec, pid, tiles_m: int, tiles_n: 
     count = irb.div(irb.sub(per_batch * spec.batch + clusters - 1, cid), clusters)
     group = min(cfg.group_m, pairs)
 
-    def tile(i):
-        linear, bz = irb.add(cid, irb.mul(i, clusters)), 0
+    def at(linear, r):
+        bz = 0
         if spec.batch > 1:
             bz, linear = irb.div(linear, per_batch), irb.rem(linear, per_batch)
         pair_m, tile_n = _grouped_tile(linear, pairs, tiles_n, group)
-        tile_m = irb.add(irb.mul(pair_m, 2), rank)
+        tile_m = irb.add(irb.mul(pair_m, 2), r)
         return irb.mul(tile_m, cfg.BM), irb.mul(tile_n, cfg.BN), bz
 
-    return tile, count
+    def tile(i):
+        return at(irb.add(cid, irb.mul(i, clusters)), rank)
+
+    split = pair_tail(cfg, spec)
+    if split is None:
+        return tile, count, None
+    rounds, left = split
+    unit = at(irb.add(rounds * clusters, irb.div(cid, 2)), irb.rem(cid, 2))
+    limit = 2 * left  # (a Python bool where pid is an int, as the tests walk it)
+    return tile, rounds, (unit, cid < limit if isinstance(cid, int) else irb.lt(cid, limit))
 
 
 def _scale_operands(spec: GemmSpec) -> tuple[str, ...]:
@@ -355,7 +381,7 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
             i = first, first + step, ... of pid, pid + grid, ... (2x1 clusters: of the
             cluster's pairs, _cluster_walk)."""
             if cfg.persistent and cfg.cluster_m == 2:  # a cluster's pairs, walked together
-                tile, count = _cluster_walk(cfg, spec, pid, tiles_m, tiles_n)
+                tile, count, _tail = _cluster_walk(cfg, spec, pid, tiles_m, tiles_n)
                 loop = scf.ForOp(irb.val(first), irb.val(count), irb.val(step))
                 with ir.InsertionPoint(loop.body):
                     i = loop.induction_variable
@@ -387,6 +413,13 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
                      whole, i, count)
                 scf.yield_([])
 
+        tail = tail_rounds = tail_ks = None
+        split = pair_tail(cfg, spec) if block is not None else None
+        if split is not None:  # the last round's tiles split in two halves of K (tail_split)
+            tail_rounds = split[0]
+            tail = _cluster_walk(cfg, spec, pid, tiles_m, tiles_n)[2]
+            half = whole.count // 2
+            tail_ks = KSlice(irb.mul(irb.rem(pid, 2), half), half)
         wg = B.warp_uniform(irb.div(tid, WARPGROUP))
         pingpong = cfg.mode == "pingpong"
         # ping-pong: a stage holds one warpgroup's tile, so one warpgroup releases it
@@ -407,6 +440,15 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
                         for_tiles(lambda m0, n0, bz, g0, ks, _i, _count: _producer_loop(
                             spec, cfg, ring, arena, desc_a, desc_b, m0, n0, bz, g0, ks,
                             a_bytes, stage_bytes, staged=staged))
+                        if tail is not None:  # this CTA's half of K of the cluster's tile
+                            with B.if_(tail[1]):
+                                _producer_loop(spec, cfg, ring, arena, desc_a, desc_b,
+                                               *tail[0], tail_rounds * whole.count, tail_ks,
+                                               a_bytes, stage_bytes, staged=staged,
+                                               multicast=False)
+                if tail is not None:  # (the consumers' barrier: the halves stashed)
+                    with B.if_(tail[1]):
+                        B.cluster_sync()
                 if stash is not None:  # the consumers' cluster barrier: stashes complete
                     B.cluster_sync()
             with consumer:
@@ -431,9 +473,9 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
                         walk = (lambda i: origin(irb.add(pid, irb.mul(i, n_ctas)), None),
                                 irb.div(irb.sub(total + n_ctas - 1, pid), n_ctas))
                     if cfg.persistent:
-                        _consumer_block(spec, cfg, ring, arena, tid, row_base, *walk, whole,
-                                        a_bytes, stage_bytes, c_mem, alpha, beta, bias, out_t,
-                                        block, staged, epi)
+                        _consumer_block(spec, cfg, ring, arena, tid, row_base, *walk[:2],
+                                        whole, a_bytes, stage_bytes, c_mem, alpha, beta, bias,
+                                        out_t, block, staged, epi, tail=tail, tail_ks=tail_ks)
                     else:  # one tile (a cluster's: the pair's; or a K slice's)
                         for_tiles(lambda m0, n0, bz, _g0, ks, _i, _count: _consumer_block(
                             spec, cfg, ring, arena, tid, row_base, lambda _t: (m0, n0, bz), 1,
@@ -463,7 +505,11 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
 
 
 def _producer_loop(spec, cfg, ring, arena, desc_a, desc_b, m0, n0, bz, g0, ks, a_bytes,
-                   stage_bytes, staged=None) -> None:
+                   stage_bytes, staged=None, multicast: bool = True) -> None:
+    """The stages of one tile's K tiles `ks` (ring iterations from g0); a 2-CTA cluster's
+    shared operand half from each CTA and multicast, or (not `multicast`: the CTAs on
+    different K tiles of one tile, tail_split) the whole of it from this CTA, in its own
+    shared memory."""
     ops = operands(cfg, spec)
     # the ring state at the tile's first K tile, advanced per K tile (no division in the loop)
     loop = scf.ForOp(irb.const_index(0), irb.val(ks.count), irb.const_index(1),
@@ -482,14 +528,14 @@ def _producer_loop(spec, cfg, ring, arena, desc_a, desc_b, m0, n0, bz, g0, ks, a
         # wgmma's A tile at the stage's start, B's after it; a 2-CTA cluster's shared operand
         # (A for 1x2, B for 2x1) half from each CTA, multicast
         _load_tile(spec, cfg, desc_a, arena, base, 0, m0, k0, bz, full, cfg.BM, ops.a_k_major,
-                   shared=cfg.cluster_n == 2)
+                   shared=cfg.cluster_n == 2, multicast=multicast)
         _load_tile(spec, cfg, desc_b, arena, base, a_bytes, n0, k0, bz, full, cfg.BN,
-                   ops.b_k_major, shared=cfg.cluster_m == 2)
+                   ops.b_k_major, shared=cfg.cluster_m == 2, multicast=multicast)
         scf.yield_(st.advance().values)
 
 
 def _load_tile(spec, cfg, desc, arena, base, offset: int, origin, k0, bz, full, extent: int,
-               k_major: bool, shared: bool) -> None:
+               k_major: bool, shared: bool, multicast: bool = True) -> None:
     """One operand's tile of a stage (at byte `offset` of the stage at `base`): `extent` rows
     (BM of wgmma's A, BN of its B) from `origin`; K-major (A stored (rows, K), B (cols, K)):
     one extent x BK box; MN-major (A stored K x M, B stored K x N): extent/64 boxes of BK x 64,
@@ -497,9 +543,16 @@ def _load_tile(spec, cfg, desc, arena, base, offset: int, origin, k0, bz, full, 
     the stored matrix). `shared`: the operand a 2-CTA cluster shares: this CTA (rank = block
     x mod 2) loads half of it (K-major: rows rank x extent/2 on; MN-major: half the boxes)
     and multicasts it into both CTAs of the pair at the same offsets (config's
-    multicast_half_problem: the halves whole swizzle atoms)."""
+    multicast_half_problem: the halves whole swizzle atoms); not `multicast` (K-major): both
+    halves into this CTA's shared memory alone."""
     elt = DTYPE_BYTES[spec.dtype]
     box = 128 // elt
+    if shared and not multicast and k_major:
+        half = extent // 2
+        for r in range(2):
+            dst = arena.ptr(irb.add(base, offset + r * half * cfg.BK * elt))
+            B.tma_load(desc, dst, (k0, irb.add(origin, r * half), bz), full)
+        return
     if not shared:
         if k_major:
             B.tma_load(desc, arena.ptr(irb.add(base, offset)), (k0, origin, bz), full)
@@ -636,7 +689,8 @@ def _consumer(spec, cfg, ring, arena, tid, row_base, m0, n0, bz, g0, ks, a_bytes
 def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_bytes,
                     stage_bytes, c_mem, alpha, beta, bias, out_t, block,
                     staged: _StagedScales | None = None,
-                    epi: TE.TmaEpilogue | None = None, stash: _Stash | None = None) -> None:
+                    epi: TE.TmaEpilogue | None = None, stash: _Stash | None = None,
+                    tail=None, tail_ks: KSlice | None = None) -> None:
     """A consumer's tiles with fp8 block scales (GemmSpec.scale "block"; DeepGEMM's
     promotion): `count` tiles (1, or the persistent CTA's count, an index value), tile i at
     tiles(i) = (m0, n0, batch), each over the K tiles of `ks`.
@@ -694,8 +748,9 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
         (`straddle`), the tile's columns from `boundary` on (a multiple of 8) take the next
         block of B's scales."""
 
-        def __init__(self, i):
-            self.m0, self.n0, self.bz = tiles(i)
+        def __init__(self, i, origin=None, k_first=None):
+            self.m0, self.n0, self.bz = tiles(i) if origin is None else origin
+            self.k_first = ks.first if k_first is None else k_first  # its K tiles' first
             row0 = irb.add(self.m0, thread_row)
             self.rows = [irb.min_(irb.add(row0, r * WGMMA_M + 8 * h), spec.M - 1)
                          for r in range(n) for h in range(2)] if staged is None else None
@@ -721,7 +776,7 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
         """K tile t of `tile`: its scales loaded (scale_a x scale_b, one per row of
         tile.rows), its stage waited for, its wgmma issued into a fresh temporary (committed
         as one group): (temporary structs, scales)."""
-        kb = irb.val(irb.add(ks.first, t))
+        kb = irb.val(irb.add(tile.k_first, t))
         sbs = [memref.load(scale_b, [irb.val(tile.n_block), kb])]
         if straddle:  # and the next block's
             sbs.append(memref.load(scale_b, [irb.val(tile.next_block), kb]))
@@ -792,12 +847,13 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
         complete(prev_st)
         return main, temps[held], scs[held], st
 
-    def k_loop(tile, st, tmp0, sc0):
-        """The tile's K tiles after the first (complete in tmp0, its stage state st): (main
-        without the last K tile, the last's temporary (complete), its scales, its state)."""
+    def k_loop(tile, st, tmp0, sc0, count=k_count):
+        """The tile's `count` K tiles after the first (complete in tmp0, its stage state st):
+        (main without the last K tile, the last's temporary (complete), its scales, its
+        state)."""
         main = [irb.const_f32(0.0)] * size
         unroll = 2  # K tiles 2p + 1 and 2p + 2 per trip: each temporary keeps its registers
-        bodies = (k_count - 1) // unroll  # (more per trip made ptxas spill them)
+        bodies = (count - 1) // unroll  # (more per trip made ptxas spill them)
         if bodies:
             loop = scf.ForOp(irb.const_index(0), _opaque_index(bodies), irb.const_index(1),
                              main + tmp0 + sc0 + st.values)
@@ -814,7 +870,7 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
             main, tmp0 = res[:size], res[size:size + n]
             sc0 = res[size + n:size + n + n_sc]
             st = B.PipelineState.carried(res[-2:], cfg.stages)
-        rest = k_count - 1 - bodies * unroll
+        rest = count - 1 - bodies * unroll
         if rest:  # the K tiles left (an odd count leaves the last in temporary 1)
             return run(tile, main, tmp0, sc0, st, 1 + bodies * unroll, rest)
         return main, tmp0, sc0, st
@@ -869,6 +925,22 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
         last = Tile(irb.sub(count, 1))
     main, tmp_l, sc_l, st = k_loop(last, st, tmp0, sc0)
     store(last, promote(last, main, tmp_l, sc_l))
+    if tail is None:
+        return
+    # tail_split: the cluster's tile of the last round, this CTA on its half of K (tail_ks),
+    # the halves' promoted sums added through distributed shared memory (over the drained ring)
+    origin, active = tail
+    with B.if_(active):
+        unit = Tile(None, origin=origin, k_first=tail_ks.first)
+        st = st.advance()
+        tmp0, sc0 = issue(unit, st, 0)
+        complete(st)
+        main, tmp_l, sc_l, st = k_loop(unit, st, tmp0, sc0, count=tail_ks.count)
+        halves = _Stash(cfg, slices=2)
+        halves.put(arena, promote(unit, main, tmp_l, sc_l), tid)
+        B.cluster_sync()
+        _cluster_reduce(spec, cfg, halves, arena, tid, unit.m0, unit.n0, row_base, unit.bz,
+                        c_mem, alpha, beta, bias, out_t)
 
 
 class _StagedScales:
@@ -950,8 +1022,9 @@ class _Stash:
 
     BARRIER_ID = 3  # named barrier of the consumer threads (ping-pong's turns use 1 and 2)
 
-    def __init__(self, cfg: WgmmaConfig):
+    def __init__(self, cfg: WgmmaConfig, slices: int | None = None):
         self.cfg = cfg
+        self.slices = cfg.split_k if slices is None else slices  # the cluster's CTAs
         self.threads = cfg.consumers * WARPGROUP
         self.groups = cfg.accumulator_registers // 4
 
@@ -972,7 +1045,7 @@ class _Stash:
         """This thread's group 0 in each CTA of the cluster (shared::cluster addresses)."""
         local = arena.ptr(self.offset(0, tid))
         return [nvvm.mapa(llvm.PointerType.get(7), local, irb.const_i32(s))
-                for s in range(self.cfg.split_k)]
+                for s in range(self.slices)]
 
     def sum(self, peers, g) -> list:
         """Group g (an index value) of this thread's registers summed over the cluster's CTAs
@@ -995,8 +1068,8 @@ def _cluster_reduce(spec, cfg, stash: _Stash, arena, tid, m0, n0, row_base, bz, 
     acc = B.Accumulator(cfg.BN)
     rank = arith.index_cast(irb.index_type(), nvvm.read_ptx_sreg_cluster_ctarank(
         ir.IntegerType.get_signless(32)))
-    first = irb.div(irb.mul(rank, stash.groups), cfg.split_k)
-    last = irb.div(irb.mul(irb.add(rank, 1), stash.groups), cfg.split_k)
+    first = irb.div(irb.mul(rank, stash.groups), stash.slices)
+    last = irb.div(irb.mul(irb.add(rank, 1), stash.groups), stash.slices)
     peers = stash.peers(arena, tid)
     loop = scf.ForOp(irb.val(first), irb.val(last), irb.const_index(1))
     with ir.InsertionPoint(loop.body):
