@@ -1,17 +1,17 @@
 #!/bin/bash
-# What this repository has built but not yet run on the H200, as one batch (edit the list as
-# items land; session 6 ran session 5's parts block and tuneq: results/*-2026-12-02-s6*,
-# tune_fp8_block-h200-2026-12-02-s6/):
+# What this repository has built, as one batch for the H200 (edit the list as items land;
+# session 7 ran parts tests and block after its last change: results/*-2026-12-02-s7*):
 #   tests:  every GPU test (the smem_scales cases in part block) and the correctness sweep
-#           (not re-run since session 5; only the block path changed, run in part block)
+#           (all passed in session 7: results/gpu_tests-h200-2026-12-02-s7.log)
 #   decode: the whole decode suite (bf16 + f16, every point, 5 rounds) and its analysis
-#           (issue 15's figures and their bandwidth bounds; defaults unchanged since session 5)
+#           (issue 15's figures and their bandwidth bounds; defaults and their PTX unchanged
+#           since session 5, so not re-run)
 #   block:  block-scaled fp8 (issue 16): its GPU cases, then fp8_block_bench over DeepGEMM's 12
-#           shapes; new there: the variant bn64 at N = 2112 (64-column tiles, whole waves),
-#           not yet run
+#           shapes (ran last in session 7: results/fp8_block_bench-h200-2026-12-02-s7-final.json)
 #   tuneq:  the tuner on quantized inputs (issue 16): tuning_configs/fp8_block.json at 8
 #           candidates per shape (scales drawn by the worker, checked against the dequantized
-#           float64 product, timed against the bf16 matmul), its report
+#           float64 product, timed against the bf16 matmul), its report (ran in session 6;
+#           not re-run with session 7's defaults)
 #
 #   bash benchmarks/pending_gpu.sh build DIR        # CPU with MLIR: every bundle into DIR
 #   bash benchmarks/pending_gpu.sh run DIR [PART]   # GPU: results and logs into $OUT

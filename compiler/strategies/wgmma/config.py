@@ -56,9 +56,12 @@ the error fp8 wgmma's narrower accumulator adds). Two K tiles per trip of the K 
 end drains (wait_group 0); each stage is released once its wgmma are done. A consumer holds the
 three accumulators, so slabs x BN <= BLOCK_MAX_COLUMNS (cooperative BM = 128 with 2 consumers,
 BN up to 136); a tile lies in at most two blocks of B's scales (BN dividing 128, or e.g. 136:
-per 8 columns a select of the block's scale); cooperative mode, no split-K or swap_ab; 2x1
-clusters as cooperative ones, non-persistent or persistent (a cluster walks pairs of vertically
-adjacent tiles together, the ring carried on from pair to pair). block_config is the default.
+per 8 columns a select of the block's scale); cooperative mode, no swap_ab; split_k only
+with reduce "cluster" and equal slices (each slice promotes its own K tiles, the cluster adds
+the slices' f32 sums through distributed shared memory); 2x1 clusters as cooperative ones,
+non-persistent or persistent (a cluster walks pairs of vertically adjacent tiles together,
+the ring carried on from pair to pair; tail_split: the last round's tiles on two halves of K
+by both CTAs of a cluster, summed the same way). block_config is the default.
 smem_scales (the default where M % 4 == 0): scale_a staged in shared memory by the producer,
 per stage one TMA box of the K tile's BM values (scale_a as a rank-2 (ceil(K/128), M) array:
 M a multiple of 4 for its 16-byte row pitch; rows past M read zeros and are never stored),
