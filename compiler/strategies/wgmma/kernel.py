@@ -693,7 +693,10 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
                     tail=None, tail_ks: KSlice | None = None) -> None:
     """A consumer's tiles with fp8 block scales (GemmSpec.scale "block"; DeepGEMM's
     promotion): `count` tiles (1, or the persistent CTA's count, an index value), tile i at
-    tiles(i) = (m0, n0, batch), each over the K tiles of `ks`.
+    tiles(i) = (m0, n0, batch), each over the K tiles of `ks` (a split_k slice: `stash`
+    takes the promoted sums for the cluster's reduce); then, with `tail` (tail_split: the
+    cluster's last-round tile and whether it has one), that tile's K tiles `tail_ks`, summed
+    with the other CTA's half through distributed shared memory.
 
     The promotion runs under the next K tile's wgmma, over two temporary accumulators: K
     tile t (one 128-wide scale block, BK = 128) is issued into temporary t mod 2 (scale-d 0
