@@ -115,6 +115,35 @@ def test_block_validation_names_the_field_and_the_limit(spec_fields, config, mes
                            H100)
 
 
+@pytest.mark.parametrize("K,persistent", [(128, False), (256, False), (384, False),
+                                          (512, True), (7168, True)])
+def test_block_default_walks_a_tile_per_cta_below_four_k_tiles(K, persistent):
+    """Two or three K tiles a tile: ptxas spills in the persistent walk, so the default takes
+    a tile per CTA there (and, with one, as well: BLOCK_PERSISTENT_MIN_K_TILES); the kernels
+    either way free of local memory."""
+    spec = GemmSpec(**{**BLOCK.to_dict(), "K": K})
+    cfg = strategies.resolve(None, spec, H100)
+    assert cfg.persistent == cfg.tail_split == persistent, cfg  # (tail_split: of the walk)
+    if K <= 512:
+        art = compile_artifact(spec, None, "sm_90a", keep_ir=False)
+        res = art.resources[art.launches[0].entry]
+        assert res["spill_stores"] == res["stack_bytes"] == 0, (K, res)
+
+
+@pytest.mark.parametrize("M,N,K,split", [
+    (64, 2112, 7168, 2), (128, 4096, 7168, 2),  # 33 / 64 tiles: at most half the 132 SMs
+    (128, 7168, 16384, 1),  # 112 tiles
+    (64, 2112, 1536, 1),  # 12 K tiles: under BLOCK_SPLIT_MIN_K_TILES
+    (64, 4096, 7040, 1),  # 55 K tiles: no equal halves
+    (256, 2112, 7168, 1)])  # 2x1 clusters (persistent pairs)
+def test_block_default_splits_k_where_the_tiles_fill_at_most_half_the_sms(M, N, K, split):
+    spec = GemmSpec(**{**BLOCK.to_dict(), "M": M, "N": N, "K": K})
+    cfg = strategies.resolve(None, spec, H100)
+    assert cfg.split_k == split, cfg
+    if split > 1:
+        assert (cfg.reduce, cfg.persistent, cfg.cluster_m) == ("cluster", False, 1)
+
+
 @pytest.mark.parametrize("M,N,K,split", [(128, 2112, 7168, 4), (64, 4096, 7168, 2),
                                          (100, 392, 1040, 3)])
 def test_block_split_k_sums_the_slices_in_a_cluster(M, N, K, split):
