@@ -950,16 +950,18 @@ BLOCK_NARROW_MAX_M = 128
 BLOCK_CLUSTER_MIN_M = 129
 # tail_split, measured on the H200 2026-12-02 (each kernel checked against float64): 4096 x
 # 2112 x 7168 (4 rounds of 66 pairs and 8 left) 983 -> 1029 TFLOP/s (results/fp8_block_bench-
-# h200-2026-12-02-s7-final.json, tail_off against the default, 5 interleaved rounds; a first
-# run, 7 rounds: 938 -> 1026), 1000 x 2112 x 1536 (1 round and 2 left) 363 -> 378
+# h200-2026-12-02-s7-final.json, tail_off against the default, 5 interleaved rounds; in an
+# experiment outside benchmarks/, not committed: 938 -> 1026, and 1000 x 2112 x 1536, 1 round
+# and 2 left, 363 -> 378)
 BLOCK_TAIL_SPLIT = True
 # Tiles that fill at most half the SMs: two K slices of a tile summed in a 2-CTA cluster
 # (split_k 2, reduce "cluster"), measured on the H200 2026-12-02 against one slice (results/
 # fp8_block_bench-h200-2026-12-02-s7.json, 5 interleaved rounds, every kernel checked against
 # float64): M = 64, (N, K) = (2112, 7168) 122 -> 138 TFLOP/s, (4096, 7168) 199 -> 210; M = 128:
-# 200 -> 254, 340 -> 396. In a first run four or eight slices ran slower than two (115, 103;
-# 195, 168 at 64 and 128 x 2112 x 7168), and so did two where the tiles alone fill the SMs
-# (64 x 7168 x 16384: 112 tiles, 344 -> 312). Measured from K = 7168 (56 K tiles)
+# 200 -> 254, 340 -> 396. In an experiment outside benchmarks/ (not committed) four or eight
+# slices ran slower than two (115, 103; 195, 168 at 64 and 128 x 2112 x 7168), and so did two
+# where the tiles alone fill the SMs (64 x 7168 x 16384: 112 tiles, 344 -> 312). Measured
+# from K = 7168 (56 K tiles)
 BLOCK_SPLIT_MIN_K_TILES = 16
 # Two or three K tiles a tile (K <= 384): ptxas spills 4-16 bytes in the persistent walk of
 # 128-row tiles (with either epilogue at three; with the TMA one at two), not in one tile per
