@@ -232,9 +232,12 @@ def test_persistent_cluster_walk_covers_every_tile_once_in_pairs(M, N, batch, gr
             m0, n0, bz = tile(i)
             assert (n0, bz) == peer(i)[1:] and abs(m0 - peer(i)[0]) == cfg.BM
             seen.setdefault((m0, n0, bz), []).append(pid)
-        if tail is not None and tail[1]:
-            assert peer_tail == tail
-            halves.setdefault(tuple(tail[0]), []).append(pid)
+        if tail is not None and tail.active:
+            assert (peer_tail.origin, peer_tail.active) == (tail.origin, tail.active)
+            # the two CTAs on the two halves of K, after the full rounds
+            assert {tail.ks.first, peer_tail.ks.first} == {0, tail.ks.count}
+            assert tail.g0 == count * -(-spec.K // 128) and 2 * tail.ks.count == -(-spec.K // 128)
+            halves.setdefault(tuple(tail.origin), []).append(pid)
     assert (len(halves) > 0) == ((M, N) in ((4096, 2112), (4001, 2112), (5120, 896)))
     assert sorted(seen.keys() | halves.keys()) == sorted(
         (r * cfg.BM, c * cfg.BN, b) for r in range(2 * -(-tm // 2)) for c in range(tn)

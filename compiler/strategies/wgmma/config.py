@@ -187,6 +187,12 @@ class WgmmaConfig(StrategyConfig):
         return self.cluster_m * self.cluster_n
 
     @property
+    def walks_pairs(self) -> bool:
+        """Persistent 2x1 clusters (block scales): each cluster walks pairs of vertically
+        adjacent tiles."""
+        return self.persistent and self.cluster_m == 2
+
+    @property
     def cluster_reduce(self) -> bool:
         """split_k slices summed within a cluster (no workspace, no second launch)."""
         return self.split_k > 1 and self.reduce == "cluster"
@@ -303,8 +309,9 @@ def tile_bytes(cfg: WgmmaConfig, spec: GemmSpec) -> tuple[int, int]:
 
 
 def partial_bytes(cfg: WgmmaConfig) -> int:
-    """Shared bytes of a tile's f32 partial sums (cluster reduce; they reuse the ring)."""
-    return cfg.BM * cfg.BN * 4 if cfg.cluster_reduce else 0
+    """Shared bytes of a tile's f32 partial sums (cluster reduce, or tail_split's halves;
+    they reuse the ring)."""
+    return cfg.BM * cfg.BN * 4 if cfg.cluster_reduce or cfg.tail_split else 0
 
 
 def data_bytes(cfg: WgmmaConfig, spec: GemmSpec) -> int:
@@ -503,8 +510,7 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
     check(not cfg.smem_scales or spec.scale == "block", "smem_scales",
           f"stages block scales' scale_a in shared memory (scale 'block'), got scale "
           f"{spec.scale!r}")
-    check(not cfg.tail_split or (spec.scale == "block" and cfg.persistent
-                                 and cfg.cluster_m == 2), "tail_split",
+    check(not cfg.tail_split or (spec.scale == "block" and cfg.walks_pairs), "tail_split",
           f"splits the last round of block scales' persistent 2x1 clusters (scale 'block', "
           f"persistent, cluster_m 2), got scale {spec.scale!r}, persistent {cfg.persistent}, "
           f"cluster_m {cfg.cluster_m}")
@@ -821,8 +827,7 @@ def complete(given: dict, spec: GemmSpec, target: Target) -> WgmmaConfig:
     cfg = cfg.replace(**given)
     if cfg.smem_scales and "smem_scales" not in given and staged_scales_problem(cfg, spec):
         cfg = cfg.replace(smem_scales=False)  # the default's staged scale_a: not with this BN
-    if (cfg.tail_split and "tail_split" not in given
-            and not (cfg.persistent and cfg.cluster_m == 2)):
+    if cfg.tail_split and "tail_split" not in given and not cfg.walks_pairs:
         cfg = cfg.replace(tail_split=False)  # the default's: for persistent 2x1 clusters only
     if cfg.epilogue == "tma" and "epilogue" not in given:
         try:
@@ -908,19 +913,19 @@ def block_config(spec: GemmSpec, target: Target) -> WgmmaConfig:
         cfg = WgmmaConfig(BM=128, BN=bn, BK=span_k(spec), consumers=2, stages=6,
                           persistent=True, producer_registers=24, consumer_registers=240,
                           cluster_m=2 if spec.M >= BLOCK_CLUSTER_MIN_M else 1)
-        if -(-spec.K // cfg.BK) < BLOCK_PERSISTENT_MIN_K_TILES:
+        if k_tiles(cfg, spec) < BLOCK_PERSISTENT_MIN_K_TILES:
             cfg = cfg.replace(persistent=False)  # (ptxas spills in the persistent walk)
         if spec.M <= 128 and spec.batch * -(-spec.N // bn) <= target.multiprocessors:
             # one wave of tiles: persistence only costs (the walk, a stage); one row of
             # tiles, so group_m changes nothing in the order (1: as measured)
             cfg = cfg.replace(stages=BLOCK_ONE_WAVE_STAGES, persistent=False, group_m=1)
-    tiles = spec.batch * -(-spec.M // cfg.BM) * -(-spec.N // bn)
-    k_count = -(-spec.K // cfg.BK)
-    if (cfg.cluster_m == 1 and 2 * tiles <= target.multiprocessors and k_count % 2 == 0
-            and k_count >= BLOCK_SPLIT_MIN_K_TILES):  # half the SMs idle: two K slices
+    k_count = k_tiles(cfg, spec)
+    if (cfg.cluster_m == 1 and 2 * _tiles(spec, cfg.BM, bn) <= target.multiprocessors
+            and k_count % 2 == 0 and k_count >= BLOCK_SPLIT_MIN_K_TILES):
+        # half the SMs idle: two K slices
         cfg = cfg.replace(split_k=2, reduce="cluster", persistent=False)
     cfg = cfg.replace(smem_scales=staged_scales_problem(cfg, spec) is None,
-                      tail_split=BLOCK_TAIL_SPLIT and cfg.persistent and cfg.cluster_m == 2)
+                      tail_split=BLOCK_TAIL_SPLIT and cfg.walks_pairs)
     return with_tma_epilogue(cfg, spec, BLOCK_TMA)
 
 

@@ -57,6 +57,8 @@ grid-constant parameters; out-of-bounds elements of partial tiles arrive as zero
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from mlir import ir
 from mlir.dialects import arith, gpu, llvm, memref, nvvm, scf, vector
 
@@ -89,7 +91,7 @@ def grid(cfg: WgmmaConfig, spec: GemmSpec) -> tuple:
         return _range_grid(cfg, spec)
     ops = operands(cfg, spec)  # swap_ab: tile rows over N, columns over M
     tiles_m, tiles_n = -(-ops.rows // cfg.BM), -(-ops.cols // cfg.BN)
-    if cfg.persistent and cfg.cluster_m == 2:  # 2-CTA clusters walking pairs of tiles
+    if cfg.walks_pairs:  # 2-CTA clusters walking pairs of tiles
         return 2 * _pair_clusters(cfg, spec), 1, 1
     if cfg.persistent:  # one CTA per SM (ctas_per_sm per SM), each walking tiles
         return min(tiles_m * tiles_n * spec.batch, SMS * cfg.ctas_per_sm), 1, 1
@@ -170,6 +172,16 @@ def pair_tail(cfg: WgmmaConfig, spec: GemmSpec) -> tuple[int, int] | None:
     return rounds, left
 
 
+class PairTail(NamedTuple):
+    """tail_split's share of a CTA: the last-round tile its cluster takes (`origin`: m0, n0,
+    batch element), whether the cluster takes one (`active`), the ring iteration it starts
+    at (`g0`, after the full rounds) and this CTA's half of K (`ks`: rank x K tiles / 2)."""
+    origin: tuple
+    active: object
+    g0: int
+    ks: KSlice
+
+
 def _cluster_walk(cfg: WgmmaConfig, spec: GemmSpec, pid, tiles_m: int, tiles_n: int):
     """Persistent 2x1 clusters: cluster c = pid / 2 walks the pairs of vertically adjacent
     tiles c, c + clusters, ... (grouped order over pairs of tile rows, batch outermost), this
@@ -177,9 +189,8 @@ def _cluster_walk(cfg: WgmmaConfig, spec: GemmSpec, pid, tiles_m: int, tiles_n: 
     loading zeros and multicasting its half of B): (tile(i) -> (m0, n0, batch element),
     count, tail). Both CTAs of a cluster walk the same count of tiles of the same K tiles, so
     their rings advance together and every multicast stage is freed by both. With pair_tail
-    (R, L): R pairs each, then `tail` = (the tile (m0, n0, batch element) of the last round's
-    2 L tiles that cluster c < 2 L takes: pair R x clusters + c / 2, rank c mod 2; whether
-    this cluster takes one), else None."""
+    (R, L): R pairs each, then `tail` = the PairTail of the last round's 2 L tiles that
+    cluster c < 2 L takes (pair R x clusters + c / 2, rank c mod 2), else None."""
     clusters = _pair_clusters(cfg, spec)
     cid, rank = irb.div(pid, 2), irb.rem(pid, 2)
     pairs = -(-tiles_m // 2)
@@ -204,7 +215,12 @@ def _cluster_walk(cfg: WgmmaConfig, spec: GemmSpec, pid, tiles_m: int, tiles_n: 
     rounds, left = split
     unit = at(irb.add(rounds * clusters, irb.div(cid, 2)), irb.rem(cid, 2))
     limit = 2 * left  # (a Python bool where pid is an int, as the tests walk it)
-    return tile, rounds, (unit, cid < limit if isinstance(cid, int) else irb.lt(cid, limit))
+    active = cid < limit if isinstance(cid, int) else irb.lt(cid, limit)
+    half = k_tiles(cfg, spec) // 2  # (even: pair_tail)
+    # this CTA's half: rank pid mod 2, emitted here, after the tile's (the order of the
+    # GPU-checked kernels' PTX)
+    return tile, rounds, PairTail(unit, active, rounds * k_tiles(cfg, spec),
+                                  KSlice(irb.mul(irb.rem(pid, 2), half), half))
 
 
 def _scale_operands(spec: GemmSpec) -> tuple[str, ...]:
@@ -380,7 +396,7 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
             None unless persistent): one tile (the block's) or, persistent, the CTA's tiles
             i = first, first + step, ... of pid, pid + grid, ... (2x1 clusters: of the
             cluster's pairs, _cluster_walk)."""
-            if cfg.persistent and cfg.cluster_m == 2:  # a cluster's pairs, walked together
+            if cfg.walks_pairs:  # a cluster's pairs, walked together
                 tile, count, _tail = _cluster_walk(cfg, spec, pid, tiles_m, tiles_n)
                 loop = scf.ForOp(irb.val(first), irb.val(count), irb.val(step))
                 with ir.InsertionPoint(loop.body):
@@ -413,13 +429,9 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
                      whole, i, count)
                 scf.yield_([])
 
-        tail = tail_rounds = tail_ks = None
-        split = pair_tail(cfg, spec) if block is not None else None
-        if split is not None:  # the last round's tiles split in two halves of K (tail_split)
-            tail_rounds = split[0]
-            tail = _cluster_walk(cfg, spec, pid, tiles_m, tiles_n)[2]
-            half = whole.count // 2
-            tail_ks = KSlice(irb.mul(irb.rem(pid, 2), half), half)
+        # tail_split: the last round's tiles on two halves of K (None where it does not apply)
+        tail = (_cluster_walk(cfg, spec, pid, tiles_m, tiles_n)[2]
+                if block is not None and pair_tail(cfg, spec) else None)
         wg = B.warp_uniform(irb.div(tid, WARPGROUP))
         pingpong = cfg.mode == "pingpong"
         # ping-pong: a stage holds one warpgroup's tile, so one warpgroup releases it
@@ -441,13 +453,12 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
                             spec, cfg, ring, arena, desc_a, desc_b, m0, n0, bz, g0, ks,
                             a_bytes, stage_bytes, staged=staged))
                         if tail is not None:  # this CTA's half of K of the cluster's tile
-                            with B.if_(tail[1]):
+                            with B.if_(tail.active):
                                 _producer_loop(spec, cfg, ring, arena, desc_a, desc_b,
-                                               *tail[0], tail_rounds * whole.count, tail_ks,
-                                               a_bytes, stage_bytes, staged=staged,
-                                               multicast=False)
+                                               *tail.origin, tail.g0, tail.ks, a_bytes,
+                                               stage_bytes, staged=staged, multicast=False)
                 if tail is not None:  # (the consumers' barrier: the halves stashed)
-                    with B.if_(tail[1]):
+                    with B.if_(tail.active):
                         B.cluster_sync()
                 if stash is not None:  # the consumers' cluster barrier: stashes complete
                     B.cluster_sync()
@@ -465,7 +476,7 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
                         first=consumer_index, step=2)
                 elif block is not None:  # fp8 block scales: promotion per K tile
                     row_base = irb.mul(consumer_index, cfg.rows_per_consumer)
-                    if cfg.persistent and cfg.cluster_m == 2:  # the cluster's pairs
+                    if cfg.walks_pairs:  # the cluster's pairs
                         walk = _cluster_walk(cfg, spec, pid, tiles_m, tiles_n)
                     elif cfg.persistent:  # the CTA's tiles pid, pid + grid, ... (for_tiles')
                         n_ctas = grid(cfg, spec)[0]
@@ -475,7 +486,7 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
                     if cfg.persistent:
                         _consumer_block(spec, cfg, ring, arena, tid, row_base, *walk[:2],
                                         whole, a_bytes, stage_bytes, c_mem, alpha, beta, bias,
-                                        out_t, block, staged, epi, tail=tail, tail_ks=tail_ks)
+                                        out_t, block, staged, epi, tail=tail)
                     else:  # one tile (a cluster's: the pair's; or a K slice's)
                         for_tiles(lambda m0, n0, bz, _g0, ks, _i, _count: _consumer_block(
                             spec, cfg, ring, arena, tid, row_base, lambda _t: (m0, n0, bz), 1,
@@ -690,13 +701,13 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
                     stage_bytes, c_mem, alpha, beta, bias, out_t, block,
                     staged: _StagedScales | None = None,
                     epi: TE.TmaEpilogue | None = None, stash: _Stash | None = None,
-                    tail=None, tail_ks: KSlice | None = None) -> None:
+                    tail: PairTail | None = None) -> None:
     """A consumer's tiles with fp8 block scales (GemmSpec.scale "block"; DeepGEMM's
     promotion): `count` tiles (1, or the persistent CTA's count, an index value), tile i at
     tiles(i) = (m0, n0, batch), each over the K tiles of `ks` (a split_k slice: `stash`
-    takes the promoted sums for the cluster's reduce); then, with `tail` (tail_split: the
-    cluster's last-round tile and whether it has one), that tile's K tiles `tail_ks`, summed
-    with the other CTA's half through distributed shared memory.
+    takes the promoted sums for the cluster's reduce); then, with `tail` (tail_split), the
+    cluster's last-round tile over this CTA's half of K, summed with the other CTA's half
+    through distributed shared memory.
 
     The promotion runs under the next K tile's wgmma, over two temporary accumulators: K
     tile t (one 128-wide scale block, BK = 128) is issued into temporary t mod 2 (scale-d 0
@@ -718,11 +729,12 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
     BN / 2 per thread); empty volatile asm (_fence_operands) keeps the FMAs between the
     wgmma issue and the wait. The epilogue stores the main accumulator through the chain (no
     scales left to apply), per thread or (`epi`) through shared sub-tiles and TMA stores, which
-    leave the consumers at once: the next tile's K loop runs under them. The ring's state is carried from tile to tile. K-major operands
-    only (fp8, layout NT). Where BN does not divide 128 a tile may span two blocks of B's
-    scales: both blocks' scale_b are loaded and each register's 8 columns pick theirs
-    (Tile.column_scales). With cfg.stagger, consumer 1 starts its first K tile once
-    consumer 0's first group is complete (a named barrier, once per CTA)."""
+    leave the consumers at once: the next tile's K loop runs under them. The ring's state is
+    carried from tile to tile. K-major operands only (fp8, layout NT). Where BN does not
+    divide 128 a tile may span two blocks of B's scales: both blocks' scale_b are loaded and
+    each register's 8 columns pick theirs (Tile.column_scales). With cfg.stagger, consumer 1
+    starts its first K tile once consumer 0's first group is complete (a named barrier, once
+    per CTA)."""
     from mlir.dialects import math as math_d
 
     acc = B.Accumulator(cfg.BN)
@@ -930,15 +942,14 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
     store(last, promote(last, main, tmp_l, sc_l))
     if tail is None:
         return
-    # tail_split: the cluster's tile of the last round, this CTA on its half of K (tail_ks),
+    # tail_split: the cluster's tile of the last round, this CTA on its half of K (tail.ks),
     # the halves' promoted sums added through distributed shared memory (over the drained ring)
-    origin, active = tail
-    with B.if_(active):
-        unit = Tile(None, origin=origin, k_first=tail_ks.first)
+    with B.if_(tail.active):
+        unit = Tile(None, origin=tail.origin, k_first=tail.ks.first)
         st = st.advance()
         tmp0, sc0 = issue(unit, st, 0)
         complete(st)
-        main, tmp_l, sc_l, st = k_loop(unit, st, tmp0, sc0, count=tail_ks.count)
+        main, tmp_l, sc_l, st = k_loop(unit, st, tmp0, sc0, count=tail.ks.count)
         halves = _Stash(cfg, slices=2)
         halves.put(arena, promote(unit, main, tmp_l, sc_l), tid)
         B.cluster_sync()
