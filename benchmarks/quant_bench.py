@@ -131,12 +131,16 @@ def check_once(impls: dict, call, c, ref, rel_error, sync, result=None) -> dict:
 
 
 def interleaved(impls: dict, sets, rounds: int, flops: float, time_ms):
-    """Each round times every impl once (time_ms(fn, sets), milliseconds): ({impl: per-round
-    T(FL)OP/s}, {impl: their median})."""
+    """Each round times every impl once (time_ms(fn, sets), milliseconds), round r starting
+    at impl r mod n (a compute-bound kernel's clock falls as the card heats within a round,
+    so a fixed order would favour the impls timed first): ({impl: per-round T(FL)OP/s}, {impl:
+    their median})."""
     times = {iname: [] for iname in impls}
-    for _ in range(rounds):
-        for iname, fn in impls.items():
-            times[iname].append(time_ms(fn, sets))
+    names = list(impls)
+    for r in range(rounds):
+        shift = r % len(names)
+        for iname in names[shift:] + names[:shift]:
+            times[iname].append(time_ms(impls[iname], sets))
     rates = {i: [flops / (ms * 1e-3) / 1e12 for ms in t] for i, t in times.items()}
     return rates, {i: statistics.median(v) for i, v in rates.items()}
 

@@ -67,7 +67,8 @@ def test_interleaved_rounds_time_every_impl_each_round(qb):
         return next(ms[name])
 
     rates, med = qb.interleaved(impls, sets, 3, 2e12, fake_time_ms)
-    assert order == ["x", "y"] * 3  # interleaved, not all of x then all of y
+    # interleaved, not all of x then all of y; each round starts one impl further on
+    assert order == ["x", "y", "y", "x", "x", "y"]
     assert rates["x"] == pytest.approx([2000.0, 2000 / 3, 1000.0])
     assert med == pytest.approx({"x": 1000.0, "y": 500.0})
     assert qb.best_deepgen({"torch": 9.0, "deepgen:a": 1.0, "deepgen:b": 2.0}) == "deepgen:b"
