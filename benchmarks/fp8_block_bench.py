@@ -53,6 +53,10 @@ VARIANTS = {  # name: wgmma fields over the block default (None: the default its
     # the last round of pairs on whole tiles (the default splits it in halves of K where at
     # most half the clusters would work: tail_split)
     "tail_off": {"tail_split": False},
+    # where N's last tile column is at most half full (2112 = 16.5 x 128): the default walks
+    # it 64 wide in the clusters a pair short (narrow_column); off, the 17 columns' last
+    # round split in halves of K (tail_split) as before
+    "narrow_off": {"narrow_column": False},
     # consumer 1 starts a K tile behind consumer 0: their wgmma groups take turns
     "stagger": {"stagger": True},
     # session 5's K loop: a wait after every K tile (the default issues the next first)
@@ -64,7 +68,7 @@ VARIANTS = {  # name: wgmma fields over the block default (None: the default its
 }
 SMALL_VARIANTS = ("default", "split1", "direct", "ahead_off", "bn128", "no_smem")
 LARGE_VARIANTS = ("default", "tail_off", "direct", "ahead_off", "no_smem", "stagger")
-ODD_N_VARIANTS = ("bm256_bn64",)
+ODD_N_VARIANTS = ("bm256_bn64", "narrow_off")
 
 
 def spec_of(M, N, K):

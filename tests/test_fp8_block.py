@@ -9,6 +9,7 @@ memory), deepgen.gemm's block form and the torch op's fake; the opt-in smem_scal
 staged in shared memory by the producer's TMA) and persistent 2x1 clusters."""
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
@@ -170,20 +171,24 @@ def test_block_split_k_sums_the_slices_in_a_cluster(M, N, K, split):
 
 
 def test_tail_split_halves_the_last_round_where_it_leaves_half_the_clusters_idle():
-    """tail_split (the block default with persistent 2x1 clusters): 4096 x 2112 makes 16
-    pairs of tile rows x 17 columns = 272 pairs over 66 clusters, 4 rounds and 8 left, whose
-    16 tiles go to 16 clusters on two halves of K each (a second K loop in the kernel, summed
-    through DSMEM: mapa and two more cluster barriers); 4096 x 4096 leaves 50 (100 tiles >
-    66 clusters): no tail, the kernel as without; an odd count of K tiles: no tail."""
+    """tail_split (the block default with persistent 2x1 clusters; without narrow_column,
+    which takes 4096 x 2112's last column instead): 4096 x 2112 makes 16 pairs of tile rows
+    x 17 columns = 272 pairs over 66 clusters, 4 rounds and 8 left, whose 16 tiles go to 16
+    clusters on two halves of K each (a second K loop in the kernel, summed through DSMEM:
+    mapa and two more cluster barriers); 4096 x 4096 leaves 50 (100 tiles > 66 clusters): no
+    tail, the kernel as without; an odd count of K tiles: no tail."""
     from deepgen.compiler.strategies.wgmma.kernel import pair_tail
 
     cfg = strategies.resolve(None, BLOCK, H100)
-    assert cfg.tail_split and pair_tail(cfg, BLOCK) == (4, 8)
+    assert cfg.tail_split and pair_tail(cfg, BLOCK) is None  # narrow_column's there
+    cfg = cfg.replace(narrow_column=False)
+    assert pair_tail(cfg, BLOCK) == (4, 8)
     square = GemmSpec(**{**BLOCK.to_dict(), "N": 4096})
     odd_k = GemmSpec(**{**BLOCK.to_dict(), "K": 7040})  # 55 K tiles
     assert pair_tail(cfg, square) is None and pair_tail(cfg, odd_k) is None
-    arts = {on: compile_artifact(BLOCK, {"strategy": "wgmma", "tail_split": on}, "sm_90a",
-                                 keep_ir=False) for on in (True, False)}
+    arts = {on: compile_artifact(BLOCK, {"strategy": "wgmma", "tail_split": on,
+                                         "narrow_column": False}, "sm_90a", keep_ir=False)
+            for on in (True, False)}
     mma, syncs = ({on: len(re.findall(pattern, a.assembly)) for on, a in arts.items()}
                   for pattern in (r"wgmma\.mma_async", r"barrier\.cluster\.arrive"))
     assert mma[True] > mma[False] and syncs[True] == syncs[False] + 2, (mma, syncs)
@@ -194,6 +199,40 @@ def test_tail_split_halves_the_last_round_where_it_leaves_half_the_clusters_idle
                                         r"persistent 2x1 clusters .* cluster_m 1"):
         strategies.resolve({"strategy": "wgmma", "tail_split": True, "cluster_m": 1}, BLOCK,
                            H100)
+
+
+def test_narrow_column_walks_a_half_column_in_the_clusters_a_pair_short():
+    """narrow_column (the block default with persistent 2x1 clusters): 4096 x 2112's 17th
+    tile column holds 64 of 128 columns. The 16 full columns make 256 pairs over 66 clusters
+    (3 rounds, 58 clusters a pair ahead); the 8 clusters a pair short take the 16 pairs of
+    the last column, two each, with m64n64k32 wgmma (half the work a pair): 4 rounds for
+    every cluster, where tail_split's halves made 4.5. Not where the last column is more
+    than half full (N = 2144), N a multiple of 128, no full round (M = 1000: 4 pairs x 16),
+    or the strips more than the short clusters take (M = 2048 x N = 4160: 8 pairs x 32 =
+    256, 58 ahead; 8 strips fit; M = 4096 x N = 8256: 16 x 64 = 1024, 34 ahead, 32 short:
+    16 strips fit). Validated for persistent 2x1 clusters only."""
+    from deepgen.compiler.strategies.wgmma.kernel import pair_strip
+
+    cfg = strategies.resolve(None, BLOCK, H100)
+    assert cfg.narrow_column and pair_strip(cfg, BLOCK) == (16, 58, 16)
+    for fields in ({"N": 2144}, {"N": 4096}, {"M": 1000}):
+        spec = GemmSpec(**{**BLOCK.to_dict(), **fields})
+        assert pair_strip(strategies.resolve(None, spec, H100), spec) is None, fields
+    for fields, want in (({"M": 2048, "N": 4160}, (32, 58, 8)),
+                         ({"M": 4096, "N": 8256}, (64, 34, 16))):
+        spec = GemmSpec(**{**BLOCK.to_dict(), **fields})
+        assert pair_strip(strategies.resolve(None, spec, H100), spec) == want, fields
+    art = compile_artifact(BLOCK, None, "sm_90a", keep_ir=False)
+    off = compile_artifact(BLOCK, {"strategy": "wgmma", "narrow_column": False}, "sm_90a",
+                           keep_ir=False)
+    narrow = r"wgmma\.mma_async\.sync\.aligned\.m64n64k32\.f32\.e4m3\.e4m3"
+    assert re.search(narrow, art.assembly) and not re.search(narrow, off.assembly)
+    res = art.resources[art.launches[0].entry]
+    assert res["spill_stores"] == res["stack_bytes"] == 0, res
+    with pytest.raises(SpecError, match=r"^narrow_column: walks the last tile column of block "
+                                        r"scales' persistent 2x1 clusters .* cluster_m 1"):
+        strategies.resolve({"strategy": "wgmma", "narrow_column": True, "cluster_m": 1},
+                           BLOCK, H100)
 
 
 def test_persistent_clusters_are_built_for_block_scales_only():
@@ -208,13 +247,16 @@ def test_persistent_clusters_are_built_for_block_scales_only():
 
 @pytest.mark.parametrize("M,N,batch,group_m", [(4096, 2112, 1, 8), (1101, 392, 1, 8),
                                                (4001, 2112, 1, 8), (300, 384, 3, 8),
-                                               (5120, 896, 1, 3), (64, 128, 1, 8)])
+                                               (5120, 896, 1, 3), (64, 128, 1, 8),
+                                               (2560, 2080, 1, 8), (1000, 2112, 2, 8)])
 def test_persistent_cluster_walk_covers_every_tile_once_in_pairs(M, N, batch, group_m):
     """The persistent 2x1 walk (kernel._cluster_walk, on ints: irb folds them): the two
     CTAs of a cluster take the same count of tiles, tile i of each in the same column and
     batch element, vertically adjacent; over the grid every tile (the spare past M of an odd
-    tile-row count included) exactly once, or (tail_split: 4096 and 4001 x 2112, 5120 x 896)
-    a tile of the last round by both CTAs of one cluster (a half of K each)."""
+    tile-row count included) exactly once, or (tail_split: 5120 x 896) a tile of the last
+    round by both CTAs of one cluster (a half of K each); the strip pairs of narrow_column
+    (4096, 4001 and 1000 x 2 x 2112, 2560 x 2080) after a cluster's full pairs, a strip
+    half a pair's work: no cluster's work above the mean rounded up."""
     from deepgen.compiler.strategies.wgmma import kernel as K
 
     spec = GemmSpec(**{**BLOCK.to_dict(), "M": M, "N": N, "K": 1024, "batch": batch})
@@ -223,22 +265,33 @@ def test_persistent_cluster_walk_covers_every_tile_once_in_pairs(M, N, batch, gr
     tm, tn = -(-M // cfg.BM), -(-N // cfg.BN)
     grid = K.grid(cfg, spec)[0]
     assert grid == 2 * min(-(-tm // 2) * tn * batch, 66)
-    seen, halves = {}, {}
+    seen, halves, work = {}, {}, []
     for pid in range(grid):
-        (tile, count, tail), (peer, peer_count, peer_tail) = (
+        (tile, count, tail, strip), (peer, peer_count, peer_tail, peer_strip) = (
             K._cluster_walk(cfg, spec, p, tm, tn) for p in (pid, pid ^ 1))
         assert count == peer_count
+        work.append(count)
         for i in range(count):
             m0, n0, bz = tile(i)
             assert (n0, bz) == peer(i)[1:] and abs(m0 - peer(i)[0]) == cfg.BM
             seen.setdefault((m0, n0, bz), []).append(pid)
+        if strip is not None:
+            assert strip.count == peer_strip.count and strip.g0 == count * -(-spec.K // 128)
+            for j in range(strip.count):
+                (m0, n0, bz), other = strip.tile(j), peer_strip.tile(j)
+                assert (n0, bz) == other[1:] and abs(m0 - other[0]) == cfg.BM
+                assert n0 == N // cfg.BN * cfg.BN
+                seen.setdefault((m0, n0, bz), []).append(pid)
+            work[-1] += strip.count / 2
         if tail is not None and tail.active:
             assert (peer_tail.origin, peer_tail.active) == (tail.origin, tail.active)
             # the two CTAs on the two halves of K, after the full rounds
             assert {tail.ks.first, peer_tail.ks.first} == {0, tail.ks.count}
             assert tail.g0 == count * -(-spec.K // 128) and 2 * tail.ks.count == -(-spec.K // 128)
             halves.setdefault(tuple(tail.origin), []).append(pid)
-    assert (len(halves) > 0) == ((M, N) in ((4096, 2112), (4001, 2112), (5120, 896)))
+    assert (len(halves) > 0) == ((M, N) == (5120, 896))
+    assert (K.pair_strip(cfg, spec) is not None) == (N in (2112, 2080))
+    assert max(work) == math.ceil(sum(work) / grid), work
     assert sorted(seen.keys() | halves.keys()) == sorted(
         (r * cfg.BM, c * cfg.BN, b) for r in range(2 * -(-tm // 2)) for c in range(tn)
         for b in range(batch))
@@ -251,7 +304,7 @@ def test_block_default():
     assert strategies.resolve(None, BLOCK, H100) == WgmmaConfig(
         BM=128, BN=128, BK=128, consumers=2, stages=6, persistent=True, producer_registers=24,
         consumer_registers=240, cluster_m=2, smem_scales=True, epilogue="tma", epilogue_n=32,
-        tail_split=True)
+        tail_split=True, narrow_column=True)
     small = GemmSpec(**{**BLOCK.to_dict(), "M": 64, "N": 24576, "K": 1536})
     assert strategies.resolve(None, small, H100) == WgmmaConfig(
         BM=64, BN=64, BK=128, consumers=1, stages=8, persistent=True, consumer_registers=240,
@@ -342,17 +395,23 @@ def test_ptx_promotes_every_k_tile_under_the_next(artifacts, name, n, dtype):
     promotion (fma.rn.f32 of every register, N/2 per slab) before its wait (LLVM lays the
     blocks out in its own order: at least one such commit, where there is more than one K
     tile); the scales read before the first wgmma; the scale operands' shapes; no spills."""
+    from deepgen.compiler.strategies.wgmma.kernel import pair_strip
+
     art = artifacts[name]
     main = art.launches[0]
     ptx = art.assembly
+    # narrow_column (the 2112-wide shapes' walk): the last column's groups m64n(n / 2)k32
+    cfg = art.config if isinstance(art.config, WgmmaConfig) else WgmmaConfig.from_dict(
+        art.config)
+    spec = art.spec if isinstance(art.spec, GemmSpec) else GemmSpec.from_dict(art.spec)
+    width = f"(?:{n}|{n // 2})" if pair_strip(cfg, spec) else n
     mma = [m.start() for m in re.finditer(
-        rf"wgmma\.mma_async\.sync\.aligned\.m64n{n}k32\.f32\.{dtype}\.{dtype} ", ptx)]
+        rf"wgmma\.mma_async\.sync\.aligned\.m64n{width}k32\.f32\.{dtype}\.{dtype} ", ptx)]
     commits = [m.start() for m in re.finditer(r"wgmma\.commit_group\.sync\.aligned;", ptx)]
     waits = [(m.start(), m.group(1)) for m in re.finditer(
         r"wgmma\.wait_group\.sync\.aligned\s+(\d+);", ptx)]
     assert mma and len(mma) == 4 * len(commits), (len(mma), len(commits))
-    spec = art.spec if isinstance(art.spec, dict) else art.spec.to_dict()
-    kb = -(-spec["K"] // 128)
+    kb = -(-spec.K // 128)
     assert {w for _, w in waits} == ({"0", "1"} if _issues_ahead(name, art) else {"0"}), (
         name, waits)
     assert len(waits) == len(commits), waits
@@ -365,7 +424,7 @@ def test_ptx_promotes_every_k_tile_under_the_next(artifacts, name, n, dtype):
     loads = [m.start() for m in re.finditer(r"ld\.global(\.nc)?\.[bf]32\s", ptx)]
     assert any(p < mma[0] for p in loads)  # the scales of the tile, before its wgmma
     names = [(p.name, p.shape) for p in main.params if p.kind != "tma"]
-    assert names[-2:] == [("scale_a", (kb, "M")), ("scale_b", (-(-spec["N"] // 128), kb))]
+    assert names[-2:] == [("scale_a", (kb, "M")), ("scale_b", (-(-spec.N // 128), kb))]
     res = art.resources[main.entry]
     assert res["spill_stores"] == res["spill_loads"] == res["stack_bytes"] == 0, res
 
@@ -448,8 +507,9 @@ def test_smem_scales_staged_by_the_producer(artifacts, name, bm, slabs):
     last = len(main.params) - 1
     assert re.search(rf"\.param \.align 64 \.b8 deepgen_wgmma_gemm_param_{last}\[128\]", ptx)
     loads = re.findall(r"cp\.async\.bulk\.tensor\.(\d)d\.shared::cluster\.global\.tile", ptx)
-    # one more in the producer's tail_split loop where the walk has one (4096 x 2112 x 7168;
-    # not 1100 x 392 x 1040: 9 K tiles, nor M = 60: no clusters)
+    # one more in the producer's loop over narrow_column's strip pairs where the walk has
+    # them (4096 x 2112 x 7168; not 1100 x 392 x 1040: 4 columns of 128, nor M = 60: no
+    # clusters)
     tail = name == "smem"
     assert loads.count("2") == 1 + tail and loads.count("3") >= 2, loads
     cfg = art.config if isinstance(art.config, dict) else art.config.to_dict()

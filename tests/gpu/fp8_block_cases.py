@@ -9,8 +9,9 @@ BN 136 (tiles across two blocks of B's scales), stagger (the second consumer a K
 2x1 cluster, two CTAs per SM; the opt-in smem_scales (scale_a staged in shared memory by the
 producer's TMA; M a multiple of 4: a partial last tile row and K block, the 64-row M <= 64
 tile) and persistent 2x1 clusters (the default above M = 128: a cluster walking pairs of tile
-rows, several pairs each; an odd count of tile rows: the spare CTA past M), and both
-together.
+rows, several pairs each; an odd count of tile rows: the spare CTA past M; its last round
+split in halves of K, tail_split; its last, narrow tile column walked by the clusters a pair
+short, narrow_column), and both together.
 
 Each case: (name, spec fields, wgmma config fields given, alpha, beta)."""
 from __future__ import annotations
@@ -81,10 +82,19 @@ def cases() -> list:
         # tail_split: the last round's tiles (4096 x 2112: 8 pairs of 66 clusters; 1000 x 2112
         # x 1536: 2 pairs, partial tile rows) on two halves of K, summed through DSMEM
         ("block-4096x2112x7168-tail-split", dict(b, M=4096, N=2112, K=7168),
-         {"tail_split": True}, 1.0, 0.0),
+         {"tail_split": True, "narrow_column": False}, 1.0, 0.0),
         ("block-1000x2112x1536-tail-split-alpha-beta", dict(b, M=1000, N=2112, K=1536,
                                                              out_dtype="f16"),
          {"tail_split": True}, 2.0, 0.5),
+        # narrow_column (the default at 4096 x 2112 above): the last tile column's pairs,
+        # 64 wide, two each for the clusters a pair short (4000: partial last tile rows;
+        # 2560 x 2080: 10 strip pairs for 38 clusters a pair short, a 32-column strip, 9 K
+        # tiles)
+        ("block-4000x2112x1536-narrow-alpha-beta", dict(b, M=4000, N=2112, K=1536,
+                                                         out_dtype="f16"),
+         {"narrow_column": True}, 2.0, 0.5),
+        ("block-2560x2080x1152-narrow", dict(b, M=2560, N=2080, K=1152),
+         {"narrow_column": True}, 1.0, 0.0),
         # split_k: K slices summed in a cluster (the default where the tiles fill at most
         # half the SMs: block-64x4096x7168 above); 3 slices, odd M, alpha and beta
         ("block-100x2112x1152-split3-alpha-beta", dict(b, M=100, N=2112, K=1152,

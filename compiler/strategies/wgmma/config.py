@@ -61,7 +61,9 @@ with reduce "cluster" and equal slices (each slice promotes its own K tiles, the
 the slices' f32 sums through distributed shared memory); 2x1 clusters as cooperative ones,
 non-persistent or persistent (a cluster walks pairs of vertically adjacent tiles together,
 the ring carried on from pair to pair; tail_split: the last round's tiles on two halves of K
-by both CTAs of a cluster, summed the same way). block_config is the default.
+by both CTAs of a cluster, summed the same way; narrow_column: a last tile column at most half
+full walked with BN / 2 wgmma, two pairs of it by each cluster the full columns leave a pair
+short). block_config is the default.
 smem_scales (the default where M % 4 == 0): scale_a staged in shared memory by the producer,
 per stage one TMA box of the K tile's BM values (scale_a as a rank-2 (ceil(K/128), M) array:
 M a multiple of 4 for its 16-byte row pitch; rows past M read zeros and are never stored),
@@ -171,6 +173,11 @@ class WgmmaConfig(StrategyConfig):
     # 2 L clusters, both CTAs of one on one tile's two halves of K, summed through
     # distributed shared memory (the round takes half the time); elsewhere no change
     tail_split: bool = False
+    # block scales, persistent 2x1 clusters: where N's last tile column is at most half full
+    # and the walk of the full columns leaves some clusters a pair short, those take the last
+    # column's pairs, two each, with BN / 2 wgmma (half the work a pair: the rounds even out;
+    # kernel.pair_strip); elsewhere (and in place of tail_split there) no change
+    narrow_column: bool = False
 
     @property
     def threads(self) -> int:
@@ -514,6 +521,10 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
           f"splits the last round of block scales' persistent 2x1 clusters (scale 'block', "
           f"persistent, cluster_m 2), got scale {spec.scale!r}, persistent {cfg.persistent}, "
           f"cluster_m {cfg.cluster_m}")
+    check(not cfg.narrow_column or (spec.scale == "block" and cfg.walks_pairs),
+          "narrow_column", f"walks the last tile column of block scales' persistent 2x1 "
+          f"clusters narrow (scale 'block', persistent, cluster_m 2), got scale "
+          f"{spec.scale!r}, persistent {cfg.persistent}, cluster_m {cfg.cluster_m}")
     check(not cfg.stagger or (spec.scale == "block" and cfg.consumers == 2), "stagger",
           f"staggers block scales' two consumer warpgroups (scale 'block', consumers 2), got "
           f"scale {spec.scale!r} with {cfg.consumers} consumer(s)")
@@ -827,8 +838,9 @@ def complete(given: dict, spec: GemmSpec, target: Target) -> WgmmaConfig:
     cfg = cfg.replace(**given)
     if cfg.smem_scales and "smem_scales" not in given and staged_scales_problem(cfg, spec):
         cfg = cfg.replace(smem_scales=False)  # the default's staged scale_a: not with this BN
-    if cfg.tail_split and "tail_split" not in given and not cfg.walks_pairs:
-        cfg = cfg.replace(tail_split=False)  # the default's: for persistent 2x1 clusters only
+    for walk in ("tail_split", "narrow_column"):  # the default's: for persistent 2x1 clusters
+        if getattr(cfg, walk) and walk not in given and not cfg.walks_pairs:
+            cfg = cfg.replace(**{walk: False})
     if cfg.epilogue == "tma" and "epilogue" not in given:
         try:
             validate(cfg, spec, target)
@@ -925,7 +937,9 @@ def block_config(spec: GemmSpec, target: Target) -> WgmmaConfig:
         # half the SMs idle: two K slices
         cfg = cfg.replace(split_k=2, reduce="cluster", persistent=False)
     cfg = cfg.replace(smem_scales=staged_scales_problem(cfg, spec) is None,
-                      tail_split=BLOCK_TAIL_SPLIT and cfg.walks_pairs)
+                      tail_split=BLOCK_TAIL_SPLIT and cfg.walks_pairs,
+                      narrow_column=(BLOCK_NARROW_COLUMN and cfg.walks_pairs
+                                     and k_count >= BLOCK_NARROW_MIN_K_TILES))
     return with_tma_epilogue(cfg, spec, BLOCK_TMA)
 
 
@@ -959,6 +973,16 @@ BLOCK_CLUSTER_MIN_M = 129
 # experiment outside benchmarks/, not committed: 938 -> 1026, and 1000 x 2112 x 1536, 1 round
 # and 2 left, 363 -> 378)
 BLOCK_TAIL_SPLIT = True
+# narrow_column, measured on the H200 2026-12-02 (each kernel checked against float64 with C
+# poisoned): 4096 x 2112 x 7168 (16 full columns: 256 pairs, 3 rounds and 58 left; the 16
+# strip pairs to the 8 clusters a pair short: 4 rounds, where tail_split's halves made 4.5)
+# 1046 -> 1086 TFLOP/s (results/fp8_block_bench-h200-2026-12-02-s8.json, narrow_off against
+# the default, 5 interleaved rounds); in an experiment outside benchmarks/ (results/
+# fp8_block_narrow_experiment-h200-2026-12-02-s8.json, 9 rounds, the order rotated) 1029 ->
+# 1065, and 4096 x 2112 x 1536 772 -> 854
+BLOCK_NARROW_COLUMN = True
+# from 5 K tiles a tile: at 4 (4096 x 2112 x 512) ptxas spills 8 bytes with the strip's code
+BLOCK_NARROW_MIN_K_TILES = 5
 # Tiles that fill at most half the SMs: two K slices of a tile summed in a 2-CTA cluster
 # (split_k 2, reduce "cluster"), measured on the H200 2026-12-02 against one slice (results/
 # fp8_block_bench-h200-2026-12-02-s7.json, 5 interleaved rounds, every kernel checked against

@@ -57,7 +57,7 @@ grid-constant parameters; out-of-bounds elements of partial tiles arrive as zero
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 from mlir import ir
 from mlir.dialects import arith, gpu, llvm, memref, nvvm, scf, vector
@@ -158,11 +158,33 @@ def _pair_clusters(cfg: WgmmaConfig, spec: GemmSpec) -> int:
     return min(-(-tiles_m // 2) * tiles_n * spec.batch, SMS * cfg.ctas_per_sm // 2)
 
 
+def pair_strip(cfg: WgmmaConfig, spec: GemmSpec) -> tuple[int, int, int] | None:
+    """cfg.narrow_column where it applies: N's last tile column at most half full (N mod BN
+    in (0, BN / 2]), its pairs ("strip" pairs, one per pair of tile rows and batch element)
+    few enough that the clusters left a pair short by the walk of the full columns take them,
+    two each (a strip pair, BN / 2 wide, costs half a pair): (full columns F, the first short
+    cluster q, strip pairs S), where the full columns leave R >= 1 rounds and q > 0 clusters
+    a pair ahead and S <= 2 (clusters - q); else None."""
+    if not cfg.narrow_column:
+        return None
+    rest = spec.N % cfg.BN
+    if not 0 < rest <= cfg.BN // 2:
+        return None
+    pairs = -(-(-(-spec.M // cfg.BM)) // 2)
+    full = spec.N // cfg.BN
+    clusters = _pair_clusters(cfg, spec)
+    rounds, ahead = divmod(pairs * full * spec.batch, clusters)
+    strips = pairs * spec.batch
+    if rounds < 1 or ahead == 0 or strips > 2 * (clusters - ahead):
+        return None
+    return full, ahead, strips
+
+
 def pair_tail(cfg: WgmmaConfig, spec: GemmSpec) -> tuple[int, int] | None:
     """cfg.tail_split where it applies: (full rounds R, leftover pairs L) of the persistent
-    2x1 clusters' walk, R >= 1 and 2 L <= clusters, K tiles even (two equal halves); else
-    None."""
-    if not cfg.tail_split:
+    2x1 clusters' walk, R >= 1 and 2 L <= clusters, K tiles even (two equal halves), the
+    last column not walked as a strip (pair_strip); else None."""
+    if not cfg.tail_split or pair_strip(cfg, spec) is not None:
         return None
     tiles_m, tiles_n = -(-spec.M // cfg.BM), -(-spec.N // cfg.BN)
     clusters = _pair_clusters(cfg, spec)
@@ -170,6 +192,15 @@ def pair_tail(cfg: WgmmaConfig, spec: GemmSpec) -> tuple[int, int] | None:
     if rounds < 1 or not 0 < 2 * left <= clusters or k_tiles(cfg, spec) % 2:
         return None
     return rounds, left
+
+
+class PairStrip(NamedTuple):
+    """narrow_column's share of a CTA: `count` (0 to 2) strip pairs after its cluster's pairs
+    of full columns, tile(j) -> (m0, n0, batch element) of this CTA's tile of the j-th, from
+    ring iteration `g0` (after the full columns' K tiles)."""
+    tile: Callable
+    count: object
+    g0: object
 
 
 class PairTail(NamedTuple):
@@ -190,10 +221,16 @@ def _cluster_walk(cfg: WgmmaConfig, spec: GemmSpec, pid, tiles_m: int, tiles_n: 
     count, tail). Both CTAs of a cluster walk the same count of tiles of the same K tiles, so
     their rings advance together and every multicast stage is freed by both. With pair_tail
     (R, L): R pairs each, then `tail` = the PairTail of the last round's 2 L tiles that
-    cluster c < 2 L takes (pair R x clusters + c / 2, rank c mod 2), else None."""
+    cluster c < 2 L takes (pair R x clusters + c / 2, rank c mod 2), else None. With
+    pair_strip (F, q, S): the walk covers the F full columns, and `strip` is the PairStrip
+    of cluster c >= q: strip pairs 2 (c - q) and 2 (c - q) + 1 of the S (pair p of tile rows
+    in batch element p / pairs), else None: (tile, count, tail, strip)."""
     clusters = _pair_clusters(cfg, spec)
     cid, rank = irb.div(pid, 2), irb.rem(pid, 2)
     pairs = -(-tiles_m // 2)
+    narrow = pair_strip(cfg, spec)
+    if narrow is not None:  # the full columns' pairs; the strip's after them
+        tiles_n = narrow[0]
     per_batch = pairs * tiles_n
     count = irb.div(irb.sub(per_batch * spec.batch + clusters - 1, cid), clusters)
     group = min(cfg.group_m, pairs)
@@ -209,9 +246,26 @@ def _cluster_walk(cfg: WgmmaConfig, spec: GemmSpec, pid, tiles_m: int, tiles_n: 
     def tile(i):
         return at(irb.add(cid, irb.mul(i, clusters)), rank)
 
+    strip = None
+    if narrow is not None:
+        full, ahead, strips = narrow
+        k = irb.sub(cid, irb.min_(cid, ahead))  # c - q for the clusters a pair short
+        left = irb.min_(2, irb.sub(strips, irb.min_(irb.mul(k, 2), strips)))
+        if isinstance(cid, int):
+            n_strips = 0 if cid < ahead else left
+        else:
+            n_strips = arith.select(irb.lt(cid, ahead), irb.const_index(0), irb.val(left))
+
+        def strip_tile(j):
+            unit = irb.add(irb.mul(k, 2), j)
+            pair_m = irb.rem(unit, pairs) if spec.batch > 1 else unit
+            bz = irb.div(unit, pairs) if spec.batch > 1 else 0
+            return (irb.mul(irb.add(irb.mul(pair_m, 2), rank), cfg.BM), full * cfg.BN, bz)
+
+        strip = PairStrip(strip_tile, n_strips, irb.mul(count, k_tiles(cfg, spec)))
     split = pair_tail(cfg, spec)
     if split is None:
-        return tile, count, None
+        return tile, count, None, strip
     rounds, left = split
     unit = at(irb.add(rounds * clusters, irb.div(cid, 2)), irb.rem(cid, 2))
     limit = 2 * left  # (a Python bool where pid is an int, as the tests walk it)
@@ -220,7 +274,7 @@ def _cluster_walk(cfg: WgmmaConfig, spec: GemmSpec, pid, tiles_m: int, tiles_n: 
     # this CTA's half: rank pid mod 2, emitted here, after the tile's (the order of the
     # GPU-checked kernels' PTX)
     return tile, rounds, PairTail(unit, active, rounds * k_tiles(cfg, spec),
-                                  KSlice(irb.mul(irb.rem(pid, 2), half), half))
+                                  KSlice(irb.mul(irb.rem(pid, 2), half), half)), None
 
 
 def _scale_operands(spec: GemmSpec) -> tuple[str, ...]:
@@ -397,7 +451,7 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
             i = first, first + step, ... of pid, pid + grid, ... (2x1 clusters: of the
             cluster's pairs, _cluster_walk)."""
             if cfg.walks_pairs:  # a cluster's pairs, walked together
-                tile, count, _tail = _cluster_walk(cfg, spec, pid, tiles_m, tiles_n)
+                tile, count = _cluster_walk(cfg, spec, pid, tiles_m, tiles_n)[:2]
                 loop = scf.ForOp(irb.val(first), irb.val(count), irb.val(step))
                 with ir.InsertionPoint(loop.body):
                     i = loop.induction_variable
@@ -429,9 +483,11 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
                      whole, i, count)
                 scf.yield_([])
 
-        # tail_split: the last round's tiles on two halves of K (None where it does not apply)
-        tail = (_cluster_walk(cfg, spec, pid, tiles_m, tiles_n)[2]
-                if block is not None and pair_tail(cfg, spec) else None)
+        # tail_split: the last round's tiles on two halves of K; narrow_column: the last tile
+        # column's pairs, BN / 2 wide (None where they do not apply)
+        tail = strip = None
+        if block is not None and (pair_tail(cfg, spec) or pair_strip(cfg, spec)):
+            tail, strip = _cluster_walk(cfg, spec, pid, tiles_m, tiles_n)[2:]
         wg = B.warp_uniform(irb.div(tid, WARPGROUP))
         pingpong = cfg.mode == "pingpong"
         # ping-pong: a stage holds one warpgroup's tile, so one warpgroup releases it
@@ -457,6 +513,17 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
                                 _producer_loop(spec, cfg, ring, arena, desc_a, desc_b,
                                                *tail.origin, tail.g0, tail.ks, a_bytes,
                                                stage_bytes, staged=staged, multicast=False)
+                        if strip is not None:  # the strip pairs (whole B tiles: the narrow
+                            # wgmma reads their first BN / 2 rows, the rest past N is zeros)
+                            loop = scf.ForOp(irb.const_index(0), irb.val(strip.count),
+                                             irb.const_index(1))
+                            with ir.InsertionPoint(loop.body):
+                                j = loop.induction_variable
+                                _producer_loop(spec, cfg, ring, arena, desc_a, desc_b,
+                                               *strip.tile(j),
+                                               irb.add(strip.g0, irb.mul(j, whole.count)),
+                                               whole, a_bytes, stage_bytes, staged=staged)
+                                scf.yield_([])
                 if tail is not None:  # (the consumers' barrier: the halves stashed)
                     with B.if_(tail.active):
                         B.cluster_sync()
@@ -492,6 +559,16 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
                             spec, cfg, ring, arena, tid, row_base, lambda _t: (m0, n0, bz), 1,
                             ks, a_bytes, stage_bytes, c_mem, alpha, beta, bias, out_t, block,
                             staged, epi, stash))
+                    if strip is not None:  # the strip pairs with the narrow wgmma (with
+                        # stagger, consumer 1 is still behind from the CTA's first tile)
+                        narrow = cfg.replace(BN=cfg.BN // 2, narrow_column=False,
+                                             stagger=False)
+                        with B.if_(irb.lt(0, strip.count)):
+                            _consumer_block(spec, narrow, ring, arena, tid, row_base,
+                                            strip.tile, strip.count, whole, a_bytes,
+                                            stage_bytes, c_mem, alpha, beta, bias, out_t, block,
+                                            staged, epi and epi.narrowed(narrow.BN),
+                                            g0=strip.g0)
                 else:
                     row_base = irb.mul(consumer_index, cfg.rows_per_consumer)
                     for_tiles(lambda m0, n0, bz, g0, ks, _i, _count: _consumer(
@@ -701,13 +778,14 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
                     stage_bytes, c_mem, alpha, beta, bias, out_t, block,
                     staged: _StagedScales | None = None,
                     epi: TE.TmaEpilogue | None = None, stash: _Stash | None = None,
-                    tail: PairTail | None = None) -> None:
+                    tail: PairTail | None = None, g0=0) -> None:
     """A consumer's tiles with fp8 block scales (GemmSpec.scale "block"; DeepGEMM's
     promotion): `count` tiles (1, or the persistent CTA's count, an index value), tile i at
     tiles(i) = (m0, n0, batch), each over the K tiles of `ks` (a split_k slice: `stash`
-    takes the promoted sums for the cluster's reduce); then, with `tail` (tail_split), the
-    cluster's last-round tile over this CTA's half of K, summed with the other CTA's half
-    through distributed shared memory.
+    takes the promoted sums for the cluster's reduce), the ring from iteration g0 on (a
+    narrow_column strip's call: after the CTA's full pairs; cfg then has BN / 2); then, with
+    `tail` (tail_split), the cluster's last-round tile over this CTA's half of K, summed with
+    the other CTA's half through distributed shared memory.
 
     The promotion runs under the next K tile's wgmma, over two temporary accumulators: K
     tile t (one 128-wide scale block, BK = 128) is issued into temporary t mod 2 (scale-d 0
@@ -904,7 +982,7 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
         _epilogue(spec, cfg, regs, tid, tile.m0, tile.n0, row_base, tile.bz, c_mem, alpha, beta,
                   bias, out_t)
 
-    st = B.PipelineState(0, 0, cfg.stages)  # the CTA's ring from its first tile on
+    st = B.PipelineState.at(g0, cfg.stages)  # the CTA's ring from its first tile (g0) on
     first = Tile(0)
     if cfg.stagger:  # consumer 1 starts once consumer 0's first group is done
         lead = B.eq(row_base, 0)

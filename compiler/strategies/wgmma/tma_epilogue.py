@@ -26,6 +26,8 @@ aligned), so the 8 rows of each stmatrix matrix fall in distinct banks.
 """
 from __future__ import annotations
 
+import copy
+
 from mlir import ir
 from mlir.dialects import vector
 
@@ -50,6 +52,14 @@ class TmaEpilogue:
         self.offset = ring_bytes(cfg, spec)
         self.per_row = cfg.BN // self.cols  # sub-tiles across the tile
         self.per_tile = cfg.slabs * self.per_row  # sub-tiles of a warpgroup's rows
+
+    def narrowed(self, columns: int) -> "TmaEpilogue":
+        """The same buffers and descriptor for tiles of `columns` < BN (narrow_column's
+        strip: BN / 2 wide)."""
+        out = copy.copy(self)
+        out.per_row = columns // self.cols
+        out.per_tile = self.cfg.slabs * out.per_row
+        return out
 
     def _swizzled(self, row, chunk) -> ir.Value:
         """The byte offset of 16-byte chunk `chunk` of row `row` in a buffer."""
