@@ -95,6 +95,9 @@ def cases() -> list:
          {"narrow_column": True}, 2.0, 0.5),
         ("block-2560x2080x1152-narrow", dict(b, M=2560, N=2080, K=1152),
          {"narrow_column": True}, 1.0, 0.0),
+        # f32 C: the direct epilogue's stores of the narrow tiles (the default there)
+        ("block-4096x2112x1536-narrow-f32", dict(b, M=4096, N=2112, K=1536, out_dtype="f32"),
+         {}, 1.0, 0.0),
         # split_k: K slices summed in a cluster (the default where the tiles fill at most
         # half the SMs: block-64x4096x7168 above); 3 slices, odd M, alpha and beta
         ("block-100x2112x1152-split3-alpha-beta", dict(b, M=100, N=2112, K=1152,
