@@ -510,8 +510,8 @@ def test_smem_scales_staged_by_the_producer(artifacts, name, bm, slabs):
     # one more in the producer's loop over narrow_column's strip pairs where the walk has
     # them (4096 x 2112 x 7168; not 1100 x 392 x 1040: 4 columns of 128, nor M = 60: no
     # clusters)
-    tail = name == "smem"
-    assert loads.count("2") == 1 + tail and loads.count("3") >= 2, loads
+    strips = name == "smem"
+    assert loads.count("2") == 1 + strips and loads.count("3") >= 2, loads
     cfg = art.config if isinstance(art.config, dict) else art.config.to_dict()
     stage = (bm + cfg["BN"]) * 128
     assert re.search(rf"\b{stage + 4 * bm}\b", ptx), stage + 4 * bm  # expect_tx bytes

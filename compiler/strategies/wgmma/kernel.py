@@ -170,7 +170,8 @@ def pair_strip(cfg: WgmmaConfig, spec: GemmSpec) -> tuple[int, int, int] | None:
     rest = spec.N % cfg.BN
     if not 0 < rest <= cfg.BN // 2:
         return None
-    pairs = -(-(-(-spec.M // cfg.BM)) // 2)
+    tiles_m = -(-spec.M // cfg.BM)
+    pairs = -(-tiles_m // 2)
     full = spec.N // cfg.BN
     clusters = _pair_clusters(cfg, spec)
     rounds, ahead = divmod(pairs * full * spec.batch, clusters)
