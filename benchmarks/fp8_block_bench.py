@@ -61,13 +61,18 @@ VARIANTS = {  # name: wgmma fields over the block default (None: the default its
     "stagger": {"stagger": True},
     # session 5's K loop: a wait after every K tile (the default issues the next first)
     "ahead_off": {"issue_ahead": False},
+    # M > 128: 128 x 128 tiles with two temporaries (the default until session 9), and
+    # 128 x 192 with one (config.BLOCK_WIDE: the default where 192-wide columns are nearly
+    # full and make a wave)
+    "tile128": {"BN": 128, "temporaries": 2, "issue_ahead": True, "stages": 6},
+    "wide": {"BN": 192, "temporaries": 1, "issue_ahead": False, "stages": 5},
     # M <= 128 with two consumers: the tuner's winner at three of the four M = 128 shapes
     # (results/tune_fp8_block-h200-2026-12-02-s6): one tile per CTA, 7 stages, staggered
     "np_s7_stagger": {"persistent": False, "stages": 7, "stagger": True, "group_m": 1},
     "np_s7": {"persistent": False, "stages": 7, "group_m": 1},
 }
 SMALL_VARIANTS = ("default", "split1", "direct", "ahead_off", "bn128", "no_smem")
-LARGE_VARIANTS = ("default", "tail_off", "direct", "ahead_off", "no_smem", "stagger")
+LARGE_VARIANTS = ("default", "tile128", "wide", "tail_off", "direct", "no_smem", "stagger")
 ODD_N_VARIANTS = ("bm256_bn64", "narrow_off")
 
 

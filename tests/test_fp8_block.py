@@ -27,6 +27,9 @@ from deepgen.spec import GemmSpec, SpecError
 H100 = get_target("sm_90a")
 BLOCK = GemmSpec(M=4096, N=2112, K=7168, dtype="e4m3", out_dtype="bf16", layout="NT",
                  scale="block")
+# 128 x 128 tiles with two temporaries: the block default where 192-wide columns are not
+# nearly full (N = 4096), and BLOCK's before BLOCK_WIDE (the walks below are built on it)
+TILE128 = {"BN": 128, "temporaries": 2, "issue_ahead": True, "stages": 6}
 
 
 def test_block_spec_operands_and_key():
@@ -54,11 +57,11 @@ def test_block_default_one_wave_of_tiles_is_not_persistent(M, N, persistent, sta
 
 
 @pytest.mark.parametrize("M,N,out,expected", [
-    (4096, 4096, "bf16", ("tma", 32, 6)), (4096, 2112, "f16", ("tma", 32, 6)),
+    (4096, 4096, "bf16", ("tma", 32, 6)), (4096, 2112, "f16", ("tma", 32, 5)),
     (128, 7168, "bf16", ("tma", 32, 7)), (64, 24576, "bf16", ("tma", 32, 8)),
     (128, 4096, "bf16", ("direct", 32, 7)),  # split_k 2: the cluster's shares per thread
     (4096, 4096, "f32", ("direct", 32, 6)),  # stmatrix stores 16-bit elements
-    (4096, 2100, "bf16", ("direct", 32, 6))])  # C's row pitch 4200 bytes: not for TMA
+    (4096, 2100, "bf16", ("direct", 32, 5))])  # C's row pitch 4200 bytes: not for TMA
 def test_block_default_takes_the_tma_epilogue_where_c_does(M, N, out, expected):
     """The block default stores through the TMA epilogue where C takes it (16-bit, a row
     pitch of 16-byte multiples) in 32-column sub-tiles; elsewhere per thread."""
@@ -81,11 +84,21 @@ def test_block_default_drops_staged_scales_where_bn_straddles():
     (dict(layout="NN"), None, r"^layout: fp8 \(e4m3\) wgmma reads only K-major operands"),
     (dict(), {"mode": "pingpong", "BM": 128, "BN": 128, "consumers": 2, "persistent": True},
      r"^mode: block scales: mode 'cooperative'"),
-    (dict(), {"BN": 256}, r"^BM: block scales keep a main and two temporary accumulators: "
-                          r"slabs x BN <= 136 .* got 1 x 256"),
-    (dict(), {"BM": 128, "consumers": 1},
-     r"^BM: block scales keep a main and two temporary accumulators: slabs x BN <= 136 .* got "
-     r"2 x 128"),
+    (dict(), {"BN": 256}, r"^BN: block scales keep a main and 1 temporary accumulator\(s\) of "
+                          r"slabs x BN / 2 registers .* at most 204 in all, got 2 x 1 x 256 / 2 "
+                          r"= 256"),
+    (dict(), {**TILE128, "BM": 128, "consumers": 1},
+     r"^BN: block scales keep a main and 2 temporary .* got 3 x 2 x 128 / 2 = 384"),
+    (dict(), {"BN": 192, "temporaries": 2},
+     r"^BN: block scales keep a main and 2 temporary .* got 3 x 1 x 192 / 2 = 288 .*"
+     r"temporaries 1 takes twice the BN of 2"),
+    (dict(), {"temporaries": 3}, r"^temporaries: block scales' temporary accumulators: 1 or 2, "
+                                 r"got 3"),
+    (dict(), {"temporaries": 1, "issue_ahead": True},
+     r"^issue_ahead: issues a K tile while the previous one's temporary is promoted: it needs "
+     r"temporaries 2"),
+    ({"scale": "tensor"}, {"temporaries": 1, "issue_ahead": True},
+     r"^temporaries: schedules block scales' K loop \(scale 'block'\), got scale 'tensor'"),
     (dict(), {"split_k": 2, "persistent": False, "cluster_m": 1},
      r"^reduce: block scales with split_k: reduce 'cluster' .* got 'workspace'"),
     (dict(), {"split_k": 3, "persistent": False, "cluster_m": 1, "reduce": "cluster"},
@@ -101,11 +114,11 @@ def test_block_default_drops_staged_scales_where_bn_straddles():
     (dict(M=64), {"stagger": True},
      r"^stagger: staggers block scales' two consumer warpgroups .* with 1 consumer\(s\)"),
     ({}, {"BN": 136, "cluster_m": 1, "smem_scales": True},
-     r"^smem_scales: staged scale_a with tiles across two blocks of B's scales \(BN 136 does "
-     r"not divide 128\) gave rows of wrong results"),
+     r"^smem_scales: staged scale_a with tiles across two blocks of B's scales at offsets finer "
+     r"than 32 columns \(gcd\(BN, 128\) = 8, BN 136\) gave rows of wrong results"),
     ({"M": 4097}, {"smem_scales": True},
      r"^smem_scales: TMA loads scale_a .* M must be a multiple of 4, got M = 4097"),
-    ({}, {"smem_scales": True, "stages": 7},
+    ({}, {**TILE128, "smem_scales": True, "stages": 7},
      (r"^stages: 7 stages of 32768 bytes \(\+ barriers, \+ 3584 of staged scale_a\) = "
       r"233072 bytes exceed")),
 ])
@@ -179,14 +192,14 @@ def test_tail_split_halves_the_last_round_where_it_leaves_half_the_clusters_idle
     tail, the kernel as without; an odd count of K tiles: no tail."""
     from deepgen.compiler.strategies.wgmma.kernel import pair_tail
 
-    cfg = strategies.resolve(None, BLOCK, H100)
+    cfg = strategies.resolve({"strategy": "wgmma", **TILE128}, BLOCK, H100)
     assert cfg.tail_split and pair_tail(cfg, BLOCK) is None  # narrow_column's there
     cfg = cfg.replace(narrow_column=False)
     assert pair_tail(cfg, BLOCK) == (4, 8)
     square = GemmSpec(**{**BLOCK.to_dict(), "N": 4096})
     odd_k = GemmSpec(**{**BLOCK.to_dict(), "K": 7040})  # 55 K tiles
     assert pair_tail(cfg, square) is None and pair_tail(cfg, odd_k) is None
-    arts = {on: compile_artifact(BLOCK, {"strategy": "wgmma", "tail_split": on,
+    arts = {on: compile_artifact(BLOCK, {"strategy": "wgmma", **TILE128, "tail_split": on,
                                          "narrow_column": False}, "sm_90a", keep_ir=False)
             for on in (True, False)}
     mma, syncs = ({on: len(re.findall(pattern, a.assembly)) for on, a in arts.items()}
@@ -213,17 +226,18 @@ def test_narrow_column_walks_a_half_column_in_the_clusters_a_pair_short():
     16 strips fit). Validated for persistent 2x1 clusters only."""
     from deepgen.compiler.strategies.wgmma.kernel import pair_strip
 
-    cfg = strategies.resolve(None, BLOCK, H100)
+    tile128 = {"strategy": "wgmma", **TILE128}
+    cfg = strategies.resolve(tile128, BLOCK, H100)
     assert cfg.narrow_column and pair_strip(cfg, BLOCK) == (16, 58, 16)
     for fields in ({"N": 2144}, {"N": 4096}, {"M": 1000}):
         spec = GemmSpec(**{**BLOCK.to_dict(), **fields})
-        assert pair_strip(strategies.resolve(None, spec, H100), spec) is None, fields
+        assert pair_strip(strategies.resolve(tile128, spec, H100), spec) is None, fields
     for fields, want in (({"M": 2048, "N": 4160}, (32, 58, 8)),
                          ({"M": 4096, "N": 8256}, (64, 34, 16))):
         spec = GemmSpec(**{**BLOCK.to_dict(), **fields})
-        assert pair_strip(strategies.resolve(None, spec, H100), spec) == want, fields
-    art = compile_artifact(BLOCK, None, "sm_90a", keep_ir=False)
-    off = compile_artifact(BLOCK, {"strategy": "wgmma", "narrow_column": False}, "sm_90a",
+        assert pair_strip(strategies.resolve(tile128, spec, H100), spec) == want, fields
+    art = compile_artifact(BLOCK, tile128, "sm_90a", keep_ir=False)
+    off = compile_artifact(BLOCK, {**tile128, "narrow_column": False}, "sm_90a",
                            keep_ir=False)
     narrow = r"wgmma\.mma_async\.sync\.aligned\.m64n64k32\.f32\.e4m3\.e4m3"
     assert re.search(narrow, art.assembly) and not re.search(narrow, off.assembly)
@@ -245,23 +259,26 @@ def test_persistent_clusters_are_built_for_block_scales_only():
                             "persistent": True}, bf16, H100)
 
 
-@pytest.mark.parametrize("M,N,batch,group_m", [(4096, 2112, 1, 8), (1101, 392, 1, 8),
-                                               (4001, 2112, 1, 8), (300, 384, 3, 8),
-                                               (5120, 896, 1, 3), (64, 128, 1, 8),
-                                               (2560, 2080, 1, 8), (1000, 2112, 2, 8)])
-def test_persistent_cluster_walk_covers_every_tile_once_in_pairs(M, N, batch, group_m):
+@pytest.mark.parametrize("M,N,batch,group_m,bn", [
+    (4096, 2112, 1, 8, 128), (1101, 392, 1, 8, 128), (4001, 2112, 1, 8, 128),
+    (300, 384, 3, 8, 128), (5120, 896, 1, 3, 128), (64, 128, 1, 8, 128),
+    (2560, 2080, 1, 8, 128), (1000, 2112, 2, 8, 128), (4096, 7168, 1, 8, 192)])
+def test_persistent_cluster_walk_covers_every_tile_once_in_pairs(M, N, batch, group_m, bn):
     """The persistent 2x1 walk (kernel._cluster_walk, on ints: irb folds them): the two
     CTAs of a cluster take the same count of tiles, tile i of each in the same column and
     batch element, vertically adjacent; over the grid every tile (the spare past M of an odd
     tile-row count included) exactly once, or (tail_split: 5120 x 896) a tile of the last
     round by both CTAs of one cluster (a half of K each); the strip pairs of narrow_column
     (4096, 4001 and 1000 x 2 x 2112, 2560 x 2080) after a cluster's full pairs, a strip
-    half a pair's work: no cluster's work above the mean rounded up."""
+    half a pair's work: no cluster's work above the mean rounded up. BN 192 (the wide
+    default, one temporary) at 4096 x 7168: 16 x 38 = 608 pairs, 9 rounds and 14 left (the
+    last column's 16 pairs more than the 2 short clusters take: no strip), so tail_split."""
     from deepgen.compiler.strategies.wgmma import kernel as K
 
     spec = GemmSpec(**{**BLOCK.to_dict(), "M": M, "N": N, "K": 1024, "batch": batch})
-    cfg = strategies.resolve({"strategy": "wgmma", "cluster_m": 2, "group_m": group_m}, spec,
-                             H100)
+    tile = TILE128 if bn == 128 else {"BN": 192, "temporaries": 1}
+    cfg = strategies.resolve({"strategy": "wgmma", **tile, "cluster_m": 2, "group_m": group_m},
+                             spec, H100)
     tm, tn = -(-M // cfg.BM), -(-N // cfg.BN)
     grid = K.grid(cfg, spec)[0]
     assert grid == 2 * min(-(-tm // 2) * tn * batch, 66)
@@ -289,7 +306,7 @@ def test_persistent_cluster_walk_covers_every_tile_once_in_pairs(M, N, batch, gr
             assert {tail.ks.first, peer_tail.ks.first} == {0, tail.ks.count}
             assert tail.g0 == count * -(-spec.K // 128) and 2 * tail.ks.count == -(-spec.K // 128)
             halves.setdefault(tuple(tail.origin), []).append(pid)
-    assert (len(halves) > 0) == ((M, N) == (5120, 896))
+    assert (len(halves) > 0) == ((M, N) in ((5120, 896), (4096, 7168)))
     assert (K.pair_strip(cfg, spec) is not None) == (N in (2112, 2080))
     assert max(work) == math.ceil(sum(work) / grid), work
     assert sorted(seen.keys() | halves.keys()) == sorted(
@@ -301,10 +318,19 @@ def test_persistent_cluster_walk_covers_every_tile_once_in_pairs(M, N, batch, gr
 
 
 def test_block_default():
+    # 2112 = 11 x 192: the wide tiles (BLOCK_WIDE), one temporary, 5 stages
     assert strategies.resolve(None, BLOCK, H100) == WgmmaConfig(
-        BM=128, BN=128, BK=128, consumers=2, stages=6, persistent=True, producer_registers=24,
+        BM=128, BN=192, BK=128, consumers=2, stages=5, persistent=True, producer_registers=24,
         consumer_registers=240, cluster_m=2, smem_scales=True, epilogue="tma", epilogue_n=32,
-        tail_split=True, narrow_column=True)
+        tail_split=True, narrow_column=True, temporaries=1, issue_ahead=False)
+    # 128 x 128 with two temporaries where 192-wide columns waste a share (N = 4096: 22
+    # columns, the last a third full) or make less than a wave (M = 256 x N = 2112: 22 tiles)
+    for fields in ({"N": 4096}, {"M": 256}):
+        spec = GemmSpec(**{**BLOCK.to_dict(), **fields})
+        assert strategies.resolve(None, spec, H100) == WgmmaConfig(
+            BM=128, BN=128, BK=128, consumers=2, stages=6, persistent=True,
+            producer_registers=24, consumer_registers=240, cluster_m=2, smem_scales=True,
+            epilogue="tma", epilogue_n=32, tail_split=True, narrow_column=True), fields
     small = GemmSpec(**{**BLOCK.to_dict(), "M": 64, "N": 24576, "K": 1536})
     assert strategies.resolve(None, small, H100) == WgmmaConfig(
         BM=64, BN=64, BK=128, consumers=1, stages=8, persistent=True, consumer_registers=240,
@@ -332,7 +358,8 @@ def artifacts():
         return compile_artifact(spec, config, "sm_90a", keep_ir=False)
 
     return {
-        "default": c(BLOCK),
+        "default": c(BLOCK),  # the wide tiles (BN 192, one temporary)
+        "tile128": c(BLOCK, {"strategy": "wgmma", **TILE128}),
         "m64": c(GemmSpec(**{**BLOCK.to_dict(), "M": 64})),
         "bn64_bias_relu_f32": c(GemmSpec(M=1000, N=1000, K=4000, dtype="e4m3",
                                          out_dtype="f32", layout="NT", scale="block",
@@ -346,16 +373,16 @@ def artifacts():
                           scale="block")),  # 9 K tiles: the loop's 4 pairs and no last tile
         "one": c(GemmSpec(M=256, N=256, K=96, dtype="e4m3", out_dtype="bf16", layout="NT",
                           scale="block")),  # one K tile: no loop
-        "smem": c(BLOCK, {"strategy": "wgmma", "smem_scales": True}),
-        "cluster_pers": c(BLOCK, {"strategy": "wgmma", "cluster_m": 2}),
+        "smem": c(BLOCK, {"strategy": "wgmma", **TILE128, "smem_scales": True}),
+        "cluster_pers": c(BLOCK, {"strategy": "wgmma", **TILE128, "cluster_m": 2}),
         # both; 9 tile rows (a spare CTA past M), 9 K tiles (the last partial)
         "both_odd": c(GemmSpec(M=1100, N=392, K=1040, dtype="e4m3", out_dtype="bf16",
                                layout="NT", scale="block"),
                       {"strategy": "wgmma", "cluster_m": 2, "smem_scales": True}),
         "smem_m64": c(GemmSpec(**{**BLOCK.to_dict(), "M": 60}),
                       {"strategy": "wgmma", "smem_scales": True}),
-        "stagger": c(BLOCK, {"strategy": "wgmma", "stagger": True}),
-        "ahead_off": c(BLOCK, {"strategy": "wgmma", "issue_ahead": False}),
+        "stagger": c(BLOCK, {"strategy": "wgmma", **TILE128, "stagger": True}),
+        "ahead_off": c(BLOCK, {"strategy": "wgmma", **TILE128, "issue_ahead": False}),
         "stagger_odd": c(GemmSpec(M=1101, N=392, K=1040, dtype="e4m3", out_dtype="bf16",
                                   layout="NT", scale="block"),
                          {"strategy": "wgmma", "stagger": True, "persistent": False}),
@@ -364,22 +391,28 @@ def artifacts():
         # (persistent, ptxas spills 8-16 bytes here)
         "straddle": c(GemmSpec(M=1000, N=2112, K=1040, dtype="e4m3", out_dtype="bf16",
                                layout="NT", scale="block"),
-                      {"strategy": "wgmma", "BN": 136, "cluster_m": 1, "persistent": False}),
+                      {"strategy": "wgmma", **TILE128, "BN": 136, "cluster_m": 1,
+                       "persistent": False}),
         "straddle_global": c(GemmSpec(M=301, N=392, K=1040, dtype="e4m3", out_dtype="f16",
                                       layout="NT", scale="block"),
-                             {"strategy": "wgmma", "BN": 136, "cluster_m": 1,
+                             {"strategy": "wgmma", **TILE128, "BN": 136, "cluster_m": 1,
                               "persistent": False}),
+        # BN 160, one temporary, scale_a staged (offsets in the tiles' blocks: multiples of 32)
+        "straddle_160": c(GemmSpec(M=1000, N=2112, K=1040, dtype="e4m3", out_dtype="bf16",
+                                   layout="NT", scale="block"),
+                          {"strategy": "wgmma", "BN": 160, "temporaries": 1, "cluster_m": 2}),
     }
 
 
 def _issues_ahead(name: str, art) -> bool:
     """Whether artifact `name` has a K loop that issues ahead (wait_group 1 within a trip):
-    issue_ahead (every artifact but "ahead_off") and 3 K tiles or more."""
+    issue_ahead (not "ahead_off", nor the one-temporary ones) and 3 K tiles or more."""
     spec = art.spec if isinstance(art.spec, dict) else art.spec.to_dict()
-    return name != "ahead_off" and -(-spec["K"] // 128) >= 3
+    cfg = art.config if isinstance(art.config, dict) else art.config.to_dict()
+    return cfg["issue_ahead"] and -(-spec["K"] // 128) >= 3
 
 
-@pytest.mark.parametrize("name,n,dtype", [("default", 128, "e4m3"), ("m64", 64, "e4m3"),
+@pytest.mark.parametrize("name,n,dtype", [("tile128", 128, "e4m3"), ("m64", 64, "e4m3"),
                                           ("bn64_bias_relu_f32", 64, "e4m3"),
                                           ("e5m2", 128, "e5m2"), ("odd", 128, "e4m3"),
                                           ("one", 128, "e4m3"), ("smem", 128, "e4m3"),
@@ -429,11 +462,37 @@ def test_ptx_promotes_every_k_tile_under_the_next(artifacts, name, n, dtype):
     assert res["spill_stores"] == res["spill_loads"] == res["stack_bytes"] == 0, res
 
 
+@pytest.mark.parametrize("name,n", [("default", 192), ("straddle_160", 160)])
+def test_one_temporary_promotes_between_the_wait_and_the_next_issue(artifacts, name, n):
+    """temporaries 1 (the wide default, BN 192; BN 160): each K tile's group of 4 m64nNk32
+    committed and at once waited for (wait_group 0 only), no FMA between a commit and its wait
+    but the epilogue's under the next tile's first K tile, and a K tile's N/2 FMAs (fma.rn.f32) between a wait and the next commit;
+    the next K tile issued into the promoted temporary's registers keeps it to one set, so
+    no spills (with a fresh one ptxas moved the FMAs under the wgmma and spilled)."""
+    art = artifacts[name]
+    ptx = art.assembly
+    assert re.search(rf"wgmma\.mma_async\.sync\.aligned\.m64n{n}k32\.f32\.e4m3\.e4m3 ", ptx)
+    commits = [m.start() for m in re.finditer(r"wgmma\.commit_group\.sync\.aligned;", ptx)]
+    waits = [(m.start(), m.group(1)) for m in re.finditer(
+        r"wgmma\.wait_group\.sync\.aligned\s+(\d+);", ptx)]
+    assert {w for _, w in waits} == {"0"} and len(waits) == len(commits), waits
+    fmas = [m.start() for m in re.finditer(r"fma\.rn\.f32\s", ptx)]
+    under = [len([p for p in fmas if c < p < min(w for w, _ in waits if w > c)])
+             for c in commits]
+    # only the next tile's first K tile runs under something: the epilogue (its alpha FMAs)
+    assert under.count(0) >= len(under) - 2 and 0 < under.count(0), under
+    after = [len([p for p in fmas if w < p < min((c for c in commits if c > w),
+                                                  default=len(ptx))]) for w, _ in waits]
+    assert n // 2 in after, after
+    res = art.resources[art.launches[0].entry]
+    assert res["spill_stores"] == res["spill_loads"] == res["stack_bytes"] == 0, res
+
+
 def test_sass_runs_the_promotion_between_a_groups_issue_and_its_wait(artifacts):
     """In the SASS (what runs), some window from a WARPGROUP.ARRIVE to the next
     WARPGROUP.DEPBAR holds the group's QGMMA and the previous K tile's N/2 FFMA: the
     promotion issued while the tensor cores work (cuobjdump)."""
-    for name, n in (("default", 128), ("bn64_bias_relu_f32", 64), ("odd", 128),
+    for name, n in (("tile128", 128), ("bn64_bias_relu_f32", 64), ("odd", 128),
                     ("smem", 128), ("cluster_pers", 128), ("both_odd", 128)):
         sass = sass_of(artifacts[name].binary)
         windows = re.findall(r"WARPGROUP\.ARRIVE(.*?)WARPGROUP\.DEPBAR", sass, re.DOTALL)
@@ -483,7 +542,7 @@ def test_sass_has_qgmma_and_no_local_memory(artifacts):
     from test_wgmma import _check_sass
 
     _check_sass({k: v for k, v in artifacts.items() if k != "e5m2"},
-                r"QGMMA\.64x(64|128|136)x32\.F32\.E4M3\.E4M3\b")
+                r"QGMMA\.64x(64|128|136|160|192)x32\.F32\.E4M3\.E4M3\b")
     _check_sass({"e5m2": artifacts["e5m2"]}, r"QGMMA\.64x128x32\.F32\.E5M2\.E5M2\b")
 
 
@@ -526,19 +585,21 @@ def test_smem_scales_staged_by_the_producer(artifacts, name, bm, slabs):
     assert first_wait < first_read < first_mma
 
 
-@pytest.mark.parametrize("name,bn", [("straddle", 136), ("straddle_global", 136)])
-def test_tiles_across_two_scale_blocks_pick_scale_b_per_8_columns(artifacts, name, bn):
+@pytest.mark.parametrize("name,bn", [("straddle", 136), ("straddle_global", 136),
+                                     ("straddle_160", 160)])
+def test_tiles_across_two_scale_blocks_pick_scale_b_per_chunk(artifacts, name, bn):
     """BN not dividing 128: m64nBNk32 wgmma; per K tile two scale_b loads (the tile's block and
-    the next, clamped) and per 8 columns a select between their products with each row's
-    scale_a (2 rows x BN / 8 groups per thread, the first group's folded), no spills, nothing
-    serialized (C751x: the ptxas test above covers every artifact)."""
+    the next, clamped) and per chunk of q = gcd(BN, 128) columns that may lie in either block
+    a select between their products with each row's scale_a (2 rows x (128 / q - 1) chunks
+    per thread: the first chunk is always in the tile's block, chunks from 128 on always in
+    the next), no spills, nothing serialized (C751x: the ptxas test above covers every
+    artifact)."""
     art = artifacts[name]
     ptx = art.assembly
     assert re.search(rf"wgmma\.mma_async\.sync\.aligned\.m64n{bn}k32\.f32\.e4m3\.e4m3", ptx)
     commits = len(re.findall(r"wgmma\.commit_group\.sync\.aligned;", ptx))
     selects = len(re.findall(r"\bselp\.f32\b", ptx))
-    # (a tile's first 8 columns always lie in its own first block: LLVM folds their select)
-    assert selects >= 2 * (bn // 8 - 1) * commits, (selects, commits)
+    assert selects >= 2 * (128 // math.gcd(bn, 128) - 1) * commits, (selects, commits)
     res = art.resources[art.launches[0].entry]
     assert res["spill_stores"] == res["spill_loads"] == res["stack_bytes"] == 0, res
 

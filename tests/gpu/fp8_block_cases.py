@@ -24,6 +24,9 @@ def _epi(bias=None, activation=None) -> dict:
 
 def cases() -> list:
     b = dict(dtype="e4m3", out_dtype="bf16", layout="NT", scale="block")
+    # 128 x 128 tiles with two temporaries (the default before BLOCK_WIDE; still where the
+    # 192-wide columns are not nearly full): the walks built on them, pinned
+    t128 = {"BN": 128, "temporaries": 2, "issue_ahead": True, "stages": 6}
     return [
         ("block-4096x2112x7168", dict(b, M=4096, N=2112, K=7168), {}, 1.0, 0.0),
         ("block-128x24576x1536", dict(b, M=128, N=24576, K=1536), {}, 1.0, 0.0),
@@ -72,7 +75,7 @@ def cases() -> list:
          {"stagger": True, "BN": 136, "cluster_m": 1, "persistent": False}, 2.0, 0.5),
         # persistent 2x1 clusters: 16 pairs of tile rows x 17 columns over 66 clusters
         ("block-4096x2112x7168-cluster2-pers", dict(b, M=4096, N=2112, K=7168),
-         {"cluster_m": 2}, 1.0, 0.0),
+         {**t128, "cluster_m": 2}, 1.0, 0.0),
         # 9 tile rows (the last pair's second CTA past M), 4 columns, 9 K tiles, odd M
         ("block-1101x392x1040-cluster2-pers", dict(b, M=1101, N=392, K=1040),
          {"cluster_m": 2}, 1.0, 0.0),
@@ -82,7 +85,7 @@ def cases() -> list:
         # tail_split: the last round's tiles (4096 x 2112: 8 pairs of 66 clusters; 1000 x 2112
         # x 1536: 2 pairs, partial tile rows) on two halves of K, summed through DSMEM
         ("block-4096x2112x7168-tail-split", dict(b, M=4096, N=2112, K=7168),
-         {"tail_split": True, "narrow_column": False}, 1.0, 0.0),
+         {**t128, "tail_split": True, "narrow_column": False}, 1.0, 0.0),
         ("block-1000x2112x1536-tail-split-alpha-beta", dict(b, M=1000, N=2112, K=1536,
                                                              out_dtype="f16"),
          {"tail_split": True}, 2.0, 0.5),
@@ -92,12 +95,22 @@ def cases() -> list:
         # tiles)
         ("block-4000x2112x1536-narrow-alpha-beta", dict(b, M=4000, N=2112, K=1536,
                                                          out_dtype="f16"),
-         {"narrow_column": True}, 2.0, 0.5),
+         {**t128, "narrow_column": True}, 2.0, 0.5),
         ("block-2560x2080x1152-narrow", dict(b, M=2560, N=2080, K=1152),
-         {"narrow_column": True}, 1.0, 0.0),
-        # f32 C: the direct epilogue's stores of the narrow tiles (the default there)
+         {**t128, "narrow_column": True}, 1.0, 0.0),
+        # f32 C: the direct epilogue's stores of the narrow tiles
         ("block-4096x2112x1536-narrow-f32", dict(b, M=4096, N=2112, K=1536, out_dtype="f32"),
+         t128, 1.0, 0.0),
+        # the wide tiles (BLOCK_WIDE, BN 192 with one temporary: the default at 4096 x 2112
+        # above and here): f32 C through the direct epilogue; partial tile rows, 9 K tiles
+        # (the last partial), alpha and beta; a strip 96 wide (N = 3904: 20 full columns,
+        # 320 pairs over 66 clusters, 10 a pair short take the last column's 16 pairs)
+        ("block-4096x2112x1536-wide-f32", dict(b, M=4096, N=2112, K=1536, out_dtype="f32"),
          {}, 1.0, 0.0),
+        ("block-2000x7168x1040-wide-alpha-beta", dict(b, M=2000, N=7168, K=1040,
+                                                       out_dtype="f16"), {}, 2.0, 0.5),
+        ("block-4096x3904x1536-wide-strip", dict(b, M=4096, N=3904, K=1536),
+         {"BN": 192, "temporaries": 1, "stages": 5}, 1.0, 0.0),
         # split_k: K slices summed in a cluster (the default where the tiles fill at most
         # half the SMs: block-64x4096x7168 above); 3 slices, odd M, alpha and beta
         ("block-100x2112x1152-split3-alpha-beta", dict(b, M=100, N=2112, K=1152,

@@ -54,9 +54,12 @@ accumulator (FMA: the partial sums are promoted to f32 registers every 128 of K,
 the error fp8 wgmma's narrower accumulator adds). Two K tiles per trip of the K loop
 (issue_ahead): the second is issued before the first is waited for (wait_group 1), the trip's
 end drains (wait_group 0); each stage is released once its wgmma are done. A consumer holds the
-three accumulators, so slabs x BN <= BLOCK_MAX_COLUMNS (cooperative BM = 128 with 2 consumers,
-BN up to 136); a tile lies in at most two blocks of B's scales (BN dividing 128, or e.g. 136:
-per 8 columns a select of the block's scale); cooperative mode, no swap_ab; split_k only
+three accumulators (main + 2 temporaries) of slabs x BN / 2 registers each, at most
+BLOCK_MAX_ACCUMULATORS in all (cooperative BM = 128 with 2 consumers: BN up to 136); with
+temporaries 1 (DeepGEMM's schedule: wait, promote, issue the next K tile into the same
+registers, the other consumer's wgmma running meanwhile) twice the BN (BLOCK_WIDE: 192). A tile
+lies in at most two blocks of B's scales (BN dividing 128, or e.g. 136, 160, 192: per chunk of
+gcd(BN, 128) columns a select of the block's scale); cooperative mode, no swap_ab; split_k only
 with reduce "cluster" and equal slices (each slice promotes its own K tiles, the cluster adds
 the slices' f32 sums through distributed shared memory); 2x1 clusters as cooperative ones,
 non-persistent or persistent (a cluster walks pairs of vertically adjacent tiles together,
@@ -67,7 +70,8 @@ short). block_config is the default.
 smem_scales (the default where M % 4 == 0): scale_a staged in shared memory by the producer,
 per stage one TMA box of the K tile's BM values (scale_a as a rank-2 (ceil(K/128), M) array:
 M a multiple of 4 for its 16-byte row pitch; rows past M read zeros and are never stored),
-read by the consumers from shared memory; not with a BN that does not divide 128."""
+read by the consumers from shared memory (each warp releases the stage once it read them); not
+with a BN that neither divides 128 nor is a multiple of 32."""
 from __future__ import annotations
 
 import math
@@ -168,6 +172,11 @@ class WgmmaConfig(StrategyConfig):
     # drains (wait_group 0: nothing may be in flight across a back edge) once per trip;
     # False: after every K tile (session 5's schedule)
     issue_ahead: bool = True
+    # block scales: the temporary accumulators a consumer issues its K tiles into. 2: K tile
+    # t's wgmma runs while t - 1's temporary is promoted (issue_ahead); 1 (DeepGEMM's
+    # schedule): wait, promote, then issue the next into the same registers, the other
+    # consumer's wgmma running meanwhile; main + 1 temporary leaves room for BN up to 200
+    temporaries: int = 2
     # block scales, persistent 2x1 clusters: where the last round of pairs leaves at least
     # half the clusters idle (pairs mod clusters = L, 2 L <= clusters), its 2 L tiles go to
     # 2 L clusters, both CTAs of one on one tile's two halves of K, summed through
@@ -372,7 +381,9 @@ def tma_problem(spec: GemmSpec) -> str | None:
     return None
 
 
-BLOCK_MAX_COLUMNS = 136  # slabs x BN per consumer with block scales (main + 2 temporaries)
+# block scales: accumulator registers per consumer thread, main + temporaries of slabs x BN / 2
+# each (main + 2 temporaries of 136 columns: 204; at 240 registers ptxas spills with more)
+BLOCK_MAX_ACCUMULATORS = 204
 
 
 def straddle_blocks(bn: int) -> int:
@@ -405,22 +416,26 @@ def _validate_block(cfg: WgmmaConfig, spec: GemmSpec) -> None:
           f"block scales: a tile's columns must lie in at most two 128-row blocks of B's "
           f"scales: BN dividing 128, or one whose tiles start at offsets (multiples of gcd(BN, "
           f"128)) that leave room for it, e.g. 96, 112, 136), got {cfg.BN}")
-    cols = cfg.slabs * cfg.BN
-    check(cols <= BLOCK_MAX_COLUMNS, "BM",
-          f"block scales keep a main and two temporary accumulators: slabs x BN <= "
-          f"{BLOCK_MAX_COLUMNS} per consumer warpgroup (BM = 64 x consumers), got "
-          f"{cfg.slabs} x {cfg.BN} (BM {cfg.BM}, {cfg.consumers} consumer(s))")
+    check(cfg.temporaries in (1, 2), "temporaries",
+          f"block scales' temporary accumulators: 1 or 2, got {cfg.temporaries}")
+    regs = (1 + cfg.temporaries) * cfg.accumulator_registers
+    check(regs <= BLOCK_MAX_ACCUMULATORS, "BN",
+          f"block scales keep a main and {cfg.temporaries} temporary accumulator(s) of slabs x "
+          f"BN / 2 registers per consumer thread: at most {BLOCK_MAX_ACCUMULATORS} in all, got "
+          f"{1 + cfg.temporaries} x {cfg.slabs} x {cfg.BN} / 2 = {regs} (BM {cfg.BM}, "
+          f"{cfg.consumers} consumer(s); temporaries 1 takes twice the BN of 2)")
 
 
 def staged_scales_problem(cfg: WgmmaConfig, spec: GemmSpec) -> str | None:
     """Why block scales' scale_a cannot be staged in shared memory (smem_scales) with this
     config (None when it can): validate's error, and where complete() and block_config leave
     the staging out."""
-    if 128 % cfg.BN:
-        return (f"staged scale_a with tiles across two blocks of B's scales (BN {cfg.BN} does "
-                f"not divide 128) gave rows of wrong results at random on the H200 "
-                f"(persistent; results/fp8_block_bn136_smem-h200-2026-12-02.log): BN must "
-                f"divide 128, or smem_scales false")
+    if 128 % cfg.BN and math.gcd(cfg.BN, 128) < 32:
+        return (f"staged scale_a with tiles across two blocks of B's scales at offsets finer "
+                f"than 32 columns (gcd(BN, 128) = {math.gcd(cfg.BN, 128)}, BN {cfg.BN}) gave "
+                f"rows of wrong results at random on the H200 (BN 136, persistent; results/"
+                f"fp8_block_bn136_smem-h200-2026-12-02.log; BN 160 and 192 pass): BN must "
+                f"divide 128 or be a multiple of 32, or smem_scales false")
     if spec.M % 4:
         return (f"TMA loads scale_a ((ceil(K/128), M) f32) by rows of a 16-byte pitch: M must "
                 f"be a multiple of 4, got M = {spec.M}")
@@ -511,9 +526,13 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
               f"alpha_beta, got {str(spec.epilogue)!r}")
     if spec.scale == "block":
         _validate_block(cfg, spec)
-    check(cfg.issue_ahead == WgmmaConfig.issue_ahead or spec.scale == "block",
-          "issue_ahead", f"schedules block scales' K loop (scale 'block'), got scale "
-          f"{spec.scale!r}")
+    for field in ("issue_ahead", "temporaries"):
+        check(getattr(cfg, field) == getattr(WgmmaConfig, field) or spec.scale == "block",
+              field, f"schedules block scales' K loop (scale 'block'), got scale "
+              f"{spec.scale!r}")
+    check(cfg.temporaries == 2 or not cfg.issue_ahead, "issue_ahead",
+          "issues a K tile while the previous one's temporary is promoted: it needs "
+          "temporaries 2, got temporaries 1 (give issue_ahead false)")
     check(not cfg.smem_scales or spec.scale == "block", "smem_scales",
           f"stages block scales' scale_a in shared memory (scale 'block'), got scale "
           f"{spec.scale!r}")
@@ -830,7 +849,7 @@ def complete(given: dict, spec: GemmSpec, target: Target) -> WgmmaConfig:
     its sub-tile does not divide, more stages than fit beside its buffers); with block scales
     and a BN not dividing 128, its staged scale_a where `smem_scales` is not given, and its
     tail_split where `tail_split` is not given and the walk is not of persistent 2x1
-    clusters."""
+    clusters; with temporaries 1, issue_ahead false where it is not given."""
     cfg = default_config(spec, target)
     if (cfg.mode == "pingpong" and "mode" not in given
             and any(f in given for f in _COOPERATIVE_FIELDS)):
@@ -838,6 +857,8 @@ def complete(given: dict, spec: GemmSpec, target: Target) -> WgmmaConfig:
     cfg = cfg.replace(**given)
     if cfg.smem_scales and "smem_scales" not in given and staged_scales_problem(cfg, spec):
         cfg = cfg.replace(smem_scales=False)  # the default's staged scale_a: not with this BN
+    if cfg.temporaries == 1 and "issue_ahead" not in given:
+        cfg = cfg.replace(issue_ahead=False)  # (it needs a second temporary)
     for walk in ("tail_split", "narrow_column"):  # the default's: for persistent 2x1 clusters
         if getattr(cfg, walk) and walk not in given and not cfg.walks_pairs:
             cfg = cfg.replace(**{walk: False})
@@ -911,7 +932,8 @@ def block_config(spec: GemmSpec, target: Target) -> WgmmaConfig:
     consumer at 240 (256 threads launch with 240 each). BN 64 where M <= BLOCK_NARROW_MAX_M:
     twice the CTAs for a row or two of tiles; above, persistent 2x1 clusters (B multicast to
     pairs of tile rows: BLOCK_CLUSTER_MIN_M), their last round split (tail_split, where it
-    applies: BLOCK_TAIL_SPLIT). scale_a staged in shared memory by the producer
+    applies: BLOCK_TAIL_SPLIT), in 128 x 192 tiles with one temporary (BLOCK_WIDE) where
+    192-wide columns are nearly full and make a wave. scale_a staged in shared memory by the producer
     wherever M % 4 == 0 (smem_scales). One row of 128-row tiles whose tiles fit one wave: a
     tile per CTA, 7 stages (BLOCK_ONE_WAVE_STAGES). 128-row tiles of fewer than
     BLOCK_PERSISTENT_MIN_K_TILES K tiles: a tile per CTA. The TMA epilogue where C takes it
@@ -927,12 +949,15 @@ def block_config(spec: GemmSpec, target: Target) -> WgmmaConfig:
                           cluster_m=2 if spec.M >= BLOCK_CLUSTER_MIN_M else 1)
         if k_tiles(cfg, spec) < BLOCK_PERSISTENT_MIN_K_TILES:
             cfg = cfg.replace(persistent=False)  # (ptxas spills in the persistent walk)
+        elif (cfg.cluster_m == 2 and column_use(spec.N, BLOCK_WIDE["BN"]) >= BLOCK_WIDE_MIN_USE
+              and _tiles(spec, cfg.BM, BLOCK_WIDE["BN"]) >= target.multiprocessors):
+            cfg = cfg.replace(**BLOCK_WIDE)  # wider tiles (a wave of them), one temporary
         if spec.M <= 128 and spec.batch * -(-spec.N // bn) <= target.multiprocessors:
             # one wave of tiles: persistence only costs (the walk, a stage); one row of
             # tiles, so group_m changes nothing in the order (1: as measured)
             cfg = cfg.replace(stages=BLOCK_ONE_WAVE_STAGES, persistent=False, group_m=1)
     k_count = k_tiles(cfg, spec)
-    if (cfg.cluster_m == 1 and 2 * _tiles(spec, cfg.BM, bn) <= target.multiprocessors
+    if (cfg.cluster_m == 1 and 2 * _tiles(spec, cfg.BM, cfg.BN) <= target.multiprocessors
             and k_count % 2 == 0 and k_count >= BLOCK_SPLIT_MIN_K_TILES):
         # half the SMs idle: two K slices
         cfg = cfg.replace(split_k=2, reduce="cluster", persistent=False)
@@ -941,6 +966,26 @@ def block_config(spec: GemmSpec, target: Target) -> WgmmaConfig:
                       narrow_column=(BLOCK_NARROW_COLUMN and cfg.walks_pairs
                                      and k_count >= BLOCK_NARROW_MIN_K_TILES))
     return with_tma_epilogue(cfg, spec, BLOCK_TMA)
+
+
+# Block scales with persistent 2x1 clusters: 128 x 192 tiles with one temporary accumulator
+# (DeepGEMM's schedule: each consumer waits for its K tile's wgmma, promotes, then issues the
+# next, the other consumer's wgmma running meanwhile; main + temporary = 192 registers), 5
+# stages of 40 KiB, where 192-wide columns use at least BLOCK_WIDE_MIN_USE of their width
+# (column_use). Measured on the H200 2026-12-02 against the 128 x 128 default with two
+# temporaries (results/fp8_block_bench-h200-2026-12-02-s9-wide.json, 7 rotated rounds, every
+# kernel checked against float64 with C poisoned), M = 4096, TFLOP/s: N x K = 7168 x 16384
+# 1078 -> 1170, 24576 x 1536 907 -> 1020, 2112 x 7168 1041 -> 1111, 8192 x 7168 1077 ->
+# 1143, 3072 x 7168 1100 -> 1152, 14336 x 4096 1054 -> 1120; 2048 x 7168 x 7168 1111 -> 1111;
+# 4096 x 4096 x 7168 (22 columns, the last a third full: use 0.97) 1088 -> 1069, so it keeps
+# 128 x 128; where the wide tiles fill less than a wave (measured from 2048 x 7168) too
+BLOCK_WIDE = {"BN": 192, "temporaries": 1, "issue_ahead": False, "stages": 5}
+BLOCK_WIDE_MIN_USE = 0.975
+
+
+def column_use(n: int, bn: int) -> float:
+    """The share of `bn`-wide tile columns' width that lies within N."""
+    return n / (-(-n // bn) * bn)
 
 
 # Block scales, one row of 128-row tiles in one wave (M = 128 at N = 2112, 7168, 4096:

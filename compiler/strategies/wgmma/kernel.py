@@ -57,6 +57,8 @@ grid-constant parameters; out-of-bounds elements of partial tiles arrive as zero
 """
 from __future__ import annotations
 
+import math
+
 from typing import Callable, NamedTuple
 
 from mlir import ir
@@ -491,9 +493,11 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
             tail, strip = _cluster_walk(cfg, spec, pid, tiles_m, tiles_n)[2:]
         wg = B.warp_uniform(irb.div(tid, WARPGROUP))
         pingpong = cfg.mode == "pingpong"
-        # ping-pong: a stage holds one warpgroup's tile, so one warpgroup releases it
+        # ping-pong: a stage holds one warpgroup's tile, so one warpgroup releases it; with
+        # scale_a staged, every consumer warp (its own ld.shared of the stage's scales)
         ring = B.MbarrierRing(arena, data_bytes(cfg, spec), S,
-                              1 if pingpong else cfg.consumers, cluster=cfg.cluster_ctas)
+                              1 if pingpong else cfg.consumers * _releases(cfg),
+                              cluster=cfg.cluster_ctas)
         with B.if_(B.eq(tid, 0)):
             ring.init()
         nvvm.barrier0()
@@ -591,6 +595,15 @@ def build_kernel(gm, spec: GemmSpec, cfg: WgmmaConfig) -> None:
         gpu.return_([])
     if cfg.workspace_reduce:  # the deterministic reduce of the partials, with the epilogue chain
         SK.build_reduce(kernel, spec, cfg.split_k, spec.epilogue.steps)
+
+
+def _releases(cfg: WgmmaConfig) -> int:
+    """Arrivals per consumer warpgroup on a stage's empty barrier: one, or with scale_a
+    staged (smem_scales) one per warp, as DeepGEMM: each warp reads its rows' scales from the
+    stage with ld.shared, which the warpgroup's wgmma completion does not order (the leader's
+    wait covers the warpgroup's wgmma, not the other warps' loads). (It did not cure BN 136's
+    wrong rows with staged scales: config.staged_scales_problem.)"""
+    return WARPGROUP // 32 if cfg.smem_scales else 1
 
 
 def _producer_loop(spec, cfg, ring, arena, desc_a, desc_b, m0, n0, bz, g0, ks, a_bytes,
@@ -824,7 +837,8 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
     lane = irb.rem(tid, 32)
     warp = irb.rem(irb.div(tid, 32), 4)
     thread_row = irb.add(row_base, irb.add(irb.mul(warp, 16), irb.div(lane, 4)))
-    leader = B.eq(irb.rem(tid, WARPGROUP), 0)
+    # who releases a stage: the warpgroup's first thread, or each warp's (_releases)
+    leader = B.eq(irb.rem(tid, WARPGROUP // _releases(cfg)), 0)
     size, n = cfg.slabs * acc.size, cfg.slabs
     # static: the whole of K, or split_k equal slices (validate)
     k_count = ks.count if isinstance(ks.count, int) else slice_tiles(cfg, spec)
@@ -859,17 +873,26 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
             register's 8 columns: before `boundary` or from it on)."""
             if not straddle:
                 return [scales[2 * r + (j // 2) % 2] for r in range(n) for j in range(acc.size)]
-            groups = acc.size // 4  # 8 columns, 4 registers per thread each
-            first = [irb.lt(8 * g, self.boundary) for g in range(groups)]
-            pick = {(k, g): arith.select(first[g], scales[2 * k], scales[2 * k + 1])
-                    for k in range(2 * n) for g in range(groups)}
-            return [pick[(2 * r + (j // 2) % 2, j // 4)] for r in range(n)
+            # the boundary is a multiple of q = gcd(BN, 128) in q .. 128: columns in chunks of
+            # q, the first chunk before it, those from 128 on past it, one select per chunk
+            # between (a select per 8 columns made ptxas spill at BN 160)
+            q = math.gcd(cfg.BN, 128)
+
+            def block_scale(k, c):  # chunk c's scale of slab/half k (scales[2k]: this block)
+                if c == 0 or c * q >= 128:
+                    return scales[2 * k + (c > 0)]
+                return arith.select(irb.lt(c * q, self.boundary), scales[2 * k],
+                                    scales[2 * k + 1])
+            pick = {(k, c): block_scale(k, c) for k in range(2 * n) for c in range(cfg.BN // q)}
+            return [pick[(2 * r + (j // 2) % 2, 8 * (j // 4) // q)] for r in range(n)
                     for j in range(acc.size)]
 
-    def issue(tile, st, t):
+    def issue(tile, st, t, into=None):
         """K tile t of `tile`: its scales loaded (scale_a x scale_b, one per row of
         tile.rows), its stage waited for, its wgmma issued into a fresh temporary (committed
-        as one group): (temporary structs, scales)."""
+        as one group), or (temporaries 1) into the registers of `into`, a temporary already
+        promoted: its reads then come first, where ptxas would otherwise move them under the
+        wgmma, which needs a third set of registers: (temporary structs, scales)."""
         kb = irb.val(irb.add(tile.k_first, t))
         sbs = [memref.load(scale_b, [irb.val(tile.n_block), kb])]
         if straddle:  # and the next block's
@@ -888,7 +911,7 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
         da = B.smem_descriptor(a_addr, leading_bytes=16, stride_bytes=1024)
         db = B.smem_descriptor(b_addr, leading_bytes=16, stride_bytes=1024)
         nvvm.wgmma_fence_aligned()
-        tmp = [acc.undef() for _ in range(n)]
+        tmp = [acc.undef() for _ in range(n)] if into is None else list(into)
         for kk in range(k_steps):
             for r in range(n):
                 a_off = r * WGMMA_M * cfg.BK * elt + kk * mma_k * elt
@@ -899,7 +922,7 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
         return tmp, scales
 
     def release(st):
-        """The stage of state st released (by the warpgroup's leader)."""
+        """The stage of state st released (by the warpgroup's or each warp's leader)."""
         with B.if_(leader):
             ring.consumer_release(st)
 
@@ -924,6 +947,13 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
         it is issued before that predecessor is waited for (wait_group 1), else after it
         (wait_group 0 each). The last is drained. Returns (main, the last K tile's
         temporary (complete), its scales, its state)."""
+        if cfg.temporaries == 1:  # wait, promote, then the next K tile into the same
+            for j in range(count):  # registers (the other consumer's wgmma run meanwhile)
+                main = promote(tile, main, tmp0, sc0)
+                st = st.advance()
+                tmp0, sc0 = issue(tile, st, irb.add(t0, j), into=tmp0)
+                complete(st)
+            return main, tmp0, sc0, st
         temps, scs, prev_st = [tmp0, None], [sc0, None], None
         held = 0  # the temporary of the K tile before the one being issued
         for j in range(count):
@@ -1006,11 +1036,15 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
             tile = Tile(i)
             main, tmp_l, sc_l, st = k_loop(tile, B.PipelineState.carried(c[-2:], cfg.stages),
                                            c[:n], c[n:n + n_sc])
-            if k_count % 2:  # the last K tile in the temporary the next tile starts in
-                main = promote(tile, main, tmp_l, sc_l)  # (after the issue, ptxas spills)
+            # the last K tile in the temporary the next tile starts in (after the issue,
+            # ptxas spills), or the only one: promoted before the next tile's first issue
+            early = k_count % 2 or cfg.temporaries == 1
+            if early:
+                main = promote(tile, main, tmp_l, sc_l)
             st = st.advance()
-            nxt_tmp, nxt_sc = issue(Tile(irb.add(i, 1)), st, 0)
-            store(tile, main if k_count % 2 else promote(tile, main, tmp_l, sc_l))
+            nxt_tmp, nxt_sc = issue(Tile(irb.add(i, 1)), st, 0,
+                                    into=tmp_l if cfg.temporaries == 1 else None)
+            store(tile, main if early else promote(tile, main, tmp_l, sc_l))
             complete(st)
             scf.yield_(nxt_tmp + nxt_sc + st.values)
         res = list(loop.results)
