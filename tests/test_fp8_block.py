@@ -47,7 +47,7 @@ def test_block_spec_operands_and_key():
 
 @pytest.mark.parametrize("M,N,persistent,stages", [(128, 4096, False, 7), (100, 2112, False, 7),
                                                    (128, 24576, True, 6), (64, 24576, True, 8),
-                                                   (4096, 4096, True, 6)])
+                                                   (4096, 4096, True, 5)])
 def test_block_default_one_wave_of_tiles_is_not_persistent(M, N, persistent, stages):
     """One row of 128-row tiles that fits one wave of the target's SMs (132): a tile per CTA,
     non-persistent, 7 stages; more tiles, or 64-row tiles (M <= 64), or many rows: persistent."""
@@ -57,10 +57,10 @@ def test_block_default_one_wave_of_tiles_is_not_persistent(M, N, persistent, sta
 
 
 @pytest.mark.parametrize("M,N,out,expected", [
-    (4096, 4096, "bf16", ("tma", 32, 6)), (4096, 2112, "f16", ("tma", 32, 5)),
+    (4096, 4096, "bf16", ("tma", 32, 5)), (4096, 2112, "f16", ("tma", 32, 5)),
     (128, 7168, "bf16", ("tma", 32, 7)), (64, 24576, "bf16", ("tma", 32, 8)),
     (128, 4096, "bf16", ("direct", 32, 7)),  # split_k 2: the cluster's shares per thread
-    (4096, 4096, "f32", ("direct", 32, 6)),  # stmatrix stores 16-bit elements
+    (4096, 4096, "f32", ("direct", 32, 5)),  # stmatrix stores 16-bit elements
     (4096, 2100, "bf16", ("direct", 32, 5))])  # C's row pitch 4200 bytes: not for TMA
 def test_block_default_takes_the_tma_epilogue_where_c_does(M, N, out, expected):
     """The block default stores through the TMA epilogue where C takes it (16-bit, a row
@@ -223,7 +223,8 @@ def test_narrow_column_walks_a_half_column_in_the_clusters_a_pair_short():
     than half full (N = 2144), N a multiple of 128, no full round (M = 1000: 4 pairs x 16),
     or the strips more than the short clusters take (M = 2048 x N = 4160: 8 pairs x 32 =
     256, 58 ahead; 8 strips fit; M = 4096 x N = 8256: 16 x 64 = 1024, 34 ahead, 32 short:
-    16 strips fit). Validated for persistent 2x1 clusters only."""
+    16 strips fit), or where tail_split's walk ends sooner. Validated for persistent 2x1
+    clusters only."""
     from deepgen.compiler.strategies.wgmma.kernel import pair_strip
 
     tile128 = {"strategy": "wgmma", **TILE128}
@@ -236,6 +237,15 @@ def test_narrow_column_walks_a_half_column_in_the_clusters_a_pair_short():
                          ({"M": 4096, "N": 8256}, (64, 34, 16))):
         spec = GemmSpec(**{**BLOCK.to_dict(), **fields})
         assert pair_strip(strategies.resolve(tile128, spec, H100), spec) == want, fields
+    # not where the whole columns' walk with its last round split ends sooner: 4096 x 4096 in
+    # the wide default's 192-wide tiles (21 full columns: 336 pairs, 5 rounds and 6 ahead, so
+    # the strips' walk takes 6 rounds; 22 columns: 352 pairs, 5 rounds and 22 left in halves)
+    from deepgen.compiler.strategies.wgmma.kernel import pair_tail
+
+    square = GemmSpec(**{**BLOCK.to_dict(), "N": 4096})
+    wide = strategies.resolve(None, square, H100)
+    assert wide.BN == 192 and wide.narrow_column and pair_strip(wide, square) is None
+    assert pair_tail(wide, square) == (5, 22)
     art = compile_artifact(BLOCK, tile128, "sm_90a", keep_ir=False)
     off = compile_artifact(BLOCK, {**tile128, "narrow_column": False}, "sm_90a",
                            keep_ir=False)
@@ -323,9 +333,9 @@ def test_block_default():
         BM=128, BN=192, BK=128, consumers=2, stages=5, persistent=True, producer_registers=24,
         consumer_registers=240, cluster_m=2, smem_scales=True, epilogue="tma", epilogue_n=32,
         tail_split=True, narrow_column=True, temporaries=1, issue_ahead=False)
-    # 128 x 128 with two temporaries where 192-wide columns waste a share (N = 4096: 22
-    # columns, the last a third full) or make less than a wave (M = 256 x N = 2112: 22 tiles)
-    for fields in ({"N": 4096}, {"M": 256}):
+    # 128 x 128 with two temporaries where 192-wide tiles make less than a wave (M = 256 x N
+    # = 2112: 22 tiles)
+    for fields in ({"M": 256},):
         spec = GemmSpec(**{**BLOCK.to_dict(), **fields})
         assert strategies.resolve(None, spec, H100) == WgmmaConfig(
             BM=128, BN=128, BK=128, consumers=2, stages=6, persistent=True,

@@ -949,8 +949,7 @@ def block_config(spec: GemmSpec, target: Target) -> WgmmaConfig:
                           cluster_m=2 if spec.M >= BLOCK_CLUSTER_MIN_M else 1)
         if k_tiles(cfg, spec) < BLOCK_PERSISTENT_MIN_K_TILES:
             cfg = cfg.replace(persistent=False)  # (ptxas spills in the persistent walk)
-        elif (cfg.cluster_m == 2 and column_use(spec.N, BLOCK_WIDE["BN"]) >= BLOCK_WIDE_MIN_USE
-              and _tiles(spec, cfg.BM, BLOCK_WIDE["BN"]) >= target.multiprocessors):
+        elif cfg.cluster_m == 2 and _tiles(spec, cfg.BM, BLOCK_WIDE["BN"]) >= target.multiprocessors:
             cfg = cfg.replace(**BLOCK_WIDE)  # wider tiles (a wave of them), one temporary
         if spec.M <= 128 and spec.batch * -(-spec.N // bn) <= target.multiprocessors:
             # one wave of tiles: persistence only costs (the walk, a stage); one row of
@@ -971,21 +970,15 @@ def block_config(spec: GemmSpec, target: Target) -> WgmmaConfig:
 # Block scales with persistent 2x1 clusters: 128 x 192 tiles with one temporary accumulator
 # (DeepGEMM's schedule: each consumer waits for its K tile's wgmma, promotes, then issues the
 # next, the other consumer's wgmma running meanwhile; main + temporary = 192 registers), 5
-# stages of 40 KiB, where 192-wide columns use at least BLOCK_WIDE_MIN_USE of their width
-# (column_use). Measured on the H200 2026-12-02 against the 128 x 128 default with two
-# temporaries (results/fp8_block_bench-h200-2026-12-02-s9-wide.json, 7 rotated rounds, every
-# kernel checked against float64 with C poisoned), M = 4096, TFLOP/s: N x K = 7168 x 16384
-# 1078 -> 1170, 24576 x 1536 907 -> 1020, 2112 x 7168 1041 -> 1111, 8192 x 7168 1077 ->
-# 1143, 3072 x 7168 1100 -> 1152, 14336 x 4096 1054 -> 1120; 2048 x 7168 x 7168 1111 -> 1111;
-# 4096 x 4096 x 7168 (22 columns, the last a third full: use 0.97) 1088 -> 1069, so it keeps
-# 128 x 128; where the wide tiles fill less than a wave (measured from 2048 x 7168) too
+# stages of 40 KiB, where they make a wave. Measured on the H200 2026-12-02 against the 128 x
+# 128 default with two temporaries (results/fp8_block_bench-h200-2026-12-02-s9-wide.json, 7
+# rotated rounds, every kernel checked against float64 with C poisoned), M = 4096, TFLOP/s:
+# N x K = 7168 x 16384 1078 -> 1170, 24576 x 1536 907 -> 1020, 2112 x 7168 1041 -> 1111,
+# 8192 x 7168 1077 -> 1143, 3072 x 7168 1100 -> 1152, 14336 x 4096 1054 -> 1120; 2048 x 7168
+# x 7168 1111 -> 1111; 4096 x 4096 x 7168 1088 -> 1069 with the last column (64 of 192) walked
+# as a strip, 1083 -> 1103 with the last round split instead (-s9-tail4096.json; pair_strip
+# now takes the split where it ends sooner)
 BLOCK_WIDE = {"BN": 192, "temporaries": 1, "issue_ahead": False, "stages": 5}
-BLOCK_WIDE_MIN_USE = 0.975
-
-
-def column_use(n: int, bn: int) -> float:
-    """The share of `bn`-wide tile columns' width that lies within N."""
-    return n / (-(-n // bn) * bn)
 
 
 # Block scales, one row of 128-row tiles in one wave (M = 128 at N = 2112, 7168, 4096:

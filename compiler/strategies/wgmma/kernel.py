@@ -166,7 +166,9 @@ def pair_strip(cfg: WgmmaConfig, spec: GemmSpec) -> tuple[int, int, int] | None:
     few enough that the clusters left a pair short by the walk of the full columns take them,
     two each (a strip pair, BN / 2 wide, costs half a pair): (full columns F, the first short
     cluster q, strip pairs S), where the full columns leave R >= 1 rounds and q > 0 clusters
-    a pair ahead and S <= 2 (clusters - q); else None."""
+    a pair ahead and S <= 2 (clusters - q), and the walk of whole columns with tail_split
+    does not end sooner (its R rounds and a half, where the strips' take R + 1: e.g. 4096 x
+    4096 in 192-wide tiles, 336 full pairs over 66 clusters, 6 ahead); else None."""
     if not cfg.narrow_column:
         return None
     rest = spec.N % cfg.BN
@@ -180,14 +182,25 @@ def pair_strip(cfg: WgmmaConfig, spec: GemmSpec) -> tuple[int, int, int] | None:
     strips = pairs * spec.batch
     if rounds < 1 or ahead == 0 or strips > 2 * (clusters - ahead):
         return None
+    tail = _split_tail(cfg, spec)
+    if tail is not None and tail[0] == rounds:
+        return None
     return full, ahead, strips
 
 
 def pair_tail(cfg: WgmmaConfig, spec: GemmSpec) -> tuple[int, int] | None:
-    """cfg.tail_split where it applies: (full rounds R, leftover pairs L) of the persistent
-    2x1 clusters' walk, R >= 1 and 2 L <= clusters, K tiles even (two equal halves), the
-    last column not walked as a strip (pair_strip); else None."""
-    if not cfg.tail_split or pair_strip(cfg, spec) is not None:
+    """cfg.tail_split where it applies: _split_tail's, the last column not walked as a strip
+    (pair_strip); else None."""
+    if pair_strip(cfg, spec) is not None:
+        return None
+    return _split_tail(cfg, spec)
+
+
+def _split_tail(cfg: WgmmaConfig, spec: GemmSpec) -> tuple[int, int] | None:
+    """(full rounds R, leftover pairs L) of the persistent 2x1 clusters' walk of whole
+    columns with cfg.tail_split, R >= 1 and 2 L <= clusters, K tiles even (two equal halves);
+    else None."""
+    if not cfg.tail_split:
         return None
     tiles_m, tiles_n = -(-spec.M // cfg.BM), -(-spec.N // cfg.BN)
     clusters = _pair_clusters(cfg, spec)
