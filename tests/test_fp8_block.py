@@ -79,6 +79,20 @@ def test_block_default_drops_staged_scales_where_bn_straddles():
     assert strategies.resolve({"strategy": "wgmma", "BN": 128}, BLOCK, H100).smem_scales
 
 
+def test_block_given_wide_tile_takes_the_stages_that_fit():
+    """BN 192 (one temporary) given over a default of 128 x 128 tiles in 6 stages (M = 256:
+    the wide tiles would not make a wave): the stages that fit beside the TMA epilogue's
+    buffers (5 of 40 KiB); given stages are kept, and rejected where they do not fit."""
+    spec = GemmSpec(**{**BLOCK.to_dict(), "M": 256})
+    assert strategies.resolve(None, spec, H100).stages == 6
+    cfg = strategies.resolve({"strategy": "wgmma", "BN": 192, "temporaries": 1}, spec, H100)
+    assert (cfg.BN, cfg.temporaries, cfg.issue_ahead, cfg.stages, cfg.epilogue) == (
+        192, 1, False, 5, "tma"), cfg
+    with pytest.raises(SpecError, match=r"^stages: 6 stages of 40960 bytes"):
+        strategies.resolve({"strategy": "wgmma", "BN": 192, "temporaries": 1, "stages": 6},
+                           spec, H100)
+
+
 @pytest.mark.parametrize("spec_fields,config,message", [
     (dict(dtype="int8"), None, r"^scale: block scales are built for fp8 \(e4m3, e5m2\) inputs"),
     (dict(layout="NN"), None, r"^layout: fp8 \(e4m3\) wgmma reads only K-major operands"),

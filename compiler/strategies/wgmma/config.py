@@ -849,7 +849,9 @@ def complete(given: dict, spec: GemmSpec, target: Target) -> WgmmaConfig:
     its sub-tile does not divide, more stages than fit beside its buffers); with block scales
     and a BN not dividing 128, its staged scale_a where `smem_scales` is not given, and its
     tail_split where `tail_split` is not given and the walk is not of persistent 2x1
-    clusters; with temporaries 1, issue_ahead false where it is not given."""
+    clusters; with temporaries 1, issue_ahead false where it is not given; where `stages` is
+    not given and the default's do not fit the given tile's shared memory even without the
+    TMA epilogue's buffers, as many as fit with them."""
     cfg = default_config(spec, target)
     if (cfg.mode == "pingpong" and "mode" not in given
             and any(f in given for f in _COOPERATIVE_FIELDS)):
@@ -862,6 +864,12 @@ def complete(given: dict, spec: GemmSpec, target: Target) -> WgmmaConfig:
     for walk in ("tail_split", "narrow_column"):  # the default's: for persistent 2x1 clusters
         if getattr(cfg, walk) and walk not in given and not cfg.walks_pairs:
             cfg = cfg.replace(**{walk: False})
+    def fits(c):
+        return estimates(c, spec)["shared_bytes"] <= target.max_shared_bytes_per_block
+
+    if "stages" not in given and not fits(cfg.replace(epilogue="direct")):
+        while cfg.stages > 2 and not fits(cfg):  # a given tile needs fewer (BN 192)
+            cfg = cfg.replace(stages=cfg.stages - 1)
     if cfg.epilogue == "tma" and "epilogue" not in given:
         try:
             validate(cfg, spec, target)

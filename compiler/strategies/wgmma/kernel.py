@@ -58,7 +58,6 @@ grid-constant parameters; out-of-bounds elements of partial tiles arrive as zero
 from __future__ import annotations
 
 import math
-
 from typing import Callable, NamedTuple
 
 from mlir import ir
@@ -839,7 +838,9 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
     divide 128 a tile may span two blocks of B's scales: both blocks' scale_b are loaded and
     each register's 8 columns pick theirs (Tile.column_scales). With cfg.stagger, consumer 1
     starts its first K tile once consumer 0's first group is complete (a named barrier, once
-    per CTA)."""
+    per CTA). With cfg.temporaries 1 (DeepGEMM's schedule, room for BN up to 192) a K tile
+    is waited for at once, promoted, then the next is issued into the same registers: the
+    other consumer's wgmma run under the promotion."""
     from mlir.dialects import math as math_d
 
     acc = B.Accumulator(cfg.BN)
@@ -883,7 +884,7 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
         def column_scales(self, scales):
             """Per register of the slabs: its scale (scales, as `issue` makes them: per slab r
             and half h one value, or with `straddle` the two blocks' values, chosen by the
-            register's 8 columns: before `boundary` or from it on)."""
+            register's chunk of gcd(BN, 128) columns: before `boundary` or from it on)."""
             if not straddle:
                 return [scales[2 * r + (j // 2) % 2] for r in range(n) for j in range(acc.size)]
             # the boundary is a multiple of q = gcd(BN, 128) in q .. 128: columns in chunks of
