@@ -62,8 +62,7 @@ VARIANTS = {  # name: wgmma fields over the block default (None: the default its
     # session 5's K loop: a wait after every K tile (the default issues the next first)
     "ahead_off": {"issue_ahead": False},
     # M > 128: 128 x 128 tiles with two temporaries (the default until session 9), and
-    # 128 x 192 with one (config.BLOCK_WIDE: the default where 192-wide columns are nearly
-    # full and make a wave)
+    # 128 x 192 with one (config.BLOCK_WIDE: the default where those make a wave)
     "tile128": {"BN": 128, "temporaries": 2, "issue_ahead": True, "stages": 6},
     "wide": {"BN": 192, "temporaries": 1, "issue_ahead": False, "stages": 5},
     # M <= 128 with two consumers: the tuner's winner at three of the four M = 128 shapes

@@ -27,8 +27,8 @@ from deepgen.spec import GemmSpec, SpecError
 H100 = get_target("sm_90a")
 BLOCK = GemmSpec(M=4096, N=2112, K=7168, dtype="e4m3", out_dtype="bf16", layout="NT",
                  scale="block")
-# 128 x 128 tiles with two temporaries: the block default where 192-wide columns are not
-# nearly full (N = 4096), and BLOCK's before BLOCK_WIDE (the walks below are built on it)
+# 128 x 128 tiles with two temporaries: the block default where 128 x 192 tiles make less
+# than a wave, and BLOCK's before BLOCK_WIDE (the walks below are built on it)
 TILE128 = {"BN": 128, "temporaries": 2, "issue_ahead": True, "stages": 6}
 
 

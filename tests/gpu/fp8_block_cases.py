@@ -24,8 +24,8 @@ def _epi(bias=None, activation=None) -> dict:
 
 def cases() -> list:
     b = dict(dtype="e4m3", out_dtype="bf16", layout="NT", scale="block")
-    # 128 x 128 tiles with two temporaries (the default before BLOCK_WIDE; still where the
-    # 192-wide columns are not nearly full): the walks built on them, pinned
+    # 128 x 128 tiles with two temporaries (the default before BLOCK_WIDE; still where 128 x
+    # 192 tiles make less than a wave): the walks built on them, pinned
     t128 = {"BN": 128, "temporaries": 2, "issue_ahead": True, "stages": 6}
     return [
         ("block-4096x2112x7168", dict(b, M=4096, N=2112, K=7168), {}, 1.0, 0.0),

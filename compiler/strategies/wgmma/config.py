@@ -864,6 +864,7 @@ def complete(given: dict, spec: GemmSpec, target: Target) -> WgmmaConfig:
     for walk in ("tail_split", "narrow_column"):  # the default's: for persistent 2x1 clusters
         if getattr(cfg, walk) and walk not in given and not cfg.walks_pairs:
             cfg = cfg.replace(**{walk: False})
+
     def fits(c):
         return estimates(c, spec)["shared_bytes"] <= target.max_shared_bytes_per_block
 
@@ -941,8 +942,8 @@ def block_config(spec: GemmSpec, target: Target) -> WgmmaConfig:
     twice the CTAs for a row or two of tiles; above, persistent 2x1 clusters (B multicast to
     pairs of tile rows: BLOCK_CLUSTER_MIN_M), their last round split (tail_split, where it
     applies: BLOCK_TAIL_SPLIT), in 128 x 192 tiles with one temporary (BLOCK_WIDE) where
-    192-wide columns are nearly full and make a wave. scale_a staged in shared memory by the producer
-    wherever M % 4 == 0 (smem_scales). One row of 128-row tiles whose tiles fit one wave: a
+    those make a wave. scale_a staged in shared memory by the producer wherever M % 4 == 0
+    (smem_scales). One row of 128-row tiles whose tiles fit one wave: a
     tile per CTA, 7 stages (BLOCK_ONE_WAVE_STAGES). 128-row tiles of fewer than
     BLOCK_PERSISTENT_MIN_K_TILES K tiles: a tile per CTA. The TMA epilogue where C takes it
     (BLOCK_TMA). Tiles that fill at most half the SMs: 2 K slices (split_k 2, summed in a
@@ -957,7 +958,8 @@ def block_config(spec: GemmSpec, target: Target) -> WgmmaConfig:
                           cluster_m=2 if spec.M >= BLOCK_CLUSTER_MIN_M else 1)
         if k_tiles(cfg, spec) < BLOCK_PERSISTENT_MIN_K_TILES:
             cfg = cfg.replace(persistent=False)  # (ptxas spills in the persistent walk)
-        elif cfg.cluster_m == 2 and _tiles(spec, cfg.BM, BLOCK_WIDE["BN"]) >= target.multiprocessors:
+        elif (cfg.cluster_m == 2
+              and _tiles(spec, cfg.BM, BLOCK_WIDE["BN"]) >= target.multiprocessors):
             cfg = cfg.replace(**BLOCK_WIDE)  # wider tiles (a wave of them), one temporary
         if spec.M <= 128 and spec.batch * -(-spec.N // bn) <= target.multiprocessors:
             # one wave of tiles: persistence only costs (the walk, a stage); one row of

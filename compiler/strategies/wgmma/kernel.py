@@ -836,7 +836,7 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
     leave the consumers at once: the next tile's K loop runs under them. The ring's state is
     carried from tile to tile. K-major operands only (fp8, layout NT). Where BN does not
     divide 128 a tile may span two blocks of B's scales: both blocks' scale_b are loaded and
-    each register's 8 columns pick theirs (Tile.column_scales). With cfg.stagger, consumer 1
+    each chunk of gcd(BN, 128) columns picks its own (Tile.column_scales). With cfg.stagger, consumer 1
     starts its first K tile once consumer 0's first group is complete (a named barrier, once
     per CTA). With cfg.temporaries 1 (DeepGEMM's schedule, room for BN up to 192) a K tile
     is waited for at once, promoted, then the next is issued into the same registers: the
