@@ -7,7 +7,8 @@ end), in the same process, interleaved rounds.
     python benchmarks/int8_bench.py --build DIR [--shapes ...]        (CPU: compile kernels)
     python benchmarks/int8_bench.py --run DIR --out results/x.json    (GPU: time them)
 
---build compiles the default config and a few alternatives (VARIANTS) per shape into
+--build compiles the default config and a few alternatives (VARIANTS: wgmma's, and the mma_sync
+strategy's m16n8k32 kernels, the sm_80-89 path) per shape into
 DIR/<shape>/<variant>; --run loads them (no MLIR needed), checks every implementation once
 against float64 of the dequantized inputs (a * scale_a) @ (b * scale_b) with C poisoned, then
 times them in `--rounds` interleaved rounds (each round times every implementation once:
@@ -31,8 +32,18 @@ SHAPES = {  # name: (M, N, K, scale mode)
     "2048x4096x14336": (2048, 4096, 14336, "rowwise"),
     "32x4096x4096": (32, 4096, 4096, "rowwise"),  # torch._int_mm needs M > 16
 }
-VARIANTS = qb.VARIANTS
-SMALL_VARIANTS = ("default",)
+# the mma_sync strategy's int8 kernels (mma.sync m16n8k32: what sm_80-89 GPUs run; timed here on
+# the H200 as sm_90a kernels): its default and a few tiles around it
+MMA = {"strategy": "mma_sync"}
+MMA_VARIANTS = {"mma_sync": MMA,
+                "mma_sync-256x128x128-s3": {**MMA, "BM": 256, "BN": 128, "BK": 128, "warps_m": 4,
+                                            "warps_n": 2, "shared_stages": 3},
+                "mma_sync-128x256x128-s3": {**MMA, "BM": 128, "BN": 256, "BK": 128, "warps_m": 2,
+                                            "warps_n": 4, "shared_stages": 3},
+                "mma_sync-128x128x64-s4": {**MMA, "BM": 128, "BN": 128, "BK": 64, "warps_m": 2,
+                                           "warps_n": 2, "shared_stages": 4}}
+VARIANTS = {**qb.VARIANTS, **MMA_VARIANTS}
+SMALL_VARIANTS = ("default", "mma_sync")
 REFERENCE = "torch._int_mm+scale"
 
 

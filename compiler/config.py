@@ -97,8 +97,9 @@ class SimtFields:
 
 @dataclass(frozen=True)
 class TileConfig(SimtFields):
-    # Tensor cores: "none" = SIMT FMAs; "m16n8k16" = mma.sync on f16/bf16 (warp tiles of
-    # BM/warps_m x BN/warps_n; TM, TN and the scatter fields then do not apply).
+    # Tensor cores: "none" = SIMT FMAs; "m16n8k16" = mma.sync on f16/bf16, "m16n8k8" on tf32,
+    # "m16n8k32" on int8 (warp tiles of BM/warps_m x BN/warps_n; TM, TN and the scatter fields
+    # then do not apply).
     mma: str = "none"
     # Tensor-core path: copy tiles global -> shared with cp.async in a ring of shared_stages
     # (2 to 4) instead of staging them through registers.
@@ -134,12 +135,15 @@ def as_config(cfg, spec: GemmSpec, target: Target):
 # Validation
 
 
-MMA_SHAPES = ("m16n8k16", "m16n8k8")  # f16/bf16, tf32
+# mma.sync shapes and their K depth: f16/bf16 m16n8k16, tf32 m16n8k8, int8 m16n8k32 (s32
+# accumulator); each is 32 bytes of K per row of A but tf32's (8 x 4).
+MMA_DEPTH = {"m16n8k16": 16, "m16n8k8": 8, "m16n8k32": 32}
+MMA_SHAPES = tuple(MMA_DEPTH)
 
 
 def mma_depth(cfg: TileConfig) -> int:
     """K extent of one MMA instruction."""
-    return 8 if cfg.mma == "m16n8k8" else 16
+    return MMA_DEPTH[cfg.mma]
 
 
 def k_contiguous(spec: GemmSpec, operand: str) -> bool:

@@ -72,7 +72,8 @@ def compile_context() -> ir.Context:
 def gemm_module(spec: GemmSpec, cfg: TileConfig, target: str, epilogue=None) -> ir.Module:
     # `cfg`: the flat lowering parameters (a strategy config's lowering())
     """The starting IR: one function holding one deepgen.gemm on static memrefs (and the bias
-    memref when spec.epilogue has a bias; `epilogue`, legacy, replaces a default chain)."""
+    memref when spec.epilogue has a bias, the f32 scale memrefs when the spec has scales;
+    `epilogue`, legacy, replaces a default chain)."""
     from .epilogue import chain_text, with_epilogue
 
     spec = with_epilogue(spec, epilogue)
@@ -83,16 +84,18 @@ def gemm_module(spec: GemmSpec, cfg: TileConfig, target: str, epilogue=None) -> 
         shape = lambda op: [spec.batch, *spec.stored_shape(op)]
         types = [ir.MemRefType.get(shape("A"), in_t), ir.MemRefType.get(shape("B"), in_t),
                  ir.MemRefType.get(shape("C"), out_t), ir.F32Type.get(), ir.F32Type.get()]
-        if spec.epilogue.bias:
-            types.append(ir.MemRefType.get(list(spec.operand_shape("bias")),
-                                           irb.element_type(spec.operand_dtype("bias"))))
+        named = spec.operands()  # the bias, then the scales
+        types += [ir.MemRefType.get(list(spec.operand_shape(n)),
+                                    irb.element_type(spec.operand_dtype(n))) for n in named]
         with ir.InsertionPoint(module.body):
             f = func_d.FuncOp("gemm", (types, []))
             with ir.InsertionPoint(f.add_entry_block()):
-                args = list(f.arguments)
-                ops.gemm(*args[:5], layout=spec.layout, epilogue=chain_text(spec.epilogue),
-                         tile=cfg.to_dict(), allow_tf32=spec.allow_tf32,
-                         bias=args[5] if len(args) > 5 else None)
+                args = dict(zip(named, list(f.arguments)[5:]))
+                scales = (args["scale_a"], args["scale_b"]) if "scale_a" in args else None
+                ops.gemm(*list(f.arguments)[:5], layout=spec.layout,
+                         epilogue=chain_text(spec.epilogue), tile=cfg.to_dict(),
+                         allow_tf32=spec.allow_tf32, bias=args.get("bias"), scales=scales,
+                         scale=spec.scale)
                 func_d.return_([])
     return module
 

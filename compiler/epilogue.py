@@ -100,25 +100,40 @@ def load_bias(bias: ir.Value, index, width: int | None, broadcast: bool) -> ir.V
     return irb.extf(v, f32)
 
 
+def load_scales(scales: tuple, row, col, width: int | None) -> ir.Value:
+    """scale_a[row] * scale_b[col..col+width) as f32 (x's shape) from (scale_a, scale_b), f32
+    memrefs of M and N values (GemmSpec.scale "rowwise") or of one value each ("tensor", read
+    at 0 and broadcast)."""
+    def one(mem, index, along_row: bool):
+        if ir.MemRefType(mem.type).shape[0] == 1:  # per tensor (or M = 1, N = 1: the same)
+            return load_bias(mem, 0, width, True)
+        return load_bias(mem, index, width, along_row)
+
+    scale_a, scale_b = scales
+    return arith.mulf(one(scale_a, row, True), one(scale_b, col, False))
+
+
 def emit(x: ir.Value, steps, *, alpha: ir.Value | None = None, beta: ir.Value | None = None,
          load_c: Callable[[], ir.Value] | None = None, bias: ir.Value | None = None,
          row=None, col=None, bias_value: Callable[[str], ir.Value] | None = None,
-         scales: tuple | None = None) -> ir.Value:
+         scales: tuple | None = None,
+         scale_value: Callable[[], ir.Value] | None = None) -> ir.Value:
     """The chain `steps` applied to x (f32 scalar or vector); returns the f32 result.
 
     load_c() emits the load of C at x's place (C's element type, x's shape): it is called
     inside the beta != 0 branch only. The bias is read from `bias` at `row` (bias_row) or
     `col` (bias_col, x's first column), or given by bias_value(kind) when the caller reads
     it itself (the affine description). `scales`: (scale_a, scale_b), f32 memrefs of M and N
-    values (GemmSpec.scale "rowwise"), multiply x by scale_a[row] * scale_b[col..] before the
-    chain."""
+    values (GemmSpec.scale "rowwise") or of one each ("tensor"), multiply x by scale_a[row] *
+    scale_b[col..] before the chain (load_scales); or scale_value() gives that factor when
+    the caller reads it itself."""
     f32 = ir.F32Type.get()
     w = _width(x)
     res = x
     if scales is not None:
-        scale_a, scale_b = scales
-        res = arith.mulf(res, arith.mulf(load_bias(scale_a, row, w, True),
-                                         load_bias(scale_b, col, w, False)))
+        res = arith.mulf(res, load_scales(scales, row, col, w))
+    elif scale_value is not None:
+        res = arith.mulf(res, scale_value())
     for step in steps:
         if step == "alpha_beta":
             res = arith.mulf(_bcast(alpha, w), res)

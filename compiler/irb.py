@@ -130,8 +130,11 @@ def splat(v: ir.Value, n: int) -> ir.Value:
 
 
 def zeros(vt: ir.Type) -> ir.Value:
+    """A vector of zeros (float or integer elements)."""
     elem = ir.VectorType(vt).element_type
-    return arith.constant(vt, ir.DenseElementsAttr.get_splat(vt, ir.FloatAttr.get(elem, 0.0)))
+    zero = (ir.IntegerAttr.get(elem, 0) if isinstance(elem, ir.IntegerType)
+            else ir.FloatAttr.get(elem, 0.0))
+    return arith.constant(vt, ir.DenseElementsAttr.get_splat(vt, zero))
 
 
 def _convert_float(v: ir.Value, to: ir.Type, op) -> ir.Value:

@@ -15,7 +15,8 @@ import math
 from dataclasses import dataclass, field
 
 from deepgen.dims import Dim
-from deepgen.dtypes import DTYPES, FP8_DTYPES, INPUT_DTYPES, OUTPUT_DTYPES, QUANTIZED_DTYPES
+from deepgen.dtypes import (DTYPES, FP8_DTYPES, INPUT_DTYPES, INT8_DTYPES, OUTPUT_DTYPES,
+                            QUANTIZED_DTYPES)
 from deepgen.epilogue import EpilogueSpec
 from deepgen.errors import SpecError
 
@@ -151,8 +152,13 @@ class GemmSpec:
         return self.dtype in FP8_DTYPES
 
     @property
+    def is_int8(self) -> bool:
+        return self.dtype in INT8_DTYPES
+
+    @property
     def is_quantized(self) -> bool:
-        """fp8 or int8 inputs (deepgen.dtypes.QUANTIZED_DTYPES): wgmma alone, optional scales."""
+        """fp8 or int8 inputs (deepgen.dtypes.QUANTIZED_DTYPES): optional scales; wgmma
+        (sm_90a), and for int8 mma_sync too (sm_80+)."""
         return self.dtype in QUANTIZED_DTYPES
 
     def operand_dtype(self, operand: str) -> str:

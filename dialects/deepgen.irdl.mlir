@@ -5,8 +5,10 @@
 //       : (memref<...>, memref<...>, memref<...>, f32, f32) -> ()
 // `epilogue` is the epilogue chain (deepgen.epilogue): a legacy name ("none" = alpha_beta,
 // "relu" = alpha_beta+relu, "partial" = the empty chain) or its steps joined by "+", e.g.
-// "alpha_beta+bias_col+gelu_tanh". A chain with a bias step takes the bias operand (a 1-D
-// memref of M or N elements), the last one.
+// "alpha_beta+bias_col+gelu_tanh". After alpha and beta come the spec's named operands
+// (GemmSpec.operands()): the bias (a 1-D memref of M or N elements) when the chain has a bias
+// step, then scale_a and scale_b (f32, 1 element each or M and N) when the string attribute
+// `scale` ("tensor" or "rowwise"; absent: none) says so.
 // Structural constraints live here; value checks (shapes agree with the layout, known
 // attribute values) are in dialects/verify.py, which every DeepGen pass runs first.
 irdl.dialect @deepgen {
@@ -18,8 +20,8 @@ irdl.dialect @deepgen {
     %b = irdl.base "!builtin.memref"
     %c = irdl.base "!builtin.memref"
     %f32 = irdl.is f32
-    %bias = irdl.base "!builtin.memref"
-    irdl.operands(a: %a, b: %b, c: %c, alpha: %f32, beta: %f32, bias: optional %bias)
+    %named = irdl.base "!builtin.memref"
+    irdl.operands(a: %a, b: %b, c: %c, alpha: %f32, beta: %f32, named: variadic %named)
     %layout = irdl.base "#builtin.string"
     %epilogue = irdl.base "#builtin.string"
     %tile = irdl.base "#builtin.dictionary"
@@ -40,15 +42,16 @@ irdl.dialect @deepgen {
 
   // Write `width` accumulator columns of C at (m, n) through the epilogue chain (by default
   // alpha * value + beta * C), or a raw store of the value (epilogue = "partial", split-K
-  // partial sums). The bias operand is there when the chain has a bias step.
+  // partial sums). The named operands: the bias when the chain has a bias step, then
+  // scale_a and scale_b (1 element each, or M and N) when the value is to be scaled first.
   irdl.operation @store_frag {
     %val = irdl.base "!builtin.vector"
     %dst = irdl.base "!builtin.memref"
     %idx = irdl.is index
     %f32 = irdl.is f32
-    %bias = irdl.base "!builtin.memref"
+    %named = irdl.base "!builtin.memref"
     irdl.operands(value: %val, dst: %dst, m: %idx, n: %idx, alpha: %f32, beta: %f32,
-                  bias: optional %bias)
+                  named: variadic %named)
     %epilogue = irdl.base "#builtin.string"
     irdl.attributes {"epilogue" = %epilogue}
   }

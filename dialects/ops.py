@@ -64,23 +64,45 @@ def _create(name, operands, results=(), **attrs):
 
 
 def gemm(a, b, c, alpha, beta, *, layout: str, epilogue: str, tile: dict,
-         allow_tf32: bool = False, bias=None):
+         allow_tf32: bool = False, bias=None, scales=None, scale: str = "none"):
     """`epilogue`: the chain's attribute text (deepgen.compiler.epilogue.chain_text); `bias`:
-    the bias memref when the chain has a bias step."""
-    operands = [a, b, c, alpha, beta] + ([bias] if bias is not None else [])
+    the bias memref when the chain has a bias step; `scales`: (scale_a, scale_b) f32 memrefs
+    of the spec's `scale` mode ("tensor" or "rowwise")."""
+    operands = [a, b, c, alpha, beta] + _named(bias, scales)
     op = _create("deepgen.gemm", operands, layout=layout, epilogue=epilogue, tile=tile)
     if allow_tf32:  # optional unit attribute: f32 inputs may be rounded to tf32
         op.attributes["allow_tf32"] = ir.UnitAttr.get()
+    if scales is not None:  # optional string attribute: the scale mode (absent: none)
+        op.attributes["scale"] = ir.StringAttr.get(scale)
     return op
+
+
+def _named(bias, scales) -> list:
+    """The named operands after alpha and beta: the bias, then scale_a and scale_b."""
+    return ([bias] if bias is not None else []) + (list(scales) if scales is not None else [])
 
 
 def load_frag(result_type, src, mn, k, *, operand: str):
     return _create("deepgen.load_frag", [src, mn, k], [result_type], operand=operand).result
 
 
-def store_frag(value, dst, m, n, alpha, beta, *, epilogue: str, bias=None):
-    operands = [value, dst, m, n, alpha, beta] + ([bias] if bias is not None else [])
+def store_frag(value, dst, m, n, alpha, beta, *, epilogue: str, bias=None, scales=None):
+    """`bias` when the chain has a bias step; `scales` (scale_a, scale_b) multiply the value
+    before the chain."""
+    operands = [value, dst, m, n, alpha, beta] + _named(bias, scales)
     return _create("deepgen.store_frag", operands, epilogue=epilogue)
+
+
+def store_frag_named(op) -> tuple:
+    """(bias, scales) of a deepgen.store_frag: the bias when its chain has a bias step, the
+    (scale_a, scale_b) pair when there are two operands more (None where absent)."""
+    from deepgen.compiler.epilogue import chain_of  # local: keeps this module light
+
+    named = list(op.operands)[6:]
+    has_bias = any(s.startswith("bias_")
+                   for s in chain_of(ir.StringAttr(op.attributes["epilogue"]).value))
+    bias = named.pop(0) if has_bias else None
+    return bias, (tuple(named) if named else None)
 
 
 def tile_fetch(result_type, src, mn0, k0, *, operand: str, distribution: dict):

@@ -32,7 +32,8 @@ def gemm_spec(op) -> GemmSpec:
         steps = chain_of(ir.StringAttr(op.attributes["epilogue"]).value)
     except SpecError as e:
         raise ValueError(str(e)) from None
-    bias_dtype = _bias(op, steps)
+    scale = ir.StringAttr(op.attributes["scale"]).value if "scale" in op.attributes else "none"
+    bias_dtype = _bias(op, steps, scale)
     (ba, ra, ca), dta = _shape(op.operands[0], "A")
     (bb, rb, cb), dtb = _shape(op.operands[1], "B")
     (bc, M, N), dtc = _shape(op.operands[2], "C")
@@ -50,24 +51,35 @@ def gemm_spec(op) -> GemmSpec:
         raise ValueError(f"operand B: K={k_b} differs from A's K={k_a}")
     try:
         spec = GemmSpec(M=M, N=N, K=k_a, batch=ba, dtype=dta, out_dtype=dtc, layout=layout,
-                        allow_tf32="allow_tf32" in op.attributes,
+                        allow_tf32="allow_tf32" in op.attributes, scale=scale,
                         epilogue=EpilogueSpec(steps, None if bias_dtype == dta else bias_dtype))
     except SpecError as e:
         raise ValueError(str(e)) from None
-    if spec.epilogue.bias:
-        want = spec.operand_shape("bias")
-        got = tuple(ir.MemRefType(op.operands[5].type).shape)
-        if got != want:
+    for name, value in zip(spec.operands(), list(op.operands)[5:]):
+        want = spec.operand_shape(name)
+        t = ir.MemRefType(value.type)
+        if tuple(t.shape) != want and name == "bias":
             raise ValueError(f"operand bias: the {spec.epilogue.bias} bias has {want[0]} "
                              f"elements ({'M' if spec.epilogue.bias == 'row' else 'N'}), "
-                             f"got memref shape {list(got)}")
+                             f"got memref shape {list(t.shape)}")
+        if tuple(t.shape) != want:
+            raise ValueError(f"operand {name}: expected {list(want)} elements (scale "
+                             f"{scale!r}), got memref shape {list(t.shape)}")
+        if name != "bias" and not isinstance(t.element_type, ir.F32Type):
+            raise ValueError(f"operand {name}: scales are f32, got {t.element_type}")
     return spec
 
 
-def _bias(op, steps) -> str | None:
-    """The bias operand's element type, checking it is there exactly when a step needs it."""
+def _bias(op, steps, scale: str) -> str | None:
+    """The bias operand's element type, checking it is there exactly when a step needs it
+    (and the scales exactly when `scale` names a mode)."""
     wants = any(s.startswith("bias_") for s in steps)
-    has = len(op.operands) > 5
+    scales = 0 if scale == "none" else 2
+    has = len(op.operands) - 5 - scales
+    if has not in (0, 1):
+        raise ValueError(f"operands: scale {scale!r} takes {scales} scale operands after the "
+                         f"bias, got {len(op.operands) - 5} named operands in all")
+    has = bool(has)
     if wants != has:
         raise ValueError("operand bias: the epilogue " + (
             "has a bias step but the op has no bias operand" if wants

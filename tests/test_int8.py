@@ -1,11 +1,14 @@
 """int8 (w8a8) GEMMs on the CPU (their GPU counterpart: tests/gpu/test_int8_gpu.py): the
 registry and the spec (int8 inputs, not an output; scales; the cache key), validation that
-names the field and the limit before any MLIR runs (layout NT only, sm_90a, integer wgmma's
-N, BK one 128-byte span, the other strategies reject int8), the default (wgmma with fp8's
-rules, BN rounded to an integer wgmma N), the kernels' PTX (wgmma m64nNk32.s32.s8.s8 into an
-s32 accumulator, converted to f32 by cvt.rn.f32.s32 in the epilogue, no f32 wgmma) and SASS
-(IGMMA.64xNx32.S8.S8, I2FP.F32.S32, no local memory), and deepgen.gemm's int8 form (the fp8
-form's conventions: a row-major, b = w.t(), out_dtype required) and the torch ops' fakes."""
+names the field and the limit before any MLIR runs (layout NT only, sm_90a for wgmma, sm_80+
+for mma_sync, integer wgmma's N, BK one 128-byte span, simt and gemv reject int8), the
+defaults (wgmma with fp8's rules, BN rounded to an integer wgmma N; mma_sync m16n8k32 off
+sm_90a and where TMA cannot read the operands), the kernels' PTX (wgmma m64nNk32.s32.s8.s8
+into an s32 accumulator, converted to f32 by cvt.rn.f32.s32 in the epilogue, no f32 wgmma;
+mma.sync m16n8k32.s32.s8.s8.s32 from ldmatrix fragments) and SASS (IGMMA.64xNx32.S8.S8,
+IMMA.16832.S8.S8, I2FP.F32.S32, no local memory), the affine description's i32 sums and
+scales, and deepgen.gemm's int8 form (the fp8 form's conventions: a row-major, b = w.t(),
+out_dtype required) and the torch ops' fakes."""
 from __future__ import annotations
 
 import re
@@ -69,13 +72,25 @@ def test_spec_dict_and_cache_key():
     (dict(layout="NN"), "sm_90a", None,
      r"^layout: int8 wgmma reads only K-major operands: layout NT .* got layout NN"),
     (dict(layout="TN"), "sm_90a", {"strategy": "wgmma"}, r"^layout: int8 wgmma"),
-    (dict(), "sm_80", None,
-     r"^strategy: wgmma needs sm_90a .* \(int8 inputs are built by wgmma alone; mma.sync "
-     r"m16n8k32 is not built\)"),
-    (dict(K=1000), "sm_90a", None, r"^layout: TMA needs 16-byte-aligned row strides"),
-    (dict(), "sm_90a", {"strategy": "simt"}, r"^dtype: the simt strategy does not multiply int8"),
-    (dict(), "sm_90a", {"strategy": "mma_sync"},
-     r"^dtype: the mma_sync strategy does not multiply int8 \(int8\)"),
+    (dict(layout="NN"), "sm_80", None,
+     r"^strategy: wgmma needs sm_90a .* \(int8 inputs off sm_90a: the mma_sync strategy, "
+     r"mma.sync m16n8k32, layout NT\)"),
+    (dict(K=1000), "sm_90a", {"strategy": "wgmma"},
+     r"^layout: TMA needs 16-byte-aligned row strides"),
+    (dict(), "sm_90a", {"strategy": "simt"},
+     r"^dtype: the simt strategy does not multiply int8 \(int8\) inputs: only the wgmma "
+     r"strategy \(sm_90a\) and the mma_sync strategy \(sm_80\+, mma m16n8k32\) do"),
+    (dict(layout="NN"), "sm_80", {"strategy": "mma_sync"},
+     r"^layout: int8 mma.sync reads only K-major operands .* got NN"),
+    (dict(), "sm_80", {"strategy": "mma_sync", "mma": "m16n8k16"},
+     r"^mma: m16n8k16 multiplies f16 or bf16, got dtype int8 \(int8: m16n8k32\)"),
+    (dict(), "sm_80", {"strategy": "mma_sync", "BK": 48},
+     r"^BK: must be a power of two"),
+    (dict(), "sm_80", {"strategy": "mma_sync", "BK": 16, "mma": "m16n8k32"},
+     r"^BK: must be a multiple of the MMA depth 32, got 16"),
+    (dict(dtype="e4m3"), "sm_89", {"strategy": "mma_sync"},
+     r"^dtype: the mma_sync strategy does not multiply fp8 \(e4m3\) inputs: only the wgmma "
+     r"strategy \(sm_90a\) does"),
     (dict(M=4), "sm_90a", {"strategy": "gemv"}, r"^dtype: the gemv strategy does not multiply int8"),
     (dict(), "sm_90a", {"strategy": "wgmma", "BK": 64},
      r"^BK: one 128-byte swizzle span: 128 int8 elements"),
@@ -236,3 +251,200 @@ def test_torch_op_fakes_take_int8():
     assert (tuple(out.shape), out.dtype) == ((64, 48), torch.bfloat16)
     with pytest.raises(TypeError, match="need an output dtype"):
         torch.ops.deepgen.gemm(a, b, 1.0, None, "none", "col", s, s)
+
+
+# -- int8 through mma.sync m16n8k32 (the mma_sync strategy: sm_80-89, and sm_90a by choice) ----
+
+SM80 = get_target("sm_80")
+
+
+def test_mma_sync_takes_int8_off_sm_90a_and_where_tma_cannot_read():
+    """sm_80, sm_86, sm_89: the default is mma_sync's m16n8k32 tile (the 16-bit tile at the
+    same bytes of K: BK doubled); sm_90a: wgmma, but mma_sync where TMA cannot read the
+    operands (rows of K = 1000 bytes are not 16-byte multiples); fp8 stays wgmma's alone."""
+    big = GemmSpec(M=4096, N=4096, K=4096, dtype="int8", out_dtype="bf16", layout="NT",
+                   scale="rowwise")
+    for target in ("sm_80", "sm_86", "sm_89"):
+        cfg = strategies.default_config(big, target)
+        assert (cfg.strategy, cfg.mma, cfg.BK % 32, cfg.async_copy) == ("mma_sync", "m16n8k32",
+                                                                        0, True), target
+    assert strategies.default_config(big, "sm_80").BK == 128
+    assert strategies.choose(big, H100).name == "wgmma"
+    odd = GemmSpec(M=512, N=512, K=1000, dtype="int8", out_dtype="f16", layout="NT",
+                   scale="tensor")
+    assert strategies.choose(odd, H100).name == "mma_sync"
+    assert strategies.default_config(odd, H100).load_width_a == 8  # 1000 = 125 x 8 bytes
+    fp8 = GemmSpec(**{**big.to_dict(), "dtype": "e4m3"})
+    assert strategies.choose(fp8, get_target("sm_89")).name == "wgmma"  # which names sm_90a
+    narrow_rows = GemmSpec(M=300, N=40, K=1001, dtype="int8", out_dtype="f32", layout="NT")
+    staged = strategies.default_config(narrow_rows, "sm_80")  # K odd: no cp.async
+    assert (staged.async_copy, staged.mma, staged.BK) == (False, "m16n8k32", 32)
+
+
+@pytest.fixture(scope="module")
+def mma_artifacts():
+    def c(spec, target="sm_80", **fields):
+        return compile_artifact(spec, {"strategy": "mma_sync", **fields}, target, keep_ir=False)
+
+    rowwise = GemmSpec(M=512, N=384, K=512, dtype="int8", out_dtype="bf16", layout="NT",
+                       scale="rowwise")
+    return {
+        "rowwise": c(rowwise),
+        "tensor_sm89": c(GemmSpec(M=520, N=392, K=1040, dtype="int8", out_dtype="f16",
+                                  layout="NT", scale="tensor",
+                                  epilogue=EpilogueSpec.of(bias="col", activation="relu")),
+                         "sm_89"),
+        "rowwise_splitk": c(GemmSpec(M=16, N=1024, K=4096, dtype="int8", out_dtype="f32",
+                                     layout="NT", scale="rowwise"), split_k=4),
+        "raw_sm90a": c(GemmSpec(M=256, N=192, K=384, dtype="int8", out_dtype="f32",
+                                layout="NT"), "sm_90a"),
+    }
+
+
+@pytest.mark.parametrize("name", ["rowwise", "tensor_sm89", "rowwise_splitk", "raw_sm90a"])
+def test_mma_sync_ptx_multiplies_s8_into_s32_from_ldmatrix(mma_artifacts, name):
+    """mma.sync m16n8k32 .s32.s8.s8.s32 (wrapping: no .satfinite) only, fed by ldmatrix x4
+    without .trans (int8 is K-major); the s32 sums converted once (cvt.rn.f32.s32); the
+    scales the last params (1 value each or M and N), also with split-K's scaled partials
+    (the reduce launch takes none); no spills."""
+    art = mma_artifacts[name]
+    ptx = art.assembly
+    mmas = re.findall(r"mma\.sync\.aligned\.m16n8k\d+\S*", ptx)
+    assert mmas and set(mmas) == {"mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32"}, set(mmas)
+    assert "ldmatrix.sync.aligned.m8n8.x4.shared.b16" in ptx and ".trans" not in ptx
+    assert "cvt.rn.f32.s32" in ptx
+    spec = GemmSpec.from_dict(art.spec)
+    main = art.launches[0]
+    names = [p.name for p in main.params]
+    if spec.scale == "none":
+        assert "scale_a" not in names
+    else:
+        tail = names[-3:-1] if art.config["split_k"] > 1 else names[-2:]  # then W
+        assert tail == ["scale_a", "scale_b"], names
+        shapes = {p.name: p.shape for p in main.params}
+        want = ("M", "N") if spec.scale == "rowwise" else (1, 1)
+        assert (shapes["scale_a"], shapes["scale_b"]) == ((want[0],), (want[1],))
+    for launch in art.launches[1:]:  # the split-K reduce
+        assert not any(p.name.startswith("scale") for p in launch.params)
+    for res in art.resources.values():
+        assert res["spill_stores"] == res["spill_loads"] == res["stack_bytes"] == 0, res
+
+
+def test_mma_sync_sass_has_imma_16832_and_no_local_memory(mma_artifacts):
+    from sass_text import sass_of
+
+    for name, art in mma_artifacts.items():
+        sass = sass_of(art.binary)
+        assert re.search(r"\bIMMA\.16832\.S8\.S8\b", sass), name
+        assert not re.search(r"\b(LDL|STL)\b", sass), f"{name}: local memory in the SASS"
+        assert not re.search(r"\bHMMA\b", sass), name
+
+
+def test_affine_description_of_int8_sums_in_i32_and_scales(monkeypatch):
+    """The affine description (the op's reference semantics) of an int8 GEMM with rowwise
+    scales and a bias, run on the CPU by MLIR's execution engine: the i32 sums of full-range
+    inputs (exact: here beyond 2^24 would not be, so K stays small) times scale_a[i] *
+    scale_b[j], then alpha, the bias and relu, against float64."""
+    import ctypes
+
+    import numpy as np
+    from mlir import ir
+    from mlir.execution_engine import ExecutionEngine
+    from mlir.passmanager import PassManager
+    from mlir.runtime import get_ranked_memref_descriptor
+
+    from deepgen.compiler.config import TileConfig
+    from deepgen.compiler.driver import gemm_module, make_context, run_pipeline
+
+    M, N, K = 6, 5, 300
+    spec = GemmSpec(M=M, N=N, K=K, dtype="int8", out_dtype="f32", layout="NT",
+                    scale="rowwise", epilogue=EpilogueSpec.of(bias="row", activation="relu"))
+    rng = np.random.default_rng(3)
+    a = rng.integers(-127, 128, (1, M, K), dtype=np.int8)
+    b = rng.integers(-127, 128, (1, N, K), dtype=np.int8)  # NT: B stored N x K
+    c = np.full((1, M, N), np.nan, dtype=np.float32)
+    bias = rng.standard_normal(M).astype(np.float32)
+    sa = (0.5 + rng.random(M)).astype(np.float32)
+    sb = (0.5 + rng.random(N)).astype(np.float32)
+    alpha = 0.75
+    exact = a[0].astype(np.int64) @ b[0].astype(np.int64).T
+    ref = np.maximum(alpha * exact * sa[:, None] * sb[None, :] + bias[:, None], 0)
+    with make_context(), ir.Location.unknown():
+        module = gemm_module(spec, TileConfig(), "sm_90a")
+        run_pipeline(module, ["deepgen-gemm-to-affine"])
+        text = str(module)
+        assert "arith.extsi" in text and "arith.muli" in text and "arith.sitofp" in text
+        assert 'deepgen.role = "scale_a"' in text and 'deepgen.role = "scale_b"' in text
+        module.body.operations[0].attributes["llvm.emit_c_interface"] = ir.UnitAttr.get()
+        PassManager.parse("builtin.module(lower-affine,convert-scf-to-cf,finalize-memref-to-llvm,"
+                          "convert-arith-to-llvm,convert-func-to-llvm,convert-cf-to-llvm,"
+                          "reconcile-unrealized-casts)").run(module.operation)
+        engine = ExecutionEngine(module, opt_level=0)
+
+        def ref_arg(x):
+            return ctypes.pointer(ctypes.pointer(get_ranked_memref_descriptor(x)))
+
+        engine.invoke("gemm", ref_arg(a), ref_arg(b), ref_arg(c),
+                      ctypes.pointer(ctypes.c_float(alpha)), ctypes.pointer(ctypes.c_float(0.0)),
+                      ref_arg(bias), ref_arg(sa), ref_arg(sb))
+    assert np.abs(c[0] - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+def test_gemm_op_checks_its_scale_operands():
+    """deepgen.gemm's verification (dialects/verify.py): the `scale` attribute asks for two f32
+    operands after the bias, of the mode's shapes; a missing or misshapen one is named."""
+    from mlir import ir
+    from mlir.dialects import func as func_d
+
+    from deepgen.compiler.driver import make_context
+    from deepgen.dialects import ops
+    from deepgen.dialects.verify import gemm_spec
+
+    def op_with(scale_shapes, scale="rowwise", elem=None):
+        i8, f32 = ir.IntegerType.get_signless(8), ir.F32Type.get()
+        types = [ir.MemRefType.get([8, 64], i8), ir.MemRefType.get([16, 64], i8),
+                 ir.MemRefType.get([8, 16], f32), f32, f32]
+        types += [ir.MemRefType.get(list(s), elem or f32) for s in scale_shapes]
+        module = ir.Module.create()
+        with ir.InsertionPoint(module.body):
+            f = func_d.FuncOp("g", (types, []))
+            with ir.InsertionPoint(f.add_entry_block()):
+                args = list(f.arguments)
+                gop = ops.gemm(*args[:5], layout="NT", epilogue="none", tile={},
+                               scales=tuple(args[5:]) if scale_shapes else None, scale=scale)
+                func_d.return_([])
+        return module, gop
+
+    with make_context(), ir.Location.unknown():
+        _, good = op_with([(8,), (16,)])
+        spec = gemm_spec(good)
+        assert (spec.scale, spec.dtype, spec.operands()) == ("rowwise", "int8",
+                                                             ("scale_a", "scale_b"))
+        _, tensor = op_with([(1,), (1,)], "tensor")
+        assert gemm_spec(tensor).scale == "tensor"
+        _, short = op_with([(8,), (8,)])
+        with pytest.raises(ValueError, match=r"^operand scale_b: expected \[16\] elements"):
+            gemm_spec(short)
+        _, one = op_with([(8,)])
+        with pytest.raises(ValueError, match=r"^operands: scale 'rowwise' takes 2 scale"):
+            gemm_spec(one)
+        _, f16 = op_with([(8,), (16,)], elem=ir.F16Type.get())
+        with pytest.raises(ValueError, match=r"^operand scale_a: scales are f32"):
+            gemm_spec(f16)
+
+
+def test_tuner_space_searches_int8_mma_sync_tiles():
+    """The flat tuning space of an int8 shape on sm_80 (strategy mma_sync) yields m16n8k32
+    configs that validate, pruning what the target cannot hold (sm_80's shared memory)."""
+    from deepgen.tuner.space import Space
+
+    spec = GemmSpec(M=4096, N=4096, K=4096, dtype="int8", out_dtype="bf16", layout="NT",
+                    scale="rowwise")
+    sp = Space(spec, {"strategy": ["mma_sync"], "BM": [64, 128, 256], "BN": [64, 128, 256],
+                      "BK": [32, 64, 128], "shared_stages": [2, 3, 4]}, "sm_80")
+    points = list(sp)
+    assert len(points) >= 40
+    assert {p.mma for p in points} == {"m16n8k32"} and {p.BK for p in points} == {32, 64, 128}
+    for p in points[:5]:
+        strategies.validate(p, spec, SM80)
+    assert any("shared memory" in line and "sm_80" in line for line in sp.report.lines())

@@ -130,7 +130,7 @@ def test_table_and_json(qb, tmp_path, capsys):
 
 @pytest.mark.parametrize("bench,shape,variants", [
     ("fp8_bench", "16x4096x4096", ["default"]),
-    ("int8_bench", "32x4096x4096", ["default"]),
+    ("int8_bench", "32x4096x4096", ["default", "mma_sync"]),  # and mma.sync m16n8k32
     ("fp8_block_bench", "64x2112x7168", ["default", "split1", "ahead_off", "bn128",
                                             "no_smem"]),
 ])
@@ -141,7 +141,7 @@ def test_build_one_small_shape(bench, shape, variants, tmp_path, capsys):
     index = json.loads((tmp_path / "index.json").read_text())
     assert [(e["shape"], e["variant"]) for e in index] == [(shape, v) for v in variants]
     for e in index:
-        assert e["config"]["strategy"] == "wgmma"
+        assert e["config"]["strategy"] == ("mma_sync" if e["variant"] == "mma_sync" else "wgmma")
         assert (tmp_path / shape / e["variant"] / "kernel.json").exists()
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == len(variants) and all(line.startswith(shape) for line in lines)

@@ -2,7 +2,8 @@
 
 The main kernel's grid grows along z to batch * split_k; block z = b * split_k + s computes
 K slice s, [s * Kc, min(K, (s + 1) * Kc)) with Kc a multiple of BK, and writes its raw f32
-partial tile to the workspace W[z] (store_frag epilogue "partial": the empty chain). A second
+partial tile to the workspace W[z] (store_frag epilogue "partial": the empty chain, after the
+scales where the spec has them: they are linear, so the reduce needs none). A second
 kernel, @deepgen_splitk_reduce, launched after it, sums the split_k partials of each element
 in a fixed order (so results are bitwise reproducible, unlike atomics) and applies the whole
 epilogue chain (compiler/epilogue.py) into C. With a bias, every vector of the reduction lies
@@ -60,12 +61,13 @@ def split(kernel, spec, cfg) -> None:
     epilogues = set()
     for op in irb.walk_ops(kernel, "deepgen.store_frag"):
         epilogues.add(str_attr(op, "epilogue"))
-        op.operands[1] = W_z
-        op.attributes["epilogue"] = ir.StringAttr.get("partial")
-        if len(op.operands) > 6:  # the partial sums take no bias: the op without it
-            with ir.InsertionPoint(op), op.location:
-                ops.store_frag(*list(op.operands)[:6], epilogue="partial")
-            op.erase()
+        bias, scales = ops.store_frag_named(op)
+        # the partial sums take no bias, but are stored scaled (the scales are linear), so
+        # the reduce applies the chain alone
+        with ir.InsertionPoint(op), op.location:
+            ops.store_frag(op.operands[0], W_z, *list(op.operands)[2:6], epilogue="partial",
+                           scales=scales)
+        op.erase()
     if len(epilogues) != 1:
         raise PassError(kernel, f"expected one epilogue kind on the stores, found {sorted(epilogues)}")
     irb.set_attr(kernel, GRID, [gx, gy, gz * s])

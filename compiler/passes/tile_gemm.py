@@ -14,8 +14,10 @@ function is dropped, since DeepGen's runtime is the host.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from mlir import ir
-from mlir.dialects import gpu, llvm, nvvm, scf, vector
+from mlir.dialects import arith, gpu, llvm, nvvm, scf, vector
 
 from deepgen.dialects import ops
 from deepgen.spec import SpecError
@@ -29,6 +31,18 @@ from .common import (GEMM_NEST, GRID, K_LOOP, KERNEL_MODULE, KK, ORDER, ROLE, SP
                      tile_of)
 
 TARGET_ATTR = "deepgen.target"
+
+
+class Epilogue(NamedTuple):
+    """What the kernel's store_frag ops take besides the value: the chain's attribute text,
+    the bias (or None) and the scales (scale_a, scale_b) (or None)."""
+    chain: str
+    bias: ir.Value | None
+    scales: tuple | None
+
+    def store(self, value, dst, m, n, alpha, beta):
+        return ops.store_frag(value, dst, m, n, alpha, beta, epilogue=self.chain,
+                              bias=self.bias, scales=self.scales)
 
 
 def module_target(module) -> str:
@@ -106,9 +120,10 @@ def build_kernel(module, nest) -> None:
     b = _find_role(nest, "B").operands[0]
     c = _find_role(nest, "C").operands[1]
     epilogue = ir.StringAttr(nest.attributes["deepgen.epilogue"]).value
-    bias = _find_role(nest, "bias").operands[0] if spec.epilogue.bias else None
+    # the named operands (GemmSpec.operands): the bias, the scales
+    named = [_find_role(nest, n).operands[0] for n in spec.operands()]
     f32 = ir.F32Type.get()
-    types = [a.type, b.type, c.type, f32, f32] + ([bias.type] if bias is not None else [])
+    types = [a.type, b.type, c.type, f32, f32] + [v.type for v in named]
     grid = [-(-spec.N // cfg.BN), -(-spec.M // cfg.BM), spec.batch]
 
     gm = kernel_module(module, target.name, spec.epilogue.needs_math)
@@ -119,11 +134,13 @@ def build_kernel(module, nest) -> None:
         kernel.attributes[TILE] = nest.attributes[TILE]
         irb.set_attr(kernel, GRID, grid)
         irb.set_attr(kernel, ORDER, 0)
-        set_args(kernel, ["A", "B", "C", "alpha", "beta"] + (["bias"] if bias is not None else []))
+        set_args(kernel, ["A", "B", "C", "alpha", "beta", *spec.operands()])
         block = kernel.add_entry_block()
     A, B, C, alpha, beta = list(block.arguments)[:5]
     # the epilogue's operands: the store_frag ops' trailing arguments
-    epilogue = (epilogue, block.arguments[5] if bias is not None else None)
+    args = dict(zip(spec.operands(), list(block.arguments)[5:]))
+    scales = (args["scale_a"], args["scale_b"]) if "scale_a" in args else None
+    epilogue = Epilogue(epilogue, args.get("bias"), scales)
     with ir.InsertionPoint(block), nest.location:
         bx, by = gpu.block_id(gpu.Dimension.x), gpu.block_id(gpu.Dimension.y)
         bz = gpu.block_id(gpu.Dimension.z) if spec.batch > 1 else 0
@@ -180,17 +197,19 @@ def _simt_body(spec, cfg, target, tid, m0, n0, A_b, B_b, C_b, alpha, beta, epilo
     for r in range(cfg.TM):
         m = irb.val(irb.add(rows_a[r // tsm], r % tsm))
         for h, n in enumerate(cols_b):
-            ops.store_frag(loop.results[r * len(offs_n) + h], C_b, m, n, alpha, beta,
-                           epilogue=epilogue[0], bias=epilogue[1])
+            epilogue.store(loop.results[r * len(offs_n) + h], C_b, m, n, alpha, beta)
 
 
 def _mma_body(kernel, spec, cfg, target, tid, m0, n0, A_b, B_b, C_b, alpha, beta, epilogue):
     """Warp tiles of tensor-core MMAs: warp (wm, wn) owns a WM x WN tile of C made of
-    (WM/16) x (WN/8) m16n8k16 (or tf32 m16n8k8) accumulators (4 f32 per thread each).
-    Fragments are `deepgen.load_frag` ops with i32 results: the A fragment of a 16-row block,
-    or the B fragments of two 8-column blocks, one MMA deep (deepgen-vectorize lowers them to
-    ldmatrix x4, or to tf32-rounded shared loads)."""
+    (WM/16) x (WN/8) m16n8k16 (tf32: m16n8k8, int8: m16n8k32) accumulators (4 f32 per thread
+    each; int8: 4 s32, converted to f32 after the main loop). Fragments are `deepgen.load_frag`
+    ops with i32 results: the A fragment of a 16-row block, or the B fragments of two 8-column
+    blocks, one MMA deep (deepgen-vectorize lowers them to ldmatrix x4, or to tf32-rounded
+    shared loads)."""
     f32 = ir.F32Type.get()
+    i32 = ir.IntegerType.get_signless(32)
+    acc_t = i32 if spec.is_int8 else f32  # the s32 accumulator of int8 (exact, wraps as s32)
     wm_, wn_ = cfg.warp_tile
     mi, nj = wm_ // 16, wn_ // 8
     warp, lane = irb.div(tid, target.warp_size), irb.rem(tid, target.warp_size)
@@ -199,9 +218,13 @@ def _mma_body(kernel, spec, cfg, target, tid, m0, n0, A_b, B_b, C_b, alpha, beta
     cols_b = [irb.val(irb.add(n0, irb.add(irb.mul(wn, wn_), 16 * j))) for j in range(nj // 2)]
     frag_t = irb.vector_type(4, ir.IntegerType.get_signless(32))
     tf32 = cfg.mma == "m16n8k8"
-    ptx_t = ir.Attribute.parse(f"#nvvm.mma_type<{'tf32' if tf32 else spec.dtype}>")
+    from deepgen.dtypes import dtype as dtype_info
+    ptx_name = "tf32" if tf32 else dtype_info(spec.dtype).ptx  # s8 for int8
+    ptx_t = ir.Attribute.parse(f"#nvvm.mma_type<{ptx_name}>")
     shape = ir.Attribute.parse(f"#nvvm.shape<m = 16, n = 8, k = {mma_depth(cfg)}>")
-    acc_struct = ir.Type.parse("!llvm.struct<(f32, f32, f32, f32)>")
+    acc_struct = ir.Type.parse(f"!llvm.struct<({', '.join([str(acc_t)] * 4)})>")
+    # integer MMAs name their overflow: wrapped, as s32 arithmetic (torch._int_mm's)
+    overflow = nvvm.MMAIntOverflow.wrapped if spec.is_int8 else None
     # nvvm.mma.sync takes bf16 pairs as packed i32 but f16 pairs as vector<2xf16>
     half2 = ir.VectorType.get([2], ir.F16Type.get())
     as_operand = (lambda r: llvm.bitcast(half2, r)) if spec.dtype == "f16" else (lambda r: r)
@@ -222,14 +245,17 @@ def _mma_body(kernel, spec, cfg, target, tid, m0, n0, A_b, B_b, C_b, alpha, beta
                     mma = nvvm.MmaOp(acc_struct, shape, nvvm.MMALayout.row,
                                      nvvm.MMALayout.col, a_regs[i],
                                      b_regs[j // 2][2 * (j % 2):2 * (j % 2) + 2], c_vals,
-                                     multiplicandAPtxType=ptx_t, multiplicandBPtxType=ptx_t)
+                                     multiplicandAPtxType=ptx_t, multiplicandBPtxType=ptx_t,
+                                     intOverflowBehavior=overflow)
                     irb.set_attr(mma, KK, kk)
-                    vals = [llvm.extractvalue(f32, mma.result, [x]) for x in range(4)]
-                    accs[idx] = vector.from_elements(irb.vector_type(4, f32), vals)
+                    vals = [llvm.extractvalue(acc_t, mma.result, [x]) for x in range(4)]
+                    accs[idx] = vector.from_elements(irb.vector_type(4, acc_t), vals)
         return accs
 
-    loop = _k_loop(spec, cfg, [irb.zeros(irb.vector_type(4, f32))] * (mi * nj), steps_fn)
+    loop = _k_loop(spec, cfg, [irb.zeros(irb.vector_type(4, acc_t))] * (mi * nj), steps_fn)
     accs = list(loop.results)
+    if spec.is_int8:  # exact while |acc| < 2^24, else one f32 rounding
+        accs = [arith.sitofp(irb.vector_type(4, f32), a) for a in accs]
     g, t2 = irb.div(lane, 4), irb.mul(irb.rem(lane, 4), 2)
     pair_t = irb.vector_type(2, f32)
 
@@ -247,9 +273,8 @@ def _mma_body(kernel, spec, cfg, target, tid, m0, n0, A_b, B_b, C_b, alpha, beta
         return
     for i in range(mi):
         for r, c, part in pairs(i):
-            ops.store_frag(part, C_b, irb.val(irb.add(rows_a[i], r)),
-                           irb.val(irb.add(cols_b[0], c)), alpha, beta,
-                           epilogue=epilogue[0], bias=epilogue[1])
+            epilogue.store(part, C_b, irb.val(irb.add(rows_a[i], r)),
+                           irb.val(irb.add(cols_b[0], c)), alpha, beta)
 
 
 def _staged_epilogue(kernel, cfg, warp, lane, pairs, rows_a, col0, C_b, alpha, beta, epilogue):
@@ -275,8 +300,8 @@ def _staged_epilogue(kernel, cfg, warp, lane, pairs, rows_a, col0, C_b, alpha, b
             v = irb.add(lane, 32 * p)
             r, c = irb.div(v, per_row), irb.mul(irb.rem(v, per_row), sw)
             part = vector.load(vec_t, slab, [irb.val(r), irb.val(c)], alignment=4 * sw)
-            ops.store_frag(part, C_b, irb.val(irb.add(row0, r)), irb.val(irb.add(col0, c)),
-                           alpha, beta, epilogue=epilogue[0], bias=epilogue[1])
+            epilogue.store(part, C_b, irb.val(irb.add(row0, r)), irb.val(irb.add(col0, c)),
+                           alpha, beta)
 
 
 def _k_steps(accs, A_b, B_b, rows_a, cols_b, k_base, steps, cfg, frag_a_t, frag_b_t):

@@ -21,7 +21,7 @@ from contextlib import nullcontext
 from mlir import ir
 from mlir.dialects import arith, gpu, memref, nvgpu, nvvm, scf, vector
 
-from deepgen.dialects.ops import dict_of
+from deepgen.dialects.ops import dict_of, store_frag_named
 from deepgen.spec import DTYPE_BYTES
 
 from .. import irb
@@ -124,8 +124,9 @@ def lower_load_frag(op, spec, cfg) -> None:
 
 
 def ldmatrix_fragment(src, mn, k, operand: str, k_contig: bool, cfg) -> ir.Value:
-    """ldmatrix x4 of the 16x16 block at (mn, k): four 8x8 matrices in the register order of
-    mma.sync m16n8k16 (A: a0..a3; B: b0, b1 of columns mn..mn+7, then of mn+8..mn+15).
+    """ldmatrix x4 of the 16x16 block at (mn, k) (int8: 16 x 32): four 8x8 matrices of 16-bit
+    words in the register order of mma.sync m16n8k16 (m16n8k32) (A: a0..a3; B: b0, b1 of
+    columns mn..mn+7, then of mn+8..mn+15).
 
     Each lane passes one row address. A tile stored [mn][k] is read as is; one stored [k][mn]
     is read with .trans. Lane l addresses, for (A, [m][k]) and (B, [k][n]):
@@ -142,11 +143,14 @@ def ldmatrix_fragment(src, mn, k, operand: str, k_contig: bool, cfg) -> ir.Value
     else:
         r_off = irb.add(irb.rem(lane, 8), irb.mul(irb.div(lane, 16), 8))
         c_off = irb.mul(irb.rem(irb.div(lane, 8), 2), 8)
+    elem = ir.MemRefType(src.type).element_type
+    # an 8x8 matrix of ldmatrix is 8 rows of 16 bytes: 8 16-bit elements, or 16 int8 (K-major
+    # only: .trans moves 16-bit elements), so the column offsets count twice the elements
+    c_off = irb.mul(c_off, 2 // _bytes(elem))
     # stored [mn][k] when contiguous along K, else [k][mn]
     base = (mn, k) if k_contig else (k, mn)
-    elem = ir.MemRefType(src.type).element_type
     index = shared_index(irb.add(base[0], r_off), irb.add(base[1], c_off), src, cfg)
-    mats = nvgpu.ldmatrix(ir.VectorType.get([4, 2], elem), src, index,
+    mats = nvgpu.ldmatrix(ir.VectorType.get([4, 4 // _bytes(elem)], elem), src, index,
                           transpose=not k_contig, num_tiles=4)
     i32 = ir.IntegerType.get_signless(32)
     packed = vector.bitcast(ir.VectorType.get([4, 1], i32), mats)
@@ -180,7 +184,7 @@ def tf32_fragment(src, mn, k, operand: str, k_contig: bool) -> ir.Value:
 
 def lower_store_frag(op, spec, cfg) -> None:
     value, dst, m, n, alpha, beta = list(op.operands)[:6]
-    bias = op.operands[6] if len(op.operands) > 6 else None
+    bias, scales = store_frag_named(op)
     steps = chain_of(str_attr(op, "epilogue"))
     width = ir.VectorType(value.type).shape[0]
     sw = min(cfg.store_width, width)
@@ -199,7 +203,8 @@ def lower_store_frag(op, spec, cfg) -> None:
                 cond = irb.and_(cond, irb.lt(col, cols))
             guard = scf.IfOp(cond) if cond is not None else None
             with ir.InsertionPoint(guard.then_block) if guard else nullcontext():
-                part = apply_epilogue(part, dst, [m, col], alpha, beta, steps, bias, m, col)
+                part = apply_epilogue(part, dst, [m, col], alpha, beta, steps, bias, m, col,
+                                      scales)
                 part = irb.truncf(part, out_t)
                 vector.store(part, dst, [irb.val(m), irb.val(col)], alignment=sw * _bytes(out_t))
                 if guard:
@@ -207,9 +212,11 @@ def lower_store_frag(op, spec, cfg) -> None:
     op.erase()
 
 
-def apply_epilogue(part, dst, indices, alpha, beta, steps, bias=None, row=None, col=None):
-    """The chain `steps` on `part` (f32 vector); C is dst[indices] (read only when beta != 0),
-    the bias is read at `row` / `col` (compiler/epilogue.py)."""
+def apply_epilogue(part, dst, indices, alpha, beta, steps, bias=None, row=None, col=None,
+                   scales=None):
+    """The chain `steps` on `part` (f32 vector), after the scales when given; C is
+    dst[indices] (read only when beta != 0), the bias and the scales are read at `row` / `col`
+    (compiler/epilogue.py)."""
     sw = ir.VectorType(part.type).shape[0]
     out_t = ir.MemRefType(dst.type).element_type
 
@@ -218,7 +225,7 @@ def apply_epilogue(part, dst, indices, alpha, beta, steps, bias=None, row=None, 
                            alignment=sw * _bytes(out_t))
 
     return emit(part, steps, alpha=alpha, beta=beta, load_c=load_c, bias=bias, row=row,
-                col=col)
+                col=col, scales=scales)
 
 
 def fetch_positions(dist: dict, tid, i: int):

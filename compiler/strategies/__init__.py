@@ -59,10 +59,12 @@ def choose(spec: GemmSpec, target: Target | str = "sm_90a") -> Strategy:
     2 <= M <= 128: wgmma/config.py `preferred`), gemv for other decode-sized f16/bf16 NT/NN
     GEMMs (M <= 4, where the H200 measured it faster: gemv/config.py `preferred`), tensor
     cores (mma_sync) for f16/bf16/tf32 on NVIDIA sm_80+, SIMT otherwise (f32, AMD, older
-    GPUs); fp8: wgmma."""
+    GPUs); fp8: wgmma; int8: wgmma on sm_90a, mma_sync (m16n8k32) on other sm_80+ GPUs."""
     target = _target(target)
-    if spec.is_quantized:  # fp8, int8: wgmma alone (its validate names what else it needs: sm_90a, NT)
-        return _WGMMA
+    if spec.is_quantized:  # fp8, int8: wgmma (sm_90a, NT); int8 elsewhere: mma_sync (sm_80+, NT)
+        if spec.is_int8 and not _WGMMA.serves(spec, target) and _MMA_SYNC.serves(spec, target):
+            return _MMA_SYNC
+        return _WGMMA  # its validate names what else it needs
     if _WGMMA.preferred(spec, target):  # first: its swap_ab takes M = 2..4 from gemv
         return _WGMMA
     if _GEMV.preferred(spec, target):

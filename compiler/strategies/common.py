@@ -17,11 +17,13 @@ def check(ok: bool, field: str, message: str) -> None:
 
 
 def check_not_fp8(spec: GemmSpec, strategy: str) -> None:
-    """fp8 and int8 inputs (deepgen.dtypes.QUANTIZED_DTYPES) are the wgmma strategy's alone."""
-    kind = "fp8" if spec.is_fp8 else "int8"
+    """fp8 inputs are the wgmma strategy's alone, int8 inputs (deepgen.dtypes.QUANTIZED_DTYPES)
+    the wgmma and mma_sync strategies'."""
+    also = " and the mma_sync strategy (sm_80+, mma m16n8k32)" if spec.is_int8 else ""
     check(not spec.is_quantized, "dtype",
-          f"the {strategy} strategy does not multiply {kind} ({spec.dtype}) inputs: only the wgmma "
-          f"strategy does (sm_90a, layout NT: A stored M x K, B stored N x K)")
+          f"the {strategy} strategy does not multiply {'int8' if spec.is_int8 else 'fp8'} "
+          f"({spec.dtype}) inputs: only the wgmma strategy (sm_90a){also} does, layout NT "
+          f"(A stored M x K, B stored N x K)")
 
 
 def pow2(x: int) -> bool:

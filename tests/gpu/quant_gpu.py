@@ -58,7 +58,8 @@ def scales(spec: GemmSpec, g, unit: float = 1.0):
 
 
 def check_case(kernels, kind: str, case, errors: dict, operands):
-    """A case of tests/gpu/<kind>_cases.py: its kernel is wgmma's with the given fields; RUNS
+    """A case of tests/gpu/<kind>_cases.py: its kernel is wgmma's (or the given strategy's)
+    with the given fields; RUNS
     runs of operands(run) -> (a, b, a64, b64, scale arguments) (the kernel's A and B, their
     float64 dequantized values, the scales as the kernel takes them) with the epilogue's
     operands, C poisoned inside guard margins, against measure.reference. operands is
@@ -69,7 +70,7 @@ def check_case(kernels, kind: str, case, errors: dict, operands):
     name, spec_fields, given, alpha, beta = case
     spec = GemmSpec(**spec_fields)
     k = kernels.strategy_case(kind, name, spec_fields, given)
-    assert k.spec == spec and k.config["strategy"] == "wgmma"
+    assert k.spec == spec and k.config["strategy"] == given.get("strategy", "wgmma")
     for key, value in given.items():
         assert k.config[key] == value, key
     next_run = operands(spec, zlib.crc32(name.encode()))

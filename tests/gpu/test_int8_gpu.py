@@ -32,12 +32,13 @@ hopper = quant_gpu.hopper_fixture(ERRORS, "DEEPGEN_INT8_ERRORS", "int8")
 
 def _operand(spec: GemmSpec, name: str, g):
     """A or B as the kernel takes it (NT: a (M, K) row-major, b the (K, N) view of an (N, K)
-    row-major w), uniform in -127..127."""
+    row-major w; batched: a leading batch dimension), uniform in -127..127."""
     import torch
 
     rows, cols = (spec.M, spec.K) if name == "A" else (spec.N, spec.K)
-    t = torch.randint(-127, 128, (rows, cols), generator=g, dtype=torch.int8).cuda()
-    return t if name == "A" else t.t()
+    batch = (spec.batch,) if spec.batch > 1 else ()
+    t = torch.randint(-127, 128, (*batch, rows, cols), generator=g, dtype=torch.int8).cuda()
+    return t if name == "A" else t.transpose(-2, -1)
 
 
 def _operands(spec, seed: int):

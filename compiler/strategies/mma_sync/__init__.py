@@ -1,5 +1,6 @@
 """mma_sync: tensor cores through warp-wide mma.sync (NVIDIA sm_80+: f16/bf16 m16n8k16, tf32
-m16n8k8), ldmatrix fragments, tiles copied with cp.async in a ring of stages.
+m16n8k8, int8 m16n8k32 with an s32 accumulator and optional scales, layout NT), ldmatrix
+fragments, tiles copied with cp.async in a ring of stages.
 
 Pipeline: the shared passes of compiler/passes/, with this strategy's own software pipeline
 (deepgen-mma-sync-pipeline: the cp.async ring, ./ring.py) in place of SIMT's double buffer."""
@@ -46,11 +47,13 @@ class MmaSync(Strategy):
     config_class = MmaSyncConfig
     config_module = _c
     passes = tuple(PASSES)
-    summary = "tensor cores: mma.sync warp tiles, ldmatrix, cp.async ring (sm_80+)"
+    summary = "tensor cores: mma.sync warp tiles, ldmatrix, cp.async ring (sm_80+; int8 too)"
 
     def serves(self, spec: GemmSpec, target: Target) -> bool:
         return (target.is_nvidia and target.name >= "sm_80"
-                and (spec.dtype in ("f16", "bf16") or spec.allow_tf32))
+                and (spec.dtype in ("f16", "bf16") or spec.allow_tf32
+                     or (spec.is_int8 and spec.layout == _c.INT8_LAYOUT
+                         and spec.scale in ("none", "tensor", "rowwise"))))
 
     def default_config(self, spec: GemmSpec, target: Target) -> MmaSyncConfig:
         def fit(base):
@@ -62,7 +65,8 @@ class MmaSync(Strategy):
             # register-staged copies: 8 warps on 64 x 64, or 128 x 32 for a narrow N
             # (config.STAGED, NARROW_STAGED, measured)
             try:
-                staged = fit(_c.NARROW_STAGED if _c.narrow(spec) else _c.STAGED)
+                staged = fit(_c.for_dtype(_c.NARROW_STAGED if _c.narrow(spec) else _c.STAGED,
+                                          spec))
                 self.validate(staged, spec, target)
                 return staged
             except SpecError:

@@ -1,5 +1,6 @@
 """MmaSyncConfig: the mma.sync strategy's fields, validation, estimates, default heuristic
-and fitting (NVIDIA sm_80+, f16/bf16 with m16n8k16, tf32 with m16n8k8).
+and fitting (NVIDIA sm_80+, f16/bf16 with m16n8k16, tf32 with m16n8k8, int8 with m16n8k32:
+s32 accumulation, layout NT only, optional per-tensor or rowwise scales).
 
 A block has warps_m x warps_n warps, each owning a BM/warps_m x BN/warps_n warp tile of C made
 of 16 x 8 MMA tiles; there is no per-thread tile (no TM/TN, lanes or scatters)."""
@@ -10,13 +11,17 @@ from typing import ClassVar
 
 from deepgen.spec import DTYPE_BYTES, GemmSpec
 
-from ...config import EPILOGUE_PAD, TileConfig, k_contiguous
+from ...config import EPILOGUE_PAD, MMA_DEPTH, MMA_SHAPES, TileConfig, k_contiguous
 from ...target import Target
 from .. import common
 from ..base import StrategyConfig
 from ..common import check
 
-MMA_SHAPES = ("m16n8k16", "m16n8k8")  # f16/bf16, tf32
+# the input types of each shape; the XOR swizzle is built for the 16-byte ldmatrix rows of the
+# 16-bit and 8-bit shapes (tf32 fragments are single-word loads)
+MMA_DTYPES = {"m16n8k16": ("f16", "bf16"), "m16n8k8": ("f32",), "m16n8k32": ("int8",)}
+SWIZZLED_SHAPES = ("m16n8k16", "m16n8k32")
+INT8_LAYOUT = "NT"  # ldmatrix transposes 16-bit elements only: int8 reads K-major A and B
 WARP = 32  # mma.sync is a warp-wide instruction of NVIDIA's 32-lane warps
 
 
@@ -28,7 +33,7 @@ class MmaSyncConfig(StrategyConfig):
     BK: int = 32  # block tile depth (K) per main-loop step: a multiple of the MMA depth
     warps_m: int = 2  # warps per block along M: warp tiles of BM/warps_m rows
     warps_n: int = 2
-    mma: str = "m16n8k16"  # the MMA instruction shape: m16n8k16 (f16/bf16), m16n8k8 (tf32)
+    mma: str = "m16n8k16"  # the MMA shape: m16n8k16 (f16/bf16), m16n8k8 (tf32), m16n8k32 (int8)
     load_width_a: int = 8  # elements per global vector load (or cp.async copy) of A
     load_width_b: int = 8
     store_width: int = 2  # elements per global vector store of C
@@ -59,7 +64,7 @@ class MmaSyncConfig(StrategyConfig):
     @property
     def depth(self) -> int:
         """K extent of one MMA instruction."""
-        return 8 if self.mma == "m16n8k8" else 16
+        return MMA_DEPTH[self.mma]
 
     def lowering(self) -> TileConfig:
         # The SIMT-only parameters stay at TileConfig's defaults (the passes ignore them here).
@@ -95,7 +100,8 @@ def estimates(cfg: MmaSyncConfig, spec: GemmSpec) -> dict:
 
 
 def validate(cfg: MmaSyncConfig, spec: GemmSpec, target: Target) -> None:
-    common.check_not_fp8(spec, "mma_sync")
+    if not spec.is_int8:
+        common.check_not_fp8(spec, "mma_sync")
     common.check_ints(cfg, zero_ok=("smem_pad",))
     common.check_pow2(cfg, ("BM", "BN", "BK", "warps_m", "warps_n"))
     check(cfg.mma in MMA_SHAPES, "mma", f"must be one of {MMA_SHAPES}, got {cfg.mma!r}")
@@ -107,8 +113,15 @@ def validate(cfg: MmaSyncConfig, spec: GemmSpec, target: Target) -> None:
               f"m16n8k8 multiplies tf32: f32 inputs with allow_tf32=True, got dtype "
               f"{spec.dtype}, allow_tf32={spec.allow_tf32}")
     else:
-        check(spec.dtype in ("f16", "bf16"), "mma",
-              f"{cfg.mma} multiplies f16 or bf16, got dtype {spec.dtype}")
+        check(spec.dtype in MMA_DTYPES[cfg.mma], "mma",
+              f"{cfg.mma} multiplies {' or '.join(MMA_DTYPES[cfg.mma])}, got dtype {spec.dtype}"
+              + (" (int8: m16n8k32)" if spec.is_int8 else ""))
+    if spec.is_int8:
+        check(spec.layout == INT8_LAYOUT, "layout",
+              f"int8 mma.sync reads only K-major operands (ldmatrix transposes 16-bit elements "
+              f"only): layout {INT8_LAYOUT} (A stored M x K, B stored N x K), got {spec.layout}")
+        check(spec.scale in ("none", "tensor", "rowwise"), "scale",
+              f"int8 mma.sync applies per-tensor or rowwise scales, got {spec.scale!r}")
     check(cfg.BM % (cfg.warps_m * 16) == 0, "BM",
           f"must be a multiple of warps_m*16 = {cfg.warps_m * 16} (16-row MMA tiles), got {cfg.BM}")
     check(cfg.BN % (cfg.warps_n * 16) == 0, "BN",
@@ -125,8 +138,9 @@ def validate(cfg: MmaSyncConfig, spec: GemmSpec, target: Target) -> None:
               f"an MMA accumulator holds 2 neighbouring columns: 1 or 2, got {cfg.store_width}")
     row_vec = 16 // DTYPE_BYTES[spec.dtype]  # shared rows stay 16-byte aligned (ldmatrix, cp.async)
     if cfg.smem_swizzle:
-        check(cfg.mma == "m16n8k16", "smem_swizzle",
-              f"the XOR swizzle is built for 16-bit tiles (f16/bf16, mma m16n8k16), got {cfg.mma}")
+        check(cfg.mma in SWIZZLED_SHAPES, "smem_swizzle",
+              f"the XOR swizzle is built for 16-bit and 8-bit tiles (mma "
+              f"{' or '.join(SWIZZLED_SHAPES)}), got {cfg.mma}")
         check(cfg.smem_pad == 0, "smem_pad", f"must be 0 with smem_swizzle, got {cfg.smem_pad}")
     check(cfg.smem_pad % row_vec == 0, "smem_pad",
           f"shared rows must stay 16-byte aligned: a multiple of {row_vec}, got {cfg.smem_pad}")
@@ -186,6 +200,22 @@ def base_tiles(spec: GemmSpec, sms: int | None = None) -> list[MmaSyncConfig]:
     Measured on the H100: 128 x 256 x 32 with 2 x 4 warps of 64 x 64 reached 330 TFLOP/s on
     bf16 4096^3; smaller tiles where a large one does not fit, e.g. register-staged copies of
     unaligned operands that cannot use cp.async."""
+    tiles = base_tiles_16bit(spec, sms)
+    if not spec.is_int8:
+        return tiles
+    # int8, last: the smallest tile at one MMA of depth (BK 32), for rows too narrow for
+    # cp.async, whose register-staged byte loads cost registers per element
+    return [for_dtype(c, spec) for c in tiles] + [tiles[-1].replace(mma="m16n8k32", BK=32)]
+
+
+def for_dtype(cfg: MmaSyncConfig, spec: GemmSpec) -> MmaSyncConfig:
+    """A 16-bit tile of the rules here for `spec`'s inputs: int8 takes m16n8k32 at the same
+    bytes of K per stage (twice the BK); the others as they are."""
+    return cfg.replace(mma="m16n8k32", BK=2 * cfg.BK) if spec.is_int8 else cfg
+
+
+def base_tiles_16bit(spec: GemmSpec, sms: int | None = None) -> list[MmaSyncConfig]:
+    """base_tiles of f16/bf16 (and tf32) inputs."""
     C = MmaSyncConfig
     if spec.allow_tf32:  # tf32: half the depth per instruction, 4-element padding
         return [C(BM=128, BN=128, warps_m=2, warps_n=4, **TF32),
@@ -241,9 +271,9 @@ def fit(cfg: MmaSyncConfig, spec: GemmSpec, target: Target, given=frozenset()) -
 
 def derive(base: MmaSyncConfig, given: dict) -> MmaSyncConfig:
     """Fields left out that follow from given ones before fitting: a tf32 shape or a padded
-    tile turns the (16-bit) swizzle off; an unswizzled 16-bit tile keeps 16-byte rows."""
+    tile turns the (16-bit / 8-bit) swizzle off; an unswizzled 16-bit tile keeps 16-byte rows."""
     cfg = base.replace(**given)
-    if "smem_swizzle" not in given and (cfg.mma != "m16n8k16" or cfg.smem_pad):
+    if "smem_swizzle" not in given and (cfg.mma not in SWIZZLED_SHAPES or cfg.smem_pad):
         cfg = cfg.replace(smem_swizzle=False)
     if "mma" in given and given["mma"] != base.mma and "smem_pad" not in given:
         cfg = cfg.replace(smem_pad=4 if cfg.mma == "m16n8k8" else 0)

@@ -500,7 +500,7 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
     check(target.name == "sm_90a", "strategy",
           f"wgmma needs sm_90a (wgmma.mma_async, setmaxnreg), got target {target.name}"
           f"{f' (fp8 {spec.dtype} inputs are built by wgmma alone)' if is_fp8(spec) else ''}"
-          f"{' (int8 inputs are built by wgmma alone; mma.sync m16n8k32 is not built)' if is_int8(spec) else ''}")
+          f"{' (int8 inputs off sm_90a: the mma_sync strategy, mma.sync m16n8k32, layout NT)' if is_int8(spec) else ''}")
     problem = dtype_problem(spec)
     check(problem is None, "dtype", problem or "")
     ops = operands(cfg, spec)
