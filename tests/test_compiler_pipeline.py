@@ -258,6 +258,19 @@ def test_tensor_core_config_errors_name_the_field():
                                           epilogue_smem=True, store_width=32))
 
 
+@pytest.mark.parametrize("warps_m", [1, 2, 4])
+def test_one_warp_column_with_fragment_prefetch_compiles(warps_m):
+    """warps_n 1: the first B fragment's column is the tile's origin itself (offset 0), and
+    the ring's prefetch before the K loop reads it; it used to be computed inside the loop
+    ("operand does not dominate this use": 78 of 442 candidates of
+    tuning_configs/multi_gpu_400.json failed to compile)."""
+    cfg = {"strategy": "mma_sync", "BM": 64 * warps_m, "BN": 64, "BK": 32, "warps_m": warps_m,
+           "warps_n": 1, "shared_stages": 2, "register_prefetch": True}
+    art = compile_artifact(GemmSpec(M=512, N=512, K=512, dtype="bf16"), cfg, keep_ir=False)
+    assert art.config["register_prefetch"] and art.config["warps_n"] == 1
+    assert art.assembly.count("ldmatrix") > 0
+
+
 @pytest.mark.parametrize("dtype", ["bf16", "f32"])
 @pytest.mark.parametrize("m, n, k, layout", [(127, 1000, 33, "NT"), (1000, 1000, 127, "TT"),
                                              (1000, 1000, 127, "NT"), (4097, 33, 1000, "NN")])

@@ -69,7 +69,9 @@ def distribution(cfg, spec, operand: str) -> dict:
 
 
 def offset_from(value: ir.Value, origin: ir.Value) -> ir.Value:
-    """value - origin, taking the addend straight out of `origin + x`."""
+    """value - origin, taking the addend straight out of `origin + x` (0 for origin itself)."""
+    if value == origin:
+        return irb.const_index(0)
     op = getattr(value.owner, "operation", None)  # None for block arguments
     if op is not None and op.name == "arith.addi":
         a, b = op.operands
@@ -119,8 +121,11 @@ def promote(kernel) -> None:
         gpu.barrier()
     for operand in ("A", "B"):
         for f in loads[operand]:
-            with ir.InsertionPoint(f), f.location:
+            # the tile-local row or column before the loop (it does not depend on k), where the
+            # ring's fragment prefetch can read it too (deepgen-mma-sync-pipeline's _reload)
+            with ir.InsertionPoint(loop), f.location:
                 mn = offset_from(f.operands[1], origins[operand])
+            with ir.InsertionPoint(f), f.location:
                 k = offset_from(f.operands[2], k0)
             f.operands[0] = views[operand]
             f.operands[1] = mn
