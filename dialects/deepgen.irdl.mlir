@@ -6,9 +6,11 @@
 // `epilogue` is the epilogue chain (deepgen.epilogue): a legacy name ("none" = alpha_beta,
 // "relu" = alpha_beta+relu, "partial" = the empty chain) or its steps joined by "+", e.g.
 // "alpha_beta+bias_col+gelu_tanh". After alpha and beta come the spec's named operands
-// (GemmSpec.operands()): the bias (a 1-D memref of M or N elements) when the chain has a bias
-// step, then scale_a and scale_b (f32, 1 element each or M and N) when the string attribute
-// `scale` ("tensor" or "rowwise"; absent: none) says so.
+// (GemmSpec.operands()), each optional: the bias (a 1-D memref of M or N elements) when the
+// chain has a bias step, then scale_a and scale_b (f32, 1 element each or M and N) when the
+// string attribute `scale` ("tensor" or "rowwise"; absent: none) says so. With several
+// optional operands the generic form carries their counts: operandSegmentSizes =
+// array<i32: 1, 1, 1, 1, 1, bias, scale_a, scale_b> (deepgen.dialects.ops writes it).
 // Structural constraints live here; value checks (shapes agree with the layout, known
 // attribute values) are in dialects/verify.py, which every DeepGen pass runs first.
 irdl.dialect @deepgen {
@@ -20,8 +22,11 @@ irdl.dialect @deepgen {
     %b = irdl.base "!builtin.memref"
     %c = irdl.base "!builtin.memref"
     %f32 = irdl.is f32
-    %named = irdl.base "!builtin.memref"
-    irdl.operands(a: %a, b: %b, c: %c, alpha: %f32, beta: %f32, named: variadic %named)
+    %bias = irdl.base "!builtin.memref"
+    %scale_a = irdl.base "!builtin.memref"
+    %scale_b = irdl.base "!builtin.memref"
+    irdl.operands(a: %a, b: %b, c: %c, alpha: %f32, beta: %f32, bias: optional %bias,
+                  scale_a: optional %scale_a, scale_b: optional %scale_b)
     %layout = irdl.base "#builtin.string"
     %epilogue = irdl.base "#builtin.string"
     %tile = irdl.base "#builtin.dictionary"
@@ -42,16 +47,19 @@ irdl.dialect @deepgen {
 
   // Write `width` accumulator columns of C at (m, n) through the epilogue chain (by default
   // alpha * value + beta * C), or a raw store of the value (epilogue = "partial", split-K
-  // partial sums). The named operands: the bias when the chain has a bias step, then
-  // scale_a and scale_b (1 element each, or M and N) when the value is to be scaled first.
+  // partial sums). The named operands, each optional (operandSegmentSizes as deepgen.gemm's):
+  // the bias when the chain has a bias step, then scale_a and scale_b (1 element each, or M
+  // and N) when the value is to be scaled first.
   irdl.operation @store_frag {
     %val = irdl.base "!builtin.vector"
     %dst = irdl.base "!builtin.memref"
     %idx = irdl.is index
     %f32 = irdl.is f32
-    %named = irdl.base "!builtin.memref"
+    %bias = irdl.base "!builtin.memref"
+    %scale_a = irdl.base "!builtin.memref"
+    %scale_b = irdl.base "!builtin.memref"
     irdl.operands(value: %val, dst: %dst, m: %idx, n: %idx, alpha: %f32, beta: %f32,
-                  named: variadic %named)
+                  bias: optional %bias, scale_a: optional %scale_a, scale_b: optional %scale_b)
     %epilogue = irdl.base "#builtin.string"
     irdl.attributes {"epilogue" = %epilogue}
   }

@@ -68,8 +68,8 @@ def gemm(a, b, c, alpha, beta, *, layout: str, epilogue: str, tile: dict,
     """`epilogue`: the chain's attribute text (deepgen.compiler.epilogue.chain_text); `bias`:
     the bias memref when the chain has a bias step; `scales`: (scale_a, scale_b) f32 memrefs
     of the spec's `scale` mode ("tensor" or "rowwise")."""
-    operands = [a, b, c, alpha, beta] + _named(bias, scales)
-    op = _create("deepgen.gemm", operands, layout=layout, epilogue=epilogue, tile=tile)
+    op = _create("deepgen.gemm", [a, b, c, alpha, beta] + _named(bias, scales), layout=layout,
+                 epilogue=epilogue, tile=tile, operandSegmentSizes=_segments(5, bias, scales))
     if allow_tf32:  # optional unit attribute: f32 inputs may be rounded to tf32
         op.attributes["allow_tf32"] = ir.UnitAttr.get()
     if scales is not None:  # optional string attribute: the scale mode (absent: none)
@@ -82,6 +82,13 @@ def _named(bias, scales) -> list:
     return ([bias] if bias is not None else []) + (list(scales) if scales is not None else [])
 
 
+def _segments(fixed: int, bias, scales) -> ir.Attribute:
+    """operandSegmentSizes of an op with `fixed` single operands, then the optional bias,
+    scale_a and scale_b (IRDL needs the counts where an op has several optional operands)."""
+    have = [bias is not None] + [scales is not None] * 2
+    return ir.DenseI32ArrayAttr.get([1] * fixed + [int(h) for h in have])
+
+
 def load_frag(result_type, src, mn, k, *, operand: str):
     return _create("deepgen.load_frag", [src, mn, k], [result_type], operand=operand).result
 
@@ -89,20 +96,22 @@ def load_frag(result_type, src, mn, k, *, operand: str):
 def store_frag(value, dst, m, n, alpha, beta, *, epilogue: str, bias=None, scales=None):
     """`bias` when the chain has a bias step; `scales` (scale_a, scale_b) multiply the value
     before the chain."""
-    operands = [value, dst, m, n, alpha, beta] + _named(bias, scales)
-    return _create("deepgen.store_frag", operands, epilogue=epilogue)
+    return _create("deepgen.store_frag", [value, dst, m, n, alpha, beta] + _named(bias, scales),
+                   epilogue=epilogue, operandSegmentSizes=_segments(6, bias, scales))
+
+
+def named_operands(op, fixed: int) -> tuple:
+    """(bias, scales) of a deepgen.gemm (`fixed` 5) or deepgen.store_frag (6): the bias and
+    the (scale_a, scale_b) pair, None where absent (from operandSegmentSizes)."""
+    has = list(ir.DenseI32ArrayAttr(op.attributes["operandSegmentSizes"]))[fixed:]
+    named = list(op.operands)[fixed:]
+    bias = named.pop(0) if has[0] else None
+    return bias, (tuple(named) if has[1] and has[2] else None)
 
 
 def store_frag_named(op) -> tuple:
-    """(bias, scales) of a deepgen.store_frag: the bias when its chain has a bias step, the
-    (scale_a, scale_b) pair when there are two operands more (None where absent)."""
-    from deepgen.compiler.epilogue import chain_of  # local: keeps this module light
-
-    named = list(op.operands)[6:]
-    has_bias = any(s.startswith("bias_")
-                   for s in chain_of(ir.StringAttr(op.attributes["epilogue"]).value))
-    bias = named.pop(0) if has_bias else None
-    return bias, (tuple(named) if named else None)
+    """(bias, scales) of a deepgen.store_frag (named_operands)."""
+    return named_operands(op, 6)
 
 
 def tile_fetch(result_type, src, mn0, k0, *, operand: str, distribution: dict):

@@ -73,13 +73,16 @@ def gemm_spec(op) -> GemmSpec:
 def _bias(op, steps, scale: str) -> str | None:
     """The bias operand's element type, checking it is there exactly when a step needs it
     (and the scales exactly when `scale` names a mode)."""
+    from deepgen.dialects.ops import named_operands
+
     wants = any(s.startswith("bias_") for s in steps)
-    scales = 0 if scale == "none" else 2
-    has = len(op.operands) - 5 - scales
-    if has not in (0, 1):
-        raise ValueError(f"operands: scale {scale!r} takes {scales} scale operands after the "
-                         f"bias, got {len(op.operands) - 5} named operands in all")
-    has = bool(has)
+    bias, scales = named_operands(op, 5)
+    if (scales is not None) != (scale != "none") or len(op.operands) != 5 + (
+            bias is not None) + 2 * (scales is not None):
+        raise ValueError(f"operands: scale {scale!r} takes {0 if scale == 'none' else 2} "
+                         f"scale operands (scale_a and scale_b), got "
+                         f"{len(op.operands) - 5 - (bias is not None)}")
+    has = bias is not None
     if wants != has:
         raise ValueError("operand bias: the epilogue " + (
             "has a bias step but the op has no bias operand" if wants

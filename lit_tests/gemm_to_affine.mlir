@@ -21,7 +21,7 @@
 // CHECK-SAME: deepgen.layout = "TN"
 module {
   func.func @gemm(%a: memref<2x20x33xbf16>, %b: memref<2x20x100xbf16>, %c: memref<2x33x100xf32>, %alpha: f32, %beta: f32) {
-    "deepgen.gemm"(%a, %b, %c, %alpha, %beta) {layout = "TN", epilogue = "none", tile = {}} : (memref<2x20x33xbf16>, memref<2x20x100xbf16>, memref<2x33x100xf32>, f32, f32) -> ()
+    "deepgen.gemm"(%a, %b, %c, %alpha, %beta) {layout = "TN", epilogue = "none", tile = {}, operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 0, 0, 0>} : (memref<2x20x33xbf16>, memref<2x20x100xbf16>, memref<2x33x100xf32>, f32, f32) -> ()
     return
   }
 }
@@ -34,7 +34,7 @@ module {
 // CHECK: arith.maximumf
 module {
   func.func @relu(%a: memref<1x16x4xf32>, %b: memref<1x8x4xf32>, %c: memref<1x16x8xf32>, %alpha: f32, %beta: f32) {
-    "deepgen.gemm"(%a, %b, %c, %alpha, %beta) {layout = "NT", epilogue = "relu", tile = {}} : (memref<1x16x4xf32>, memref<1x8x4xf32>, memref<1x16x8xf32>, f32, f32) -> ()
+    "deepgen.gemm"(%a, %b, %c, %alpha, %beta) {layout = "NT", epilogue = "relu", tile = {}, operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 0, 0, 0>} : (memref<1x16x4xf32>, memref<1x8x4xf32>, memref<1x16x8xf32>, f32, f32) -> ()
     return
   }
 }

@@ -14,7 +14,7 @@
 // CHECK: %[[KE:.*]] = arith.minui %{{.*}}, %{{.*}} : index
 // CHECK: %[[WZ:.*]] = memref.subview %[[W]][%[[Z]], 0, 0] [1, 256, 256]
 // CHECK: scf.for %{{.*}} = %[[KB]] to %[[KE]] step
-// CHECK: "deepgen.store_frag"({{.*}}, %[[WZ]], {{.*}}) {epilogue = "partial"}
+// CHECK: "deepgen.store_frag"({{.*}}, %[[WZ]], {{.*}}) {epilogue = "partial", operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 1, 0, 0, 0>}
 // The reduction kernel sums the 4 partials in a fixed order, then applies alpha/beta.
 // CHECK: gpu.func @deepgen_splitk_reduce(%{{.*}}: memref<1x4x65536xf32>, %{{.*}}: memref<1x65536xf32>, %{{.*}}: f32, %{{.*}}: f32) kernel
 // CHECK-SAME: deepgen.args = ["W", "C", "alpha", "beta"]

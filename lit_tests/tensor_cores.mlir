@@ -16,7 +16,7 @@
 // TILE: vector.store {{.*}} : memref<16x72xf32, {{.*}}>, vector<2xf32>
 // TILE: nvvm.bar.warp.sync
 // TILE: vector.load {{.*}} : memref<16x72xf32, {{.*}}>, vector<8xf32>
-// TILE: "deepgen.store_frag"({{.*}}) {epilogue = "none"} : (vector<8xf32>
+// TILE: "deepgen.store_frag"({{.*}}) {epilogue = "none", operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 1, 0, 0, 0>} : (vector<8xf32>
 
 // deepgen-pipeline with register_prefetch on tensor cores: a 3-stage cp.async ring whose
 // first tile is waited for before the loop, the step-0 fragments carried across iterations

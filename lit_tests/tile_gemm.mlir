@@ -20,7 +20,7 @@
 // CHECK: {deepgen.kk = 7 : i64, operand = "B"}
 // CHECK: scf.yield
 // CHECK-NEXT: } {deepgen.k_loop}
-// CHECK-COUNT-16: "deepgen.store_frag"(%[[ACC]]#{{[0-9]+}}, {{.*}}) {epilogue = "none"}
+// CHECK-COUNT-16: "deepgen.store_frag"(%[[ACC]]#{{[0-9]+}}, {{.*}}) {epilogue = "none", operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 1, 0, 0, 0>}
 // CHECK: gpu.return
 
 // ERR: error: {{.*}}deepgen-tile-gemm: invalid tile configuration: BM: must equal warps_m*lanes_m*TM = 128, got 64

@@ -448,3 +448,31 @@ def test_tuner_space_searches_int8_mma_sync_tiles():
     for p in points[:5]:
         strategies.validate(p, spec, SM80)
     assert any("shared memory" in line and "sm_80" in line for line in sp.report.lines())
+
+
+def test_gemm_int8_on_an_sm_86_device_compiles_mma_sync_and_passes_the_scales(
+        cpu, monkeypatch, tmp_path):
+    """deepgen.gemm's int8 form on an Ampere / Ada device (the target faked as sm_86, CPU
+    tensors passed for CUDA ones, the launch recorded, not run): the kernel is compiled for
+    sm_86 through mma_sync m16n8k32, and the launch takes A, B, C, then scale_a and scale_b's
+    pointers (per token (M, 1) and per channel (1, N) as given)."""
+    from runtime_fakes import pretend_cpu_is_cuda
+
+    monkeypatch.setenv("DEEPGEN_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(scaled, "_target_of", lambda device: "sm_86")
+    monkeypatch.setattr(scaled, "_by_call", {})
+    monkeypatch.setattr(scaled, "_by_spec", {})
+    plan = pretend_cpu_is_cuda(monkeypatch)
+    M, N, K = 64, 96, 128
+    a, w = _i8(M, K), _i8(N, K)
+    sa, sb = torch.rand(M, 1) + 0.5, torch.rand(1, N) + 0.5
+    out = deepgen.gemm(a, w.t(), scale_a=sa, scale_b=sb, out_dtype=torch.float16)
+    assert out.shape == (M, N) and out.dtype == torch.float16
+    (kernel,) = scaled._by_spec.values()
+    assert kernel.artifact.target == "sm_86"
+    assert (kernel.config["strategy"], kernel.config["mma"]) == ("mma_sync", "m16n8k32")
+    assert "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32" in kernel.artifact.assembly
+    (call,) = plan.calls
+    pointers = call[2]
+    assert pointers[:3] == (a.data_ptr(), w.data_ptr(), out.data_ptr())
+    assert pointers[-2:] == (sa.data_ptr(), sb.data_ptr())
