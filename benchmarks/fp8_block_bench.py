@@ -59,6 +59,10 @@ VARIANTS = {  # name: wgmma fields over the block default (None: the default its
     "narrow_off": {"narrow_column": False},
     # consumer 1 starts a K tile behind consumer 0: their wgmma groups take turns
     "stagger": {"stagger": True},
+    # yield hints on every other promotion FFMA where ptxas left a run without any
+    # (compiler/sass_yield.py); and without them where the default has them
+    "ffma_yield": {"ffma_yield": True},
+    "ffma_plain": {"ffma_yield": False},
     # session 5's K loop: a wait after every K tile (the default issues the next first)
     "ahead_off": {"issue_ahead": False},
     # M > 128: 128 x 128 tiles with two temporaries (the default until session 9), and
@@ -70,8 +74,10 @@ VARIANTS = {  # name: wgmma fields over the block default (None: the default its
     "np_s7_stagger": {"persistent": False, "stages": 7, "stagger": True, "group_m": 1},
     "np_s7": {"persistent": False, "stages": 7, "group_m": 1},
 }
-SMALL_VARIANTS = ("default", "split1", "direct", "ahead_off", "bn128", "no_smem")
-LARGE_VARIANTS = ("default", "tile128", "wide", "tail_off", "direct", "no_smem", "stagger")
+SMALL_VARIANTS = ("default", "split1", "direct", "ahead_off", "bn128", "no_smem", "ffma_yield",
+                  "ffma_plain")
+LARGE_VARIANTS = ("default", "tile128", "wide", "tail_off", "direct", "no_smem", "stagger",
+                  "ffma_yield", "ffma_plain")
 ODD_N_VARIANTS = ("bm256_bn64", "narrow_off")
 
 

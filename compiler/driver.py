@@ -287,6 +287,7 @@ def compile_artifact(spec: GemmSpec, config: TileConfig | dict | None = None,
                 extra=strategy.extra_lowering(cfg) if builder else (),
                 finish=(lambda m: strategy.finish_lowered(m, cfg)) if builder else None,
                 ptxas_opt=strategy.ptxas_opt_level(cfg))
+            binary = strategy.finish_binary(binary, cfg)
     from deepgen.toolchain import cached_toolchain_versions as toolchain_versions
     return KernelArtifact(backend=tgt.backend, target=target, binary=binary, launches=launches,
                           spec=spec.to_dict(), config=cfg.to_dict(), workspace_bytes=workspace,

@@ -132,6 +132,9 @@ def test_bench_ranks_correct_candidates_and_records_crashes(fresh, capsys):
     assert top[0]["registers"] > 0 and top[0]["spill_stores"] == 0
     assert top[0]["compile_seconds"] > 0 and top[0]["vs_baseline"] == 1.0 / top[0]["ms"]
     assert sh["baseline"]["ms"] == 1.0 and sh["default"]["default"]
+    phase = res["bench_phase"]  # this run's benchmark phase, for scaling over GPUs
+    assert (phase["candidates"], phase["workers"], phase["failed_or_wrong"]) == (4, 1, 2)
+    assert phase["seconds"] > 0
     out = capsys.readouterr().out
     assert "128x128x128_f32_NN" in out and "2/4" in out
 

@@ -21,6 +21,7 @@ lowering the deepgen.gemm op through passes; it provides instead of the flat low
     workspace_bytes(spec, cfg)        the scratch buffer W its launches share (0: none)
     extra_lowering(cfg)               stages after the backend's NVVM lowering
     finish_lowered(module, cfg)       an edit of the lowered module (grid-constant params)
+    finish_binary(binary, cfg)        an edit of the cubin (yield hints on promotion FFMAs)
 
 As IREE puts one lowering-pipeline enum on a dispatch's translation info, the strategy is a
 field of the config (`strategy: "mma_sync"`), chosen by the default heuristic when none is
@@ -101,6 +102,10 @@ class Strategy:
     def ptxas_opt_level(self, cfg: StrategyConfig) -> int:
         """The optimization level PTX -> cubin runs at (ptxas -O<n>; NVIDIA only)."""
         return 3
+
+    def finish_binary(self, binary: bytes, cfg: StrategyConfig) -> bytes:
+        """An edit of the assembled binary (wgmma: yield hints in the SASS); none by default."""
+        return binary
 
     def workspace_bytes(self, spec: GemmSpec, cfg: StrategyConfig) -> int:
         """Bytes of the workspace a kernel builder's launches take (split-K partials)."""

@@ -5,7 +5,9 @@ compile failures, correct, wrong, bench failures, with the most common errors), 
 baseline timed by the same workers, the top K candidates (config, ms, TFLOP/s, ratio to
 the baseline, relative error, compile time, registers and spills) and the default heuristic's
 config for comparison; a range problem's (M a range, tuner/ranges.py) entries keep their
-per-M "points" and its times are geometric means over them. A function of its inputs only, so rebuilding it is always safe.
+per-M "points" and its times are geometric means over them. A function of its inputs only, so rebuilding it is always safe;
+`deepgen bench` adds, when it ends, "bench_phase": its own benchmark phase (candidates timed,
+seconds, workers: GPUs or the Ray address), what a comparison over GPU counts reads.
 """
 from __future__ import annotations
 

@@ -190,6 +190,7 @@ def bench(bundle, out, opts: Options) -> int:
         fn, init = opts.bench_worker or (None, None)
         runs = bench_local(tasks, gpus, opts.bench_timeout, **({"fn": fn, "init": init}
                                                                 if fn else {}))
+    workers = f"ray {opts.ray}" if opts.ray else gpus
     t0, last, bad = time.monotonic(), time.monotonic(), 0
     try:
         with journal, _progress(len(tasks), "bench", opts) as bar:
@@ -202,17 +203,23 @@ def bench(bundle, out, opts: Options) -> int:
                     _write_results(out, index, candidates, opts.top)
                     last = time.monotonic()
     finally:
-        res = _write_results(out, index, candidates, opts.top)
+        # this invocation's benchmark phase: what a scaling comparison over GPUs reads
+        phase = {"candidates": len(tasks), "seconds": round(time.monotonic() - t0, 2),
+                 "workers": workers, "failed_or_wrong": bad}
+        res = _write_results(out, index, candidates, opts.top, phase)
     if tasks:
-        log(f"benchmarked {len(tasks)} candidates in {time.monotonic() - t0:.1f} s "
+        log(f"benchmarked {len(tasks)} candidates in {phase['seconds']:.1f} s "
             f"({bad} failed or wrong)")
     log(results_mod.table(res))
     log(f"results: {out / results_mod.RESULTS}")
     return 0
 
 
-def _write_results(out: Path, index: dict, candidates: list[Candidate], top: int) -> dict:
+def _write_results(out: Path, index: dict, candidates: list[Candidate], top: int,
+                   phase: dict | None = None) -> dict:
     res = results_mod.build(index, candidates, read_journal(out), top)
+    if phase is not None:
+        res["bench_phase"] = phase
     results_mod.write(out, res)
     return res
 

@@ -71,6 +71,12 @@ class Wgmma(Strategy):
         from .kernel import finish_lowered
         finish_lowered(module, cfg)
 
+    def finish_binary(self, binary: bytes, cfg: WgmmaConfig) -> bytes:
+        if not cfg.ffma_yield:
+            return binary
+        from ...sass_yield import interleave
+        return interleave(binary)[0]
+
 
 STRATEGY = Wgmma()
 

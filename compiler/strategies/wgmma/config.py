@@ -187,6 +187,11 @@ class WgmmaConfig(StrategyConfig):
     # column's pairs, two each, with BN / 2 wgmma (half the work a pair: the rounds even out;
     # kernel.pair_strip); elsewhere (and in place of tail_split there) no change
     narrow_column: bool = False
+    # block scales: yield hints on every other FFMA of the promotion runs that ptxas left
+    # without any (compiler/sass_yield.py; an edit of control bits in the cubin), so that the
+    # other warps' wgmma issue interleaves with a warp's promotion (DeepGEMM's FFMA
+    # interleaving)
+    ffma_yield: bool = False
 
     @property
     def threads(self) -> int:
@@ -533,6 +538,9 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
     check(cfg.temporaries == 2 or not cfg.issue_ahead, "issue_ahead",
           "issues a K tile while the previous one's temporary is promoted: it needs "
           "temporaries 2, got temporaries 1 (give issue_ahead false)")
+    check(not cfg.ffma_yield or spec.scale == "block", "ffma_yield",
+          f"interleaves block scales' promotion FFMAs (scale 'block'), got scale "
+          f"{spec.scale!r}")
     check(not cfg.smem_scales or spec.scale == "block", "smem_scales",
           f"stages block scales' scale_a in shared memory (scale 'block'), got scale "
           f"{spec.scale!r}")
