@@ -7,7 +7,8 @@ published figures.
     python benchmarks/fp8_block_bench.py --run DIR --out results/x.json   (GPU: time them)
 
 Shapes: M in (64, 128, 4096) by (N, K) in (2112, 7168), (24576, 1536), (7168, 16384),
-(4096, 7168) (issue 16). torch has no block-scaled GEMM on every build, so its reference is
+(4096, 7168) (issue 16); `--shapes` also takes the shapes of EXTRA (experiments, outside the
+M = 4096 geometric mean). torch has no block-scaled GEMM on every build, so its reference is
 "torch dequant+bf16 mm": both operands dequantized (fp8 -> f32 x expanded block scales ->
 bf16) then a bf16 matmul, timed end to end; "torch bf16 mm" times the matmul alone on
 pre-dequantized operands (a bf16 GEMM of the same shape: cuBLAS's speed without the
@@ -29,6 +30,11 @@ import quant_bench as qb
 MS = (64, 128, 4096)
 NKS = ((2112, 7168), (24576, 1536), (7168, 16384), (4096, 7168))
 SHAPES = {f"{m}x{n}x{k}": (m, n, k) for m in MS for n, k in NKS}
+# other shapes for experiments (--shapes NAME; not in the geometric mean): few tiles per SM
+EXTRA = {f"{m}x{n}x{k}": (m, n, k) for m, n, k in (
+    (2048, 4096, 7168), (3072, 2112, 7168), (2048, 7168, 16384), (4096, 2112, 1536),
+    (8192, 2112, 7168))}
+TABLE = {**SHAPES, **EXTRA}
 # DeepGEMM README (2025-02), H800 SXM5: TFLOPS of its block-scaled fp8 dense GEMM (M, N, K)
 DEEPGEMM_H800 = {
     (64, 2112, 7168): 206, (64, 24576, 1536): 289, (64, 7168, 16384): 336,
@@ -57,8 +63,10 @@ VARIANTS = {  # name: wgmma fields over the block default (None: the default its
     # it 64 wide in the clusters a pair short (narrow_column); off, the 17 columns' last
     # round split in halves of K (tail_split) as before
     "narrow_off": {"narrow_column": False},
-    # consumer 1 starts a K tile behind consumer 0: their wgmma groups take turns
+    # consumer 1 starts a K tile behind consumer 0: their wgmma groups take turns (the
+    # default on the wide tiles walked in at most 3 rounds: config.BLOCK_STAGGER_MAX_ROUNDS)
     "stagger": {"stagger": True},
+    "stagger_off": {"stagger": False},
     # yield hints on every other promotion FFMA where ptxas left a run without any
     # (compiler/sass_yield.py); and without them where the default has them
     "ffma_yield": {"ffma_yield": True},
@@ -77,7 +85,7 @@ VARIANTS = {  # name: wgmma fields over the block default (None: the default its
 SMALL_VARIANTS = ("default", "split1", "direct", "ahead_off", "bn128", "no_smem", "ffma_yield",
                   "ffma_plain")
 LARGE_VARIANTS = ("default", "tile128", "wide", "tail_off", "direct", "no_smem", "stagger",
-                  "ffma_yield", "ffma_plain")
+                  "stagger_off", "ffma_yield", "ffma_plain")
 ODD_N_VARIANTS = ("bm256_bn64", "narrow_off")
 
 
@@ -102,7 +110,7 @@ def variants_for(spec) -> tuple:
 
 
 def build(directory: Path, shapes) -> None:
-    qb.build_variants(directory, shapes, SHAPES, spec_of, VARIANTS, variants_for, line=_line)
+    qb.build_variants(directory, shapes, TABLE, spec_of, VARIANTS, variants_for, line=_line)
 
 
 def _dequant(x, scales, rows_per_block: int):
@@ -120,7 +128,7 @@ def _shape(directory: Path, index: list, name: str, rounds: int) -> dict:
 
     import deepgen
 
-    M, N, K = SHAPES[name]
+    M, N, K = TABLE[name]
     spec = spec_of(M, N, K)
     entries, kernels = qb.load_shape(directory, index, name)
     kb, nb = -(-K // 128), -(-N // 128)
@@ -180,7 +188,7 @@ def _shape(directory: Path, index: list, name: str, rounds: int) -> dict:
 def run(directory: Path, out: Path, rounds: int, shapes) -> dict:
     results = qb.run_shapes(directory, shapes,
                             lambda index, name: _shape(directory, index, name, rounds))
-    big = [r for r in results if r["M"] == 4096]
+    big = [r for r in results if r["M"] == 4096 and r["shape"] in SHAPES]
     geo = (math.exp(statistics.fmean(math.log(max(v for i, v in r["median_tflops"].items()
                                                      if i.startswith("deepgen:")))
                                     for r in big)) if big else None)
@@ -200,7 +208,7 @@ def run(directory: Path, out: Path, rounds: int, shapes) -> dict:
 
 
 def main(argv=None) -> int:
-    return qb.main(__doc__, SHAPES, build, run, "fp8_block_bench.json", argv)
+    return qb.main(__doc__, SHAPES, build, run, "fp8_block_bench.json", argv, extra=EXTRA)
 
 
 if __name__ == "__main__":

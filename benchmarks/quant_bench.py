@@ -33,14 +33,17 @@ VARIANTS = {"default": None,
             "coop-128x256-s4-persistent": {**COOP, "persistent": True}}
 
 
-def main(doc: str, shapes: dict, build, run, default_out: str, argv=None) -> int:
-    """The benchmarks' command line: build(DIR, shapes) and/or run(DIR, out, rounds, shapes)."""
+def main(doc: str, shapes: dict, build, run, default_out: str, argv=None,
+         extra: dict | None = None) -> int:
+    """The benchmarks' command line: build(DIR, shapes) and/or run(DIR, out, rounds, shapes);
+    --shapes may also name the `extra` shapes (not run unless named)."""
     p = argparse.ArgumentParser(description=doc.splitlines()[0])
     p.add_argument("--build", type=Path, metavar="DIR")
     p.add_argument("--run", type=Path, metavar="DIR")
     p.add_argument("--out", type=Path, default=Path(default_out))
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--shapes", nargs="*", default=list(shapes), choices=list(shapes))
+    p.add_argument("--shapes", nargs="*", default=list(shapes),
+                   choices=list(shapes) + list(extra or {}))
     a = p.parse_args(argv)
     if a.build:
         build(a.build, a.shapes)

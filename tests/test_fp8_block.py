@@ -342,11 +342,12 @@ def test_persistent_cluster_walk_covers_every_tile_once_in_pairs(M, N, batch, gr
 
 
 def test_block_default():
-    # 2112 = 11 x 192: the wide tiles (BLOCK_WIDE), one temporary, 5 stages
+    # 2112 = 11 x 192: the wide tiles (BLOCK_WIDE), one temporary, 5 stages; 176 pairs over
+    # 66 clusters, at most 3 rounds: consumer 1 staggered (BLOCK_STAGGER_MAX_ROUNDS)
     assert strategies.resolve(None, BLOCK, H100) == WgmmaConfig(
         BM=128, BN=192, BK=128, consumers=2, stages=5, persistent=True, producer_registers=24,
         consumer_registers=240, cluster_m=2, smem_scales=True, epilogue="tma", epilogue_n=32,
-        tail_split=True, narrow_column=True, temporaries=1, issue_ahead=False)
+        tail_split=True, narrow_column=True, temporaries=1, issue_ahead=False, stagger=True)
     # 128 x 128 with two temporaries where 192-wide tiles make less than a wave (M = 256 x N
     # = 2112: 22 tiles)
     for fields in ({"M": 256},):
@@ -632,14 +633,16 @@ def test_tiles_across_two_scale_blocks_pick_scale_b_per_chunk(artifacts, name, b
 def test_stagger_holds_consumer_1_until_consumer_0s_first_group(artifacts, name):
     """stagger: one named barrier of both consumers (256 threads): consumer 1 waits on it
     (bar.sync) before its first K tile's wgmma, consumer 0 passes it (bar.arrive) after its
-    first group's wait_group 0 (nothing in flight there); the default has neither."""
+    first group's wait_group 0 (nothing in flight there); a kernel without stagger (both_odd:
+    128 x 128 tiles, where the default does not stagger) has neither."""
     ptx = artifacts[name].assembly
     sync = [m.start() for m in re.finditer(r"bar\.sync \s*6, 256;", ptx)]
     arrive = [m.start() for m in re.finditer(r"bar\.arrive 6, 256;", ptx)]
     assert len(sync) == len(arrive) == 1, (sync, arrive)
     first_wait = ptx.index("wgmma.wait_group.sync.aligned")
     assert sync[0] < ptx.index("wgmma.mma_async") and first_wait < arrive[0]
-    assert not re.search(r"bar\.(sync|arrive) \s*6,", artifacts["default"].assembly)
+    assert not artifacts["both_odd"].config["stagger"]
+    assert not re.search(r"bar\.(sync|arrive) \s*6,", artifacts["both_odd"].assembly)
 
 
 @pytest.mark.parametrize("name,grid", [("cluster_pers", 132), ("both_odd", 40)])
@@ -704,3 +707,14 @@ def test_torch_op_fake_takes_block_scales():
                                  torch.empty(300, 8, device="meta"),
                                  torch.empty(2, 8, device="meta"), torch.bfloat16)
     assert (tuple(out.shape), out.dtype) == ((300, 200), torch.bfloat16)
+
+
+@pytest.mark.parametrize("M,N,K,stagger", [
+    (4096, 2112, 7168, True), (2048, 4096, 7168, True), (3072, 2112, 7168, True),  # <= 3 rounds
+    (2000, 4096, 1536, True),  # 8 pairs x 22 columns: 2.7 rounds
+    (4096, 4096, 7168, False), (4096, 24576, 1536, False), (8192, 2112, 7168, False),
+    (256, 2112, 7168, False),  # 128 x 128 tiles (two temporaries): not measured staggered
+    (128, 2112, 7168, False)])  # one wave, a tile per CTA
+def test_block_default_staggers_the_wide_tiles_walked_in_at_most_three_rounds(M, N, K, stagger):
+    spec = GemmSpec(**{**BLOCK.to_dict(), "M": M, "N": N, "K": K})
+    assert strategies.resolve(None, spec, H100).stagger is stagger

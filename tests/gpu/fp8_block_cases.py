@@ -111,6 +111,11 @@ def cases() -> list:
                                                        out_dtype="f16"), {}, 2.0, 0.5),
         ("block-4096x3904x1536-wide-strip", dict(b, M=4096, N=3904, K=1536),
          {"BN": 192, "temporaries": 1, "stages": 5}, 1.0, 0.0),
+        # the wide default with consumer 1 staggered (at most 3 rounds: BLOCK_STAGGER_MAX_
+        # ROUNDS): 8 pairs of tile rows x 22 columns (the last 64 wide) over 66 clusters,
+        # partial tile rows, alpha and beta
+        ("block-2000x4096x1536-wide-stagger-alpha-beta", dict(b, M=2000, N=4096, K=1536,
+                                                               out_dtype="f16"), {}, 2.0, 0.5),
         # split_k: K slices summed in a cluster (the default where the tiles fill at most
         # half the SMs: block-64x4096x7168 above); 3 slices, odd M, alpha and beta
         ("block-100x2112x1152-split3-alpha-beta", dict(b, M=100, N=2112, K=1152,

@@ -65,8 +65,7 @@ class MmaSync(Strategy):
             # register-staged copies: 8 warps on 64 x 64, or 128 x 32 for a narrow N
             # (config.STAGED, NARROW_STAGED, measured)
             try:
-                staged = fit(_c.for_dtype(_c.NARROW_STAGED if _c.narrow(spec) else _c.STAGED,
-                                          spec))
+                staged = _c.staged_tile(spec, fit)
                 self.validate(staged, spec, target)
                 return staged
             except SpecError:

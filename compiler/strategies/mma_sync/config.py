@@ -182,6 +182,24 @@ STAGED = MmaSyncConfig(BM=64, BN=64, BK=32, warps_m=4, warps_n=2, shared_stages=
 NARROW_MAX_N = 48
 NARROW = MmaSyncConfig(BM=128, BN=32, BK=64, warps_m=2, warps_n=2, shared_stages=3, **F16)
 NARROW_STAGED = NARROW.replace(warps_m=4, shared_stages=2)
+# ... at half the depth where a K tile outruns K or split-K makes more than 2 slices: there its
+# 64-deep tile spilled 8-96 bytes at 40-255 registers (ptxas -v, bf16 / f16 NN and NT, M in
+# 1000, 4097, N in 1..47, K in 7, 33, 4097; 1000x7x4097 NN and 4097x33x7 NT are GPU sweep
+# cases), where the 32-deep one spills nothing; at 4097x33x1000 (2 slices, no spill) the
+# 64-deep tile stays: 12.6 against 10.3 TFLOP/s (results/gemm_suite-narrow-bk-h200-2026-12-03-
+# s11.json)
+NARROW_STAGED_MAX_SPLIT = 2
+
+
+def staged_tile(spec: GemmSpec, fit) -> MmaSyncConfig:
+    """The register-staged default (rows too narrow for cp.async): STAGED, or NARROW_STAGED
+    for a narrow N, fitted by `fit`, at half its depth where NARROW_STAGED_MAX_SPLIT says."""
+    if not narrow(spec):
+        return fit(for_dtype(STAGED, spec))
+    cfg = fit(for_dtype(NARROW_STAGED, spec))
+    if spec.K < cfg.BK or cfg.split_k > NARROW_STAGED_MAX_SPLIT:
+        cfg = fit(for_dtype(NARROW_STAGED, spec).replace(BK=cfg.BK // 2))
+    return cfg
 
 
 def narrow(spec: GemmSpec) -> bool:

@@ -955,7 +955,8 @@ def block_config(spec: GemmSpec, target: Target) -> WgmmaConfig:
     tile per CTA, 7 stages (BLOCK_ONE_WAVE_STAGES). 128-row tiles of fewer than
     BLOCK_PERSISTENT_MIN_K_TILES K tiles: a tile per CTA. The TMA epilogue where C takes it
     (BLOCK_TMA). Tiles that fill at most half the SMs: 2 K slices (split_k 2, summed in a
-    cluster: BLOCK_SPLIT_MIN_K_TILES)."""
+    cluster: BLOCK_SPLIT_MIN_K_TILES). On the wide tiles, consumer 1 staggered behind
+    consumer 0 where the pairs' walk is at most BLOCK_STAGGER_MAX_ROUNDS rounds of tiles."""
     bn = 64 if spec.M <= BLOCK_NARROW_MAX_M else 128
     if spec.M <= 64:
         cfg = WgmmaConfig(BM=64, BN=bn, BK=span_k(spec), consumers=1, stages=8,
@@ -978,7 +979,10 @@ def block_config(spec: GemmSpec, target: Target) -> WgmmaConfig:
             and k_count % 2 == 0 and k_count >= BLOCK_SPLIT_MIN_K_TILES):
         # half the SMs idle: two K slices
         cfg = cfg.replace(split_k=2, reduce="cluster", persistent=False)
-    cfg = cfg.replace(smem_scales=staged_scales_problem(cfg, spec) is None,
+    few_rounds = _tiles(spec, cfg.BM, cfg.BN) <= BLOCK_STAGGER_MAX_ROUNDS * target.multiprocessors
+    cfg = cfg.replace(ffma_yield=BLOCK_FFMA_YIELD,
+                      stagger=cfg.walks_pairs and cfg.temporaries == 1 and few_rounds,
+                      smem_scales=staged_scales_problem(cfg, spec) is None,
                       tail_split=BLOCK_TAIL_SPLIT and cfg.walks_pairs,
                       narrow_column=(BLOCK_NARROW_COLUMN and cfg.walks_pairs
                                      and k_count >= BLOCK_NARROW_MIN_K_TILES))
@@ -997,6 +1001,20 @@ def block_config(spec: GemmSpec, target: Target) -> WgmmaConfig:
 # as a strip, 1083 -> 1103 with the last round split instead (-s9-tail4096.json; pair_strip
 # now takes the split where it ends sooner)
 BLOCK_WIDE = {"BN": 192, "temporaries": 1, "issue_ahead": False, "stages": 5}
+# Block scales: yield hints on the promotion FFMAs (WgmmaConfig.ffma_yield), off: measured on
+# the H200 (results/fp8_block_bench-h200-2026-12-03-s11-ffma.json, 7 rotated rounds, each kernel
+# checked against float64), M = 4096, default -> ffma_yield: 1097 -> 1102, 1030 -> 966, 1163 ->
+# 1128, 1127 -> 1084 TFLOP/s at (N, K) = (2112, 7168), (24576, 1536), (7168, 16384), (4096, 7168)
+BLOCK_FFMA_YIELD = False
+# Block scales on the wide tiles (BLOCK_WIDE): consumer 1 staggered (WgmmaConfig.stagger) where
+# the pairs' walk is at most 3 rounds of tiles. Measured on the H200 (results/fp8_block_bench-h200-
+# 2026-12-03-s11-stagger.json, 9 rotated rounds, each kernel checked against float64),
+# default -> stagger, TFLOP/s: at most 3 rounds 4096x2112x7168 1134 -> 1150, 2048x4096x7168
+# 1075 -> 1085, 3072x2112x7168 1231 -> 1234, 4096x2112x1536 872 -> 888 (and at 4096x2112x7168
+# +0.2% to +3% in each of 10 earlier runs); more rounds 4096x24576x1536 1054 -> 995,
+# 4096x4096x7168 1147 -> 1113, 2048x7168x16384 1143 -> 1113, 4096x7168x16384 1163 -> 1167,
+# 8192x2112x7168 1158 -> 1154
+BLOCK_STAGGER_MAX_ROUNDS = 3
 
 
 # Block scales, one row of 128-row tiles in one wave (M = 128 at N = 2112, 7168, 4096:
