@@ -113,6 +113,22 @@ def test_default_tile_follows_the_odd_shape_measurements(m, n, k, layout, tile):
     assert (cfg.BM, cfg.BN, cfg.warps_m, cfg.warps_n, cfg.async_copy) == tile
 
 
+@pytest.mark.parametrize("m, n, k, layout, bk", [
+    (4097, 33, 1000, "NN", 64),  # 2 K slices: the measured 64-deep tile
+    (1000, 7, 4097, "NN", 32),   # more than 2 K slices (at BK 64: 8, 8 bytes spilled)
+    (4097, 33, 7, "NT", 32),     # a K tile past K (at BK 64: 12 bytes spilled)
+    (1000, 17, 33, "NN", 32),
+])
+def test_narrow_staged_tile_halves_its_depth_where_it_spilled(m, n, k, layout, bk):
+    """The narrow register-staged default (NARROW_STAGED, 128 x 32) keeps BK 64 except where
+    a K tile outruns K or split-K makes more than NARROW_STAGED_MAX_SPLIT slices."""
+    from deepgen.compiler.strategies.mma_sync import config as mma
+    cfg = default_config(GemmSpec(M=m, N=n, K=k, layout=layout, dtype="bf16"))
+    assert (cfg.strategy, cfg.BM, cfg.BN, cfg.async_copy, cfg.BK) == ("mma_sync", 128, 32,
+                                                                      False, bk)
+    assert bk == 32 or cfg.split_k <= mma.NARROW_STAGED_MAX_SPLIT
+
+
 def test_large_tiles_stay_where_they_fill_the_gpu():
     from deepgen.compiler.strategies.mma_sync import config as mma
     spec = GemmSpec(M=4096, N=4096, K=4096, dtype="bf16", layout="TN")

@@ -273,9 +273,12 @@ def test_one_warp_column_with_fragment_prefetch_compiles(warps_m):
 
 @pytest.mark.parametrize("dtype", ["bf16", "f32"])
 @pytest.mark.parametrize("m, n, k, layout", [(127, 1000, 33, "NT"), (1000, 1000, 127, "TT"),
-                                             (1000, 1000, 127, "NT"), (4097, 33, 1000, "NN")])
+                                             (1000, 1000, 127, "NT"), (4097, 33, 1000, "NN"),
+                                             (1000, 7, 4097, "NN"), (4097, 33, 7, "NT")])
 def test_default_configs_of_odd_shapes_do_not_spill(m, n, k, layout, dtype):
-    """Unaligned operands cannot use cp.async; the register-staged fallback must still fit."""
+    """Unaligned operands cannot use cp.async; the register-staged fallback must still fit
+    (1000x7x4097 NN and 4097x33x7 NT: the narrow staged tile at BK 64 spilled 8 and 12 bytes,
+    NARROW_STAGED_MAX_SPLIT)."""
     art = compile_artifact(GemmSpec(M=m, N=n, K=k, layout=layout, dtype=dtype), None,
                            keep_ir=False)
     for entry, res in art.resources.items():
