@@ -113,6 +113,45 @@ def load_scales(scales: tuple, row, col, width: int | None) -> ir.Value:
     return arith.mulf(one(scale_a, row, True), one(scale_b, col, False))
 
 
+class RowScales:
+    """The rowwise scales (GemmSpec.scale "rowwise": scale_a over M, scale_b over N) of one
+    store whose values lie at static offsets (drow, dcol) from (row0, col0): each distinct
+    row's scale_a and column group's scale_b loaded once, before the store (ahead of the op
+    made at construction; indices clamped into `rows` x `cols`, so partial tiles read nothing
+    outside), rather than once per value as load_scales does (at a consumer's
+    128 x 128 wgmma tile, 64 loads of scale_a for 4 rows and 64 of scale_b for 16 column
+    pairs per thread)."""
+
+    def __init__(self, scales: tuple, row0, col0, rows, cols: int):
+        self.scale_a, self.scale_b = scales
+        self.row0, self.col0, self.rows, self.cols = row0, col0, rows, cols
+        self._anchor = irb.const_index(0).owner  # the loads go in ahead of it
+        self._a, self._b = {}, {}
+
+    @staticmethod
+    def applies(scales: tuple | None) -> bool:
+        """Per-row / per-column vectors (a one-element pair is the per-tensor form, whose two
+        loads LLVM already keeps once)."""
+        return scales is not None and any(ir.MemRefType(m.type).shape[0] != 1 for m in scales)
+
+    def _load(self, cache: dict, key, mem, base, offset: int, last, width, along_row):
+        if key not in cache:
+            with ir.InsertionPoint(self._anchor):
+                index = irb.min_(irb.add(base, offset), last)
+                cache[key] = (load_bias(mem, 0, width, True)
+                              if ir.MemRefType(mem.type).shape[0] == 1
+                              else load_bias(mem, index, width, along_row))
+        return cache[key]
+
+    def factor(self, drow: int, dcol: int, width: int | None) -> ir.Value:
+        """scale_a[row0 + drow] x scale_b[col0 + dcol ..) (width columns, or a scalar)."""
+        sa = self._load(self._a, (drow, width), self.scale_a, self.row0, drow,
+                        irb.sub(self.rows, 1), width, True)
+        sb = self._load(self._b, (dcol, width), self.scale_b, self.col0, dcol,
+                        self.cols - (width or 1), width, False)
+        return arith.mulf(sa, sb)
+
+
 def emit(x: ir.Value, steps, *, alpha: ir.Value | None = None, beta: ir.Value | None = None,
          load_c: Callable[[], ir.Value] | None = None, bias: ir.Value | None = None,
          row=None, col=None, bias_value: Callable[[str], ir.Value] | None = None,

@@ -156,7 +156,7 @@ def artifacts():
 def test_ptx_has_k32_fp8_wgmma_over_128_byte_boxes(artifacts, name, dtype, n, slabs, scaled_):
     """m64nNk32.f32.<fp8>.<fp8> without transpose immediates (K-major only), BK/32 = 4 per K
     tile and slab; TMA boxes of 128 fp8 = the 128-byte swizzle span; the scales as the last
-    two (pointer) params, each loaded once; no spills."""
+    two (pointer) params, each value loaded once; no spills."""
     art = artifacts[name]
     main = art.launches[0]
     ptx = art.assembly
@@ -174,8 +174,11 @@ def test_ptx_has_k32_fp8_wgmma_over_128_byte_boxes(artifacts, name, dtype, n, sl
         for p, rule in zip(main.params[-2:], ("M", "N")):
             assert (p.kind, p.dtype, p.shape) == ("ptr", "f32", (rule,) if rowwise else (1,))
         loads = [m.start() for m in re.finditer(r"ld\.global(\.nc)?\.(v2\.)?[bf]32 ", ptx)]
-        if rowwise:  # per element in the epilogue, after the last wgmma
+        if rowwise:  # in the epilogue, after the last wgmma: each of a thread's rows (2 per
+            # slab) and column pairs (scalar columns with swap_ab) once (RowScales), not once
+            # per value
             assert loads and loads[0] > ptx.rindex("wgmma.mma_async")
+            assert len(loads) == 2 * slabs + (n // 4 if art.config["swap_ab"] else n // 8)
         else:  # two f32 loads at the kernel's entry, before any wgmma
             assert len(loads) >= 2 and loads[1] < ptx.index("wgmma.mma_async")
     else:

@@ -67,7 +67,7 @@ from deepgen.runtime.artifact import Launch, Param, param_for, tma_param
 from deepgen.spec import DTYPE_BYTES, GemmSpec
 
 from ... import irb
-from ...epilogue import emit
+from ...epilogue import RowScales, emit
 from ...passes import split_k as SK
 from ...passes.tile_gemm import kernel_module
 from . import builders as B
@@ -1238,12 +1238,14 @@ def _epilogue(spec, cfg, regs: _Registers, tid, m0, n0, row_base, bz, c_mem, alp
     f32 = ir.F32Type.get()
     width = 2 if spec.N % 2 == 0 else 1
     out_bytes = DTYPE_BYTES[spec.out_dtype]
+    rows = spec.M if m_bound is None else m_bound
+    # rowwise scales: each row's and column pair's loaded once, before the stores
+    cached = RowScales(scales, row0, col0, rows, spec.N) if RowScales.applies(scales) else None
     for key, drow, dcol in regs.pairs():
         row = irb.add(row0, drow)
         for half in range(2 // width):
             col = irb.add(irb.add(col0, dcol), half)
-            guard = arith.andi(irb.lt(row, spec.M if m_bound is None else m_bound),
-                               irb.lt(col, spec.N))
+            guard = arith.andi(irb.lt(row, rows), irb.lt(col, spec.N))
             with B.if_(guard):
                 idx = [irb.val(bz), irb.val(row), irb.val(col)]
                 if width == 2:
@@ -1254,8 +1256,12 @@ def _epilogue(spec, cfg, regs: _Registers, tid, m0, n0, row_base, bz, c_mem, alp
                 else:
                     x = regs.value(key, half)
                     load_c = lambda: memref.load(c_mem, idx)
+                factor = None if cached is None else (
+                    lambda drow=drow, dc=dcol + half: cached.factor(
+                        drow, dc, 2 if width == 2 else None))
                 y = emit(x, steps, alpha=alpha, beta=beta, load_c=load_c, bias=bias,
-                         row=row, col=col, scales=scales)
+                         row=row, col=col, scales=None if cached else scales,
+                         scale_value=factor)
                 y = irb.truncf(y, out_t)
                 if width == 2:
                     vector.store(y, c_mem, idx, alignment=2 * out_bytes)
@@ -1301,6 +1307,8 @@ def _store_transposed(spec, cfg, regs: _Registers, tid, n0, m0, row_base, bz, ks
     split_k, else through the epilogue chain with C's own (row, column), so a bias per column
     of C is indexed by n, the accumulator's row."""
     n_first, m_first = _fragment_origin(cfg, tid, n0, m0, row_base)
+    cached = (RowScales(scales, m_first, n_first, spec.M, spec.N)
+              if RowScales.applies(scales) and not cfg.workspace_reduce else None)
     for key, drow, dcol in regs.pairs():
         n = irb.add(n_first, drow)
         for half in range(2):
@@ -1313,7 +1321,9 @@ def _store_transposed(spec, cfg, regs: _Registers, tid, n0, m0, row_base, bz, ks
                 idx = [irb.val(bz), irb.val(m), irb.val(n)]
                 y = emit(x, spec.epilogue.steps, alpha=alpha, beta=beta,
                          load_c=lambda idx=idx: memref.load(out, idx), bias=bias,
-                         row=m, col=n, scales=scales)
+                         row=m, col=n, scales=None if cached else scales,
+                         scale_value=None if cached is None else (
+                             lambda dm=dcol + half, dn=drow: cached.factor(dm, dn, None)))
                 memref.store(irb.truncf(y, out_t), out, idx)
 
 

@@ -34,7 +34,7 @@ from mlir.dialects import vector
 from deepgen.spec import DTYPE_BYTES, GemmSpec
 
 from ... import irb
-from ...epilogue import emit
+from ...epilogue import RowScales, emit
 from . import builders as B
 from .config import EPILOGUE_BUFFERS, WARPGROUP, WGMMA_M, WgmmaConfig, ring_bytes
 
@@ -90,6 +90,9 @@ class TmaEpilogue:
         buffers = irb.add(self.offset,
                           irb.mul(consumer, EPILOGUE_BUFFERS * self.buffer_bytes))
         steps = spec.epilogue.steps
+        # rowwise scales: each row's and column pair's loaded once, before the sub-tiles
+        cached = (RowScales(scales, row0, col0, spec.M if m_bound is None else m_bound, spec.N)
+                  if RowScales.applies(scales) else None)
         f32 = ir.F32Type.get()
         vt = irb.vector_type(2, out_t)
         out_bytes = DTYPE_BYTES[spec.out_dtype]
@@ -116,7 +119,10 @@ class TmaEpilogue:
                         y = emit(x, steps, alpha=alpha, beta=beta, bias=bias,
                                  load_c=lambda idx=idx: vector.load(vt, c_mem, idx,
                                                                     alignment=2 * out_bytes),
-                                 row=idx[1], col=idx[2], scales=scales)
+                                 row=idx[1], col=idx[2], scales=None if cached else scales,
+                                 scale_value=None if cached is None else (
+                                     lambda dr=r * WGMMA_M + 8 * (m % 2),
+                                     dc=16 * g + 8 * (m // 2): cached.factor(dr, dc, 2)))
                         packed.append(B.pack_i32(irb.truncf(y, out_t)))
                     chunk = irb.add(st_half, 2 * q)
                     B.stmatrix_x4(self.arena.ptr(irb.add(base, self._swizzled(st_row, chunk))),
