@@ -113,43 +113,57 @@ def load_scales(scales: tuple, row, col, width: int | None) -> ir.Value:
     return arith.mulf(one(scale_a, row, True), one(scale_b, col, False))
 
 
-class RowScales:
-    """The rowwise scales (GemmSpec.scale "rowwise": scale_a over M, scale_b over N) of one
-    store whose values lie at static offsets (drow, dcol) from (row0, col0): each distinct
-    row's scale_a and column group's scale_b loaded once, before the store (ahead of the op
+class StoreOperands:
+    """The per-row and per-column operands of one store (rowwise scales: scale_a over M and
+    scale_b over N) whose values lie at static offsets (drow, dcol) from (row0, col0): each
+    distinct row's and column group's value loaded once, before the store (ahead of the op
     made at construction; indices clamped into `rows` x `cols`, so partial tiles read nothing
-    outside), rather than once per value as load_scales does (at a consumer's
-    128 x 128 wgmma tile, 64 loads of scale_a for 4 rows and 64 of scale_b for 16 column
-    pairs per thread)."""
+    outside), rather than once per value as emit does by itself (at a consumer's 128 x 128
+    wgmma tile a thread's 64 register pairs lie in 4 rows and 16 column pairs: 64 loads of
+    each scale for 4 or 16 values). (The bias would gain the same way, 64 -> 16 loads at
+    128 x 128: not yet checked on a GPU.)"""
 
-    def __init__(self, scales: tuple, row0, col0, rows, cols: int):
-        self.scale_a, self.scale_b = scales
+    def __init__(self, row0, col0, rows, cols: int):
         self.row0, self.col0, self.rows, self.cols = row0, col0, rows, cols
         self._anchor = irb.const_index(0).owner  # the loads go in ahead of it
-        self._a, self._b = {}, {}
+        self._cache = {}
 
     @staticmethod
-    def applies(scales: tuple | None) -> bool:
-        """Per-row / per-column vectors (a one-element pair is the per-tensor form, whose two
-        loads LLVM already keeps once)."""
+    def serves(scales: tuple | None) -> bool:
+        """Rowwise scales (a one-element pair is the per-tensor form, whose two loads LLVM
+        keeps once already)."""
         return scales is not None and any(ir.MemRefType(m.type).shape[0] != 1 for m in scales)
 
-    def _load(self, cache: dict, key, mem, base, offset: int, last, width, along_row):
-        if key not in cache:
+    def _value(self, mem, along_row: bool, offset: int, width: int | None) -> ir.Value:
+        """mem[row0 + offset] (broadcast to width) or mem[col0 + offset ..) (width columns);
+        a one-element mem read at 0 and broadcast."""
+        key = (id(mem), along_row, offset, width)
+        if key not in self._cache:
             with ir.InsertionPoint(self._anchor):
-                index = irb.min_(irb.add(base, offset), last)
-                cache[key] = (load_bias(mem, 0, width, True)
-                              if ir.MemRefType(mem.type).shape[0] == 1
-                              else load_bias(mem, index, width, along_row))
-        return cache[key]
+                if ir.MemRefType(mem.type).shape[0] == 1:
+                    v = load_bias(mem, 0, width, True)
+                elif along_row:
+                    v = load_bias(mem, irb.min_(irb.add(self.row0, offset),
+                                                irb.sub(self.rows, 1)), width, True)
+                else:
+                    v = load_bias(mem, irb.min_(irb.add(self.col0, offset),
+                                                self.cols - (width or 1)), width, False)
+            self._cache[key] = v
+        return self._cache[key]
 
-    def factor(self, drow: int, dcol: int, width: int | None) -> ir.Value:
-        """scale_a[row0 + drow] x scale_b[col0 + dcol ..) (width columns, or a scalar)."""
-        sa = self._load(self._a, (drow, width), self.scale_a, self.row0, drow,
-                        irb.sub(self.rows, 1), width, True)
-        sb = self._load(self._b, (dcol, width), self.scale_b, self.col0, dcol,
-                        self.cols - (width or 1), width, False)
-        return arith.mulf(sa, sb)
+    def scale(self, scales: tuple, drow: int, dcol: int, width: int | None) -> ir.Value:
+        """scale_a[row] x scale_b[col..] (emit's scale_value)."""
+        scale_a, scale_b = scales
+        return arith.mulf(self._value(scale_a, True, drow, width),
+                          self._value(scale_b, False, dcol, width))
+
+    def emit_args(self, scales, drow, dcol, width: int | None) -> dict:
+        """emit's keyword arguments for the value at (drow, dcol): scale_value from here in
+        place of `scales`; emit's own loads where an offset is not static (the cluster
+        reduce's register groups, an index value)."""
+        if not (isinstance(drow, int) and isinstance(dcol, int)):
+            return {"scales": scales}
+        return {"scale_value": lambda: self.scale(scales, drow, dcol, width)}
 
 
 def emit(x: ir.Value, steps, *, alpha: ir.Value | None = None, beta: ir.Value | None = None,

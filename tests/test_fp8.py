@@ -277,3 +277,18 @@ def test_torch_op_fakes_give_the_output_dtype():
     with pytest.raises(ValueError, match=r"one element \(per tensor\), 64 \(rowwise\)"):
         torch.ops.deepgen.gemm(a, b, 1.0, None, "none", "col", torch.empty(3, device="meta"),
                                s, torch.bfloat16)
+
+
+@pytest.mark.parametrize("M,given", [
+    (16, {"swap_ab": True, "split_k": 2, "reduce": "cluster"}),
+    (256, {"split_k": 2, "reduce": "cluster"})])
+def test_rowwise_scales_through_the_cluster_reduce_compile(M, given):
+    """The cluster reduce stores register groups at offsets that are index values: their
+    rowwise scales are loaded per value (StoreOperands keeps static offsets only)."""
+    spec = GemmSpec(M=M, N=4096, K=4096, dtype="e4m3", out_dtype="bf16", layout="NT",
+                    scale="rowwise")
+    art = compile_artifact(spec, {"strategy": "wgmma", **given}, "sm_90a", keep_ir=False)
+    assert art.config["split_k"] == 2 and art.config["reduce"] == "cluster"
+    assert re.search(r"ld\.global\.b32 ", art.assembly)  # scale_a
+    res = art.resources[art.launches[0].entry]
+    assert res["spill_stores"] == res["stack_bytes"] == 0, res

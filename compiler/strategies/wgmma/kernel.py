@@ -67,7 +67,7 @@ from deepgen.runtime.artifact import Launch, Param, param_for, tma_param
 from deepgen.spec import DTYPE_BYTES, GemmSpec
 
 from ... import irb
-from ...epilogue import RowScales, emit
+from ...epilogue import StoreOperands, emit
 from ...passes import split_k as SK
 from ...passes.tile_gemm import kernel_module
 from . import builders as B
@@ -1240,7 +1240,7 @@ def _epilogue(spec, cfg, regs: _Registers, tid, m0, n0, row_base, bz, c_mem, alp
     out_bytes = DTYPE_BYTES[spec.out_dtype]
     rows = spec.M if m_bound is None else m_bound
     # rowwise scales: each row's and column pair's loaded once, before the stores
-    cached = RowScales(scales, row0, col0, rows, spec.N) if RowScales.applies(scales) else None
+    ops = StoreOperands(row0, col0, rows, spec.N) if StoreOperands.serves(scales) else None
     for key, drow, dcol in regs.pairs():
         row = irb.add(row0, drow)
         for half in range(2 // width):
@@ -1256,12 +1256,11 @@ def _epilogue(spec, cfg, regs: _Registers, tid, m0, n0, row_base, bz, c_mem, alp
                 else:
                     x = regs.value(key, half)
                     load_c = lambda: memref.load(c_mem, idx)
-                factor = None if cached is None else (
-                    lambda drow=drow, dc=dcol + half: cached.factor(
-                        drow, dc, 2 if width == 2 else None))
+                operands = ({"scales": scales} if ops is None else
+                            ops.emit_args(scales, drow, irb.add(dcol, half),
+                                          2 if width == 2 else None))
                 y = emit(x, steps, alpha=alpha, beta=beta, load_c=load_c, bias=bias,
-                         row=row, col=col, scales=None if cached else scales,
-                         scale_value=factor)
+                         row=row, col=col, **operands)
                 y = irb.truncf(y, out_t)
                 if width == 2:
                     vector.store(y, c_mem, idx, alignment=2 * out_bytes)
@@ -1307,8 +1306,8 @@ def _store_transposed(spec, cfg, regs: _Registers, tid, n0, m0, row_base, bz, ks
     split_k, else through the epilogue chain with C's own (row, column), so a bias per column
     of C is indexed by n, the accumulator's row."""
     n_first, m_first = _fragment_origin(cfg, tid, n0, m0, row_base)
-    cached = (RowScales(scales, m_first, n_first, spec.M, spec.N)
-              if RowScales.applies(scales) and not cfg.workspace_reduce else None)
+    ops = (StoreOperands(m_first, n_first, spec.M, spec.N)
+           if StoreOperands.serves(scales) and not cfg.workspace_reduce else None)
     for key, drow, dcol in regs.pairs():
         n = irb.add(n_first, drow)
         for half in range(2):
@@ -1319,11 +1318,11 @@ def _store_transposed(spec, cfg, regs: _Registers, tid, n0, m0, row_base, bz, ks
                     memref.store(x, out, [irb.val(ks.z), irb.val(m), irb.val(n)])
                     continue
                 idx = [irb.val(bz), irb.val(m), irb.val(n)]
+                operands = ({"scales": scales} if ops is None else
+                            ops.emit_args(scales, irb.add(dcol, half), drow, None))
                 y = emit(x, spec.epilogue.steps, alpha=alpha, beta=beta,
                          load_c=lambda idx=idx: memref.load(out, idx), bias=bias,
-                         row=m, col=n, scales=None if cached else scales,
-                         scale_value=None if cached is None else (
-                             lambda dm=dcol + half, dn=drow: cached.factor(dm, dn, None)))
+                         row=m, col=n, **operands)
                 memref.store(irb.truncf(y, out_t), out, idx)
 
 

@@ -34,7 +34,7 @@ from mlir.dialects import vector
 from deepgen.spec import DTYPE_BYTES, GemmSpec
 
 from ... import irb
-from ...epilogue import RowScales, emit
+from ...epilogue import StoreOperands, emit
 from . import builders as B
 from .config import EPILOGUE_BUFFERS, WARPGROUP, WGMMA_M, WgmmaConfig, ring_bytes
 
@@ -91,8 +91,8 @@ class TmaEpilogue:
                           irb.mul(consumer, EPILOGUE_BUFFERS * self.buffer_bytes))
         steps = spec.epilogue.steps
         # rowwise scales: each row's and column pair's loaded once, before the sub-tiles
-        cached = (RowScales(scales, row0, col0, spec.M if m_bound is None else m_bound, spec.N)
-                  if RowScales.applies(scales) else None)
+        ops = (StoreOperands(row0, col0, spec.M if m_bound is None else m_bound, spec.N)
+               if StoreOperands.serves(scales) else None)
         f32 = ir.F32Type.get()
         vt = irb.vector_type(2, out_t)
         out_bytes = DTYPE_BYTES[spec.out_dtype]
@@ -116,13 +116,13 @@ class TmaEpilogue:
                                irb.val(irb.min_(col, spec.N - 2))]
                         x = vector.from_elements(irb.vector_type(2, f32),
                                                  [value(r, j), value(r, j + 1)])
+                        operands = ({"scales": scales} if ops is None else
+                                    ops.emit_args(scales, r * WGMMA_M + 8 * (m % 2),
+                                                  16 * g + 8 * (m // 2), 2))
                         y = emit(x, steps, alpha=alpha, beta=beta, bias=bias,
                                  load_c=lambda idx=idx: vector.load(vt, c_mem, idx,
                                                                     alignment=2 * out_bytes),
-                                 row=idx[1], col=idx[2], scales=None if cached else scales,
-                                 scale_value=None if cached is None else (
-                                     lambda dr=r * WGMMA_M + 8 * (m % 2),
-                                     dc=16 * g + 8 * (m // 2): cached.factor(dr, dc, 2)))
+                                 row=idx[1], col=idx[2], **operands)
                         packed.append(B.pack_i32(irb.truncf(y, out_t)))
                     chunk = irb.add(st_half, 2 * q)
                     B.stmatrix_x4(self.arena.ptr(irb.add(base, self._swizzled(st_row, chunk))),
