@@ -45,6 +45,17 @@ def cases() -> list:
         ("fp8-e4m3-rowwise-c2-odd-n", dict(e4, M=700, N=1001, K=1024, scale="rowwise",
                                            out_dtype="f32"),
          {"BM": 128, "BN": 256, "consumers": 2}, 0.5, 0.0),
+        # the TMA epilogue's rowwise scales (each row's and column pair's loaded once:
+        # StoreOperands) over partial tiles with a bias; rowwise through the cluster reduce
+        # (register groups at index-valued offsets: scales loaded per value), with swap_ab
+        ("fp8-e4m3-rowwise-tma-epilogue", dict(e4, M=1000, N=1000, K=1024, scale="rowwise",
+                                               epilogue=_epi("col", "relu")),
+         {"epilogue": "tma"}, 1.0, 0.0),
+        ("fp8-e4m3-rowwise-splitk-cluster", dict(e4, M=256, N=4096, K=4096, scale="rowwise"),
+         {"split_k": 2, "reduce": "cluster"}, 1.0, 0.0),
+        ("fp8-e4m3-rowwise-decode-splitk-cluster", dict(e4, M=16, N=4096, K=4096,
+                                                        scale="rowwise"),
+         {"swap_ab": True, "split_k": 2, "reduce": "cluster"}, 1.0, 0.0),
     ]
 
 
