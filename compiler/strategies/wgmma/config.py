@@ -1010,10 +1010,10 @@ BLOCK_FFMA_YIELD = False
 # the pairs' walk is at most 3 rounds of tiles. Measured on the H200 (results/fp8_block_bench-h200-
 # 2026-12-03-s11-stagger.json, 9 rotated rounds, each kernel checked against float64),
 # default -> stagger, TFLOP/s: at most 3 rounds 4096x2112x7168 1134 -> 1150, 2048x4096x7168
-# 1075 -> 1085, 3072x2112x7168 1231 -> 1234, 4096x2112x1536 872 -> 888 (and at 4096x2112x7168
-# +0.2% to +3% in each of 10 earlier runs); more rounds 4096x24576x1536 1054 -> 995,
-# 4096x4096x7168 1147 -> 1113, 2048x7168x16384 1143 -> 1113, 4096x7168x16384 1163 -> 1167,
-# 8192x2112x7168 1158 -> 1154
+# 1075 -> 1085, 3072x2112x7168 1231 -> 1234, 4096x2112x1536 872 -> 888 (at 4096x2112x7168
+# +0.1% to +3% in 12 earlier runs, 7 of them on these tiles, and -0.9% in the final run:
+# -s11-final.json); more rounds 4096x24576x1536 1054 -> 995, 4096x4096x7168 1147 -> 1113,
+# 2048x7168x16384 1143 -> 1113, 4096x7168x16384 1163 -> 1167, 8192x2112x7168 1158 -> 1154
 BLOCK_STAGGER_MAX_ROUNDS = 3
 
 
