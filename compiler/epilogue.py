@@ -100,17 +100,21 @@ def load_bias(bias: ir.Value, index, width: int | None, broadcast: bool) -> ir.V
     return irb.extf(v, f32)
 
 
+def _load_scale(mem, index, width: int | None, along_row: bool) -> ir.Value:
+    """One scale operand at `index` (a row of scale_a, broadcast to width, or width columns of
+    scale_b), or, for a one-element memref, its value broadcast."""
+    if ir.MemRefType(mem.type).shape[0] == 1:  # per tensor (or M = 1, N = 1: the same)
+        return load_bias(mem, 0, width, True)
+    return load_bias(mem, index, width, along_row)
+
+
 def load_scales(scales: tuple, row, col, width: int | None) -> ir.Value:
     """scale_a[row] * scale_b[col..col+width) as f32 (x's shape) from (scale_a, scale_b), f32
     memrefs of M and N values (GemmSpec.scale "rowwise") or of one value each ("tensor", read
     at 0 and broadcast)."""
-    def one(mem, index, along_row: bool):
-        if ir.MemRefType(mem.type).shape[0] == 1:  # per tensor (or M = 1, N = 1: the same)
-            return load_bias(mem, 0, width, True)
-        return load_bias(mem, index, width, along_row)
-
     scale_a, scale_b = scales
-    return arith.mulf(one(scale_a, row, True), one(scale_b, col, False))
+    return arith.mulf(_load_scale(scale_a, row, width, True),
+                      _load_scale(scale_b, col, width, False))
 
 
 class StoreOperands:
@@ -140,15 +144,10 @@ class StoreOperands:
         key = (id(mem), along_row, offset, width)
         if key not in self._cache:
             with ir.InsertionPoint(self._anchor):
-                if ir.MemRefType(mem.type).shape[0] == 1:
-                    v = load_bias(mem, 0, width, True)
-                elif along_row:
-                    v = load_bias(mem, irb.min_(irb.add(self.row0, offset),
-                                                irb.sub(self.rows, 1)), width, True)
-                else:
-                    v = load_bias(mem, irb.min_(irb.add(self.col0, offset),
-                                                self.cols - (width or 1)), width, False)
-            self._cache[key] = v
+                index = (irb.min_(irb.add(self.row0, offset), irb.sub(self.rows, 1))
+                         if along_row else
+                         irb.min_(irb.add(self.col0, offset), self.cols - (width or 1)))
+                self._cache[key] = _load_scale(mem, index, width, along_row)
         return self._cache[key]
 
     def scale(self, scales: tuple, drow: int, dcol: int, width: int | None) -> ir.Value:

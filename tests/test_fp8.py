@@ -175,7 +175,7 @@ def test_ptx_has_k32_fp8_wgmma_over_128_byte_boxes(artifacts, name, dtype, n, sl
             assert (p.kind, p.dtype, p.shape) == ("ptr", "f32", (rule,) if rowwise else (1,))
         loads = [m.start() for m in re.finditer(r"ld\.global(\.nc)?\.(v2\.)?[bf]32 ", ptx)]
         if rowwise:  # in the epilogue, after the last wgmma: each of a thread's rows (2 per
-            # slab) and column pairs (scalar columns with swap_ab) once (RowScales), not once
+            # slab) and column pairs (scalar columns with swap_ab) once (StoreOperands), not once
             # per value
             assert loads and loads[0] > ptx.rindex("wgmma.mma_async")
             assert len(loads) == 2 * slabs + (n // 4 if art.config["swap_ab"] else n // 8)

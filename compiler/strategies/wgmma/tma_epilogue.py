@@ -81,7 +81,8 @@ class TmaEpilogue:
         # the thread's registers: rows row0 (+ 8), columns col0 (+ 1) of each 8-column group
         row0 = irb.add(irb.add(m0, row_base), irb.add(irb.mul(warp, 16), irb.div(lane, 4)))
         col0 = irb.add(n0, irb.mul(irb.rem(lane, 4), 2))
-        last_row = irb.sub(spec.M if m_bound is None else m_bound, 1)
+        rows = spec.M if m_bound is None else m_bound
+        last_row = irb.sub(rows, 1)
         # the row and 16-byte half a lane addresses in each stmatrix: matrix lane / 8 is
         # rows 8 ((lane / 8) mod 2).. of the warp's 16, columns 8 (lane / 16)..
         st_row = irb.add(irb.mul(warp, 16),
@@ -91,8 +92,7 @@ class TmaEpilogue:
                           irb.mul(consumer, EPILOGUE_BUFFERS * self.buffer_bytes))
         steps = spec.epilogue.steps
         # rowwise scales: each row's and column pair's loaded once, before the sub-tiles
-        ops = (StoreOperands(row0, col0, spec.M if m_bound is None else m_bound, spec.N)
-               if StoreOperands.serves(scales) else None)
+        ops = StoreOperands(row0, col0, rows, spec.N) if StoreOperands.serves(scales) else None
         f32 = ir.F32Type.get()
         vt = irb.vector_type(2, out_t)
         out_bytes = DTYPE_BYTES[spec.out_dtype]
