@@ -77,6 +77,9 @@ VARIANTS = {  # name: wgmma fields over the block default (None: the default its
     # 128 x 192 with one (config.BLOCK_WIDE: the default where those make a wave)
     "tile128": {"BN": 128, "temporaries": 2, "issue_ahead": True, "stages": 6},
     "wide": {"BN": 192, "temporaries": 1, "issue_ahead": False, "stages": 5},
+    # 128 x 256 tiles, the temporary in two 128-column parts (temp_parts): 4 stages of 48 KiB
+    "wide256": {"BN": 256, "temporaries": 1, "temp_parts": 2, "issue_ahead": False,
+                "stages": 4},
     # M <= 128 with two consumers: the tuner's winner at three of the four M = 128 shapes
     # (results/tune_fp8_block-h200-2026-12-02-s6): one tile per CTA, 7 stages, staggered
     "np_s7_stagger": {"persistent": False, "stages": 7, "stagger": True, "group_m": 1},

@@ -99,15 +99,21 @@ def test_block_given_wide_tile_takes_the_stages_that_fit():
     (dict(), {"mode": "pingpong", "BM": 128, "BN": 128, "consumers": 2, "persistent": True},
      r"^mode: block scales: mode 'cooperative'"),
     (dict(), {"BN": 256}, r"^BN: block scales keep a main and 1 temporary accumulator\(s\) of "
-                          r"slabs x BN / 2 registers .* at most 204 in all, got 2 x 1 x 256 / 2 "
-                          r"= 256"),
+                          r"slabs x BN / 2 registers .* at most 204 in all, got 128 \+ 128 = 256"),
     (dict(), {**TILE128, "BM": 128, "consumers": 1},
-     r"^BN: block scales keep a main and 2 temporary .* got 3 x 2 x 128 / 2 = 384"),
+     r"^BN: block scales keep a main and 2 temporary .* got 128 \+ 256 = 384"),
     (dict(), {"BN": 192, "temporaries": 2},
-     r"^BN: block scales keep a main and 2 temporary .* got 3 x 1 x 192 / 2 = 288 .*"
+     r"^BN: block scales keep a main and 2 temporary .* got 96 \+ 192 = 288 .*"
      r"temporaries 1 takes twice the BN of 2"),
     (dict(), {"temporaries": 3}, r"^temporaries: block scales' temporary accumulators: 1 or 2, "
                                  r"got 3"),
+    (dict(), {"BN": 256, "temporaries": 1, "temp_parts": 3},
+     r"^temp_parts: block scales' temporary in 1 or 2 column parts of the tile, got 3"),
+    (dict(), {**TILE128, "temp_parts": 2},
+     r"^temp_parts: a temporary of BN / 2 columns is built for temporaries 1 .* got temporaries "
+     r"2"),
+    ({"scale": "tensor"}, {"temp_parts": 2},
+     r"^temp_parts: schedules block scales' K loop \(scale 'block'\), got scale 'tensor'"),
     (dict(), {"temporaries": 1, "issue_ahead": True},
      r"^issue_ahead: issues a K tile while the previous one's temporary is promoted: it needs "
      r"temporaries 2"),
@@ -422,6 +428,12 @@ def artifacts():
                                       layout="NT", scale="block"),
                              {"strategy": "wgmma", **TILE128, "BN": 136, "cluster_m": 1,
                               "persistent": False}),
+        # 128 x 256 tiles, the temporary in two 128-column parts (temp_parts); persistent
+        # pairs, 9 K tiles
+        "wide256": c(GemmSpec(M=4096, N=4096, K=1040, dtype="e4m3", out_dtype="bf16",
+                              layout="NT", scale="block"),
+                     {"strategy": "wgmma", "BN": 256, "temporaries": 1, "temp_parts": 2,
+                      "stages": 4}),
         # BN 160, one temporary, scale_a staged (offsets in the tiles' blocks: multiples of 32)
         "straddle_160": c(GemmSpec(M=1000, N=2112, K=1040, dtype="e4m3", out_dtype="bf16",
                                    layout="NT", scale="block"),
@@ -487,9 +499,10 @@ def test_ptx_promotes_every_k_tile_under_the_next(artifacts, name, n, dtype):
     assert res["spill_stores"] == res["spill_loads"] == res["stack_bytes"] == 0, res
 
 
-@pytest.mark.parametrize("name,n", [("default", 192), ("straddle_160", 160)])
+@pytest.mark.parametrize("name,n", [("default", 192), ("straddle_160", 160), ("wide256", 128)])
 def test_one_temporary_promotes_between_the_wait_and_the_next_issue(artifacts, name, n):
-    """temporaries 1 (the wide default, BN 192; BN 160): each K tile's group of 4 m64nNk32
+    """temporaries 1 (the wide default, BN 192; BN 160; BN 256 in two parts of 128 columns,
+    temp_parts 2, each part a group of its own): each K tile's group of 4 m64nNk32
     committed and at once waited for (wait_group 0 only), no FMA between a commit and its wait
     but the epilogue's under the next tile's first K tile, and a K tile's N/2 FMAs (fma.rn.f32) between a wait and the next commit;
     the next K tile issued into the promoted temporary's registers keeps it to one set, so

@@ -27,6 +27,7 @@ def cases() -> list:
     # 128 x 128 tiles with two temporaries (the default before BLOCK_WIDE; still where 128 x
     # 192 tiles make less than a wave): the walks built on them, pinned
     t128 = {"BN": 128, "temporaries": 2, "issue_ahead": True, "stages": 6}
+    w256 = {"BN": 256, "temporaries": 1, "temp_parts": 2, "stages": 4}
     return [
         ("block-4096x2112x7168", dict(b, M=4096, N=2112, K=7168), {}, 1.0, 0.0),
         ("block-128x24576x1536", dict(b, M=128, N=24576, K=1536), {}, 1.0, 0.0),
@@ -111,6 +112,20 @@ def cases() -> list:
                                                        out_dtype="f16"), {}, 2.0, 0.5),
         ("block-4096x3904x1536-wide-strip", dict(b, M=4096, N=3904, K=1536),
          {"BN": 192, "temporaries": 1, "stages": 5}, 1.0, 0.0),
+        # 128 x 256 tiles, the temporary in two 128-column parts (temp_parts 2): persistent
+        # pairs with partial tile rows and columns (N = 2000: the last column 208 wide, its
+        # second part across the last, partial block of B's scales), 9 K tiles (the last
+        # partial), alpha and beta; the narrow strip (BN 128 in 64-column parts) and the
+        # last round split in halves of K; and non-persistent with scale_a from global memory
+        ("block-4000x2000x1040-wide256-alpha-beta", dict(b, M=4000, N=2000, K=1040,
+                                                          out_dtype="f16"),
+         {**w256}, 2.0, 0.5),
+        ("block-4096x2112x1536-wide256-strip", dict(b, M=4096, N=2112, K=1536),
+         {**w256, "narrow_column": True}, 1.0, 0.0),
+        ("block-1000x4096x7168-wide256-tail-split", dict(b, M=1000, N=4096, K=7168),
+         {**w256, "tail_split": True, "narrow_column": False}, 1.0, 0.0),
+        ("block-301x520x1040-wide256-global-scales", dict(b, M=301, N=520, K=1040),
+         {**w256, "persistent": False, "cluster_m": 1, "smem_scales": False}, 1.0, 0.0),
         # the wide default with consumer 1 staggered (at most 3 rounds: BLOCK_STAGGER_MAX_
         # ROUNDS): 8 pairs of tile rows x 22 columns (the last 64 wide) over 66 clusters,
         # partial tile rows, alpha and beta

@@ -57,7 +57,11 @@ end drains (wait_group 0); each stage is released once its wgmma are done. A con
 three accumulators (main + 2 temporaries) of slabs x BN / 2 registers each, at most
 BLOCK_MAX_ACCUMULATORS in all (cooperative BM = 128 with 2 consumers: BN up to 136); with
 temporaries 1 (DeepGEMM's schedule: wait, promote, issue the next K tile into the same
-registers, the other consumer's wgmma running meanwhile) twice the BN (BLOCK_WIDE: 192). A tile
+registers, the other consumer's wgmma running meanwhile) twice the BN (BLOCK_WIDE: 192); with
+temp_parts 2 as well the temporary holds half the tile's columns, each K tile issued, waited
+for and promoted in two parts: BN 256 (128 x 256 tiles: as fast as 128 x 192 at large K on
+DeepGEMM's shapes, slower at K = 1536 and N = 2112; results/fp8_block_bench-h200-2026-12-03-
+s12-wide256.json; an opt-in config, no default). A tile
 lies in at most two blocks of B's scales (BN dividing 128, or e.g. 136, 160, 192: per chunk of
 gcd(BN, 128) columns a select of the block's scale); cooperative mode, no swap_ab; split_k only
 with reduce "cluster" and equal slices (each slice promotes its own K tiles, the cluster adds
@@ -177,6 +181,11 @@ class WgmmaConfig(StrategyConfig):
     # schedule): wait, promote, then issue the next into the same registers, the other
     # consumer's wgmma running meanwhile; main + 1 temporary leaves room for BN up to 200
     temporaries: int = 2
+    # block scales with temporaries 1: the temporary holds BN / temp_parts columns, and each K
+    # tile is issued, waited for and promoted part by part (the stage released after the
+    # last), so main + temporary fit BN 256 (128 + 64 registers): fewer bytes of A and B per
+    # product than 128 x 192, and N = 4096, 7168, 24576 in whole tile columns
+    temp_parts: int = 1
     # block scales, persistent 2x1 clusters: where the last round of pairs leaves at least
     # half the clusters idle (pairs mod clusters = L, 2 L <= clusters), its 2 L tiles go to
     # 2 L clusters, both CTAs of one on one tile's two halves of K, summed through
@@ -423,12 +432,24 @@ def _validate_block(cfg: WgmmaConfig, spec: GemmSpec) -> None:
           f"128)) that leave room for it, e.g. 96, 112, 136), got {cfg.BN}")
     check(cfg.temporaries in (1, 2), "temporaries",
           f"block scales' temporary accumulators: 1 or 2, got {cfg.temporaries}")
-    regs = (1 + cfg.temporaries) * cfg.accumulator_registers
+    check(cfg.temp_parts in (1, 2), "temp_parts",
+          f"block scales' temporary in 1 or 2 column parts of the tile, got {cfg.temp_parts}")
+    if cfg.temp_parts > 1:
+        check(cfg.temporaries == 1, "temp_parts",
+              f"a temporary of BN / {cfg.temp_parts} columns is built for temporaries 1 "
+              f"(wait, promote, issue the next part into the same registers), got temporaries "
+              f"{cfg.temporaries}")
+        check(cfg.BN % (8 * cfg.temp_parts) == 0, "temp_parts",
+              f"each part is a wgmma of BN / {cfg.temp_parts} columns, a multiple of 8: BN must "
+              f"be a multiple of {8 * cfg.temp_parts}, got {cfg.BN}")
+    temp_regs = cfg.temporaries * cfg.accumulator_registers // cfg.temp_parts
+    regs = cfg.accumulator_registers + temp_regs
     check(regs <= BLOCK_MAX_ACCUMULATORS, "BN",
           f"block scales keep a main and {cfg.temporaries} temporary accumulator(s) of slabs x "
-          f"BN / 2 registers per consumer thread: at most {BLOCK_MAX_ACCUMULATORS} in all, got "
-          f"{1 + cfg.temporaries} x {cfg.slabs} x {cfg.BN} / 2 = {regs} (BM {cfg.BM}, "
-          f"{cfg.consumers} consumer(s); temporaries 1 takes twice the BN of 2)")
+          f"BN / 2 registers per consumer thread (a temporary of BN / temp_parts columns): at "
+          f"most {BLOCK_MAX_ACCUMULATORS} in all, got {cfg.accumulator_registers} + {temp_regs} "
+          f"= {regs} (BM {cfg.BM}, BN {cfg.BN}, {cfg.consumers} consumer(s), temp_parts "
+          f"{cfg.temp_parts}; temporaries 1 takes twice the BN of 2, temp_parts 2 more)")
 
 
 def staged_scales_problem(cfg: WgmmaConfig, spec: GemmSpec) -> str | None:
@@ -531,7 +552,7 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
               f"alpha_beta, got {str(spec.epilogue)!r}")
     if spec.scale == "block":
         _validate_block(cfg, spec)
-    for field in ("issue_ahead", "temporaries"):
+    for field in ("issue_ahead", "temporaries", "temp_parts"):
         check(getattr(cfg, field) == getattr(WgmmaConfig, field) or spec.scale == "block",
               field, f"schedules block scales' K loop (scale 'block'), got scale "
               f"{spec.scale!r}")

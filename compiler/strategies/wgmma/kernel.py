@@ -840,10 +840,16 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
     starts its first K tile once consumer 0's first group is complete (a named barrier, once
     per CTA). With cfg.temporaries 1 (DeepGEMM's schedule, room for BN up to 192) a K tile
     is waited for at once, promoted, then the next is issued into the same registers: the
-    other consumer's wgmma run under the promotion."""
+    other consumer's wgmma run under the promotion; with cfg.temp_parts 2 the temporary
+    holds BN / 2 columns and each K tile goes in two parts, each waited for and promoted
+    into its half of main before the next part is issued (the stage released after the
+    last: finish_parts)."""
     from mlir.dialects import math as math_d
 
     acc = B.Accumulator(cfg.BN)
+    # the temporary: BN / temp_parts columns, a K tile issued and promoted part by part
+    parts = cfg.temp_parts
+    part = B.Accumulator(cfg.BN // parts)
     mma_k, mma_dtype = wgmma_k(spec), wgmma_dtype(spec)
     k_steps = cfg.BK // mma_k
     elt = DTYPE_BYTES[spec.dtype]
@@ -901,35 +907,39 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
             return [pick[(2 * r + (j // 2) % 2, 8 * (j // 4) // q)] for r in range(n)
                     for j in range(acc.size)]
 
-    def issue(tile, st, t, into=None):
+    def issue(tile, st, t, into=None, p=0, scales=None):
         """K tile t of `tile`: its scales loaded (scale_a x scale_b, one per row of
         tile.rows), its stage waited for, its wgmma issued into a fresh temporary (committed
         as one group), or (temporaries 1) into the registers of `into`, a temporary already
         promoted: its reads then come first, where ptxas would otherwise move them under the
-        wgmma, which needs a third set of registers: (temporary structs, scales)."""
-        kb = irb.val(irb.add(tile.k_first, t))
-        sbs = [memref.load(scale_b, [irb.val(tile.n_block), kb])]
-        if straddle:  # and the next block's
-            sbs.append(memref.load(scale_b, [irb.val(tile.next_block), kb]))
-        if staged is None:  # global loads, before the wait
-            sas = [memref.load(scale_a, [kb, irb.val(row)]) for row in tile.rows]
-            ring.consumer_wait(st)
-        else:  # the stage's copy of scale_a, once the stage is full
-            ring.consumer_wait(st)
-            sas = [staged.read(st.stage, row) for row in local_rows]
-        # per slab and half: scale_a x scale_b (a flat list; with `straddle` both blocks')
-        scales = [arith.mulf(sa, sb) for sa in sas for sb in sbs]
+        wgmma, which needs a third set of registers: (temporary structs, scales). With
+        temp_parts, column part p of the tile (B's rows from p x BN / parts on); parts after
+        the first take the stage (already full) and `scales` as they are."""
+        if p == 0:
+            kb = irb.val(irb.add(tile.k_first, t))
+            sbs = [memref.load(scale_b, [irb.val(tile.n_block), kb])]
+            if straddle:  # and the next block's
+                sbs.append(memref.load(scale_b, [irb.val(tile.next_block), kb]))
+            if staged is None:  # global loads, before the wait
+                sas = [memref.load(scale_a, [kb, irb.val(row)]) for row in tile.rows]
+                ring.consumer_wait(st)
+            else:  # the stage's copy of scale_a, once the stage is full
+                ring.consumer_wait(st)
+                sas = [staged.read(st.stage, row) for row in local_rows]
+            # per slab and half: scale_a x scale_b (a flat list; with `straddle` both blocks')
+            scales = [arith.mulf(sa, sb) for sa in sas for sb in sbs]
         a_addr = arena.addr32(irb.add(irb.mul(st.stage, stage_bytes),
                                       irb.mul(row_base, cfg.BK * elt)))
-        b_addr = arena.addr32(irb.add(irb.mul(st.stage, stage_bytes), a_bytes))
+        b_addr = arena.addr32(irb.add(irb.mul(st.stage, stage_bytes),
+                                      a_bytes + p * part.n * cfg.BK * elt))
         da = B.smem_descriptor(a_addr, leading_bytes=16, stride_bytes=1024)
         db = B.smem_descriptor(b_addr, leading_bytes=16, stride_bytes=1024)
         nvvm.wgmma_fence_aligned()
-        tmp = [acc.undef() for _ in range(n)] if into is None else list(into)
+        tmp = [part.undef() for _ in range(n)] if into is None else list(into)
         for kk in range(k_steps):
             for r in range(n):
                 a_off = r * WGMMA_M * cfg.BK * elt + kk * mma_k * elt
-                tmp[r] = B.wgmma(acc, tmp[r], B.add_bytes(da, a_off),
+                tmp[r] = B.wgmma(part, tmp[r], B.add_bytes(da, a_off),
                                  B.add_bytes(db, kk * mma_k * elt), dtype=mma_dtype,
                                  zero=kk == 0, b_mn_major=False)
         nvvm.wgmma_commit_group_sync_aligned()
@@ -941,18 +951,37 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
             ring.consumer_release(st)
 
     def complete(st):
-        """The issued K tile's wgmma done (its temporary readable), its stage released."""
+        """The issued K tile's wgmma done (its temporary readable), its stage released
+        (with temp_parts: by finish_parts(), after the last part)."""
         nvvm.wgmma_wait_group_sync_aligned(0)
-        release(st)
+        if parts == 1:
+            release(st)
 
-    def promote(tile, main, tmp, scales):
-        """main + tmp x scales (tmp complete, of `tile`): read after the wgmma issued before
-        it (the fence), its result held before the wait after it. (A tile's first promotion
-        as a product instead of an FMA into zeros, its first pair peeled, made ptxas
-        spill.)"""
-        regs = _fence_operands([acc.get(tmp[r], j) for r in range(n) for j in range(acc.size)])
+    def promote(tile, main, tmp, scales, p=parts - 1):
+        """main + tmp x scales (tmp complete, of `tile`; column part p of main): read after
+        the wgmma issued before it (the fence), its result held before the wait after it. (A
+        tile's first promotion as a product instead of an FMA into zeros, its first pair
+        peeled, made ptxas spill.)"""
+        regs = _fence_operands([part.get(tmp[r], j) for r in range(n)
+                                for j in range(part.size)])
         s = tile.column_scales(scales)
-        return _fence_operands([math_d.fma(v, f, m) for v, f, m in zip(regs, s, main)])
+        at = [r * acc.size + p * part.size + j for r in range(n) for j in range(part.size)]
+        out = list(main)
+        sums = _fence_operands([math_d.fma(v, s[i], main[i]) for v, i in zip(regs, at)])
+        for i, v in zip(at, sums):
+            out[i] = v
+        return out
+
+    def finish_parts(tile, main, tmp, scales, st):
+        """temp_parts: the K tile's parts after the first (complete in tmp, its stage held),
+        each issued into the registers its predecessor leaves once promoted, waited for; the
+        stage released after the last: (main, tmp holding the last part, complete)."""
+        for p in range(1, parts):
+            main = promote(tile, main, tmp, scales, p - 1)
+            tmp, _ = issue(tile, st, None, into=tmp, p=p, scales=scales)
+            nvvm.wgmma_wait_group_sync_aligned(0)
+        release(st)
+        return main, tmp
 
     def run(tile, main, tmp0, sc0, st, t0, count):
         """K tiles t0 .. t0 + count - 1 of `tile`, straight-line, entering with K tile t0 - 1
@@ -967,6 +996,8 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
                 st = st.advance()
                 tmp0, sc0 = issue(tile, st, irb.add(t0, j), into=tmp0)
                 complete(st)
+                if parts > 1:
+                    main, tmp0 = finish_parts(tile, main, tmp0, sc0, st)
             return main, tmp0, sc0, st
         temps, scs, prev_st = [tmp0, None], [sc0, None], None
         held = 0  # the temporary of the K tile before the one being issued
@@ -990,6 +1021,8 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
         (main without the last K tile, the last's temporary (complete), its scales, its
         state)."""
         main = [irb.const_f32(0.0)] * size
+        if parts > 1:  # the first K tile's other parts
+            main, tmp0 = finish_parts(tile, main, tmp0, sc0, st)
         unroll = 2  # K tiles 2p + 1 and 2p + 2 per trip: each temporary keeps its registers
         bodies = (count - 1) // unroll  # (more per trip made ptxas spill them)
         if bodies:
