@@ -77,6 +77,9 @@ VARIANTS = {  # name: wgmma fields over the block default (None: the default its
     # 128 x 192 with one (config.BLOCK_WIDE: the default where those make a wave)
     "tile128": {"BN": 128, "temporaries": 2, "issue_ahead": True, "stages": 6},
     "wide": {"BN": 192, "temporaries": 1, "issue_ahead": False, "stages": 5},
+    # each tile's scale_b row prefetched into L1 at the tile's start (the K loop's loads of
+    # it then hit L1; at M <= 128 a K tile's wgmma is too short to hide an L2 load)
+    "prefetch": {"prefetch_scales": True},
     # 128 x 256 tiles, the temporary in two 128-column parts (temp_parts): 4 stages of 48 KiB
     "wide256": {"BN": 256, "temporaries": 1, "temp_parts": 2, "issue_ahead": False,
                 "stages": 4},
@@ -86,9 +89,9 @@ VARIANTS = {  # name: wgmma fields over the block default (None: the default its
     "np_s7": {"persistent": False, "stages": 7, "group_m": 1},
 }
 SMALL_VARIANTS = ("default", "split1", "direct", "ahead_off", "bn128", "no_smem", "ffma_yield",
-                  "ffma_plain")
+                  "ffma_plain", "prefetch")
 LARGE_VARIANTS = ("default", "tile128", "wide", "tail_off", "direct", "no_smem", "stagger",
-                  "stagger_off", "ffma_yield", "ffma_plain")
+                  "stagger_off", "ffma_yield", "ffma_plain", "prefetch")
 ODD_N_VARIANTS = ("bm256_bn64", "narrow_off")
 
 

@@ -112,6 +112,9 @@ def test_block_given_wide_tile_takes_the_stages_that_fit():
     (dict(), {**TILE128, "temp_parts": 2},
      r"^temp_parts: a temporary of BN / 2 columns is built for temporaries 1 .* got temporaries "
      r"2"),
+    ({"scale": "tensor"}, {"prefetch_scales": True},
+     r"^prefetch_scales: prefetches block scales' scale_b \(scale 'block'\), got scale "
+     r"'tensor'"),
     ({"scale": "tensor"}, {"temp_parts": 2},
      r"^temp_parts: schedules block scales' K loop \(scale 'block'\), got scale 'tensor'"),
     (dict(), {"temporaries": 1, "issue_ahead": True},
@@ -731,3 +734,25 @@ def test_torch_op_fake_takes_block_scales():
 def test_block_default_staggers_the_wide_tiles_walked_in_at_most_three_rounds(M, N, K, stagger):
     spec = GemmSpec(**{**BLOCK.to_dict(), "M": M, "N": N, "K": K})
     assert strategies.resolve(None, spec, H100).stagger is stagger
+
+
+@pytest.mark.parametrize("M,N,K,config,prefetches", [
+    # M = 64: one tile per CTA (its K slice); persistent pairs: each tile, the strip's and
+    # the split last round's; BN 136: two rows of scale_b per tile
+    (64, 2112, 7168, {}, 1),
+    (4096, 2112, 7168, {}, 3),
+    (301, 392, 1040, {"BN": 136, "cluster_m": 1, "persistent": False}, 2),
+])
+def test_prefetch_scales_brings_each_tiles_scale_b_rows_into_l1(M, N, K, config, prefetches):
+    """prefetch_scales: at each tile's start a prefetch.global.L1 per row of scale_b the tile
+    reads (a line per lane), at least `prefetches` sites in the PTX (CCTL.E.PF1 in the
+    SASS); off, none; no local memory either way."""
+    spec = GemmSpec(M=M, N=N, K=K, dtype="e4m3", out_dtype="bf16", layout="NT", scale="block")
+    for on in (False, True):
+        art = compile_artifact(spec, {"strategy": "wgmma", **config, "prefetch_scales": on},
+                               "sm_90a", keep_ir=False)
+        sites = len(re.findall(r"prefetch\.global\.L1\s", art.assembly))
+        assert (sites >= prefetches) if on else sites == 0, (on, sites)
+        assert ("CCTL.E.PF1" in sass_of(art.binary)) == on
+        res = art.resources[art.launches[0].entry]
+        assert res["spill_stores"] == res["stack_bytes"] == 0, res

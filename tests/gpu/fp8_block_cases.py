@@ -126,6 +126,19 @@ def cases() -> list:
          {**w256, "tail_split": True, "narrow_column": False}, 1.0, 0.0),
         ("block-301x520x1040-wide256-global-scales", dict(b, M=301, N=520, K=1040),
          {**w256, "persistent": False, "cluster_m": 1, "smem_scales": False}, 1.0, 0.0),
+        # prefetch_scales: each tile's scale_b rows into L1 at its start (NOT YET RUN on a
+        # GPU when added, session 12): the M = 64 default (split-K through the cluster), the
+        # persistent wide default (strip, stagger), tiles across two blocks of B's scales
+        # with scale_a from global memory, and the last round split in halves of K
+        ("block-64x2112x7168-prefetch", dict(b, M=64, N=2112, K=7168),
+         {"prefetch_scales": True}, 1.0, 0.0),
+        ("block-4096x2112x7168-prefetch", dict(b, M=4096, N=2112, K=7168),
+         {"prefetch_scales": True}, 1.0, 0.0),
+        ("block-301x392x1040-bn136-prefetch-alpha-beta", dict(b, M=301, N=392, K=1040,
+                                                              out_dtype="f16"),
+         {"BN": 136, "cluster_m": 1, "persistent": False, "prefetch_scales": True}, 2.0, 0.5),
+        ("block-1000x2112x1536-tail-split-prefetch", dict(b, M=1000, N=2112, K=1536),
+         {"tail_split": True, "prefetch_scales": True}, 1.0, 0.0),
         # the wide default with consumer 1 staggered (at most 3 rounds: BLOCK_STAGGER_MAX_
         # ROUNDS): 8 pairs of tile rows x 22 columns (the last 64 wide) over 66 clusters,
         # partial tile rows, alpha and beta

@@ -186,6 +186,11 @@ class WgmmaConfig(StrategyConfig):
     # last), so main + temporary fit BN 256 (128 + 64 registers): fewer bytes of A and B per
     # product than 128 x 192, and N = 4096, 7168, 24576 in whole tile columns
     temp_parts: int = 1
+    # block scales: each tile's rows of scale_b (its K tiles' values, one or two 128-column
+    # blocks) prefetched into L1 (prefetch.global.L1, a line per lane) when the tile starts,
+    # so the K loop's per-K-tile loads of scale_b hit L1 rather than wait on L2 (DeepGEMM
+    # stages them in shared memory per tile)
+    prefetch_scales: bool = False
     # block scales, persistent 2x1 clusters: where the last round of pairs leaves at least
     # half the clusters idle (pairs mod clusters = L, 2 L <= clusters), its 2 L tiles go to
     # 2 L clusters, both CTAs of one on one tile's two halves of K, summed through
@@ -562,6 +567,8 @@ def validate(cfg: WgmmaConfig, spec: GemmSpec, target: Target) -> None:
     check(not cfg.ffma_yield or spec.scale == "block", "ffma_yield",
           f"interleaves block scales' promotion FFMAs (scale 'block'), got scale "
           f"{spec.scale!r}")
+    check(not cfg.prefetch_scales or spec.scale == "block", "prefetch_scales",
+          f"prefetches block scales' scale_b (scale 'block'), got scale {spec.scale!r}")
     check(not cfg.smem_scales or spec.scale == "block", "smem_scales",
           f"stages block scales' scale_a in shared memory (scale 'block'), got scale "
           f"{spec.scale!r}")

@@ -876,7 +876,7 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
         (`straddle`), the tile's columns from `boundary` on (a multiple of 8) take the next
         block of B's scales."""
 
-        def __init__(self, i, origin=None, k_first=None):
+        def __init__(self, i, origin=None, k_first=None, k_count=k_count):
             self.m0, self.n0, self.bz = tiles(i) if origin is None else origin
             self.k_first = ks.first if k_first is None else k_first  # its K tiles' first
             row0 = irb.add(self.m0, thread_row)
@@ -886,6 +886,9 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
             if straddle:
                 self.next_block = irb.min_(irb.add(self.n_block, 1), n_blocks - 1)
                 self.boundary = irb.sub(irb.mul(irb.add(self.n_block, 1), 128), self.n0)
+            if cfg.prefetch_scales:  # its rows of scale_b into L1 before the first K tile
+                for block in [self.n_block] + ([self.next_block] if straddle else []):
+                    _prefetch_row(scale_b, block, self.k_first, k_count, lane)
 
         def column_scales(self, scales):
             """Per register of the slabs: its scale (scales, as `issue` makes them: per slab r
@@ -1105,7 +1108,7 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
     # tail_split: the cluster's tile of the last round, this CTA on its half of K (tail.ks),
     # the halves' promoted sums added through distributed shared memory (over the drained ring)
     with B.if_(tail.active):
-        unit = Tile(None, origin=tail.origin, k_first=tail.ks.first)
+        unit = Tile(None, origin=tail.origin, k_first=tail.ks.first, k_count=tail.ks.count)
         st = st.advance()
         tmp0, sc0 = issue(unit, st, 0)
         complete(st)
@@ -1137,6 +1140,20 @@ class _StagedScales:
 
     def read(self, stage, row) -> ir.Value:
         return llvm.load(ir.F32Type.get(), self._at(stage, row))
+
+
+def _prefetch_row(mem, row, first, count: int, lane) -> None:
+    """prefetch.global.L1 of mem[row, first .. first + count) (a 2-d f32 memref): lane l
+    the line of the element l x 32 on, the lanes past the end that of the last (none past
+    the row: a warp covers 1024 elements), so the K loop's loads of them hit L1 instead of
+    waiting on L2 each K tile."""
+    cols = ir.MemRefType(mem.type).shape[1]
+    base = memref.extract_aligned_pointer_as_index(mem)
+    start = irb.add(base, irb.mul(irb.add(irb.mul(row, cols), first), SCALE_BYTES))
+    offset = irb.min_(irb.mul(lane, 128), (count - 1) * SCALE_BYTES)
+    address = arith.index_cast(ir.IntegerType.get_signless(64), irb.val(irb.add(start, offset)))
+    nvvm.prefetch(llvm.inttoptr(llvm.PointerType.get(1), address),
+                  cache_level=nvvm.PrefetchCacheLevel.L1)
 
 
 def _opaque_index(value: int) -> ir.Value:
