@@ -132,7 +132,8 @@ def test_table_and_json(qb, tmp_path, capsys):
     ("fp8_bench", "16x4096x4096", ["default"]),
     ("int8_bench", "32x4096x4096", ["default", "mma_sync"]),  # and mma.sync m16n8k32
     ("fp8_block_bench", "64x2112x7168", ["default", "split1", "ahead_off", "bn128",
-                                            "no_smem", "ffma_yield"]),  # ffma_plain: default
+                                            "no_smem", "ffma_yield",
+                                            "prefetch"]),  # ffma_plain: default
 ])
 def test_build_one_small_shape(bench, shape, variants, tmp_path, capsys):
     pytest.importorskip("mlir")
