@@ -737,16 +737,17 @@ def test_block_default_staggers_the_wide_tiles_walked_in_at_most_three_rounds(M,
 
 
 @pytest.mark.parametrize("M,N,K,config,prefetches", [
-    # M = 64: one tile per CTA (its K slice); persistent pairs: each tile, the strip's and
-    # the split last round's; BN 136: two rows of scale_b per tile
+    # M = 64: one tile per CTA (its K slice); persistent pairs: the first tile, the next one
+    # at each tile's end, and the same in the narrow strip's walk; BN 136: two rows of
+    # scale_b per tile
     (64, 2112, 7168, {}, 1),
     (4096, 2112, 7168, {}, 3),
     (301, 392, 1040, {"BN": 136, "cluster_m": 1, "persistent": False}, 2),
 ])
 def test_prefetch_scales_brings_each_tiles_scale_b_rows_into_l1(M, N, K, config, prefetches):
-    """prefetch_scales: at each tile's start a prefetch.global.L1 per row of scale_b the tile
-    reads (a line per lane), at least `prefetches` sites in the PTX (CCTL.E.PF1 in the
-    SASS); off, none; no local memory either way."""
+    """prefetch_scales: where a tile's first K tile is issued, a prefetch.global.L1 per row
+    of scale_b the tile reads (a line per lane), at least `prefetches` sites in the PTX
+    (CCTL.E.PF1 in the SASS); off, none; no local memory either way."""
     spec = GemmSpec(M=M, N=N, K=K, dtype="e4m3", out_dtype="bf16", layout="NT", scale="block")
     for on in (False, True):
         art = compile_artifact(spec, {"strategy": "wgmma", **config, "prefetch_scales": on},

@@ -879,6 +879,7 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
         def __init__(self, i, origin=None, k_first=None, k_count=k_count):
             self.m0, self.n0, self.bz = tiles(i) if origin is None else origin
             self.k_first = ks.first if k_first is None else k_first  # its K tiles' first
+            self.k_count = k_count
             row0 = irb.add(self.m0, thread_row)
             self.rows = [irb.min_(irb.add(row0, r * WGMMA_M + 8 * h), spec.M - 1)
                          for r in range(n) for h in range(2)] if staged is None else None
@@ -886,9 +887,11 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
             if straddle:
                 self.next_block = irb.min_(irb.add(self.n_block, 1), n_blocks - 1)
                 self.boundary = irb.sub(irb.mul(irb.add(self.n_block, 1), 128), self.n0)
-            if cfg.prefetch_scales:  # its rows of scale_b into L1 before the first K tile
-                for block in [self.n_block] + ([self.next_block] if straddle else []):
-                    _prefetch_row(scale_b, block, self.k_first, k_count, lane)
+
+        def prefetch(self):
+            """prefetch_scales: the tile's rows of scale_b into L1 (at its first K tile)."""
+            for block in [self.n_block] + ([self.next_block] if straddle else []):
+                _prefetch_row(scale_b, block, self.k_first, self.k_count, lane)
 
         def column_scales(self, scales):
             """Per register of the slabs: its scale (scales, as `issue` makes them: per slab r
@@ -919,6 +922,8 @@ def _consumer_block(spec, cfg, ring, arena, tid, row_base, tiles, count, ks, a_b
         temp_parts, column part p of the tile (B's rows from p x BN / parts on); parts after
         the first take the stage (already full) and `scales` as they are."""
         if p == 0:
+            if cfg.prefetch_scales and isinstance(t, int) and t == 0:  # the tile's start
+                tile.prefetch()
             kb = irb.val(irb.add(tile.k_first, t))
             sbs = [memref.load(scale_b, [irb.val(tile.n_block), kb])]
             if straddle:  # and the next block's
