@@ -96,10 +96,13 @@ ODD_N_VARIANTS = ("bm256_bn64", "narrow_off")
 
 
 def spec_of(M, N, K):
+    """What deepgen.gemm compiles for these calls (alpha 1, beta 0): the chain without
+    alpha_beta (deepgen/scaled.py; session 13: 1-6% over the chain with it)."""
+    from deepgen.epilogue import EpilogueSpec
     from deepgen.spec import GemmSpec
 
     return GemmSpec(M=M, N=N, K=K, dtype="e4m3", out_dtype="bf16", layout="NT",
-                    scale="block")
+                    scale="block", epilogue=EpilogueSpec(()))
 
 
 def _line(name: str, vname: str, seconds: float, res: dict) -> str:

@@ -30,6 +30,9 @@ scale_a (M, ceil(K/128)) f32, one per 1 x 128 block of a along K, best given M-m
 blockwise scaled_mm take; any other layout is copied per call); scale_b (ceil(N/128),
 ceil(K/128)) f32 contiguous, one per 128 x 128 block of the (N, K) weight. C[m, n] =
 sum over K blocks kb of (a[m, kb] . w[n, kb]) * scale_a[m, kb] * scale_b[n // 128, kb].
+A block call with alpha 1 and beta 0 (the defaults) runs a kernel compiled without the
+alpha_beta step (spec_for's alpha_beta): DeepGEMM's and torch._scaled_mm's product, nothing read
+from C.
 """
 from __future__ import annotations
 
@@ -80,10 +83,12 @@ def gemm(a, b, *, out=None, alpha=1.0, beta=0.0, bias=None, activation=None, bia
     """deepgen.gemm with scales / an output dtype (see the module docstring)."""
     if out is None and beta != 0:
         raise ValueError(f"beta: must be 0 when out is None (got {beta}): there is no C")
+    plain = alpha == 1 and beta == 0  # block scales: a kernel without alpha_beta (spec_for)
     key = None
     if config is None:
         try:
-            key = _signature(a, b, out, bias, activation, bias_dim, scale_a, scale_b, out_dtype)
+            key = (_signature(a, b, out, bias, activation, bias_dim, scale_a, scale_b,
+                              out_dtype), plain)
         except AttributeError:  # not tensors: the slow path says so
             key = None
         kernel = _by_call.get(key) if key is not None else None
@@ -91,7 +96,8 @@ def gemm(a, b, *, out=None, alpha=1.0, beta=0.0, bias=None, activation=None, bia
             return kernel(a, b, out, alpha=alpha, beta=beta,
                           **_extras(kernel.spec, bias, scale_a, scale_b))
     spec = spec_for(a, b, out, bias=bias, activation=activation, bias_dim=bias_dim,
-                    scale_a=scale_a, scale_b=scale_b, out_dtype=out_dtype)
+                    scale_a=scale_a, scale_b=scale_b, out_dtype=out_dtype,
+                    alpha_beta=not plain)
     kernel = kernel_for(spec, config, _target_of(a.get_device()))
     extra = _extras(spec, bias, scale_a, scale_b)
     c = out
@@ -139,9 +145,14 @@ def _extras(spec: GemmSpec, bias, scale_a, scale_b) -> dict:
 
 
 def spec_for(a, b, out=None, *, bias=None, activation=None, bias_dim="col", scale_a=None,
-             scale_b=None, out_dtype=None) -> GemmSpec:
+             scale_b=None, out_dtype=None, alpha_beta: bool = True) -> GemmSpec:
     """The GemmSpec of a scaled call; TypeError/ValueError naming the argument that does not
-    fit (torch._scaled_mm's rules where they overlap), before anything compiles."""
+    fit (torch._scaled_mm's rules where they overlap), before anything compiles. With block
+    scales and alpha_beta False (a call with alpha 1 and beta 0, as gemm passes it) the chain
+    has no alpha_beta step: the kernel reads neither alpha, beta nor C (measured 1-6% faster
+    at DeepGEMM's M = 4096 shapes, most at K = 1536 where the store is a larger share:
+    benchmarks/NOTES.md, session 13). Other scale modes keep the step (per-tensor scales are
+    folded into alpha)."""
     if activation is not None and activation not in ("none", *ACTIVATIONS):
         raise ValueError(f"activation: must be None or one of {', '.join(ACTIVATIONS)}, got "
                          f"{activation!r}")
@@ -215,7 +226,8 @@ def spec_for(a, b, out=None, *, bias=None, activation=None, bias_dim="col", scal
     default_bias = out_name if fp8 else dtype  # GemmSpec.operand_dtype("bias")
     epilogue = EpilogueSpec.of(bias=bias_dim if bias is not None else None,
                                activation=activation,
-                               bias_dtype=None if bias_dtype == default_bias else bias_dtype)
+                               bias_dtype=None if bias_dtype == default_bias else bias_dtype,
+                               alpha_beta=alpha_beta or scale != "block")
     return GemmSpec(M=M, N=N, K=K, dtype=dtype, out_dtype=out_name, layout=layout,
                     allow_tf32=dtype == "f32" and bool(torch.backends.cuda.matmul.allow_tf32),
                     epilogue=epilogue, scale=scale)

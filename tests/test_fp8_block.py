@@ -757,3 +757,54 @@ def test_prefetch_scales_brings_each_tiles_scale_b_rows_into_l1(M, N, K, config,
         assert ("CCTL.E.PF1" in sass_of(art.binary)) == on
         res = art.resources[art.launches[0].entry]
         assert res["spill_stores"] == res["stack_bytes"] == 0, res
+
+
+def test_block_call_with_alpha_1_and_beta_0_takes_a_kernel_without_alpha_beta(cpu,
+                                                                             monkeypatch):
+    """deepgen.gemm's block form with alpha 1 and beta 0 (the defaults) asks for the spec
+    whose chain has no alpha_beta step; any other alpha or beta, the chain with it; the
+    per-call cache keeps the two apart; rowwise and per-tensor scales keep alpha_beta (per
+    tensor, the scales are folded into alpha)."""
+    asked = []
+
+    class Fake:
+        def __init__(self, spec):
+            self.spec = spec
+
+        def __call__(self, a, b, c, alpha, beta, **extra):
+            asked.append((self.spec.scale, self.spec.epilogue.steps, alpha, beta))
+            return c
+
+    monkeypatch.setattr(scaled, "_target_of", lambda device: "sm_90a")
+    monkeypatch.setattr(scaled, "kernel_for", lambda spec, config, target: Fake(spec))
+    monkeypatch.setattr(scaled, "_by_call", {})
+    M, N, K = 256, 256, 512
+    a, w = torch.randn(M, K).to(E4), torch.randn(N, K).to(E4)
+    sa, sb = torch.rand(M, 4) + 0.5, torch.rand(2, 4) + 0.5
+    out = torch.empty(M, N, dtype=torch.bfloat16)
+    for alpha, beta in ((1.0, 0.0), (1.0, 0.5), (2.0, 0.0), (1, 0)):
+        deepgen.gemm(a, w.t(), out=out, scale_a=sa, scale_b=sb, alpha=alpha, beta=beta)
+    deepgen.gemm(a, w.t(), out=out, scale_a=torch.rand(M, 1), scale_b=torch.rand(1, N))
+    deepgen.gemm(a, w.t(), out=out, scale_a=torch.rand(()), scale_b=torch.rand(()))
+    assert asked == [("block", (), 1.0, 0.0), ("block", ("alpha_beta",), 1.0, 0.5),
+                     ("block", ("alpha_beta",), 2.0, 0.0), ("block", (), 1, 0),
+                     ("rowwise", ("alpha_beta",), 1.0, 0.0),
+                     ("tensor", ("alpha_beta",), 1.0, 0.0)]
+    # block: one entry without alpha_beta ((1.0, 0.0) and (1, 0)), one with; rowwise, tensor
+    assert len(scaled._by_call) == 4
+
+
+def test_block_kernel_without_alpha_beta_reads_neither_c_nor_alpha_beta():
+    """The block default compiled for the chain without alpha_beta: no 16-bit loads of C and
+    no alpha / beta parameter read (with the step: both), no local memory."""
+    spec = GemmSpec(M=256, N=256, K=512, dtype="e4m3", out_dtype="bf16", layout="NT",
+                    scale="block")
+    for steps in (("alpha_beta",), ()):
+        art = compile_artifact(GemmSpec(**{**spec.to_dict(), "epilogue": {"steps": steps}}),
+                               None, "sm_90a", keep_ir=False)
+        c_loads = len(re.findall(r"ld\.global\.v2\.b16\s", art.assembly))
+        f32_params = len(re.findall(r"ld\.param\.b32\s", art.assembly))
+        assert (c_loads > 0 and f32_params == 2) if steps else (c_loads == f32_params == 0), \
+            (steps, c_loads, f32_params)
+        res = art.resources[art.launches[0].entry]
+        assert res["spill_stores"] == res["stack_bytes"] == 0, res

@@ -17,9 +17,9 @@ Each case: (name, spec fields, wgmma config fields given, alpha, beta)."""
 from __future__ import annotations
 
 
-def _epi(bias=None, activation=None) -> dict:
+def _epi(bias=None, activation=None, alpha_beta=True) -> dict:
     from deepgen.epilogue import EpilogueSpec
-    return EpilogueSpec.of(bias=bias, activation=activation).to_dict()
+    return EpilogueSpec.of(bias=bias, activation=activation, alpha_beta=alpha_beta).to_dict()
 
 
 def cases() -> list:
@@ -154,6 +154,20 @@ def cases() -> list:
         ("block-1100x392x208-cluster2-pers-smem", dict(b, M=1100, N=392, K=208),
          {"cluster_m": 2, "smem_scales": True, "persistent": True, "epilogue": "direct"},
          1.0, 0.0),
+        # the chain without alpha_beta (what deepgen.gemm compiles for a block call with
+        # alpha 1, beta 0, session 13): the wide persistent default (strip, TMA epilogue),
+        # K = 1536, the one-wave partial default, f32 C through the direct epilogue, the
+        # M = 64 split-K default (the cluster reduce's store)
+        ("block-4096x2112x7168-plain", dict(b, M=4096, N=2112, K=7168, epilogue=_epi(alpha_beta=False)),
+         {}, 1.0, 0.0),
+        ("block-4096x24576x1536-plain", dict(b, M=4096, N=24576, K=1536, epilogue=_epi(alpha_beta=False)),
+         {}, 1.0, 0.0),
+        ("block-100x2112x1040-one-wave-plain", dict(b, M=100, N=2112, K=1040,
+                                                    epilogue=_epi(alpha_beta=False)), {}, 1.0, 0.0),
+        ("block-1000x1000x4000-f32-plain", dict(b, M=1000, N=1000, K=4000, out_dtype="f32",
+                                                epilogue=_epi(alpha_beta=False)), {}, 1.0, 0.0),
+        ("block-64x4096x7168-plain", dict(b, M=64, N=4096, K=7168, epilogue=_epi(alpha_beta=False)),
+         {}, 1.0, 0.0),
     ]
 
 

@@ -71,7 +71,8 @@ def test_gemm_block_form_matches_float64_and_torch(kernels, hopper):
     spec = GemmSpec(**next(c[1] for c in CASES if c[0] == name))
     if kernels.bundle is None:
         pytest.skip("needs the bundle (preload)")
-    preload(kernels.bundle / "fp8_block" / name)
+    preload(kernels.bundle / "fp8_block" / name)  # (alpha, beta given: the chain with them)
+    preload(kernels.bundle / "fp8_block" / f"{name}-plain")  # what alpha 1, beta 0 asks for
     g = torch.Generator().manual_seed(11)
     a = torch.randn(spec.M, spec.K, device="cuda").to(torch.float8_e4m3fn)
     w = torch.randn(spec.N, spec.K, device="cuda").to(torch.float8_e4m3fn)
@@ -89,3 +90,10 @@ def test_gemm_block_form_matches_float64_and_torch(kernels, hopper):
     again = deepgen.gemm(a, w.t(), scale_a=sa.contiguous(), scale_b=sb,
                          out_dtype=torch.bfloat16)
     assert torch.equal(again, out)
+    # alpha 1, beta 0 ran the kernel without alpha_beta; alpha and beta the one with it
+    from deepgen import scaled
+    assert () in {k.spec.epilogue.steps for k in scaled._by_spec.values()}
+    c = torch.randn(spec.M, spec.N, device="cuda").bfloat16()
+    want = 2.0 * ref + 0.5 * c.double()
+    deepgen.gemm(a, w.t(), out=c, scale_a=sa, scale_b=sb, alpha=2.0, beta=0.5)
+    assert measure.rel_error(c, want) <= tolerance(spec)
