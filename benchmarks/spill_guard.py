@@ -12,6 +12,7 @@ default heuristic, whatever the developer's cache holds.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -42,7 +43,7 @@ def points() -> list[tuple[str, dict, dict | None]]:
     specs.update(quant_points())  # their layout NT only
     seen, out = set(), []
     for name, spec in specs.items():
-        key = tuple(sorted(spec.items()))
+        key = json.dumps(spec, sort_keys=True)  # (nested: the epilogue's steps)
         if key not in seen:
             seen.add(key)
             out.append((name, spec, None))
