@@ -166,6 +166,12 @@ class StoreOperands:
         return {"scale_value": lambda: self.scale(scales, drow, dcol, width)}
 
 
+def scale_args(ops: StoreOperands | None, scales, drow, dcol, width: int | None) -> dict:
+    """emit's scale keyword arguments for the value at (drow, dcol) of a store: through `ops`
+    (StoreOperands) where the store has them, else `scales` for emit's own loads."""
+    return {"scales": scales} if ops is None else ops.emit_args(scales, drow, dcol, width)
+
+
 def emit(x: ir.Value, steps, *, alpha: ir.Value | None = None, beta: ir.Value | None = None,
          load_c: Callable[[], ir.Value] | None = None, bias: ir.Value | None = None,
          row=None, col=None, bias_value: Callable[[str], ir.Value] | None = None,

@@ -67,7 +67,7 @@ from deepgen.runtime.artifact import Launch, Param, param_for, tma_param
 from deepgen.spec import DTYPE_BYTES, GemmSpec
 
 from ... import irb
-from ...epilogue import StoreOperands, emit
+from ...epilogue import StoreOperands, emit, scale_args
 from ...passes import split_k as SK
 from ...passes.tile_gemm import kernel_module
 from . import builders as B
@@ -1311,9 +1311,8 @@ def _epilogue(spec, cfg, regs: _Registers, tid, m0, n0, row_base, bz, c_mem, alp
                 else:
                     x = regs.value(key, half)
                     load_c = lambda: memref.load(c_mem, idx)
-                operands = ({"scales": scales} if ops is None else
-                            ops.emit_args(scales, drow, irb.add(dcol, half),
-                                          2 if width == 2 else None))
+                operands = scale_args(ops, scales, drow, irb.add(dcol, half),
+                                      2 if width == 2 else None)
                 y = emit(x, steps, alpha=alpha, beta=beta, load_c=load_c, bias=bias,
                          row=row, col=col, **operands)
                 y = irb.truncf(y, out_t)
@@ -1373,8 +1372,7 @@ def _store_transposed(spec, cfg, regs: _Registers, tid, n0, m0, row_base, bz, ks
                     memref.store(x, out, [irb.val(ks.z), irb.val(m), irb.val(n)])
                     continue
                 idx = [irb.val(bz), irb.val(m), irb.val(n)]
-                operands = ({"scales": scales} if ops is None else
-                            ops.emit_args(scales, irb.add(dcol, half), drow, None))
+                operands = scale_args(ops, scales, irb.add(dcol, half), drow, None)
                 y = emit(x, spec.epilogue.steps, alpha=alpha, beta=beta,
                          load_c=lambda idx=idx: memref.load(out, idx), bias=bias,
                          row=m, col=n, **operands)

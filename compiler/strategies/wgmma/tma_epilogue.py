@@ -34,7 +34,7 @@ from mlir.dialects import vector
 from deepgen.spec import DTYPE_BYTES, GemmSpec
 
 from ... import irb
-from ...epilogue import StoreOperands, emit
+from ...epilogue import StoreOperands, emit, scale_args
 from . import builders as B
 from .config import EPILOGUE_BUFFERS, WARPGROUP, WGMMA_M, WgmmaConfig, ring_bytes
 
@@ -116,9 +116,8 @@ class TmaEpilogue:
                                irb.val(irb.min_(col, spec.N - 2))]
                         x = vector.from_elements(irb.vector_type(2, f32),
                                                  [value(r, j), value(r, j + 1)])
-                        operands = ({"scales": scales} if ops is None else
-                                    ops.emit_args(scales, r * WGMMA_M + 8 * (m % 2),
-                                                  16 * g + 8 * (m // 2), 2))
+                        operands = scale_args(ops, scales, r * WGMMA_M + 8 * (m % 2),
+                                              16 * g + 8 * (m // 2), 2)
                         y = emit(x, steps, alpha=alpha, beta=beta, bias=bias,
                                  load_c=lambda idx=idx: vector.load(vt, c_mem, idx,
                                                                     alignment=2 * out_bytes),
