@@ -808,3 +808,11 @@ def test_block_kernel_without_alpha_beta_reads_neither_c_nor_alpha_beta():
             (steps, c_loads, f32_params)
         res = art.resources[art.launches[0].entry]
         assert res["spill_stores"] == res["stack_bytes"] == 0, res
+    # with a bias and an activation after it (what a block call with bias= gets): no alpha /
+    # beta read either, nothing spilled
+    art = compile_artifact(GemmSpec(**{**spec.to_dict(), "epilogue": {"steps": ["bias_col",
+                                                                             "relu"]}}),
+                           None, "sm_90a", keep_ir=False)
+    assert not re.findall(r"ld\.param\.b32\s", art.assembly)
+    res = art.resources[art.launches[0].entry]
+    assert res["spill_stores"] == res["stack_bytes"] == 0, res
