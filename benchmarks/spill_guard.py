@@ -26,6 +26,11 @@ from ptx_hashes import compile_points, quant_points  # noqa: E402
 LAYOUTS = ("NN", "NT", "TN", "TT")
 
 
+def spec_key(spec: dict) -> str:
+    """A spec dict's identity (JSON: a spec may hold nested fields, its epilogue's steps)."""
+    return json.dumps(spec, sort_keys=True)
+
+
 def points() -> list[tuple[str, dict, dict | None]]:
     """(name, spec dict, None) of every suite shape in every layout, one entry per distinct
     spec (the default config: no overrides)."""
@@ -43,7 +48,7 @@ def points() -> list[tuple[str, dict, dict | None]]:
     specs.update(quant_points())  # their layout NT only
     seen, out = set(), []
     for name, spec in specs.items():
-        key = json.dumps(spec, sort_keys=True)  # (nested: the epilogue's steps)
+        key = spec_key(spec)
         if key not in seen:
             seen.add(key)
             out.append((name, spec, None))

@@ -3,7 +3,6 @@ the GPU side reads, carry the expected launches and PTX features, and the GPU ho
 the suite needs no compiler. Needs MLIR (the compiler), no GPU."""
 from __future__ import annotations
 
-import functools
 import importlib.util
 import json
 import math
@@ -588,7 +587,7 @@ def test_decode_analysis_gives_the_figures_and_their_bandwidth_bounds(tmp_path, 
 def test_spill_guard_covers_every_suite_shape_in_every_layout():
     pts = spill_guard.points()
     names = {n for n, _, _ in pts}
-    key = functools.partial(json.dumps, sort_keys=True)  # (a spec may hold its chain, a dict)
+    key = spill_guard.spec_key
     specs = {key(s) for _, s, _ in pts}
     assert len(specs) == len(pts)  # each spec once
     for e in gs.entries(("all",)):
