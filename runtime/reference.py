@@ -204,3 +204,22 @@ def reference_artifact(spec: GemmSpec, *, split: bool = False, shared_bytes: int
                           spec=spec.to_dict(), config={"reference": True, "split": split},
                           workspace_bytes=workspace, assembly=ptx,
                           toolchain={"reference": "hand-written PTX, JIT by the driver"})
+
+
+FAULTS = {  # PTX put before the kernel's first load
+    "trap": "    trap;\n",  # ends the CUDA context: the process that ran it must be replaced
+    "hang": "HANG:\n    bra.uni HANG;\n",  # never ends: only a deadline stops it
+}
+
+
+def faulty_artifact(spec: GemmSpec, fault: str, *, target: str = "sm_90a") -> KernelArtifact:
+    """The reference kernel broken on purpose (`fault` in FAULTS), for tests and benchmarks of
+    a tuner that must survive such candidates."""
+    if fault not in FAULTS:
+        raise ValueError(f"fault: {fault!r} is not one of {sorted(FAULTS)}")
+    art = reference_artifact(spec, target=target)
+    first = "    ld.param.u64 %rd1, [pA];"
+    ptx = art.binary.decode().replace(first, FAULTS[fault] + first, 1)
+    art.binary, art.assembly = ptx.encode(), ptx
+    art.config = {**art.config, "fault": fault}
+    return art

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from deepgen.runtime.artifact import KernelArtifact
-from deepgen.runtime.reference import reference_artifact
+from deepgen.runtime.reference import FAULTS, faulty_artifact, reference_artifact
 from deepgen.spec import GemmSpec
 
 NP_DTYPES = {"f32": np.float32, "f16": np.float16, "bf16": np.uint16}  # bf16 stored as bits
@@ -217,3 +217,22 @@ def test_reference_launches_and_workspace():
     assert plain.workspace_bytes == 0
     assert [l.args for l in split.launches] == [("A", "B", "W"), ("W", "C", "alpha", "beta")]
     assert split.workspace_bytes == 4 * 3 * 40 * 20
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_faulty_kernels_fault_before_their_first_load(tmp_path, fault):
+    spec = GemmSpec(M=64, N=32, K=16, dtype="bf16")
+    art = faulty_artifact(spec, fault)
+    ptx = art.binary.decode()
+    body = ptx.split("ld.param.u64 %rd1, [pA];")[0]
+    assert FAULTS[fault] in body and FAULTS[fault] not in reference_artifact(spec).binary.decode()
+    assert art.config["fault"] == fault and art.launches == reference_artifact(spec).launches
+    if shutil.which("ptxas"):  # the GPU tests and benchmarks/multi_gpu_tune.py load it there
+        (tmp_path / "k.ptx").write_bytes(art.binary)
+        subprocess.run(["ptxas", "-arch=sm_90", "-o", str(tmp_path / "k.cubin"),
+                        str(tmp_path / "k.ptx")], check=True, capture_output=True)
+
+
+def test_an_unknown_fault_is_refused():
+    with pytest.raises(ValueError, match="fault: 'oops' is not one of"):
+        faulty_artifact(GemmSpec(M=8, N=8, K=8), "oops")

@@ -139,6 +139,46 @@ def test_bench_ranks_correct_candidates_and_records_crashes(fresh, capsys):
     assert "128x128x128_f32_NN" in out and "2/4" in out
 
 
+def test_results_rank_times_from_several_gpus_on_one_baseline():
+    """GPU 1 runs 10% slower (its cuBLAS baseline too): b's 1.05 ms there is a faster kernel
+    than a's 1.0 ms on GPU 0, and ranks first; from one GPU nothing is scaled."""
+    from deepgen.spec import GemmSpec
+    from deepgen.tuner.manifest import Candidate
+    from deepgen.tuner.results import build
+
+    spec = GemmSpec(128, 128, 128)
+    cands = [Candidate(spec, {"BK": bk}, "sm_90a", compile={"ok": True}) for bk in (8, 16, 32)]
+    index = {"shapes": [{"key": cands[0].shape, "spec": spec.to_dict()}]}
+
+    def rec(c, ms, gpu, base):
+        return {"id": c.id, "stage": "bench", "ok": True, "ms": ms, "tflops": 1 / ms,
+                "baseline_ms": base, "gpu": gpu, "gpu_uuid": f"GPU-{gpu}"}
+
+    two = [rec(cands[0], 1.0, 0, 1.0), rec(cands[1], 1.05, 1, 1.1), rec(cands[2], 1.2, 0, 1.0)]
+    (sh,) = build(index, cands, two)["shapes"]
+    assert [t["config"]["BK"] for t in sh["top"]] == [16, 8, 32]
+    assert sh["gpu_scales"] == pytest.approx({"GPU-0": 1.05, "GPU-1": 1.05 / 1.1})
+    assert sh["top"][0]["ms"] == 1.05 and sh["top"][0]["ms_ranked"] == pytest.approx(1.05 * 1.05 / 1.1)
+    assert sh["top"][0]["gpu"] == "GPU-1"
+    one = [rec(cands[0], 1.0, 0, 1.0), rec(cands[1], 1.05, 0, 1.1)]
+    (sh,) = build(index, cands, one)["shapes"]
+    assert [t["config"]["BK"] for t in sh["top"]] == [8, 16]
+    assert "gpu_scales" not in sh and "ms_ranked" not in sh["top"][0]
+
+
+def test_bench_on_two_fake_gpus_survives_a_crash_on_one(fresh):
+    """The CPU side of tests/gpu/test_tuner_gpu.py's run on two GPUs: two worker slots, the
+    BN 64 candidates kill their worker, the others are all timed, failures name their slot."""
+    assert _bench(fresh, gpus=2) == 0
+    recs = latest(read_journal(fresh), "bench")
+    assert len(recs) == 4
+    crashed = [r for r in recs.values() if not r["ok"]]
+    assert len(crashed) == 2 and all(r["crashed"] and r["slot"] in (0, 1) for r in crashed)
+    assert all(r["gpu"] in (0, 1) for r in recs.values() if r["ok"])
+    res = json.loads((fresh / "results.json").read_text())
+    assert res["bench_phase"]["workers"] == 2 and res["shapes"][0]["counts"]["correct"] == 2
+
+
 def test_bench_resume_runs_only_what_is_left(fresh):
     assert _bench(fresh) == 0
     benched = latest(read_journal(fresh), "bench")

@@ -26,7 +26,10 @@ def bench_init(slot: int) -> dict:
     torch.cuda.set_device(slot)
     torch.cuda.init()
     torch.manual_seed(20261124 + slot)
-    return {"gpu": slot, "device": torch.cuda.get_device_name(slot), "shape": None}
+    # the GPU's own name: under Ray (or CUDA_VISIBLE_DEVICES) every worker's slot may be 0
+    uuid = str(getattr(torch.cuda.get_device_properties(slot), "uuid", "") or "") or None
+    return {"gpu": slot, "gpu_uuid": uuid, "device": torch.cuda.get_device_name(slot),
+            "shape": None}
 
 
 def bench_task(task: dict, state: dict) -> dict:
@@ -52,7 +55,8 @@ def bench_task(task: dict, state: dict) -> dict:
                                                measure.baseline_sets(spec, state["sets"]))
         state["shape"] = shape
     base_ms = state["baseline_ms"]
-    record = {"gpu": state["gpu"], "device": state["device"], "baseline_ms": base_ms,
+    record = {"gpu": state["gpu"], "gpu_uuid": state.get("gpu_uuid"), "device": state["device"],
+              "baseline_ms": base_ms,
               "baseline_tflops": measure.tflops(spec, base_ms)}
     kernel = load(task["dir"])
     err = measure.check(kernel, spec)

@@ -5,7 +5,9 @@ compile failures, correct, wrong, bench failures, with the most common errors), 
 baseline timed by the same workers, the top K candidates (config, ms, TFLOP/s, ratio to
 the baseline, relative error, compile time, registers and spills) and the default heuristic's
 config for comparison; a range problem's (M a range, tuner/ranges.py) entries keep their
-per-M "points" and its times are geometric means over them. A function of its inputs only, so rebuilding it is always safe;
+per-M "points" and its times are geometric means over them. Timed on several GPUs, the
+candidates are ranked by times scaled to a common baseline ("gpu_scales", "ms_ranked": see
+gpu_scales). A function of its inputs only, so rebuilding it is always safe;
 `deepgen bench` adds, when it ends, "bench_phase": its own benchmark phase (candidates timed,
 seconds, workers: GPUs or the Ray address), what a comparison over GPU counts reads.
 """
@@ -35,7 +37,9 @@ def build(index: dict, candidates: list[Candidate], records: list[dict], top: in
         mine = [c for c in candidates if c.shape == sh["key"]]
         compiled = [c for c in mine if c.compile.get("ok")]
         ran = [(c, bench[c.id]) for c in compiled if c.id in bench]
-        ok = sorted(((c, r) for c, r in ran if r.get("ok")), key=lambda cr: cr[1]["ms"])
+        scale = gpu_scales([r for _, r in ran])
+        ranked = lambda r: r["ms"] * scale.get(gpu_of(r), 1.0)
+        ok = sorted(((c, r) for c, r in ran if r.get("ok")), key=lambda cr: ranked(cr[1]))
         wrong = [r for _, r in ran if r.get("wrong")]
         baselines = [r["baseline_ms"] for _, r in ran if r.get("baseline_ms")]
         errors = Counter(first_line(c.compile.get("error", "")) for c in mine
@@ -62,7 +66,8 @@ def build(index: dict, candidates: list[Candidate], records: list[dict], top: in
             "errors": dict(errors.most_common(5)),
             "baseline": None if base_ms is None else {
                 "name": "torch.matmul (cuBLAS)", "ms": base_ms, "tflops": base_tflops},
-            "top": [_entry(c, r) for c, r in ok[:top]],
+            "top": [_entry(c, r, ranked(r) if scale else None) for c, r in ok[:top]],
+            **({"gpu_scales": scale} if scale else {}),
             "default": default,
         })
     device = next((r.get("device") for r in bench.values() if r.get("device")), None)
@@ -75,10 +80,33 @@ def first_line(text: str) -> str:
     return (text or "unknown error").strip().splitlines()[0][:200]
 
 
-def _entry(c: Candidate, r: dict) -> dict:
+def gpu_of(record: dict):
+    """The GPU a bench record was timed on, as text: its UUID, else its worker's slot."""
+    gpu = record.get("gpu_uuid") or record.get("gpu", record.get("slot"))
+    return None if gpu is None else str(gpu)
+
+
+def gpu_scales(records: list[dict]) -> dict:
+    """{gpu: factor} for one shape timed on several GPUs, else {}. GPUs of one host differ by a
+    few percent (clocks under power and heat); each worker times the cuBLAS baseline of the
+    shape on its own GPU, so a time is ranked as ms * (the median baseline over the GPUs /
+    its GPU's median baseline): a candidate is not ranked lower for the GPU it drew."""
+    bases: dict = {}
+    for r in records:
+        if r.get("ok") and r.get("baseline_ms"):
+            bases.setdefault(gpu_of(r), []).append(r["baseline_ms"])
+    if len(bases) < 2:
+        return {}
+    per_gpu = {g: statistics.median(v) for g, v in bases.items()}
+    ref = statistics.median(per_gpu.values())
+    return {g: ref / b for g, b in per_gpu.items()}
+
+
+def _entry(c: Candidate, r: dict, ms_ranked: float | None = None) -> dict:
     res = [v for v in (c.compile.get("resources") or {}).values() if isinstance(v, dict)]
     most = lambda key: max((v.get(key) or 0 for v in res), default=None)
-    return {"id": c.id, "config": c.config, "ms": r["ms"], "tflops": r["tflops"],
+    ranked = {"ms_ranked": ms_ranked, "gpu": gpu_of(r)} if ms_ranked is not None else {}
+    return {"id": c.id, "config": c.config, "ms": r["ms"], "tflops": r["tflops"], **ranked,
             "vs_baseline": r.get("vs_baseline"), "rel_err": r.get("rel_err"),
             "compile_seconds": c.compile.get("seconds"), "registers": most("registers"),
             "spill_stores": most("spill_stores"), "spill_loads": most("spill_loads"),

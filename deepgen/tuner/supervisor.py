@@ -11,8 +11,9 @@ a time over a pipe and waits on the pipe, the process sentinel and a deadline to
     fresh process takes the slot;
   - the deadline passes: the process is killed, the task recorded as failed ("timed out").
 
-The run goes on either way. Worker functions are plain module-level functions, so tests drive
-this on the CPU with fakes that call os._exit or sleep. Imports neither torch nor MLIR.
+The run goes on either way; a failure record names its "slot" (which GPU's worker). Worker
+functions are plain module-level functions, so tests drive this on the CPU with fakes that
+call os._exit or sleep. Imports neither torch nor MLIR.
 """
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def _worker_main(conn, slot, init: Callable | None, fn: Callable) -> None:
             record = fn(task, state)
         except BaseException as e:  # report; a fresh process takes over (state may be bad)
             record = {"ok": False, "error": f"{type(e).__name__}: {e}", "restart": True,
-                      "traceback": traceback.format_exc(limit=8)}
+                      "slot": slot, "traceback": traceback.format_exc(limit=8)}
         conn.send(("done", record))
         if record.get("restart"):
             return
@@ -171,7 +172,7 @@ class Supervisor:
             elif w.task is not None and w.deadline is not None and now > w.deadline:
                 task, w.task = w.task, None
                 self._replace(w, kill=True)
-                yield task, {"ok": False, "timeout": True,
+                yield task, {"ok": False, "timeout": True, "slot": w.slot,
                              "error": f"timed out after {self.timeout:g} s (worker killed)"}
 
     def _service(self, w: _Worker) -> Iterator[tuple[object, dict]]:
@@ -199,7 +200,7 @@ class Supervisor:
             if w.task is not None:
                 task, w.task = w.task, None
                 self._replace(w)
-                yield task, {"ok": False, "crashed": True,
+                yield task, {"ok": False, "crashed": True, "slot": w.slot,
                              "error": f"worker process died (exit code {code}) on this task"}
             elif not w.ready:
                 self._init_failed(w, f"worker process died while starting (exit code {code})")
