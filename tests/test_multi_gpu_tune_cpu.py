@@ -3,7 +3,6 @@ among the real ones, and the summary's scaling, ranking agreement and crash chec
 made-up runs, including runs where they must fail. The GPU host runs the rest."""
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -20,11 +19,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def mgt():
-    spec = importlib.util.spec_from_file_location("multi_gpu_tune",
-                                                  REPO / "benchmarks/multi_gpu_tune.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    sys.path.insert(0, str(REPO / "benchmarks"))  # not a package; the script does the same
+    import multi_gpu_tune
+
+    return multi_gpu_tune
 
 
 def _bundle(d: Path, per_shape: int = 6) -> list[Candidate]:
