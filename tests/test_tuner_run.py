@@ -144,6 +144,7 @@ def test_results_rank_times_from_several_gpus_on_one_baseline():
     than a's 1.0 ms on GPU 0, and ranks first; from one GPU nothing is scaled."""
     from deepgen.spec import GemmSpec
     from deepgen.tuner.manifest import Candidate
+    from deepgen.tuner.database import winners
     from deepgen.tuner.results import build
 
     spec = GemmSpec(128, 128, 128)
@@ -160,6 +161,9 @@ def test_results_rank_times_from_several_gpus_on_one_baseline():
     assert sh["gpu_scales"] == pytest.approx({"GPU-0": 1.05, "GPU-1": 1.05 / 1.1})
     assert sh["top"][0]["ms"] == 1.05 and sh["top"][0]["ms_ranked"] == pytest.approx(1.05 * 1.05 / 1.1)
     assert sh["top"][0]["gpu"] == "GPU-1"
+    (entry,) = winners({"shapes": [sh]}, "test")  # installed on the baseline's scale
+    assert entry["ms"] == sh["top"][0]["ms_ranked"] and entry["baseline_ms"] == 1.0
+    assert entry["tflops"] == pytest.approx(sh["top"][0]["tflops"] * 1.05 / entry["ms"])
     one = [rec(cands[0], 1.0, 0, 1.0), rec(cands[1], 1.05, 0, 1.1)]
     (sh,) = build(index, cands, one)["shapes"]
     assert [t["config"]["BK"] for t in sh["top"]] == [8, 16]

@@ -2,7 +2,8 @@
 that deepgen.gemm reads (deepgen.runtime.tuned: $DEEPGEN_CACHE_DIR/tuned.json).
 
 An entry per (spec, target): the winner's config and time ("ms") and torch's time for the same
-shape, measured by the same worker in the same run ("baseline_ms", "baseline_tflops"), which
+shape, measured by the same worker in the same run ("baseline_ms", "baseline_tflops"; tuned
+on several GPUs, the winner's time scaled to that baseline's GPUs, results.gpu_scales), which
 deepgen.optimize routes by (entries installed before "baseline_ms" existed give it through
 "baseline_tflops"; an entry with neither is never routed). A range problem's entry (spec M a
 range, tuner/ranges.py) also has "points" [{M, ms, baseline_ms, ...}], the times at each M
@@ -38,8 +39,9 @@ def winners(res: dict, source: str) -> list[dict]:
         if not sh["top"]:
             continue
         best, base = sh["top"][0], sh.get("baseline") or {}
+        ms = best.get("ms_ranked") or best["ms"]  # several GPUs: on the baseline's scale
         out.append({"spec": sh["spec"], "target": res.get("target"), "config": best["config"],
-                    "ms": best["ms"], "tflops": best["tflops"],
+                    "ms": ms, "tflops": best["tflops"] * best["ms"] / ms,
                     "baseline_ms": base.get("ms"), "baseline_tflops": base.get("tflops"),
                     "device": res.get("device"),
                     **({"points": best["points"]} if best.get("points") else {}),
