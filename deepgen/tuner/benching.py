@@ -56,8 +56,7 @@ def bench_task(task: dict, state: dict) -> dict:
         state["shape"] = shape
     base_ms = state["baseline_ms"]
     record = {"gpu": state["gpu"], "gpu_uuid": state.get("gpu_uuid"), "device": state["device"],
-              "baseline_ms": base_ms,
-              "baseline_tflops": measure.tflops(spec, base_ms)}
+              "baseline_ms": base_ms, "baseline_tflops": measure.tflops(spec, base_ms)}
     kernel = load(task["dir"])
     err = measure.check(kernel, spec)
     tol = measure.tolerance(spec)
