@@ -22,8 +22,9 @@ def local_ray():
     # Ray's workers inherit the environment: let them import the fakes beside this file.
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parent), old]))
-    try:
-        ray_backend._ray("local", 2)
+    try:  # two GPUs declared (none here): Ray hands each GPU actor one of them
+        ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
         yield ray
     finally:
         ray.shutdown()
@@ -71,3 +72,20 @@ def test_bench_actors_restart_their_worker(local_ray, tmp_path):
     assert got["t1"]["crashed"] and not got["t1"]["ok"]
     assert all(got[t]["ok"] for t in ("t0", "t2", "t3"))
     assert got["t0"]["pid"] != got["t2"]["pid"]  # a fresh worker process after the death
+
+
+def test_bench_actors_spread_over_the_gpus_and_a_crash_stays_in_one(local_ray, tmp_path):
+    """One actor per GPU of the cluster (two declared): Ray gives each its own GPU, which its
+    worker process sees (CUDA_VISIBLE_DEVICES); a worker that dies costs only its task."""
+    tasks = []
+    for i, action in enumerate(["ok"] * 3 + ["die"] + ["ok"] * 4):
+        d = tmp_path / f"k{i}"
+        d.mkdir()
+        (d / "kernel.json").write_text("{}")
+        tasks.append({"id": f"t{i}", "action": action, "dir": str(d)})
+    got = {t["id"]: rec for t, rec in ray_backend.bench_ray(
+        tasks, "local", timeout=60, fn=fakes.bench_fn, init=fakes.bench_init)}
+    assert len(got) == 8 and got["t3"]["crashed"] and not got["t3"]["ok"]
+    ok = [rec for t, rec in got.items() if t != "t3"]
+    assert all(rec["ok"] for rec in ok)
+    assert {rec["visible"] for rec in ok} == {"0", "1"}

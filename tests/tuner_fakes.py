@@ -26,8 +26,9 @@ def compile_fn(task: dict) -> dict:
     return {"id": task["id"], "stage": "compile", "ok": True, "pid": os.getpid()}
 
 
-def bench_init(slot) -> dict:
-    return {"slot": slot, "pid": os.getpid(), "count": 0}
+def bench_init(slot) -> dict:  # "visible": the GPUs Ray gave this worker's actor, if any
+    return {"slot": slot, "pid": os.getpid(), "count": 0,
+            "visible": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
 
 def bench_init_fails(slot) -> dict:
@@ -37,7 +38,8 @@ def bench_init_fails(slot) -> dict:
 def bench_fn(task: dict, state: dict) -> dict:
     _act(task)
     state["count"] += 1
-    rec = {"ok": True, "pid": state["pid"], "count": state["count"], "gpu": state["slot"]}
+    rec = {"ok": True, "pid": state["pid"], "count": state["count"], "gpu": state["slot"],
+           "visible": state["visible"]}
     if task.get("action") == "wrong":
         return {**rec, "ok": False, "wrong": True, "error": "wrong result: fake"}
     if task.get("action") == "poison":
