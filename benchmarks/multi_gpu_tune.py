@@ -27,10 +27,12 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import shutil
 import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from itertools import combinations
 from pathlib import Path
 
@@ -41,7 +43,7 @@ from gemm_suite import git_commit, write_json  # noqa: E402
 
 from deepgen.tuner.journal import read_journal  # noqa: E402
 from deepgen.tuner.manifest import Candidate, load_index, write_index  # noqa: E402
-from deepgen.tuner.results import gpu_of, gpu_scales  # noqa: E402
+from deepgen.tuner.results import gpu_of, gpu_scales, ranked_ms  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / "tuning_configs" / "multi_gpu_400.json"
@@ -119,7 +121,7 @@ def ranked_times(records: list[dict], shape_of: dict[str, str]) -> dict[str, dic
     out = {}
     for shape, recs in by_shape.items():
         scale = gpu_scales(recs)
-        out[shape] = {r["id"]: r["ms"] * scale.get(gpu_of(r), 1.0) for r in recs}
+        out[shape] = {r["id"]: ranked_ms(r, scale) for r in recs}
     return out
 
 
@@ -145,6 +147,13 @@ def agreement(a: dict, b: dict) -> dict:
             for s in sorted(set(a) & set(b))}
 
 
+def worst(agreements: list[dict]) -> tuple[float | None, float | None]:
+    """(lowest rho, highest regret) over agreement() outputs; (None, None) for none."""
+    vals = [v for a in agreements for v in a.values()]
+    return (min((v["rho"] for v in vals), default=None),
+            max((v["regret"] for v in vals), default=None))
+
+
 def crash_check(records: list[dict], trap_ids: set[str], expected: set[str]) -> dict:
     """The traps failed and were isolated: every other candidate has a correct record, and
     after each trap its GPU's worker (a fresh process) and the others went on timing."""
@@ -155,10 +164,7 @@ def crash_check(records: list[dict], trap_ids: set[str], expected: set[str]) -> 
         later = [gpu_of(x) for x in records[i + 1:] if x.get("ok")]
         ok_after.append({"slot": r.get("slot"), "later_records": len(later),
                          "later_on_gpus": sorted(set(map(str, later)))})
-    per_gpu: dict[str, int] = {}
-    for r in records:
-        if r.get("ok"):
-            per_gpu[gpu_of(r)] = per_gpu.get(gpu_of(r), 0) + 1
+    per_gpu = dict(Counter(gpu_of(r) for r in records if r.get("ok")))
     real = expected - trap_ids
     good = {r["id"] for r in records if r.get("ok") and r["id"] in real}
     return {"traps": len(traps),
@@ -173,13 +179,13 @@ def crash_check(records: list[dict], trap_ids: set[str], expected: set[str]) -> 
 def summarize(runs: list[dict], shape_of: dict, trap_ids: set[str]) -> dict:
     expected = set(shape_of)
     ok_runs = [r for r in runs if r["rc"] == 0]
+    ranked = {id(r): ranked_times(r["records"], shape_of) for r in ok_runs}
     for r in ok_runs:
-        r["ranked"] = ranked_times(r["records"], shape_of)
         r["crash_check"] = crash_check(r["records"], trap_ids, expected)
     ones = [r for r in ok_runs if r["workers"] == 1]
-    noise = [agreement(a["ranked"], b["ranked"]) for a, b in combinations(ones, 2)]
-    floor = {"rho": min((v["rho"] for n in noise for v in n.values()), default=1.0),
-             "regret": max((v["regret"] for n in noise for v in n.values()), default=0.0)}
+    noise = [agreement(ranked[id(a)], ranked[id(b)]) for a, b in combinations(ones, 2)]
+    low, high = worst(noise)
+    floor = {"rho": 1.0 if low is None else low, "regret": 0.0 if high is None else high}
     t1 = statistics.median([r["bench_phase"]["seconds"] for r in ones]) if ones else None
     table = {}
     for w in dict.fromkeys(r["workers"] for r in runs):
@@ -188,9 +194,8 @@ def summarize(runs: list[dict], shape_of: dict, trap_ids: set[str]) -> dict:
             table[str(w)] = {"failed_runs": sum(1 for r in runs if r["workers"] == w)}
             continue
         secs = statistics.median(r["bench_phase"]["seconds"] for r in mine)
-        vs_one = [agreement(o["ranked"], r["ranked"]) for r in mine for o in ones if o is not r]
-        rho = min((v["rho"] for a in vs_one for v in a.values()), default=None)
-        reg = max((v["regret"] for a in vs_one for v in a.values()), default=None)
+        rho, reg = worst([agreement(ranked[id(o)], ranked[id(r)])
+                          for r in mine for o in ones if o is not r])
         checks = [r["crash_check"] for r in mine]
         table[str(w)] = {
             "runs": len(mine), "bench_phase_s": secs,
@@ -247,7 +252,7 @@ def main() -> int:
     for rnd in range(args.rounds):
         for w in labels[rnd % len(labels):] + labels[:rnd % len(labels)]:
             out = args.work / f"r{rnd}-{w}"
-            subprocess.run(["rm", "-rf", str(out)], check=True)
+            shutil.rmtree(out, ignore_errors=True)
             run = bench_once(args.run, out, w, args.timeout)
             run["round"] = rnd
             runs.append(run)
@@ -255,8 +260,6 @@ def main() -> int:
             print(f"round {rnd} workers {w}: rc {run['rc']}, bench phase "
                   f"{phase.get('seconds')} s, wall {run['wall_s']} s", flush=True)
     summary = summarize(runs, shape_of, trap_ids)
-    for run in runs:  # derived from the records, which stay
-        run.pop("ranked", None)
     result = {"benchmark": "multi_gpu_tune", "date": _dt.datetime.now().isoformat(),
               "git_commit": git_commit(), **device_info(), "bundle": str(args.run),
               "candidates": len(shape_of), "traps": len(trap_ids), "rounds": args.rounds,

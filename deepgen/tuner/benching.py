@@ -27,9 +27,9 @@ def bench_init(slot: int) -> dict:
     torch.cuda.init()
     torch.manual_seed(20261124 + slot)
     # the GPU's own name: under Ray (or CUDA_VISIBLE_DEVICES) every worker's slot may be 0
-    uuid = str(getattr(torch.cuda.get_device_properties(slot), "uuid", "") or "") or None
-    return {"gpu": slot, "gpu_uuid": uuid, "device": torch.cuda.get_device_name(slot),
-            "shape": None}
+    uuid = getattr(torch.cuda.get_device_properties(slot), "uuid", None)
+    return {"gpu": slot, "gpu_uuid": str(uuid) if uuid else None,
+            "device": torch.cuda.get_device_name(slot), "shape": None}
 
 
 def bench_task(task: dict, state: dict) -> dict:

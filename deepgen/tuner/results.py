@@ -38,8 +38,7 @@ def build(index: dict, candidates: list[Candidate], records: list[dict], top: in
         compiled = [c for c in mine if c.compile.get("ok")]
         ran = [(c, bench[c.id]) for c in compiled if c.id in bench]
         scale = gpu_scales([r for _, r in ran])
-        ranked = lambda r: r["ms"] * scale.get(gpu_of(r), 1.0)
-        ok = sorted(((c, r) for c, r in ran if r.get("ok")), key=lambda cr: ranked(cr[1]))
+        ok = sorted(((c, r) for c, r in ran if r.get("ok")), key=lambda cr: ranked_ms(cr[1], scale))
         wrong = [r for _, r in ran if r.get("wrong")]
         baselines = [r["baseline_ms"] for _, r in ran if r.get("baseline_ms")]
         errors = Counter(first_line(c.compile.get("error", "")) for c in mine
@@ -66,7 +65,7 @@ def build(index: dict, candidates: list[Candidate], records: list[dict], top: in
             "errors": dict(errors.most_common(5)),
             "baseline": None if base_ms is None else {
                 "name": "torch.matmul (cuBLAS)", "ms": base_ms, "tflops": base_tflops},
-            "top": [_entry(c, r, ranked(r) if scale else None) for c, r in ok[:top]],
+            "top": [_entry(c, r, ranked_ms(r, scale) if scale else None) for c, r in ok[:top]],
             **({"gpu_scales": scale} if scale else {}),
             "default": default,
         })
@@ -100,6 +99,11 @@ def gpu_scales(records: list[dict]) -> dict:
     per_gpu = {g: statistics.median(v) for g, v in bases.items()}
     ref = statistics.median(per_gpu.values())
     return {g: ref / b for g, b in per_gpu.items()}
+
+
+def ranked_ms(record: dict, scales: dict) -> float:
+    """The time a candidate is ranked by: its ms on the shape's common baseline (gpu_scales)."""
+    return record["ms"] * scales.get(gpu_of(record), 1.0)
 
 
 def _entry(c: Candidate, r: dict, ms_ranked: float | None = None) -> dict:
